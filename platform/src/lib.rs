@@ -1,1 +1,135 @@
-//! placeholder
+//! novacron-platform: the reference server for the NovaCron platform API v1.
+//!
+//! Objects live in SQLite (WAL); every write is one transaction carrying its event. Tests
+//! and benchmarks start it in-process with [`start`] on `127.0.0.1:0`.
+
+mod admission;
+mod api;
+mod app;
+pub mod auth;
+mod kinds;
+mod limits;
+mod metrics;
+mod problem;
+mod store;
+mod templates;
+mod time;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use auth::ApiKey;
+
+/// Everything a platform needs to start.
+#[derive(Debug, Clone)]
+pub struct PlatformConfig {
+    /// Address to listen on; port 0 picks a free one.
+    pub listen: SocketAddr,
+    /// Directory holding `platform.db`.
+    pub data_dir: PathBuf,
+    /// Accepted API keys.
+    pub api_keys: Vec<ApiKey>,
+    /// How long VM provisioning (and deletion) takes.
+    pub provision_delay: Duration,
+    /// Global request rate limit for `/v1`, requests per second.
+    pub rate_limit_rps: Option<f64>,
+    /// Share of `/v1` requests answered 503 before being handled, 0..=1.
+    pub chaos_error_rate: f64,
+    /// Latency added to every `/v1` request.
+    pub chaos_latency: Duration,
+    /// Seed for the chaos error sequence.
+    pub chaos_seed: u64,
+}
+
+/// The API key [`PlatformConfig::for_tests`] accepts, as `NAME:SECRET`.
+pub const TEST_API_KEY: (&str, &str) = ("tester", "test-secret-key");
+
+impl PlatformConfig {
+    /// A config for tests: `127.0.0.1:0`, the given data directory, the key
+    /// [`TEST_API_KEY`], a 50 ms provisioning delay, no limits and no chaos.
+    pub fn for_tests(data_dir: impl Into<PathBuf>) -> PlatformConfig {
+        PlatformConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: data_dir.into(),
+            api_keys: vec![ApiKey::parse(&format!("{}:{}", TEST_API_KEY.0, TEST_API_KEY.1)).expect("the test key is well-formed")],
+            provision_delay: Duration::from_millis(50),
+            rate_limit_rps: None,
+            chaos_error_rate: 0.0,
+            chaos_latency: Duration::ZERO,
+            chaos_seed: 0,
+        }
+    }
+}
+
+/// A platform serving in the background of the current tokio runtime.
+pub struct RunningPlatform {
+    addr: SocketAddr,
+    app: Arc<app::App>,
+    stop: Option<oneshot::Sender<()>>,
+    server: JoinHandle<std::io::Result<()>>,
+}
+
+/// Opens the store, binds the listener and starts serving.
+pub async fn start(config: PlatformConfig) -> anyhow::Result<RunningPlatform> {
+    if config.api_keys.is_empty() {
+        anyhow::bail!("no API keys: pass --api-key NAME:SECRET or set NOVACRON_PLATFORM_API_KEYS=NAME:SECRET[,NAME:SECRET]");
+    }
+    if !(0.0..=1.0).contains(&config.chaos_error_rate) {
+        anyhow::bail!("--chaos-error-rate must be between 0 and 1, not {}", config.chaos_error_rate);
+    }
+    if config.rate_limit_rps.is_some_and(|r| r.is_nan() || r <= 0.0) {
+        anyhow::bail!("--rate-limit-rps must be a positive number");
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let store = store::Store::open(&config.data_dir)?;
+    let app = Arc::new(app::App::new(config, store)?);
+    app.resume()?;
+    let router = api::router(app.clone());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    Ok(RunningPlatform { addr, app, stop: Some(stop), server })
+}
+
+impl RunningPlatform {
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://<addr>`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting connections, lets in-flight requests finish, and stops background work
+    /// (pending provisioning resumes from the database at the next start).
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        self.app.shutting_down.send_replace(true);
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let served = (&mut self.server).await;
+        self.app.stop_background();
+        served.context("server task panicked")?.context("server failed")?;
+        Ok(())
+    }
+
+    /// Serves until the server stops by itself (it only does on error).
+    pub async fn wait(&mut self) -> anyhow::Result<()> {
+        (&mut self.server).await.context("server task panicked")?.context("server failed")?;
+        Ok(())
+    }
+}

@@ -1,1 +1,124 @@
-fn main(){}
+//! `novacron-platform`: command line for the reference platform API server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use novacron_platform::{ApiKey, PlatformConfig};
+
+/// Reference server for the NovaCron platform API v1, with an embedded SQLite store.
+#[derive(Parser)]
+#[command(version, about)]
+struct Args {
+    /// Address to listen on (port 0 picks a free port; the bound address is printed).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Directory for the SQLite database (created if missing).
+    #[arg(long, default_value = "./.novacron")]
+    data: PathBuf,
+    /// API key as NAME:SECRET; repeatable. NAME is the actor recorded in events.
+    #[arg(long = "api-key", value_name = "NAME:SECRET")]
+    api_keys: Vec<String>,
+    /// Comma-separated NAME:SECRET keys, used when no --api-key is given.
+    #[arg(long, env = "NOVACRON_PLATFORM_API_KEYS", hide_env_values = true, value_name = "KEYS")]
+    api_keys_env: Option<String>,
+    /// Milliseconds a VM stays `provisioning` (and `deleting`).
+    #[arg(long, default_value_t = 500)]
+    provision_delay_ms: u64,
+    /// Global /v1 request rate limit per second; excess gets 429 with Retry-After.
+    #[arg(long)]
+    rate_limit_rps: Option<f64>,
+    /// Share (0 to 1) of /v1 requests answered 503 before being handled.
+    #[arg(long, default_value_t = 0.0)]
+    chaos_error_rate: f64,
+    /// Milliseconds added to every /v1 request.
+    #[arg(long, default_value_t = 0)]
+    chaos_latency_ms: u64,
+    /// Seed of the chaos error sequence.
+    #[arg(long, default_value_t = 0)]
+    chaos_seed: u64,
+    /// Log format.
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    init_logging(&args.log_format);
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("novacron-platform: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("NOVACRON_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn config(args: &Args) -> anyhow::Result<PlatformConfig> {
+    let mut api_keys = Vec::new();
+    for spec in &args.api_keys {
+        api_keys.push(ApiKey::parse(spec).map_err(|e| anyhow::anyhow!("--api-key: {e}"))?);
+    }
+    if api_keys.is_empty() {
+        if let Some(list) = &args.api_keys_env {
+            api_keys = ApiKey::parse_list(list).map_err(|e| anyhow::anyhow!("NOVACRON_PLATFORM_API_KEYS: {e}"))?;
+        }
+    }
+    Ok(PlatformConfig {
+        listen: args.listen,
+        data_dir: args.data.clone(),
+        api_keys,
+        provision_delay: Duration::from_millis(args.provision_delay_ms),
+        rate_limit_rps: args.rate_limit_rps,
+        chaos_error_rate: args.chaos_error_rate,
+        chaos_latency: Duration::from_millis(args.chaos_latency_ms),
+        chaos_seed: args.chaos_seed,
+    })
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let config = config(&args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let data = config.data_dir.display().to_string();
+        let mut platform = novacron_platform::start(config).await?;
+        // The first stdout line is a contract for scripts and tests that start us on port 0.
+        println!("novacron-platform listening on {}", platform.endpoint());
+        tracing::info!(endpoint = %platform.endpoint(), data = %data, "serving");
+        tokio::select! {
+            result = platform.wait() => result,
+            signal = shutdown_signal() => {
+                tracing::info!(signal, "shutting down: finishing in-flight requests");
+                platform.shutdown().await?;
+                tracing::info!("stopped");
+                Ok(())
+            }
+        }
+    })
+}
+
+async fn shutdown_signal() -> &'static str {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return "SIGINT";
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    }
+}

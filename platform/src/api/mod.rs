@@ -1,0 +1,100 @@
+//! The HTTP surface: routes, and the middleware that authenticates, rate-limits, injects
+//! chaos and measures every request.
+
+mod events;
+mod objects;
+mod ops;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use crate::app::App;
+use crate::auth::authenticate;
+use crate::problem::ApiError;
+
+/// The authenticated caller: the NAME of the API key used.
+#[derive(Clone, Debug)]
+pub struct Actor(pub String);
+
+/// Builds the router for a platform.
+pub fn router(app: Arc<App>) -> Router {
+    let v1 = Router::new()
+        .route("/v1/events", get(events::poll))
+        .route("/v1/{kind}", get(objects::list).post(objects::create))
+        .route("/v1/{kind}/{id}", get(objects::read).patch(objects::update).delete(objects::remove))
+        .route_layer(middleware::from_fn_with_state(app.clone(), guard));
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .merge(v1)
+        .fallback(|| async { ApiError::NotFound { detail: "no such route; the API lives under /v1".into() } })
+        .layer(middleware::from_fn_with_state(app.clone(), observe))
+        .with_state(app)
+}
+
+/// Authentication, then the rate limit, then chaos: for every `/v1` call.
+async fn guard(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .unwrap_or_default();
+    let Some(key) = authenticate(&app.config.api_keys, token) else {
+        return ApiError::Unauthorized.into_response();
+    };
+    req.extensions_mut().insert(Actor(key.name.clone()));
+    if let Some(limiter) = &app.limiter {
+        if let Err(retry_after_secs) = limiter.try_acquire() {
+            return ApiError::RateLimited { retry_after_secs }.into_response();
+        }
+    }
+    if !app.chaos.latency.is_zero() {
+        tokio::time::sleep(app.chaos.latency).await;
+    }
+    if app.chaos.should_fail() {
+        return ApiError::Unavailable { detail: "injected failure (--chaos-error-rate); the request was not applied, retry it".into() }.into_response();
+    }
+    next.run(req).await
+}
+
+/// Route label for metrics: the matched pattern with the collection filled in, so
+/// `/v1/vms/{id}` and `/v1/networks/{id}` are told apart without one series per id.
+fn route_label(req: &Request) -> String {
+    let Some(pattern) = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string()) else {
+        return "unmatched".to_string();
+    };
+    if pattern.contains("{kind}") {
+        let kind = req.uri().path().split('/').nth(2).unwrap_or_default();
+        if novacron_schemas::Kind::from_collection(kind).is_some() {
+            return pattern.replace("{kind}", kind);
+        }
+    }
+    pattern
+}
+
+async fn observe(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let route = route_label(&req);
+    let response = next.run(req).await;
+    let elapsed = start.elapsed();
+    let status = response.status().as_u16();
+    app.metrics.observe(method.as_str(), &route, status, elapsed.as_secs_f64());
+    let ms = elapsed.as_secs_f64() * 1000.0;
+    if method == axum::http::Method::GET {
+        tracing::debug!(%method, %route, status, ms, "request");
+    } else {
+        tracing::info!(%method, %route, status, ms, "request");
+    }
+    response
+}

@@ -1,0 +1,233 @@
+//! `/v1/{kind}` and `/v1/{kind}/{id}`: list, create, read, merge-patch and delete.
+
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use novacron_schemas::{FieldError, Kind, Violation};
+use serde_json::Value;
+
+use super::Actor;
+use crate::app::{App, Removal, Written};
+use crate::problem::ApiError;
+use crate::store::{ListFilter, StoredObject};
+
+/// Largest accepted request body.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+fn kind_of(segment: &str) -> Result<Kind, ApiError> {
+    Kind::from_collection(segment).ok_or_else(|| ApiError::NotFound {
+        detail: format!("no collection {segment:?}; use vms, networks, volumes, policies or templates"),
+    })
+}
+
+fn bad_param(field: &str, message: String) -> ApiError {
+    ApiError::BadRequest { detail: message.clone(), errors: vec![FieldError { field: field.into(), message, violation: Violation::Format }] }
+}
+
+fn etag(version: i64) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{version}\"")).expect("a quoted integer is a valid header value")
+}
+
+/// Header-safe text: no control characters, double quotes replaced.
+fn header_text(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { ' ' } else if c == '"' { '\'' } else { c }).collect()
+}
+
+fn object_response(status: StatusCode, object: &StoredObject) -> Response {
+    let mut resp = (status, object.body.clone()).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(header::ETAG, etag(object.version));
+    resp
+}
+
+fn written_response(kind: Kind, w: Written, created: bool) -> Response {
+    let status = StatusCode::from_u16(w.status).unwrap_or(StatusCode::OK);
+    let mut resp = object_response(status, &w.object);
+    let h = resp.headers_mut();
+    if created {
+        if let Ok(loc) = HeaderValue::from_str(&format!("/v1/{}/{}", kind.collection(), w.object.id)) {
+            h.insert(header::LOCATION, loc);
+        }
+    }
+    if w.replayed {
+        h.insert("idempotency-replayed", HeaderValue::from_static("true"));
+    }
+    for warning in &w.warnings {
+        if let Ok(v) = HeaderValue::from_str(&format!("299 novacron \"{}\"", header_text(warning))) {
+            h.append(header::WARNING, v);
+        }
+    }
+    resp
+}
+
+/// Reads a JSON body of at most [`MAX_BODY_BYTES`].
+async fn json_body(headers: &HeaderMap, body: Body) -> Result<Value, ApiError> {
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+        return Err(ApiError::PayloadTooLarge { limit: MAX_BODY_BYTES });
+    }
+    let bytes = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(b) => b,
+        Err(e) => {
+            let too_large = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            return Err(if too_large {
+                ApiError::PayloadTooLarge { limit: MAX_BODY_BYTES }
+            } else {
+                ApiError::BadRequest { detail: format!("could not read the request body: {e}"), errors: vec![] }
+            });
+        }
+    };
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::BadRequest { detail: "the body is empty; send a JSON object".into(), errors: vec![] });
+    }
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::BadRequest { detail: format!("malformed JSON: {e}"), errors: vec![] })
+}
+
+fn parse_query(raw: Option<String>) -> Vec<(String, String)> {
+    raw.map(|q| {
+        q.split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                (percent_decode(k), percent_decode(v))
+            })
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => match std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                Some(b) => {
+                    out.push(b);
+                    i += 2;
+                }
+                None => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub(super) async fn list(State(app): State<Arc<App>>, Path(segment): Path<String>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+    let kind = kind_of(&segment)?;
+    let mut filter = ListFilter::default();
+    let mut page_size = 100usize;
+    let mut page_token = None;
+    for (key, value) in parse_query(raw) {
+        match key.as_str() {
+            "name" => filter.name = Some(value),
+            "os" if kind == Kind::Template => filter.os = Some(value),
+            "page_size" => {
+                page_size = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=1000).contains(n))
+                    .ok_or_else(|| bad_param("page_size", format!("page_size must be 1 to 1000, not {value:?}")))?;
+            }
+            "page_token" => page_token = Some(value),
+            other => {
+                let allowed = if kind == Kind::Template { "name, os, page_size or page_token" } else { "name, page_size or page_token" };
+                return Err(bad_param(other, format!("unknown query parameter {other:?}; use {allowed}")));
+            }
+        }
+    }
+    let (items, next) = app.list(kind, &filter, page_size, page_token.as_deref())?;
+    let mut body = String::with_capacity(items.iter().map(String::len).sum::<usize>() + 64);
+    body.push_str("{\"items\":[");
+    body.push_str(&items.join(","));
+    body.push_str("],\"next_page_token\":");
+    body.push_str(&Value::String(next.unwrap_or_default()).to_string());
+    body.push('}');
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+pub(super) async fn create(State(app): State<Arc<App>>, Extension(actor): Extension<Actor>, Path(segment): Path<String>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let kind = kind_of(&segment)?;
+    let value = json_body(&headers, body).await?;
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .filter(|k| !k.is_empty() && k.len() <= 255)
+                .ok_or_else(|| bad_param("Idempotency-Key", "Idempotency-Key must be 1 to 255 visible ASCII characters".into()))?
+                .to_string(),
+        ),
+    };
+    let written = app.create(kind, &actor.0, &value, key.as_deref())?;
+    Ok(written_response(kind, written, true))
+}
+
+pub(super) async fn read(State(app): State<Arc<App>>, Path((segment, id)): Path<(String, String)>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let kind = kind_of(&segment)?;
+    let object = app.get(kind, &id)?;
+    if let Some(v) = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
+        if parse_etag(v) == Some(object.version) {
+            let mut resp = StatusCode::NOT_MODIFIED.into_response();
+            resp.headers_mut().insert(header::ETAG, etag(object.version));
+            return Ok(resp);
+        }
+    }
+    Ok(object_response(StatusCode::OK, &object))
+}
+
+/// Parses `"3"` or `W/"3"` into a version.
+fn parse_etag(v: &str) -> Option<i64> {
+    let v = v.trim();
+    let v = v.strip_prefix("W/").unwrap_or(v);
+    v.strip_prefix('"')?.strip_suffix('"')?.parse().ok()
+}
+
+pub(super) async fn update(
+    State(app): State<Arc<App>>,
+    Extension(actor): Extension<Actor>,
+    Path((segment, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let kind = kind_of(&segment)?;
+    let if_match = match headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()).map(str::trim) {
+        None | Some("*") => None,
+        Some(v) => Some(parse_etag(v).ok_or_else(|| bad_param("If-Match", format!("If-Match must be an ETag such as \"3\", not {v}")))?),
+    };
+    let patch = json_body(&headers, body).await?;
+    let written = app.update(kind, &actor.0, &id, &patch, if_match)?;
+    Ok(written_response(kind, written, false))
+}
+
+pub(super) async fn remove(State(app): State<Arc<App>>, Extension(actor): Extension<Actor>, Path((segment, id)): Path<(String, String)>) -> Result<Response, ApiError> {
+    let kind = kind_of(&segment)?;
+    match app.delete(kind, &actor.0, &id)? {
+        Removal::Gone => Ok(StatusCode::NO_CONTENT.into_response()),
+        Removal::Accepted(object) => Ok(object_response(StatusCode::ACCEPTED, &object)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_queries_and_etags() {
+        assert_eq!(percent_decode("a%20b+c"), "a b c");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(parse_etag("\"3\""), Some(3));
+        assert_eq!(parse_etag("W/\"12\""), Some(12));
+        assert_eq!(parse_etag("3"), None);
+        assert_eq!(header_text("a\"b\nc"), "a'b c");
+    }
+}

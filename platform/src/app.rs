@@ -1,0 +1,393 @@
+//! The platform's operations on objects: create, read, list, update and delete, each write
+//! one transaction with its admission check, event and idempotency record.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use novacron_schemas::{Kind, Violation, canonical_json, sha256_hex};
+use serde_json::{Map, Value};
+use tokio::sync::watch;
+use tokio::task::AbortHandle;
+
+use crate::PlatformConfig;
+use crate::admission::{Admission, PolicyRow};
+use crate::kinds::{self, SecretChange};
+use crate::limits::{Chaos, RateLimiter};
+use crate::metrics::Metrics;
+use crate::problem::ApiError;
+use crate::store::{IdempotentAnswer, ListFilter, Reference, Store, StoredObject, q};
+use crate::time::now_rfc3339;
+
+/// Shared state of a running platform.
+pub struct App {
+    /// Settings from the command line.
+    pub config: PlatformConfig,
+    /// The database.
+    pub store: Store,
+    /// Compiled policy cache.
+    pub admission: Admission,
+    /// Latest event seq, for long-polling readers.
+    pub events: watch::Sender<i64>,
+    /// Request metrics.
+    pub metrics: Metrics,
+    /// `--rate-limit-rps`.
+    pub limiter: Option<RateLimiter>,
+    /// `--chaos-*`.
+    pub chaos: Chaos,
+    /// Set when shutdown begins: readiness fails and long polls return.
+    pub shutting_down: watch::Sender<bool>,
+    tasks: Mutex<Vec<AbortHandle>>,
+}
+
+/// The result of a write.
+pub struct Written {
+    /// 200, 201 or 202.
+    pub status: u16,
+    /// The object as stored (or as first answered, for a replay).
+    pub object: StoredObject,
+    /// `Warning` header texts from `warn` policies.
+    pub warnings: Vec<String>,
+    /// True when an idempotency key replayed an earlier answer.
+    pub replayed: bool,
+}
+
+/// The result of a delete.
+pub enum Removal {
+    /// Gone now (204).
+    Gone,
+    /// Accepted; the object is `deleting` (202).
+    Accepted(StoredObject),
+}
+
+fn new_id(kind: Kind) -> String {
+    format!("{}-{:016x}", kind.schema().id_prefix, fastrand::u64(..))
+}
+
+fn not_found(kind: Kind, id: &str) -> ApiError {
+    ApiError::NotFound { detail: format!("no {kind} with id {id:?}") }
+}
+
+fn stored(id: &str, name: &str, version: i64, body: &Map<String, Value>) -> StoredObject {
+    StoredObject { id: id.to_string(), name: name.to_string(), version, body: Value::Object(body.clone()).to_string() }
+}
+
+fn enabled_policies(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<Vec<PolicyRow>> {
+    Ok(q::all(tx, "policies")?
+        .into_iter()
+        .filter_map(|p| {
+            let f = p.fields();
+            if f.get("enabled").and_then(Value::as_bool) == Some(false) {
+                return None;
+            }
+            Some(PolicyRow {
+                id: p.id,
+                name: p.name,
+                version: p.version,
+                rule: f.get("rule")?.as_str()?.to_string(),
+                mode: f.get("enforcement_mode").and_then(Value::as_str).unwrap_or("block").to_string(),
+                priority: f.get("priority").and_then(Value::as_i64).unwrap_or(100),
+            })
+        })
+        .collect())
+}
+
+/// Policy input view of an object: the public body (write-only values are never in it).
+fn admit(app: &App, tx: &rusqlite::Transaction<'_>, kind: Kind, action: &str, body: &Map<String, Value>) -> Result<(Vec<String>, Vec<(String, Vec<String>)>), ApiError> {
+    if kind == Kind::Policy {
+        return Ok((vec![], vec![]));
+    }
+    let policies = enabled_policies(tx)?;
+    let verdict = app
+        .admission
+        .evaluate(&policies, kind.singular(), action, &Value::Object(body.clone()))
+        .map_err(|violations| ApiError::PolicyDenied { violations })?;
+    Ok((verdict.warnings, verdict.audits))
+}
+
+fn record_audits(tx: &rusqlite::Transaction<'_>, kind: Kind, id: &str, name: &str, audits: &[(String, Vec<String>)]) -> rusqlite::Result<()> {
+    for (policy, messages) in audits {
+        let detail = format!("policy {policy}: {}", messages.join("; "));
+        q::append_event(tx, &format!("policy:{policy}"), "audit", kind.collection(), id, name, Some(&detail))?;
+    }
+    Ok(())
+}
+
+fn apply_secrets(tx: &rusqlite::Transaction<'_>, kind: Kind, id: &str, secrets: &[SecretChange]) -> rusqlite::Result<()> {
+    for s in secrets {
+        match s {
+            SecretChange::Set(attr, value) => q::put_secret(tx, kind.collection(), id, attr, value)?,
+            SecretChange::Clear(attr) => q::clear_secret(tx, kind.collection(), id, attr)?,
+        }
+    }
+    Ok(())
+}
+
+impl App {
+    /// Builds the state; `open` the store first.
+    pub fn new(config: PlatformConfig, store: Store) -> anyhow::Result<App> {
+        let last = store.read(q::last_event_seq)?;
+        store.write(|tx| crate::templates::seed(tx))?;
+        let limiter = config.rate_limit_rps.map(RateLimiter::new);
+        let chaos = Chaos::new(config.chaos_error_rate, config.chaos_latency, config.chaos_seed);
+        Ok(App { config, store, admission: Admission::default(), events: watch::channel(last).0, metrics: Metrics::default(), limiter, chaos, shutting_down: watch::channel(false).0, tasks: Mutex::new(Vec::new()) })
+    }
+
+    fn notify(&self) {
+        if let Ok(seq) = self.store.read(q::last_event_seq) {
+            self.events.send_replace(seq);
+        }
+    }
+
+    /// One object.
+    pub fn get(&self, kind: Kind, id: &str) -> Result<StoredObject, ApiError> {
+        self.store.read(|c| q::get(c, kind.collection(), id))?.ok_or_else(|| not_found(kind, id))
+    }
+
+    /// A page of object bodies and the token of the next page.
+    pub fn list(&self, kind: Kind, filter: &ListFilter, page_size: usize, page_token: Option<&str>) -> Result<(Vec<String>, Option<String>), ApiError> {
+        let after = match page_token.filter(|t| !t.is_empty()) {
+            None => 0,
+            Some(t) => t.strip_prefix('p').and_then(|h| i64::from_str_radix(h, 16).ok()).ok_or_else(|| {
+                ApiError::field(kind.singular(), "page_token", Violation::Unknown, "page_token is not one this server issued; start again without it")
+            })?,
+        };
+        let (items, last) = self.store.read(|c| q::list(c, kind.collection(), after, page_size, filter))?;
+        Ok((items, last.map(|s| format!("p{s:x}"))))
+    }
+
+    /// Creates an object (POST).
+    pub fn create(self: &Arc<Self>, kind: Kind, actor: &str, body: &Value, idempotency_key: Option<&str>) -> Result<Written, ApiError> {
+        let schema = kind.schema();
+        if schema.read_only_kind {
+            return Err(ApiError::MethodNotAllowed { detail: format!("{} are a read-only catalogue", kind.collection()) });
+        }
+        let settable = schema.validate_create(body).map_err(|e| ApiError::from_fields(kind.singular(), e))?;
+        kinds::check_static(kind, &settable)?;
+        let request_hash = sha256_hex(format!("{}\n{}", kind.collection(), canonical_json(body)).as_bytes());
+        let status = if kind == Kind::Vm { 202 } else { 201 };
+        let written = self.store.write(|tx| -> Result<Written, ApiError> {
+            if let Some(key) = idempotency_key {
+                if let Some(answer) = q::idempotent_answer(tx, actor, key)? {
+                    if answer.request_hash != request_hash {
+                        return Err(ApiError::field(kind.singular(), "Idempotency-Key", Violation::Format, "this Idempotency-Key was used with a different request; use a new key for a new request"));
+                    }
+                    let fields: Map<String, Value> = serde_json::from_str(&answer.body).unwrap_or_default();
+                    let id = fields.get("id").and_then(Value::as_str).unwrap_or_default();
+                    let name = fields.get("name").and_then(Value::as_str).unwrap_or_default();
+                    let version = fields.get("version").and_then(Value::as_i64).unwrap_or(1);
+                    return Ok(Written { status: answer.status, object: stored(id, name, version, &fields), warnings: vec![], replayed: true });
+                }
+            }
+            let name = settable.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+            if let Some(existing) = q::get_by_name(tx, kind.collection(), &name)? {
+                return Err(ApiError::Conflict {
+                    detail: format!("a {kind} named {name:?} already exists ({}); pick another name or import it", existing.id),
+                    errors: vec![novacron_schemas::FieldError { field: "name".into(), message: format!("{name} is taken"), violation: Violation::Format }],
+                });
+            }
+            let id = new_id(kind);
+            let m = kinds::materialize(kind, tx, &id, None, settable.clone(), &[])?;
+            let mut fields = m.body;
+            let now = now_rfc3339();
+            fields.insert("id".into(), Value::String(id.clone()));
+            fields.insert("created_at".into(), Value::String(now.clone()));
+            fields.insert("updated_at".into(), Value::String(now));
+            fields.insert("version".into(), Value::from(1));
+            let (warnings, audits) = admit(self, tx, kind, "create", &fields)?;
+            let object = stored(&id, &name, 1, &fields);
+            q::insert(tx, kind.collection(), &object)?;
+            apply_secrets(tx, kind, &id, &m.secrets)?;
+            q::append_event(tx, actor, "create", kind.collection(), &id, &name, None)?;
+            record_audits(tx, kind, &id, &name, &audits)?;
+            if let Some(key) = idempotency_key {
+                q::remember_answer(tx, actor, key, &IdempotentAnswer { request_hash: request_hash.clone(), status, body: object.body.clone() })?;
+            }
+            Ok(Written { status, object, warnings, replayed: false })
+        })?;
+        if !written.replayed {
+            self.notify();
+            if kind == Kind::Vm {
+                self.schedule(Lifecycle::Provision, written.object.id.clone());
+            }
+        }
+        Ok(written)
+    }
+
+    /// Applies a JSON merge patch (PATCH), optionally guarded by `If-Match`.
+    pub fn update(self: &Arc<Self>, kind: Kind, actor: &str, id: &str, patch: &Value, if_match: Option<i64>) -> Result<Written, ApiError> {
+        let schema = kind.schema();
+        if schema.read_only_kind {
+            return Err(ApiError::MethodNotAllowed { detail: format!("{} are a read-only catalogue", kind.collection()) });
+        }
+        let cleared: Vec<String> = match patch {
+            Value::Object(p) => p.iter().filter(|(k, v)| v.is_null() && schema.attribute(k).is_some_and(|a| a.write_only)).map(|(k, _)| k.clone()).collect(),
+            _ => vec![],
+        };
+        let written = self.store.write(|tx| -> Result<Written, ApiError> {
+            let current = q::get(tx, kind.collection(), id)?.ok_or_else(|| not_found(kind, id))?;
+            let previous = current.fields();
+            if previous.get("status").and_then(Value::as_str) == Some("deleting") {
+                return Err(ApiError::Conflict { detail: format!("{kind} {} is being deleted and cannot change", current.name), errors: vec![] });
+            }
+            if let Some(expected) = if_match {
+                if expected != current.version {
+                    return Err(ApiError::PreconditionFailed {
+                        detail: format!("If-Match \"{expected}\" does not match the current version \"{}\"; GET the object and apply your change again", current.version),
+                    });
+                }
+            }
+            let current_settable: Map<String, Value> = previous.iter().filter(|(k, _)| schema.attribute(k).is_some_and(|a| !a.read_only && !a.write_only)).map(|(k, v)| (k.clone(), v.clone())).collect();
+            let settable = schema.validate_patch(&current_settable, patch).map_err(|e| ApiError::from_fields(kind.singular(), e))?;
+            kinds::check_static(kind, &settable)?;
+            let name = settable.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+            if name != current.name {
+                if let Some(other) = q::get_by_name(tx, kind.collection(), &name)? {
+                    return Err(ApiError::Conflict { detail: format!("a {kind} named {name:?} already exists ({}); pick another name", other.id), errors: vec![] });
+                }
+            }
+            let m = kinds::materialize(kind, tx, id, Some(&previous), settable, &cleared)?;
+            let mut fields = m.body;
+            for key in ["id", "created_at", "updated_at", "version"] {
+                if let Some(v) = previous.get(key) {
+                    fields.insert(key.into(), v.clone());
+                }
+            }
+            if fields == previous {
+                return Ok(Written { status: 200, object: current, warnings: vec![], replayed: false });
+            }
+            let version = current.version + 1;
+            fields.insert("updated_at".into(), Value::String(now_rfc3339()));
+            fields.insert("version".into(), Value::from(version));
+            let (warnings, audits) = admit(self, tx, kind, "update", &fields)?;
+            let object = stored(id, &name, version, &fields);
+            q::update(tx, kind.collection(), &object)?;
+            apply_secrets(tx, kind, id, &m.secrets)?;
+            q::append_event(tx, actor, "update", kind.collection(), id, &name, None)?;
+            record_audits(tx, kind, id, &name, &audits)?;
+            Ok(Written { status: 200, object, warnings, replayed: false })
+        })?;
+        self.notify();
+        Ok(written)
+    }
+
+    /// Deletes an object (DELETE). VMs go `deleting` and disappear after the provisioning delay.
+    pub fn delete(self: &Arc<Self>, kind: Kind, actor: &str, id: &str) -> Result<Removal, ApiError> {
+        if kind.schema().read_only_kind {
+            return Err(ApiError::MethodNotAllowed { detail: format!("{} are a read-only catalogue", kind.collection()) });
+        }
+        let removal = self.store.write(|tx| -> Result<Removal, ApiError> {
+            let current = q::get(tx, kind.collection(), id)?.ok_or_else(|| not_found(kind, id))?;
+            let holders = match kind {
+                Kind::Network => q::referencing(tx, "vms", Reference::NetworkId, id)?,
+                Kind::Vm => q::referencing(tx, "volumes", Reference::AttachedTo, id)?,
+                _ => vec![],
+            };
+            if !holders.is_empty() {
+                let what = if kind == Kind::Network { "vm" } else { "volume" };
+                let list: Vec<String> = holders.iter().take(5).map(|h| format!("{what} {} ({})", h.name, h.id)).collect();
+                let more = if holders.len() > 5 { format!(" and {} more", holders.len() - 5) } else { String::new() };
+                let fix = if kind == Kind::Network { "delete those vms or move them to another network first" } else { "detach those volumes first (PATCH attached_to to null)" };
+                return Err(ApiError::Conflict { detail: format!("{kind} {} is in use by {}{more}; {fix}", current.name, list.join(", ")), errors: vec![] });
+            }
+            if kind == Kind::Volume {
+                let fields = current.fields();
+                if let Some(vm) = fields.get("attached_to").and_then(Value::as_str) {
+                    return Err(ApiError::Conflict { detail: format!("volume {} is attached to vm {vm}; detach it first (PATCH attached_to to null)", current.name), errors: vec![] });
+                }
+            }
+            if kind == Kind::Vm {
+                let mut fields = current.fields();
+                if fields.get("status").and_then(Value::as_str) == Some("deleting") {
+                    return Ok(Removal::Accepted(current));
+                }
+                let version = current.version + 1;
+                fields.insert("status".into(), Value::String("deleting".into()));
+                fields.insert("updated_at".into(), Value::String(now_rfc3339()));
+                fields.insert("version".into(), Value::from(version));
+                let object = stored(id, &current.name, version, &fields);
+                q::update(tx, kind.collection(), &object)?;
+                q::append_event(tx, actor, "delete", kind.collection(), id, &current.name, None)?;
+                return Ok(Removal::Accepted(object));
+            }
+            q::delete(tx, kind.collection(), id)?;
+            q::append_event(tx, actor, "delete", kind.collection(), id, &current.name, None)?;
+            Ok(Removal::Gone)
+        })?;
+        self.notify();
+        if let Removal::Accepted(obj) = &removal {
+            self.schedule(Lifecycle::Remove, obj.id.clone());
+        }
+        Ok(removal)
+    }
+
+    /// Finishes what the platform does by itself after the provisioning delay.
+    fn finish(&self, step: Lifecycle, id: &str) -> Result<(), ApiError> {
+        self.store.write(|tx| -> Result<(), ApiError> {
+            let Some(current) = q::get(tx, "vms", id)? else { return Ok(()) };
+            let mut fields = current.fields();
+            let status = fields.get("status").and_then(Value::as_str).unwrap_or_default().to_string();
+            match step {
+                Lifecycle::Provision if status == "provisioning" => {
+                    let power = fields.get("power_state").and_then(Value::as_str).unwrap_or("running").to_string();
+                    let version = current.version + 1;
+                    fields.insert("status".into(), Value::String(power));
+                    fields.insert("updated_at".into(), Value::String(now_rfc3339()));
+                    fields.insert("version".into(), Value::from(version));
+                    q::update(tx, "vms", &stored(id, &current.name, version, &fields))?;
+                    q::append_event(tx, "platform", "provisioned", "vms", id, &current.name, None)?;
+                }
+                Lifecycle::Remove if status == "deleting" => {
+                    q::release_host(tx, id)?;
+                    q::delete(tx, "vms", id)?;
+                    q::append_event(tx, "platform", "deleted", "vms", id, &current.name, None)?;
+                }
+                _ => {}
+            }
+            Ok(())
+        })?;
+        self.notify();
+        Ok(())
+    }
+
+    fn schedule(self: &Arc<Self>, step: Lifecycle, id: String) {
+        let app = Arc::clone(self);
+        let delay = self.config.provision_delay;
+        let handle = tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            if let Err(e) = app.finish(step, &id) {
+                tracing::error!(vm = %id, error = %e, "lifecycle step failed; it resumes at the next start");
+            }
+        });
+        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(handle.abort_handle());
+    }
+
+    /// Re-schedules VMs left `provisioning` or `deleting` by an earlier run.
+    pub fn resume(self: &Arc<Self>) -> anyhow::Result<()> {
+        for vm in self.store.read(|c| q::all(c, "vms"))? {
+            match vm.fields().get("status").and_then(Value::as_str) {
+                Some("provisioning") => self.schedule(Lifecycle::Provision, vm.id),
+                Some("deleting") => self.schedule(Lifecycle::Remove, vm.id),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops pending lifecycle steps (they resume from the database at the next start).
+    pub fn stop_background(&self) {
+        for t in self.tasks.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+            t.abort();
+        }
+    }
+
+    /// The longest a long-poll may wait.
+    pub const MAX_WAIT: Duration = Duration::from_secs(60);
+}
+
+#[derive(Clone, Copy)]
+enum Lifecycle {
+    Provision,
+    Remove,
+}

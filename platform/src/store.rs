@@ -1,0 +1,388 @@
+//! SQLite persistence: objects, the event log, idempotency records and write-only secrets.
+//!
+//! One writer connection behind a mutex (every write is one transaction) and a few reader
+//! connections for concurrent GETs; WAL mode lets readers proceed during a write.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde_json::{Map, Value};
+
+use crate::time::{now_millis, now_rfc3339};
+
+/// A stored object as the API returns it.
+#[derive(Debug, Clone)]
+pub struct StoredObject {
+    /// Object id.
+    pub id: String,
+    /// Object name.
+    pub name: String,
+    /// Version, carried by the ETag.
+    pub version: i64,
+    /// The public JSON body.
+    pub body: String,
+}
+
+impl StoredObject {
+    /// The body parsed as a JSON object.
+    pub fn fields(&self) -> Map<String, Value> {
+        match serde_json::from_str(&self.body) {
+            Ok(Value::Object(m)) => m,
+            _ => Map::new(),
+        }
+    }
+}
+
+/// A record in the change feed.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EventRecord {
+    /// Position in the feed; strictly increasing, never reused.
+    pub seq: i64,
+    /// When it happened (RFC 3339).
+    pub time: String,
+    /// API key name, or `platform` for changes the platform makes itself.
+    pub actor: String,
+    /// `create`, `update`, `delete`, `provisioned`, `deleted`, `audit`.
+    pub action: String,
+    /// Collection (`vms`, `networks`, ...).
+    pub kind: String,
+    /// Object id.
+    pub id: String,
+    /// Object name.
+    pub name: String,
+    /// Extra text: the violations for `audit`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// A remembered answer to a POST carrying an `Idempotency-Key`.
+#[derive(Debug, Clone)]
+pub struct IdempotentAnswer {
+    /// Hash of the request (kind and body) the key was first used with.
+    pub request_hash: String,
+    /// HTTP status of the first answer.
+    pub status: u16,
+    /// Body of the first answer.
+    pub body: String,
+}
+
+/// The database.
+pub struct Store {
+    writer: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS objects (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    UNIQUE (kind, id),
+    UNIQUE (kind, name)
+);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    time TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    detail TEXT
+);
+CREATE TABLE IF NOT EXISTS idempotency (
+    actor TEXT NOT NULL,
+    key TEXT NOT NULL,
+    request_hash TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    PRIMARY KEY (actor, key)
+);
+CREATE TABLE IF NOT EXISTS ip_allocations (
+    network_id TEXT NOT NULL,
+    host_index INTEGER NOT NULL,
+    vm_id TEXT NOT NULL UNIQUE,
+    PRIMARY KEY (network_id, host_index)
+);
+CREATE INDEX IF NOT EXISTS objects_network_ref ON objects (kind, json_extract(body, '$.network_id'));
+CREATE INDEX IF NOT EXISTS objects_attached_ref ON objects (kind, json_extract(body, '$.attached_to'));
+CREATE TABLE IF NOT EXISTS secrets (
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL,
+    attribute TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (kind, id, attribute)
+);
+";
+
+/// How long idempotency keys are remembered.
+const IDEMPOTENCY_TTL_MS: i64 = 24 * 3600 * 1000;
+
+fn open(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+impl Store {
+    /// Opens (creating if needed) the database `platform.db` in `data_dir`.
+    pub fn open(data_dir: &Path) -> anyhow::Result<Store> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", data_dir.display()))?;
+        let path = data_dir.join("platform.db");
+        let writer = open(&path).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
+        writer.execute_batch(SCHEMA)?;
+        let readers = (0..4).map(|_| open(&path).map(Mutex::new)).collect::<Result<Vec<_>, _>>()?;
+        Ok(Store { writer: Mutex::new(writer), readers, next_reader: AtomicUsize::new(0) })
+    }
+
+    /// Runs `f` on a reader connection.
+    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        for i in 0..self.readers.len() {
+            if let Ok(conn) = self.readers[(start + i) % self.readers.len()].try_lock() {
+                return f(&conn);
+            }
+        }
+        let conn = self.readers[start % self.readers.len()].lock().unwrap_or_else(|p| p.into_inner());
+        f(&conn)
+    }
+
+    /// Runs `f` in one write transaction; it commits only if `f` returns `Ok`.
+    pub fn write<T, E: From<rusqlite::Error>>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T, E>) -> Result<T, E> {
+        let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+}
+
+/// Queries usable on a reader connection or inside a write transaction.
+pub mod q {
+    use super::*;
+
+    /// One object by kind and id.
+    pub fn get(conn: &Connection, kind: &str, id: &str) -> rusqlite::Result<Option<StoredObject>> {
+        conn.prepare_cached("SELECT id, name, version, body FROM objects WHERE kind = ?1 AND id = ?2")?
+            .query_row(params![kind, id], row_object)
+            .optional()
+    }
+
+    /// One object by kind and name.
+    pub fn get_by_name(conn: &Connection, kind: &str, name: &str) -> rusqlite::Result<Option<StoredObject>> {
+        conn.prepare_cached("SELECT id, name, version, body FROM objects WHERE kind = ?1 AND name = ?2")?
+            .query_row(params![kind, name], row_object)
+            .optional()
+    }
+
+    fn row_object(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredObject> {
+        Ok(StoredObject { id: row.get(0)?, name: row.get(1)?, version: row.get(2)?, body: row.get(3)? })
+    }
+
+    /// A page of objects in creation order after `after_seq`; returns the page and the
+    /// seq of its last row when more may follow.
+    pub fn list(conn: &Connection, kind: &str, after_seq: i64, limit: usize, filter: &ListFilter) -> rusqlite::Result<(Vec<String>, Option<i64>)> {
+        let limit_plus = i64::try_from(limit + 1).unwrap_or(i64::MAX);
+        let mut stmt = conn.prepare_cached(
+            "SELECT seq, body FROM objects WHERE kind = ?1 AND seq > ?2
+               AND (?3 IS NULL OR name = ?3)
+               AND (?4 IS NULL OR json_extract(body, '$.os') = ?4)
+             ORDER BY seq LIMIT ?5",
+        )?;
+        let rows = stmt.query_map(params![kind, after_seq, filter.name, filter.os, limit_plus], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+        let mut items = Vec::with_capacity(limit);
+        let mut last = None;
+        let mut more = false;
+        for row in rows {
+            let (seq, body) = row?;
+            if items.len() == limit {
+                more = true;
+                break;
+            }
+            last = Some(seq);
+            items.push(body);
+        }
+        Ok((items, if more { last } else { None }))
+    }
+
+    /// Objects of `kind` whose reference attribute (`network_id` or `attached_to`, both
+    /// indexed) equals `value`.
+    pub fn referencing(conn: &Connection, kind: &str, attribute: Reference, value: &str) -> rusqlite::Result<Vec<StoredObject>> {
+        let sql = match attribute {
+            Reference::NetworkId => "SELECT id, name, version, body FROM objects WHERE kind = ?1 AND json_extract(body, '$.network_id') = ?2 ORDER BY seq",
+            Reference::AttachedTo => "SELECT id, name, version, body FROM objects WHERE kind = ?1 AND json_extract(body, '$.attached_to') = ?2 ORDER BY seq",
+        };
+        let mut stmt = conn.prepare_cached(sql)?;
+        let rows = stmt.query_map(params![kind, value], row_object)?;
+        rows.collect()
+    }
+
+    /// Reserves the lowest free host index in a network for a VM, skipping `reserved`
+    /// (the gateway). Tries one past the highest first, so filling a network is O(log n)
+    /// per VM; scans for gaps only when that runs past the end.
+    pub fn allocate_host(tx: &Transaction<'_>, network_id: &str, vm_id: &str, capacity: u128, reserved: Option<u128>) -> rusqlite::Result<Option<u128>> {
+        let capacity = i64::try_from(capacity).unwrap_or(i64::MAX);
+        let reserved = reserved.and_then(|r| i64::try_from(r).ok());
+        let max: Option<i64> = tx
+            .prepare_cached("SELECT MAX(host_index) FROM ip_allocations WHERE network_id = ?1")?
+            .query_row(params![network_id], |r| r.get(0))?;
+        let mut candidate = max.map_or(0, |m| m + 1);
+        if Some(candidate) == reserved {
+            candidate += 1;
+        }
+        if candidate >= capacity {
+            let mut stmt = tx.prepare_cached("SELECT host_index FROM ip_allocations WHERE network_id = ?1 ORDER BY host_index")?;
+            let used: Vec<i64> = stmt.query_map(params![network_id], |r| r.get(0))?.collect::<Result<_, _>>()?;
+            let mut next = 0i64;
+            let mut found = None;
+            for u in used.into_iter().chain(std::iter::once(capacity)) {
+                while next < u {
+                    if Some(next) != reserved {
+                        found = Some(next);
+                        break;
+                    }
+                    next += 1;
+                }
+                if found.is_some() {
+                    break;
+                }
+                next = u + 1;
+            }
+            match found {
+                Some(f) if f < capacity => candidate = f,
+                _ => return Ok(None),
+            }
+        }
+        tx.prepare_cached("INSERT INTO ip_allocations (network_id, host_index, vm_id) VALUES (?1, ?2, ?3)")?
+            .execute(params![network_id, candidate, vm_id])?;
+        Ok(u128::try_from(candidate).ok())
+    }
+
+    /// Frees a VM's address.
+    pub fn release_host(tx: &Transaction<'_>, vm_id: &str) -> rusqlite::Result<()> {
+        tx.prepare_cached("DELETE FROM ip_allocations WHERE vm_id = ?1")?.execute(params![vm_id])?;
+        Ok(())
+    }
+
+    /// Every object of a kind, in creation order.
+    pub fn all(conn: &Connection, kind: &str) -> rusqlite::Result<Vec<StoredObject>> {
+        let mut stmt = conn.prepare_cached("SELECT id, name, version, body FROM objects WHERE kind = ?1 ORDER BY seq")?;
+        let rows = stmt.query_map(params![kind], row_object)?;
+        rows.collect()
+    }
+
+    /// Number of objects per kind.
+    pub fn counts(conn: &Connection) -> rusqlite::Result<Vec<(String, i64)>> {
+        let mut stmt = conn.prepare_cached("SELECT kind, COUNT(*) FROM objects GROUP BY kind ORDER BY kind")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect()
+    }
+
+    /// Inserts a new object.
+    pub fn insert(tx: &Transaction<'_>, kind: &str, obj: &StoredObject) -> rusqlite::Result<()> {
+        tx.prepare_cached("INSERT INTO objects (kind, id, name, version, body) VALUES (?1, ?2, ?3, ?4, ?5)")?
+            .execute(params![kind, obj.id, obj.name, obj.version, obj.body])?;
+        Ok(())
+    }
+
+    /// Replaces an object's name, version and body.
+    pub fn update(tx: &Transaction<'_>, kind: &str, obj: &StoredObject) -> rusqlite::Result<()> {
+        tx.prepare_cached("UPDATE objects SET name = ?3, version = ?4, body = ?5 WHERE kind = ?1 AND id = ?2")?
+            .execute(params![kind, obj.id, obj.name, obj.version, obj.body])?;
+        Ok(())
+    }
+
+    /// Deletes an object and its secrets.
+    pub fn delete(tx: &Transaction<'_>, kind: &str, id: &str) -> rusqlite::Result<()> {
+        tx.prepare_cached("DELETE FROM objects WHERE kind = ?1 AND id = ?2")?.execute(params![kind, id])?;
+        tx.prepare_cached("DELETE FROM secrets WHERE kind = ?1 AND id = ?2")?.execute(params![kind, id])?;
+        Ok(())
+    }
+
+    /// Stores a write-only value (never returned by the API).
+    pub fn put_secret(tx: &Transaction<'_>, kind: &str, id: &str, attribute: &str, value: &str) -> rusqlite::Result<()> {
+        tx.prepare_cached("INSERT OR REPLACE INTO secrets (kind, id, attribute, value) VALUES (?1, ?2, ?3, ?4)")?
+            .execute(params![kind, id, attribute, value])?;
+        Ok(())
+    }
+
+    /// Removes a write-only value.
+    pub fn clear_secret(tx: &Transaction<'_>, kind: &str, id: &str, attribute: &str) -> rusqlite::Result<()> {
+        tx.prepare_cached("DELETE FROM secrets WHERE kind = ?1 AND id = ?2 AND attribute = ?3")?.execute(params![kind, id, attribute])?;
+        Ok(())
+    }
+
+    /// Appends an event and returns its seq.
+    pub fn append_event(tx: &Transaction<'_>, actor: &str, action: &str, kind: &str, id: &str, name: &str, detail: Option<&str>) -> rusqlite::Result<i64> {
+        tx.prepare_cached("INSERT INTO events (time, actor, action, kind, id, name, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?
+            .execute(params![now_rfc3339(), actor, action, kind, id, name, detail])?;
+        Ok(tx.last_insert_rowid())
+    }
+
+    /// Events after `after`, oldest first.
+    pub fn events_after(conn: &Connection, after: i64, limit: usize) -> rusqlite::Result<Vec<EventRecord>> {
+        let mut stmt = conn.prepare_cached("SELECT seq, time, actor, action, kind, id, name, detail FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
+        let rows = stmt.query_map(params![after, i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+            Ok(EventRecord {
+                seq: r.get(0)?,
+                time: r.get(1)?,
+                actor: r.get(2)?,
+                action: r.get(3)?,
+                kind: r.get(4)?,
+                id: r.get(5)?,
+                name: r.get(6)?,
+                detail: r.get(7)?,
+            })
+        })?;
+        rows.collect()
+    }
+
+    /// The newest event seq (0 when the feed is empty).
+    pub fn last_event_seq(conn: &Connection) -> rusqlite::Result<i64> {
+        conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))
+    }
+
+    /// The remembered answer for an idempotency key, if still fresh.
+    pub fn idempotent_answer(tx: &Transaction<'_>, actor: &str, key: &str) -> rusqlite::Result<Option<IdempotentAnswer>> {
+        tx.prepare_cached("DELETE FROM idempotency WHERE created_ms < ?1")?.execute(params![now_millis() - IDEMPOTENCY_TTL_MS])?;
+        tx.prepare_cached("SELECT request_hash, status, body FROM idempotency WHERE actor = ?1 AND key = ?2")?
+            .query_row(params![actor, key], |r| Ok(IdempotentAnswer { request_hash: r.get(0)?, status: r.get(1)?, body: r.get(2)? }))
+            .optional()
+    }
+
+    /// Remembers the answer given for an idempotency key.
+    pub fn remember_answer(tx: &Transaction<'_>, actor: &str, key: &str, answer: &IdempotentAnswer) -> rusqlite::Result<()> {
+        tx.prepare_cached("INSERT OR REPLACE INTO idempotency (actor, key, request_hash, status, body, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?
+            .execute(params![actor, key, answer.request_hash, answer.status, answer.body, now_millis()])?;
+        Ok(())
+    }
+}
+
+/// The indexed reference attributes.
+#[derive(Debug, Clone, Copy)]
+pub enum Reference {
+    /// A VM's `network_id`.
+    NetworkId,
+    /// A volume's `attached_to`.
+    AttachedTo,
+}
+
+/// Filters for listing.
+#[derive(Debug, Default, Clone)]
+pub struct ListFilter {
+    /// Exact name.
+    pub name: Option<String>,
+    /// Template operating system family.
+    pub os: Option<String>,
+}
