@@ -1,1 +1,175 @@
-fn main(){}
+//! Benchmark of novacron-platform: seeds 10,000 VMs into the release binary, then measures
+//! `GET /v1/vms/{id}` throughput and latency at 32 concurrent connections, a full listing in
+//! pages of 500, and the server's RSS. Prints figures; asserts nothing about speed.
+//!
+//! Run: `cargo bench -p novacron-platform --bench api`
+//! Knobs: BENCH_OBJECTS (10000), BENCH_SECONDS (10), BENCH_CONCURRENCY (32).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use novacron_client::{Client, ClientConfig, Kind, ListQuery};
+use serde_json::json;
+
+const KEY: &str = "bench-secret-key";
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn rss_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+struct Server {
+    child: Child,
+    endpoint: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server() -> Server {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_novacron-platform"))
+        .args(["--listen", "127.0.0.1:0", "--provision-delay-ms", "0", "--api-key", &format!("bench:{KEY}"), "--data"])
+        .arg(dir.path())
+        .env("NOVACRON_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start novacron-platform");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("listening line");
+    let endpoint = line.trim().rsplit(' ').next().expect("endpoint").to_string();
+    Server { child, endpoint, _dir: dir }
+}
+
+fn main() {
+    let objects = env_or("BENCH_OBJECTS", 10_000);
+    let seconds = env_or("BENCH_SECONDS", 10);
+    let concurrency = env_or("BENCH_CONCURRENCY", 32);
+    let server = start_server();
+    let pid = server.child.id();
+    // One worker thread for the load generator, so the server keeps most of the second core.
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let mut config = ClientConfig::new(server.endpoint.clone(), KEY);
+        config.max_retries = 2;
+        let client = Client::new(config).expect("client");
+        let net = client.create(Kind::Network, &json!({"name": "bench", "cidr": "10.0.0.0/16"})).await.expect("network").value;
+
+        // Seed.
+        let start = Instant::now();
+        let ids = Arc::new(tokio::sync::Mutex::new(Vec::with_capacity(objects)));
+        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..concurrency {
+            let (client, ids, next, net_id) = (client.clone(), ids.clone(), next.clone(), net.id().to_string());
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= objects {
+                        break;
+                    }
+                    let body = json!({"name": format!("vm-{i:05}"), "cpu_cores": 1 + i % 8, "memory_gb": 2, "template_id": "tpl-debian-12",
+                        "network_id": net_id, "metadata": {"team": format!("t{}", i % 10), "index": i.to_string()}});
+                    let vm = client.create(Kind::Vm, &body).await.expect("create vm").value;
+                    ids.lock().await.push(vm.id().to_string());
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.expect("seeder");
+        }
+        let seed_secs = start.elapsed().as_secs_f64();
+        let ids = Arc::new(ids.lock().await.clone());
+        println!("seed: {objects} VMs created in {seed_secs:.2} s ({:.0} creates/s, {concurrency} concurrent)", objects as f64 / seed_secs);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+
+        // GET /v1/vms/{id} at `concurrency` connections.
+        let http = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build().expect("http");
+        let deadline = Instant::now() + Duration::from_secs(seconds as u64);
+        let mut tasks = Vec::new();
+        for worker in 0..concurrency {
+            let (http, ids, base) = (http.clone(), ids.clone(), server.endpoint.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut rng = fastrand::Rng::with_seed(worker as u64);
+                let mut latencies = Vec::new();
+                let mut errors = 0u64;
+                while Instant::now() < deadline {
+                    let id = &ids[rng.usize(..ids.len())];
+                    let t = Instant::now();
+                    match http.get(format!("{base}/v1/vms/{id}")).bearer_auth(KEY).send().await {
+                        Ok(r) if r.status().is_success() => {
+                            let _ = r.bytes().await;
+                            latencies.push(t.elapsed());
+                        }
+                        _ => errors += 1,
+                    }
+                }
+                (latencies, errors)
+            }));
+        }
+        let load_start = Instant::now();
+        let mut latencies = Vec::new();
+        let mut errors = 0;
+        for t in tasks {
+            let (l, e) = t.await.expect("worker");
+            latencies.extend(l);
+            errors += e;
+        }
+        let elapsed = load_start.elapsed().as_secs_f64();
+        latencies.sort();
+        println!(
+            "GET /v1/vms/{{id}}: {:.0} req/s over {:.1} s at {concurrency} connections; p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {errors} errors",
+            latencies.len() as f64 / elapsed,
+            elapsed,
+            percentile(&latencies, 0.50).as_secs_f64() * 1000.0,
+            percentile(&latencies, 0.99).as_secs_f64() * 1000.0,
+            latencies.last().copied().unwrap_or_default().as_secs_f64() * 1000.0,
+        );
+
+        // Full listing in pages of 500, five times.
+        let mut runs = Vec::new();
+        for _ in 0..5 {
+            let t = Instant::now();
+            let mut token = None;
+            let mut n = 0;
+            loop {
+                let page = client.list_page(Kind::Vm, &ListQuery { page_size: Some(500), page_token: token, ..Default::default() }).await.expect("page");
+                n += page.items.len();
+                match page.next_page_token {
+                    Some(next) => token = Some(next),
+                    None => break,
+                }
+            }
+            assert_eq!(n, objects, "the listing saw every VM");
+            runs.push(t.elapsed());
+        }
+        runs.sort();
+        println!("list {objects} VMs in pages of 500: median {:.0} ms, best {:.0} ms (5 runs)", runs[2].as_secs_f64() * 1000.0, runs[0].as_secs_f64() * 1000.0);
+    });
+    println!("server memory holding {objects} VMs: RSS {:.1} MiB, peak RSS {:.1} MiB", rss_kib(pid, "VmRSS:") as f64 / 1024.0, rss_kib(pid, "VmHWM:") as f64 / 1024.0);
+}

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use tokio::task::AbortHandle;
 
 use crate::PlatformConfig;
-use crate::admission::{Admission, PolicyRow};
+use crate::admission::{Admission, PolicyRow, Verdict};
 use crate::kinds::{self, SecretChange};
 use crate::limits::{Chaos, RateLimiter};
 use crate::metrics::Metrics;
@@ -92,16 +92,14 @@ fn enabled_policies(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<Vec<Poli
 }
 
 /// Policy input view of an object: the public body (write-only values are never in it).
-fn admit(app: &App, tx: &rusqlite::Transaction<'_>, kind: Kind, action: &str, body: &Map<String, Value>) -> Result<(Vec<String>, Vec<(String, Vec<String>)>), ApiError> {
+fn admit(app: &App, tx: &rusqlite::Transaction<'_>, kind: Kind, action: &str, body: &Map<String, Value>) -> Result<Verdict, ApiError> {
     if kind == Kind::Policy {
-        return Ok((vec![], vec![]));
+        return Ok(Verdict::default());
     }
     let policies = enabled_policies(tx)?;
-    let verdict = app
-        .admission
+    app.admission
         .evaluate(&policies, kind.singular(), action, &Value::Object(body.clone()))
-        .map_err(|violations| ApiError::PolicyDenied { violations })?;
-    Ok((verdict.warnings, verdict.audits))
+        .map_err(|violations| ApiError::PolicyDenied { violations })
 }
 
 fn record_audits(tx: &rusqlite::Transaction<'_>, kind: Kind, id: &str, name: &str, audits: &[(String, Vec<String>)]) -> rusqlite::Result<()> {
@@ -126,7 +124,7 @@ impl App {
     /// Builds the state; `open` the store first.
     pub fn new(config: PlatformConfig, store: Store) -> anyhow::Result<App> {
         let last = store.read(q::last_event_seq)?;
-        store.write(|tx| crate::templates::seed(tx))?;
+        store.write(crate::templates::seed)?;
         let limiter = config.rate_limit_rps.map(RateLimiter::new);
         let chaos = Chaos::new(config.chaos_error_rate, config.chaos_latency, config.chaos_seed);
         Ok(App { config, store, admission: Admission::default(), events: watch::channel(last).0, metrics: Metrics::default(), limiter, chaos, shutting_down: watch::channel(false).0, tasks: Mutex::new(Vec::new()) })
@@ -193,7 +191,7 @@ impl App {
             fields.insert("created_at".into(), Value::String(now.clone()));
             fields.insert("updated_at".into(), Value::String(now));
             fields.insert("version".into(), Value::from(1));
-            let (warnings, audits) = admit(self, tx, kind, "create", &fields)?;
+            let Verdict { warnings, audits } = admit(self, tx, kind, "create", &fields)?;
             let object = stored(&id, &name, 1, &fields);
             q::insert(tx, kind.collection(), &object)?;
             apply_secrets(tx, kind, &id, &m.secrets)?;
@@ -258,7 +256,7 @@ impl App {
             let version = current.version + 1;
             fields.insert("updated_at".into(), Value::String(now_rfc3339()));
             fields.insert("version".into(), Value::from(version));
-            let (warnings, audits) = admit(self, tx, kind, "update", &fields)?;
+            let Verdict { warnings, audits } = admit(self, tx, kind, "update", &fields)?;
             let object = stored(id, &name, version, &fields);
             q::update(tx, kind.collection(), &object)?;
             apply_secrets(tx, kind, id, &m.secrets)?;

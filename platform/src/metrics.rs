@@ -14,6 +14,18 @@ struct Series {
     buckets: [u64; BUCKETS.len()],
 }
 
+/// One gauge sample to render beside the request series.
+pub struct Gauge {
+    /// Metric name.
+    pub name: &'static str,
+    /// HELP text.
+    pub help: &'static str,
+    /// Label pairs.
+    pub labels: Vec<(&'static str, String)>,
+    /// Value.
+    pub value: f64,
+}
+
 /// All request series.
 #[derive(Default)]
 pub struct Metrics {
@@ -34,8 +46,8 @@ impl Metrics {
         }
     }
 
-    /// Prometheus exposition text; `gauges` are (name, help, labels, value) lines to add.
-    pub fn render(&self, gauges: &[(&str, &str, Vec<(&str, String)>, f64)]) -> String {
+    /// Prometheus exposition text, with `gauges` appended (grouped by name in the given order).
+    pub fn render(&self, gauges: &[Gauge]) -> String {
         let mut out = String::new();
         let series = self.series.lock().unwrap_or_else(|p| p.into_inner());
         out.push_str("# HELP novacron_http_requests_total Requests answered, by method, route and status.\n");
@@ -55,7 +67,7 @@ impl Metrics {
             let _ = writeln!(out, "novacron_http_request_duration_seconds_count{{{labels}}} {}", v.count);
         }
         let mut last_name = "";
-        for (name, help, labels, value) in gauges {
+        for Gauge { name, help, labels, value } in gauges {
             if *name != last_name {
                 let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
                 last_name = name;
@@ -77,7 +89,7 @@ mod tests {
         let m = Metrics::default();
         m.observe("GET", "/v1/vms/{id}", 200, 0.002);
         m.observe("GET", "/v1/vms/{id}", 200, 0.2);
-        let text = m.render(&[("novacron_objects", "Objects stored.", vec![("kind", "vms".into())], 2.0)]);
+        let text = m.render(&[Gauge { name: "novacron_objects", help: "Objects stored.", labels: vec![("kind", "vms".into())], value: 2.0 }]);
         assert!(text.contains("novacron_http_requests_total{method=\"GET\",route=\"/v1/vms/{id}\",status=\"200\"} 2"));
         assert!(text.contains("le=\"0.0025\"} 1"));
         assert!(text.contains("le=\"+Inf\"} 2"));

@@ -91,11 +91,11 @@ impl ResourceSchema {
             merge_patch(&mut merged, key, value);
         }
         let object = self.complete(&merged);
-        self.validate_object(&object, &mut errors);
+        let mut lifecycle = Vec::new();
         for attr in self.settable() {
             let (old, new) = (current.get(&attr.name), object.get(&attr.name));
             if attr.immutable && old != new && !(attr.write_only) {
-                errors.push(FieldError::new(
+                lifecycle.push(FieldError::new(
                     &attr.name,
                     Violation::Immutable,
                     format!("{} cannot change after create; create a new {} instead", attr.name, self.kind),
@@ -104,11 +104,19 @@ impl ResourceSchema {
             if attr.grow_only {
                 if let (Some(o), Some(n)) = (old.and_then(Value::as_i64), new.and_then(Value::as_i64)) {
                     if n < o {
-                        errors.push(FieldError::new(&attr.name, Violation::GrowOnly, format!("size can only grow: {} is {o}, cannot become {n}", attr.name)));
+                        lifecycle.push(FieldError::new(&attr.name, Violation::GrowOnly, format!("size can only grow: {} is {o}, cannot become {n}", attr.name)));
                     }
                 }
             }
         }
+        // A change that can never be applied in place is the one thing to fix; checks that
+        // depend on the new value (a gateway inside a new CIDR) would only add noise.
+        if !lifecycle.is_empty() {
+            errors.retain(|e| matches!(e.violation, Violation::Unknown | Violation::ReadOnly));
+            errors.extend(lifecycle);
+            return Err(errors);
+        }
+        self.validate_object(&object, &mut errors);
         if errors.is_empty() { Ok(object) } else { Err(errors) }
     }
 

@@ -7,6 +7,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::app::App;
+use crate::metrics::Gauge;
 use crate::store::q;
 
 pub(super) async fn healthz() -> Response {
@@ -24,9 +25,11 @@ pub(super) async fn readyz(State(app): State<Arc<App>>) -> Response {
 
 pub(super) async fn metrics(State(app): State<Arc<App>>) -> Response {
     let counts = app.store.read(q::counts).unwrap_or_default();
-    let mut gauges: Vec<(&str, &str, Vec<(&str, String)>, f64)> =
-        counts.into_iter().map(|(k, n)| ("novacron_objects", "Objects stored, by kind.", vec![("kind", k)], n as f64)).collect();
-    gauges.push(("novacron_events_last_seq", "Sequence number of the newest event.", vec![], *app.events.borrow() as f64));
+    let mut gauges: Vec<Gauge> = counts
+        .into_iter()
+        .map(|(k, n)| Gauge { name: "novacron_objects", help: "Objects stored, by kind.", labels: vec![("kind", k)], value: n as f64 })
+        .collect();
+    gauges.push(Gauge { name: "novacron_events_last_seq", help: "Sequence number of the newest event.", labels: vec![], value: *app.events.borrow() as f64 });
     let text = app.metrics.render(&gauges);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
