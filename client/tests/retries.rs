@@ -1,0 +1,104 @@
+//! The client's retry logic against the real platform on 127.0.0.1:0 with chaos injection and
+//! a rate limit switched on, and against an address where nothing listens.
+
+use std::time::Duration;
+
+use novacron_client::{Client, ClientConfig, Error, Kind};
+use novacron_platform::{PlatformConfig, RunningPlatform, TEST_API_KEY, start};
+use serde_json::json;
+
+async fn platform(tune: impl FnOnce(&mut PlatformConfig)) -> (RunningPlatform, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = PlatformConfig::for_tests(dir.path());
+    tune(&mut config);
+    (start(config).await.expect("platform starts"), dir)
+}
+
+fn client(endpoint: String, max_retries: u32) -> Client {
+    let mut config = ClientConfig::new(endpoint, TEST_API_KEY.1);
+    config.max_retries = max_retries;
+    config.timeout = Duration::from_secs(5);
+    Client::new(config).expect("client")
+}
+
+async fn metric(endpoint: &str, needle: &str) -> u64 {
+    let text = reqwest::get(format!("{endpoint}/metrics")).await.expect("metrics").text().await.expect("text");
+    text.lines().filter(|l| l.starts_with("novacron_http_requests_total") && l.contains(needle)).filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok()).sum()
+}
+
+#[tokio::test]
+async fn chaos_errors_are_retried_and_creates_are_not_duplicated() {
+    let (p, _dir) = platform(|c| {
+        c.chaos_error_rate = 0.3;
+        c.chaos_seed = 42;
+    })
+    .await;
+    let c = client(p.endpoint(), 8);
+    for i in 0..30 {
+        c.create(Kind::Network, &json!({"name": format!("n{i}"), "cidr": format!("10.{i}.0.0/24")})).await.expect("create survives injected 503s");
+    }
+    let all = c.list_all(Kind::Network).await.expect("list survives injected 503s");
+    assert_eq!(all.len(), 30, "every create landed exactly once");
+    for n in &all {
+        c.get(Kind::Network, n.id()).await.expect("get");
+        c.patch(Kind::Network, n.id(), &json!({"mtu": 9000}), Some(&format!("\"{}\"", n.version()))).await.expect("guarded patch is retried");
+    }
+    let injected = metric(&p.endpoint(), "status=\"503\"").await;
+    assert!(injected > 0, "the chaos knob really injected failures");
+    p.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn rate_limited_calls_wait_and_succeed() {
+    let (p, _dir) = platform(|c| c.rate_limit_rps = Some(4.0)).await;
+    let c = client(p.endpoint(), 6);
+    for _ in 0..12 {
+        c.list_page(Kind::Template, &Default::default()).await.expect("429s are retried after Retry-After");
+    }
+    let limited = metric(&p.endpoint(), "status=\"429\"").await;
+    assert!(limited > 0, "the limit was hit and honoured");
+    p.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn persistent_failure_gives_up_with_a_clear_error() {
+    let (p, _dir) = platform(|c| c.chaos_error_rate = 1.0).await;
+    let c = client(p.endpoint(), 3);
+    let err = c.get(Kind::Vm, "vm-1").await.expect_err("always 503");
+    assert!(matches!(err, Error::RetriesExhausted { attempts: 4, .. }), "{err:?}");
+    assert_eq!(err.status(), Some(503));
+    let text = err.to_string();
+    assert!(text.contains("gave up after 4 attempts") && text.contains("/v1/vms/vm-1"), "{text}");
+
+    // The shared budget stops a retry storm: once spent, calls fail fast.
+    let mut exhausted = false;
+    for _ in 0..20 {
+        if let Err(Error::RetryBudgetExhausted { .. }) = c.get(Kind::Vm, "vm-1").await {
+            exhausted = true;
+            break;
+        }
+    }
+    assert!(exhausted, "the retry budget ran out");
+    p.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn unreachable_platform_is_reported_with_its_path() {
+    // Bind then drop a listener so the port is (very likely) closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let c = client(format!("http://127.0.0.1:{port}"), 2);
+    let err = c.list_all(Kind::Vm).await.expect_err("nothing listens");
+    assert!(err.is_retryable(), "connect errors are transient: {err:?}");
+    let text = err.to_string();
+    assert!(text.contains("/v1/vms") && !text.contains(TEST_API_KEY.1), "{text}");
+}
+
+#[tokio::test]
+async fn non_retryable_errors_are_not_retried() {
+    let (p, _dir) = platform(|_| {}).await;
+    let c = client(p.endpoint(), 5);
+    let err = c.create(Kind::Network, &json!({"name": "x", "cidr": "10.0.0.0/33"})).await.expect_err("422");
+    assert!(matches!(err, Error::Api { .. }), "a 422 comes back at once: {err:?}");
+    assert_eq!(metric(&p.endpoint(), "status=\"422\"").await, 1, "sent exactly once");
+    p.shutdown().await.expect("shutdown");
+}
