@@ -1,0 +1,2 @@
+//! Benchmark placeholder until the drift benchmark lands.
+fn main() {}

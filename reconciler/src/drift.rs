@@ -1,0 +1,294 @@
+//! The pure drift computation: desired resources and live objects in, report entries out.
+
+use std::collections::{HashMap, HashSet};
+
+use novacron_schemas::{Kind, Severity, content_hash};
+use serde_json::{Map, Value};
+
+use crate::diff::{diff_objects, top_level};
+use crate::ignore::IgnoreRules;
+use crate::report::{BySeverity, IgnoredResource, ResourceReport, Status, Summary};
+
+/// One evaluated `novacron_*` resource instance from the desired state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredResource {
+    /// Its address, e.g. `module.web.novacron_vm.this[0]`.
+    pub address: String,
+    /// Its kind.
+    pub kind: Kind,
+    /// Its `name` attribute (the match key).
+    pub name: String,
+    /// Every configured attribute whose value is known, by API name (`firewall_rules`), `name` included.
+    pub attributes: Map<String, Value>,
+    /// Configured attributes whose value could not be evaluated.
+    pub unknown: Vec<String>,
+}
+
+/// One object read from the platform.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveObject {
+    /// Its kind.
+    pub kind: Kind,
+    /// The object as the API returned it.
+    pub fields: Map<String, Value>,
+}
+
+impl LiveObject {
+    /// The object's name.
+    pub fn name(&self) -> &str {
+        self.fields.get("name").and_then(Value::as_str).unwrap_or("")
+    }
+
+    /// The object's id.
+    pub fn id(&self) -> &str {
+        self.fields.get("id").and_then(Value::as_str).unwrap_or("")
+    }
+}
+
+/// The entries and counts of a report; the caller adds revision, time and warnings.
+#[derive(Debug, Clone)]
+pub struct DriftResult {
+    /// Entries sorted by address.
+    pub resources: Vec<ResourceReport>,
+    /// Resources an ignore rule left out.
+    pub ignored: Vec<IgnoredResource>,
+    /// Counts.
+    pub summary: Summary,
+}
+
+/// Compares every desired resource with the live object of its kind and name. Names are
+/// expected to be unique per kind on both sides (the evaluator refuses duplicates).
+pub fn compute_drift(desired: &[DesiredResource], live: &[LiveObject], rules: &IgnoreRules) -> DriftResult {
+    let by_name: HashMap<(Kind, &str), &LiveObject> = live.iter().map(|o| ((o.kind, o.name()), o)).collect();
+    let mut managed: HashSet<(Kind, &str)> = HashSet::new();
+    let mut resources = Vec::with_capacity(desired.len());
+    let mut ignored = Vec::new();
+    let mut ignored_changes = 0;
+    for d in desired {
+        let found = by_name.get(&(d.kind, d.name.as_str())).copied();
+        if found.is_some() {
+            managed.insert((d.kind, d.name.as_str()));
+        }
+        if let Some(rule) = rules.resource_rule(&d.address) {
+            ignored.push(IgnoredResource { address: d.address.clone(), rule: rule.to_string() });
+            continue;
+        }
+        let entry = compare_one(d, found, rules);
+        ignored_changes += entry.ignored_changes.len();
+        resources.push(entry);
+    }
+    for o in live {
+        if managed.contains(&(o.kind, o.name())) {
+            continue;
+        }
+        let address = format!("{}.{}", o.kind.terraform_type(), o.name());
+        if let Some(rule) = rules.resource_rule(&address) {
+            ignored.push(IgnoredResource { address, rule: rule.to_string() });
+            continue;
+        }
+        let live_hash = content_hash(&o.kind.schema().canonical(&o.fields, None));
+        resources.push(ResourceReport {
+            address,
+            resource_type: o.kind.terraform_type().to_string(),
+            name: o.name().to_string(),
+            id: Some(o.id().to_string()),
+            status: Status::Unmanaged,
+            severity: Some(Severity::Info),
+            desired_hash: None,
+            live_hash: Some(live_hash),
+            drift_percentage: 0.0,
+            changes: Vec::new(),
+            ignored_changes: Vec::new(),
+            unknown: Vec::new(),
+        });
+    }
+    resources.sort_by(|a, b| a.address.cmp(&b.address));
+    ignored.sort_by(|a, b| a.address.cmp(&b.address));
+    let summary = summarise(&resources, ignored.len() + ignored_changes, managed.len(), live.len());
+    DriftResult { resources, ignored, summary }
+}
+
+fn compare_one(d: &DesiredResource, live: Option<&LiveObject>, rules: &IgnoreRules) -> ResourceReport {
+    let schema = d.kind.schema();
+    let only: Vec<&str> = d.attributes.keys().map(String::as_str).collect();
+    let desired_canon = schema.canonical(&d.attributes, Some(&only));
+    let desired_hash = content_hash(&desired_canon);
+    let mut entry = ResourceReport {
+        address: d.address.clone(),
+        resource_type: d.kind.terraform_type().to_string(),
+        name: d.name.clone(),
+        id: None,
+        status: Status::Missing,
+        severity: Some(Severity::High),
+        desired_hash: Some(desired_hash),
+        live_hash: None,
+        drift_percentage: 1.0,
+        changes: Vec::new(),
+        ignored_changes: Vec::new(),
+        unknown: d.unknown.clone(),
+    };
+    let Some(live) = live else { return entry };
+    entry.id = Some(live.id().to_string());
+    let live_canon = schema.canonical(&live.fields, Some(&only));
+    let live_hash = content_hash(&live_canon);
+    let same = entry.desired_hash.as_deref() == Some(live_hash.as_str());
+    entry.live_hash = Some(live_hash);
+    entry.status = Status::InSync;
+    entry.severity = None;
+    entry.drift_percentage = 0.0;
+    if same {
+        return entry;
+    }
+    let empty = Map::new();
+    let all = diff_objects(
+        schema,
+        desired_canon.as_object().unwrap_or(&empty),
+        live_canon.as_object().unwrap_or(&empty),
+    );
+    let (ignored, changes): (Vec<_>, Vec<_>) = all.into_iter().partition(|c| rules.change_rule(&d.address, &c.path).is_some());
+    entry.ignored_changes = ignored;
+    if changes.is_empty() {
+        return entry;
+    }
+    // `name` is the match key, so it cannot drift; it does not count among the configured attributes.
+    let configured = only.iter().filter(|n| **n != "name").count().max(1);
+    let mut drifted: Vec<&str> = changes.iter().map(|c| top_level(&c.path)).collect();
+    drifted.dedup();
+    let highest = changes.iter().map(|c| c.severity).max().unwrap_or(Severity::Info);
+    entry.severity = Some(if drifted.len() * 2 >= configured { highest.raised() } else { highest });
+    entry.drift_percentage = round4(drifted.len() as f64 / configured as f64);
+    entry.status = Status::Drifted;
+    entry.changes = changes;
+    entry
+}
+
+fn summarise(resources: &[ResourceReport], ignored: usize, managed: usize, live_total: usize) -> Summary {
+    let mut by_severity = BySeverity::default();
+    let count = |s: Status| resources.iter().filter(|r| r.status == s).count();
+    for r in resources {
+        if let (Some(severity), false) = (r.severity, r.status == Status::InSync) {
+            by_severity.add(severity);
+        }
+    }
+    Summary {
+        resources: resources.len(),
+        in_sync: count(Status::InSync),
+        drifted: count(Status::Drifted),
+        missing: count(Status::Missing),
+        unmanaged: count(Status::Unmanaged),
+        ignored,
+        coverage: if live_total == 0 { 1.0 } else { round4(managed as f64 / live_total as f64) },
+        by_severity,
+    }
+}
+
+fn round4(x: f64) -> f64 {
+    (x * 10_000.0).round() / 10_000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn desired(kind: Kind, name: &str, attrs: Value) -> DesiredResource {
+        let mut attributes = attrs.as_object().expect("object").clone();
+        attributes.insert("name".into(), json!(name));
+        DesiredResource { address: format!("{}.{name}", kind.terraform_type()), kind, name: name.into(), attributes, unknown: vec![] }
+    }
+
+    fn live(kind: Kind, id: &str, name: &str, attrs: Value) -> LiveObject {
+        let mut fields = attrs.as_object().expect("object").clone();
+        fields.insert("name".into(), json!(name));
+        fields.insert("id".into(), json!(id));
+        fields.insert("version".into(), json!(3));
+        LiveObject { kind, fields }
+    }
+
+    fn vm_attrs(memory: i64, env: &str) -> Value {
+        json!({"cpu_cores": 2, "memory_gb": memory, "template_id": "tpl-1", "network_id": "net-1", "metadata": {"env": env}})
+    }
+
+    #[test]
+    fn in_sync_drifted_missing_unmanaged() {
+        let d = [
+            desired(Kind::Vm, "web", vm_attrs(4, "prod")),
+            desired(Kind::Vm, "db", vm_attrs(8, "prod")),
+            desired(Kind::Vm, "gone", vm_attrs(8, "prod")),
+        ];
+        let mut web_live = vm_attrs(4, "prod");
+        web_live["status"] = json!("running");
+        let l = [
+            live(Kind::Vm, "vm-1", "web", web_live),
+            live(Kind::Vm, "vm-2", "db", vm_attrs(16, "dev")),
+            live(Kind::Network, "net-9", "stray", json!({"cidr": "10.9.0.0/24"})),
+        ];
+        let r = compute_drift(&d, &l, &IgnoreRules::default());
+        let s = &r.summary;
+        assert_eq!((s.resources, s.in_sync, s.drifted, s.missing, s.unmanaged), (4, 1, 1, 1, 1));
+        assert_eq!(s.coverage, 0.6667);
+        let db = r.resources.iter().find(|e| e.name == "db").expect("db");
+        assert_eq!(db.status, Status::Drifted);
+        let paths: Vec<(&str, Severity)> = db.changes.iter().map(|c| (c.path.as_str(), c.severity)).collect();
+        assert_eq!(paths, [("memory_gb", Severity::Medium), ("metadata.env", Severity::Low)]);
+        assert_eq!(db.severity, Some(Severity::Medium));
+        assert_eq!(db.drift_percentage, 0.4);
+        assert_ne!(db.desired_hash, db.live_hash);
+        let gone = r.resources.iter().find(|e| e.name == "gone").expect("gone");
+        assert_eq!((gone.status, gone.severity), (Status::Missing, Some(Severity::High)));
+        let stray = r.resources.iter().find(|e| e.name == "stray").expect("stray");
+        assert_eq!((stray.status, stray.severity, stray.address.as_str()), (Status::Unmanaged, Some(Severity::Info), "novacron_network.stray"));
+        assert_eq!(s.by_severity, BySeverity { critical: 0, high: 1, medium: 1, low: 0, info: 1 });
+        let web = r.resources.iter().find(|e| e.name == "web").expect("web");
+        assert_eq!((web.status, web.severity), (Status::InSync, None));
+        assert_eq!(web.desired_hash, web.live_hash);
+    }
+
+    #[test]
+    fn half_or_more_drifted_raises_one_level() {
+        let d = [desired(Kind::Policy, "p", json!({"enforcement_mode": "block", "description": "x"}))];
+        let l = [live(Kind::Policy, "pol-1", "p", json!({"enforcement_mode": "audit", "description": "x", "rule": "package x"}))];
+        let r = compute_drift(&d, &l, &IgnoreRules::default());
+        assert_eq!(r.resources[0].severity, Some(Severity::Critical));
+        let d = [desired(Kind::Vm, "web", json!({"metadata": {"a": "1"}, "memory_gb": 4}))];
+        let l = [live(Kind::Vm, "vm-1", "web", json!({"metadata": {"a": "2"}, "memory_gb": 4}))];
+        let r = compute_drift(&d, &l, &IgnoreRules::default());
+        assert_eq!(r.resources[0].severity, Some(Severity::Medium), "low raised: 1 of 2 drifted");
+        assert_eq!(r.resources[0].drift_percentage, 0.5);
+    }
+
+    #[test]
+    fn defaults_and_unconfigured_attributes_do_not_drift() {
+        let d = [desired(Kind::Network, "core", json!({"cidr": "10.0.0.0/24", "mtu": 1500}))];
+        let l = [live(Kind::Network, "net-1", "core", json!({"cidr": "10.0.0.0/24", "gateway": "10.0.0.1", "vlan_id": 7}))];
+        let r = compute_drift(&d, &l, &IgnoreRules::default());
+        assert_eq!(r.resources[0].status, Status::InSync);
+    }
+
+    #[test]
+    fn ignored_changes_and_resources_are_counted_apart() {
+        let d = [desired(Kind::Vm, "web", vm_attrs(4, "prod")), desired(Kind::Vm, "old", vm_attrs(4, "prod"))];
+        let l = [live(Kind::Vm, "vm-1", "web", vm_attrs(4, "dev"))];
+        let rules = IgnoreRules::parse("novacron_vm.*.metadata\nnovacron_vm.old\n", []);
+        let r = compute_drift(&d, &l, &rules);
+        assert_eq!(r.resources.len(), 1);
+        assert_eq!(r.resources[0].status, Status::InSync);
+        assert_eq!(r.resources[0].ignored_changes[0].path, "metadata.env");
+        assert_eq!(r.ignored, [IgnoredResource { address: "novacron_vm.old".into(), rule: "novacron_vm.old".into() }]);
+        assert_eq!(r.summary.ignored, 2);
+    }
+
+    #[test]
+    fn write_only_user_data_compares_by_hash_and_stays_hidden() {
+        let secret = "#cloud-config\npassword: hunter2\n";
+        let d = [desired(Kind::Vm, "web", json!({"user_data": secret}))];
+        let l = [live(Kind::Vm, "vm-1", "web", json!({"user_data_sha256": novacron_schemas::sha256_hex(b"other")}))];
+        let r = compute_drift(&d, &l, &IgnoreRules::default());
+        let text = serde_json::to_string(&r.resources).expect("json");
+        assert!(!text.contains("hunter2"));
+        assert_eq!(r.resources[0].changes[0].path, "user_data");
+        let l = [live(Kind::Vm, "vm-1", "web", json!({"user_data_sha256": novacron_schemas::sha256_hex(secret.as_bytes())}))];
+        assert_eq!(compute_drift(&d, &l, &IgnoreRules::default()).resources[0].status, Status::InSync);
+    }
+}

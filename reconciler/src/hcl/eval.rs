@@ -1,0 +1,401 @@
+//! Evaluates a configuration module by module: variables, locals, resources, module calls and
+//! outputs in dependency order, expanding `count` and `for_each`.
+
+use std::collections::HashMap;
+
+use hcl::eval::Context;
+use hcl::{Expression, Map, Value};
+use novacron_schemas::Kind;
+
+use super::HclError;
+use super::attrs::{evaluate_instance, to_hcl};
+use super::funcs::{function_context, parse_number};
+use super::parse::{ModuleCall, ModuleConfig, ResourceBlock, parse_native, read_module};
+use super::resolve::{Instance, Refs, references};
+use crate::drift::{DesiredResource, LiveObject};
+use crate::source::{SourceTree, join_path};
+
+/// Deepest module nesting followed; deeper is taken for a module that calls itself.
+const MAX_DEPTH: usize = 32;
+
+/// The desired resources of a configuration and what could not be evaluated.
+#[derive(Debug, Default)]
+pub struct Evaluation {
+    /// One entry per resource instance, in evaluation order.
+    pub resources: Vec<DesiredResource>,
+    /// Unknown values and ignored arguments, one line each.
+    pub warnings: Vec<String>,
+}
+
+/// Evaluates the configuration in directory `root` of `tree`. `vars` are `--var NAME=VALUE`
+/// flags; `live` resolves references to other resources' ids (by kind and name).
+pub fn evaluate(tree: &dyn SourceTree, root: &str, vars: &[String], live: &[LiveObject]) -> Result<Evaluation, HclError> {
+    let root = root.trim_matches('/').trim_start_matches("./");
+    let root = if root == "." { "" } else { root };
+    let config = read_module(tree, root)?.ok_or_else(|| HclError::NoSuchPath { path: root.to_string() })?;
+    let ctx = function_context();
+    let mut ev = Evaluator {
+        tree,
+        live: live.iter().map(|o| ((o.kind, o.name()), o)).collect(),
+        out: Evaluation::default(),
+    };
+    let (values, unknown) = root_variables(tree, root, &config, vars, &ctx)?;
+    ev.module(&ctx, &config, root, "", values, unknown, 0)?;
+    let mut seen: HashMap<(Kind, &str), &str> = HashMap::new();
+    for r in &ev.out.resources {
+        if let Some(first) = seen.insert((r.kind, r.name.as_str()), r.address.as_str()) {
+            return Err(HclError::DuplicateName {
+                kind: r.kind.terraform_type().to_string(),
+                name: r.name.clone(),
+                first: first.to_string(),
+                second: r.address.clone(),
+            });
+        }
+    }
+    Ok(ev.out)
+}
+
+type Unknown = HashMap<String, String>;
+
+/// Variable values of the root module: defaults, then `terraform.tfvars`, then `*.auto.tfvars`
+/// (in name order), then `--var` flags, each overriding the one before.
+fn root_variables(tree: &dyn SourceTree, root: &str, config: &ModuleConfig, flags: &[String], ctx: &Context<'_>) -> Result<(Map<String, Value>, Unknown), HclError> {
+    let refs = Refs { ctx: Some(ctx), ..Refs::default() };
+    let none = Instance::default();
+    let mut values = Map::new();
+    let mut unknown = Unknown::new();
+    for (name, default) in &config.variables {
+        match default.as_ref().map(|d| refs.eval(d, &none)) {
+            Some(Ok(v)) => {
+                values.insert(name.clone(), v);
+            }
+            Some(Err(reason)) => {
+                unknown.insert(format!("var.{name}"), format!("the default of var.{name} is unknown: {reason}"));
+            }
+            None => {
+                unknown.insert(format!("var.{name}"), format!("var.{name} has no value: set it in terraform.tfvars or with --var {name}=VALUE"));
+            }
+        }
+    }
+    let mut files: Vec<String> = tree.files(root).unwrap_or_default();
+    files.retain(|f| f.ends_with(".auto.tfvars") || f.ends_with(".auto.tfvars.json"));
+    files.sort();
+    files.insert(0, "terraform.tfvars.json".into());
+    files.insert(0, "terraform.tfvars".into());
+    for name in files {
+        let path = if root.is_empty() { name.clone() } else { format!("{root}/{name}") };
+        let Some(text) = tree.read(&path) else { continue };
+        let body = if name.ends_with(".json") { json_vars(&path, &text)? } else { parse_native(&path, &text)? };
+        for attr in body.attributes() {
+            match refs.eval(&attr.expr, &none) {
+                Ok(v) => {
+                    unknown.remove(&format!("var.{}", attr.key));
+                    values.insert(attr.key.to_string(), v);
+                }
+                Err(reason) => return Err(HclError::Invalid { file: path.clone(), message: format!("{}: {reason}", attr.key) }),
+            }
+        }
+    }
+    for flag in flags {
+        let (name, raw) = flag.split_once('=').filter(|(n, _)| !n.trim().is_empty()).ok_or_else(|| HclError::BadVar(flag.clone()))?;
+        // A value that parses as an HCL expression is one (`4`, `["a"]`); anything else is a string.
+        let parsed = hcl::parse(&format!("v = {raw}")).ok().and_then(|b| b.attributes().next().map(|a| a.expr.clone()));
+        let value = match parsed.filter(|e| !matches!(e, Expression::Variable(_) | Expression::Traversal(_))) {
+            Some(e) => refs.eval(&e, &none).unwrap_or_else(|_| Value::from(raw)),
+            None => parse_number(raw).unwrap_or_else(|| Value::from(raw)),
+        };
+        unknown.remove(&format!("var.{}", name.trim()));
+        values.insert(name.trim().to_string(), value);
+    }
+    Ok((values, unknown))
+}
+
+fn json_vars(path: &str, text: &str) -> Result<hcl::Body, HclError> {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| HclError::Syntax { file: path.into(), line: e.line(), column: e.column(), message: e.to_string() })?;
+    let attrs = value.as_object().into_iter().flatten().map(|(k, v)| hcl::Attribute::new(k.as_str(), Expression::from(to_hcl(v))));
+    Ok(hcl::Body::builder().add_attributes(attrs).build())
+}
+
+struct Evaluator<'t> {
+    tree: &'t dyn SourceTree,
+    live: HashMap<(Kind, &'t str), &'t LiveObject>,
+    out: Evaluation,
+}
+
+/// A declaration of one module, keyed the way references name it.
+enum Node<'c> {
+    Local(&'c str, &'c Expression),
+    Resource(&'c ResourceBlock),
+    Module(&'c ModuleCall),
+    Output(&'c str, &'c Expression),
+}
+
+impl Node<'_> {
+    fn key(&self) -> String {
+        match self {
+            Node::Local(n, _) => format!("local.{n}"),
+            Node::Resource(r) => format!("{}.{}", r.kind.terraform_type(), r.label),
+            Node::Module(m) => format!("module.{}", m.label),
+            Node::Output(n, _) => format!("output.{n}"),
+        }
+    }
+
+    fn references(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        match self {
+            Node::Local(_, e) | Node::Output(_, e) => references(e, &mut out),
+            Node::Resource(r) => {
+                r.count.iter().chain(r.for_each.iter()).for_each(|e| references(e, &mut out));
+                r.attributes.iter().for_each(|(_, e)| references(e, &mut out));
+                r.blocks.iter().flat_map(|(_, args)| args).for_each(|(_, e)| references(e, &mut out));
+            }
+            Node::Module(m) => {
+                m.count.iter().chain(m.for_each.iter()).for_each(|e| references(e, &mut out));
+                m.inputs.iter().for_each(|(_, e)| references(e, &mut out));
+            }
+        }
+        out
+    }
+}
+
+/// Orders `nodes` so each comes after what it references.
+fn dependency_order(nodes: &[Node<'_>], module: &str) -> Result<Vec<usize>, HclError> {
+    let index: HashMap<String, usize> = nodes.iter().enumerate().map(|(i, n)| (n.key(), i)).collect();
+    let deps: Vec<Vec<usize>> = nodes.iter().map(|n| n.references().iter().filter_map(|r| index.get(r).copied()).collect()).collect();
+    let mut order = Vec::with_capacity(nodes.len());
+    let mut state = vec![0u8; nodes.len()]; // 0 new, 1 on the path, 2 done
+    fn visit(i: usize, deps: &[Vec<usize>], state: &mut [u8], order: &mut Vec<usize>, path: &mut Vec<usize>) -> Result<(), Vec<usize>> {
+        match state[i] {
+            2 => return Ok(()),
+            1 => {
+                let start = path.iter().position(|&p| p == i).unwrap_or(0);
+                let mut cycle = path[start..].to_vec();
+                cycle.push(i);
+                return Err(cycle);
+            }
+            _ => {}
+        }
+        state[i] = 1;
+        path.push(i);
+        for &d in &deps[i] {
+            visit(d, deps, state, order, path)?;
+        }
+        path.pop();
+        state[i] = 2;
+        order.push(i);
+        Ok(())
+    }
+    for i in 0..nodes.len() {
+        visit(i, &deps, &mut state, &mut order, &mut Vec::new()).map_err(|cycle| HclError::Cycle {
+            module: module.to_string(),
+            through: cycle.iter().map(|&c| nodes[c].key()).collect::<Vec<_>>().join(" -> "),
+        })?;
+    }
+    Ok(order)
+}
+
+/// Instances of a block: `("", no each/count)`, `("[0]", count.index = 0)`, `("[\"a\"]", each.key = "a")`.
+fn expand(refs: &Refs<'_>, count: Option<&Expression>, for_each: Option<&Expression>) -> Result<(Vec<(String, Instance)>, Shape), String> {
+    let none = Instance::default();
+    if let Some(c) = count {
+        let n = match refs.eval(c, &none).map_err(|r| format!("count is unknown: {r}"))? {
+            Value::Number(n) => n.as_u64().ok_or_else(|| format!("count must be a whole number, not {n}"))?,
+            other => return Err(format!("count must be a number, not {other}")),
+        };
+        let instances = (0..n)
+            .map(|i| (format!("[{i}]"), Instance { count: Some(Value::Object(Map::from_iter([("index".to_string(), Value::from(i))]))), each: None }))
+            .collect();
+        return Ok((instances, Shape::List));
+    }
+    if let Some(f) = for_each {
+        let entries: Vec<(String, Value)> = match refs.eval(f, &none).map_err(|r| format!("for_each is unknown: {r}"))? {
+            Value::Object(m) => m.into_iter().collect(),
+            Value::Array(items) => items
+                .into_iter()
+                .map(|v| match v {
+                    Value::String(s) => Ok((s.clone(), Value::String(s))),
+                    other => Err(format!("for_each over a set needs strings, not {other}")),
+                })
+                .collect::<Result<_, _>>()?,
+            other => return Err(format!("for_each must be a map or a set of strings, not {other}")),
+        };
+        let instances = entries
+            .into_iter()
+            .map(|(k, v)| {
+                let suffix = format!("[{}]", serde_json::Value::String(k.clone()));
+                let each = Value::Object(Map::from_iter([("key".to_string(), Value::from(k)), ("value".to_string(), v)]));
+                (suffix, Instance { each: Some(each), count: None })
+            })
+            .collect();
+        return Ok((instances, Shape::Map));
+    }
+    Ok((vec![(String::new(), none)], Shape::Single))
+}
+
+/// How the instances of a block are referenced: one object, a list (`count`) or a map (`for_each`).
+#[derive(Clone, Copy)]
+enum Shape {
+    Single,
+    List,
+    Map,
+}
+
+fn gather(shape: Shape, values: Vec<(String, Value)>) -> Value {
+    match shape {
+        Shape::Single => values.into_iter().next().map(|(_, v)| v).unwrap_or(Value::Null),
+        Shape::List => Value::Array(values.into_iter().map(|(_, v)| v).collect()),
+        Shape::Map => Value::Object(values.into_iter().collect()),
+    }
+}
+
+/// The key of a `for_each` instance from its address suffix (`["a"]` -> `a`).
+fn instance_key(suffix: &str) -> String {
+    suffix
+        .strip_prefix('[')
+        .and_then(|s| s.strip_suffix(']'))
+        .map(|inner| serde_json::from_str::<String>(inner).unwrap_or_else(|_| inner.to_string()))
+        .unwrap_or_default()
+}
+
+impl Evaluator<'_> {
+    #[allow(clippy::too_many_arguments, reason = "one call site per module level; a struct would only rename the same values")]
+    fn module(&mut self, ctx: &Context<'_>, config: &ModuleConfig, dir: &str, prefix: &str, vars: Map<String, Value>, unknown: Unknown, depth: usize) -> Result<Map<String, Value>, HclError> {
+        let module = if prefix.is_empty() { "root module".to_string() } else { prefix.trim_end_matches('.').to_string() };
+        let mut nodes: Vec<Node<'_>> = Vec::new();
+        nodes.extend(config.locals.iter().map(|(n, e)| Node::Local(n, e)));
+        nodes.extend(config.resources.iter().map(Node::Resource));
+        nodes.extend(config.modules.iter().map(Node::Module));
+        nodes.extend(config.outputs.iter().map(|(n, e)| Node::Output(n, e)));
+        let order = dependency_order(&nodes, &module)?;
+        let mut refs = Refs { vars, unknown, path_module: if dir.is_empty() { ".".into() } else { dir.to_string() }, ctx: Some(ctx), ..Refs::default() };
+        let mut outputs = Map::new();
+        let none = Instance::default();
+        for i in order {
+            match &nodes[i] {
+                Node::Local(name, expr) => match refs.eval(expr, &none) {
+                    Ok(v) => {
+                        refs.locals.insert(name.to_string(), v);
+                    }
+                    Err(reason) => {
+                        refs.unknown.insert(format!("local.{name}"), format!("local.{name} is unknown: {reason}"));
+                    }
+                },
+                Node::Output(name, expr) => {
+                    if let Ok(v) = refs.eval(expr, &none) {
+                        outputs.insert(name.to_string(), v);
+                    }
+                }
+                Node::Resource(block) => self.resource(block, &mut refs, prefix),
+                Node::Module(call) => self.module_call(ctx, call, &mut refs, dir, prefix, depth)?,
+            }
+        }
+        Ok(outputs)
+    }
+
+    fn resource(&mut self, block: &ResourceBlock, refs: &mut Refs<'_>, prefix: &str) {
+        let ty = block.kind.terraform_type();
+        let key = format!("{ty}.{}", block.label);
+        let base = format!("{prefix}{key}");
+        let (instances, shape) = match expand(refs, block.count.as_ref(), block.for_each.as_ref()) {
+            Ok(x) => x,
+            Err(reason) => {
+                self.out.warnings.push(format!("{base}: {reason}; its instances are not compared"));
+                refs.unknown.insert(key.clone(), format!("{key} could not be expanded: {reason}"));
+                return;
+            }
+        };
+        let mut values = Vec::with_capacity(instances.len());
+        for (suffix, inst) in instances {
+            let address = format!("{base}{suffix}");
+            let ev = evaluate_instance(block, refs, &inst);
+            for arg in &ev.ignored {
+                self.out.warnings.push(format!("{address}: {arg} is not a settable attribute of {ty}; ignored"));
+            }
+            let Some(name) = ev.attributes.get("name").and_then(|n| n.as_str()).map(str::to_string) else {
+                let why = ev.unknown.iter().find(|(a, _)| a == "name").map_or("it is not set".to_string(), |(_, r)| r.clone());
+                self.out.warnings.push(format!("{address}: name is unknown ({why}), so it cannot be matched to a live object; not compared"));
+                values.push((instance_key(&suffix), Value::Null));
+                continue;
+            };
+            for (attr, reason) in &ev.unknown {
+                self.out.warnings.push(format!("{address}: {attr} is unknown ({reason}); left out of the comparison"));
+            }
+            let live = self.live.get(&(block.kind, name.as_str())).copied();
+            // What `novacron_x.y.attr` gives: the live object, overlaid with the configuration.
+            let mut value: Map<String, Value> = match live {
+                Some(o) => o.fields.iter().map(|(k, v)| (k.clone(), to_hcl(v))).collect(),
+                None => Map::new(),
+            };
+            for (k, v) in &ev.attributes {
+                value.insert(k.clone(), to_hcl(v));
+            }
+            values.push((instance_key(&suffix), Value::Object(value)));
+            let mut unknown: Vec<String> = ev.unknown.into_iter().map(|(a, _)| a).collect();
+            unknown.sort();
+            self.out.resources.push(DesiredResource { address, kind: block.kind, name, attributes: ev.attributes, unknown });
+        }
+        refs.resources.insert(key, gather(shape, values));
+    }
+
+    fn module_call(&mut self, ctx: &Context<'_>, call: &ModuleCall, refs: &mut Refs<'_>, dir: &str, prefix: &str, depth: usize) -> Result<(), HclError> {
+        let key = format!("module.{}", call.label);
+        let base = format!("{prefix}{key}");
+        let source = call.source.as_deref().unwrap_or_default();
+        if !(source.starts_with("./") || source.starts_with("../")) {
+            self.out.warnings.push(format!("{base}: source {source:?} is not a local path; its resources are not compared"));
+            refs.unknown.insert(key, format!("{base} comes from {source:?}, which is not read"));
+            return Ok(());
+        }
+        let invalid = |message: String| HclError::Invalid { file: call.file.clone(), message };
+        if depth >= MAX_DEPTH {
+            return Err(invalid(format!("module {:?}: modules nest deeper than {MAX_DEPTH}; does a module call itself?", call.label)));
+        }
+        let child_dir = join_path(dir, source).ok_or_else(|| invalid(format!("module {:?}: source {source:?} leaves the repository", call.label)))?;
+        let child = read_module(self.tree, &child_dir)?
+            .ok_or_else(|| invalid(format!("module {:?}: source {source:?} is not a directory of the repository", call.label)))?;
+        let (instances, shape) = match expand(refs, call.count.as_ref(), call.for_each.as_ref()) {
+            Ok(x) => x,
+            Err(reason) => {
+                self.out.warnings.push(format!("{base}: {reason}; its resources are not compared"));
+                refs.unknown.insert(key, format!("{base} could not be expanded: {reason}"));
+                return Ok(());
+            }
+        };
+        let mut values = Vec::new();
+        for (suffix, inst) in instances {
+            let mut vars = Map::new();
+            let mut unknown = Unknown::new();
+            for (name, expr) in &call.inputs {
+                match refs.eval(expr, &inst) {
+                    Ok(v) => {
+                        vars.insert(name.clone(), v);
+                    }
+                    Err(reason) => {
+                        unknown.insert(format!("var.{name}"), format!("input {name} of {base}{suffix} is unknown: {reason}"));
+                    }
+                }
+            }
+            let defaults = Refs { ctx: Some(ctx), ..Refs::default() };
+            for (name, default) in &child.variables {
+                if vars.contains_key(name) || unknown.contains_key(&format!("var.{name}")) {
+                    continue;
+                }
+                match default.as_ref().map(|d| defaults.eval(d, &Instance::default())) {
+                    Some(Ok(v)) => {
+                        vars.insert(name.clone(), v);
+                    }
+                    _ => {
+                        unknown.insert(format!("var.{name}"), format!("input {name} of {base}{suffix} has no value"));
+                    }
+                }
+            }
+            let outputs = self.module(ctx, &child, &child_dir, &format!("{base}{suffix}."), vars, unknown, depth + 1)?;
+            values.push((instance_key(&suffix), Value::Object(outputs)));
+        }
+        refs.modules.insert(call.label.clone(), gather(shape, values));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

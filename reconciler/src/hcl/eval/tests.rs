@@ -1,0 +1,140 @@
+//! Tests of configuration evaluation against in-memory trees.
+
+use serde_json::json;
+
+use super::*;
+use crate::source::MemoryTree;
+
+fn live(kind: Kind, id: &str, name: &str) -> LiveObject {
+    let fields = json!({"id": id, "name": name, "status": "active"});
+    LiveObject { kind, fields: fields.as_object().expect("object").clone() }
+}
+
+fn find<'a>(ev: &'a Evaluation, address: &str) -> &'a DesiredResource {
+    ev.resources.iter().find(|r| r.address == address).unwrap_or_else(|| panic!("no {address} in {:?}", ev.resources.iter().map(|r| &r.address).collect::<Vec<_>>()))
+}
+
+const MAIN: &str = r#"
+variable "env" { default = "dev" }
+variable "memory" {}
+locals {
+  prefix = "${var.env}-app"
+  sizes  = { small = 2, large = 8 }
+}
+resource "novacron_network" "core" {
+  name = "${local.prefix}-net"
+  cidr = cidrsubnet("10.0.0.0/16", 8, 1)
+  firewall_rule {
+    direction = "ingress"
+    ports     = 22
+  }
+  firewall_rule {
+    direction = "egress"
+  }
+}
+resource "novacron_vm" "web" {
+  count       = 2
+  name        = format("%s-web-%d", local.prefix, count.index)
+  cpu_cores   = 2
+  memory_gb   = var.memory
+  template_id = data.novacron_template.ubuntu.id
+  network_id  = novacron_network.core.id
+  metadata    = { role = upper("web"), index = count.index }
+  lifecycle { ignore_changes = [tags] }
+}
+resource "novacron_storage" "disk" {
+  for_each = local.sizes
+  name     = "${each.key}-disk"
+  size_gb  = each.value * 10
+}
+module "db" {
+  source = "./modules/vm"
+  name   = "db"
+  net    = novacron_network.core.id
+}
+resource "novacron_policy" "p" {
+  name = "uses-${module.db.vm_name}"
+  rule = "package p"
+}
+"#;
+
+const MODULE: &str = r#"
+variable "name" {}
+variable "net" {}
+variable "memory" { default = 16 }
+resource "novacron_vm" "this" {
+  count       = 1
+  name        = var.name
+  cpu_cores   = 4
+  memory_gb   = var.memory
+  template_id = "tpl-debian-12"
+  network_id  = var.net
+}
+output "vm_name" { value = novacron_vm.this[0].name }
+"#;
+
+fn tree() -> MemoryTree {
+    MemoryTree::new([
+        ("infra/main.tf", MAIN),
+        ("infra/terraform.tfvars", "memory = 4\nenv = \"staging\"\n"),
+        ("infra/prod.auto.tfvars", "env = \"prod\"\n"),
+        ("infra/modules/vm/main.tf", MODULE),
+    ])
+}
+
+#[test]
+fn evaluates_variables_locals_count_for_each_modules_and_references() {
+    let live = [live(Kind::Network, "net-42", "prod-app-net")];
+    let ev = evaluate(&tree(), "infra", &["memory=6".to_string()], &live).expect("evaluates");
+    let net = find(&ev, "novacron_network.core");
+    assert_eq!(net.name, "prod-app-net");
+    assert_eq!(net.attributes["cidr"], json!("10.0.1.0/24"));
+    assert_eq!(net.attributes["firewall_rules"], json!([{"direction": "ingress", "ports": "22"}, {"direction": "egress"}]));
+    let web1 = find(&ev, "novacron_vm.web[1]");
+    assert_eq!(web1.name, "prod-app-web-1");
+    assert_eq!(web1.attributes["memory_gb"], json!(6), "--var beats tfvars");
+    assert_eq!(web1.attributes["network_id"], json!("net-42"), "reference resolved to the live id");
+    assert_eq!(web1.attributes["metadata"], json!({"role": "WEB", "index": "1"}));
+    assert_eq!(web1.unknown, ["template_id"]);
+    assert!(ev.warnings.iter().any(|w| w.starts_with("novacron_vm.web[0]: template_id is unknown") && w.contains("data source")), "{:?}", ev.warnings);
+    assert_eq!(find(&ev, "novacron_storage.disk[\"large\"]").attributes["size_gb"], json!(80));
+    let db = find(&ev, "module.db.novacron_vm.this[0]");
+    assert_eq!((db.name.as_str(), &db.attributes["memory_gb"], &db.attributes["network_id"]), ("db", &json!(16), &json!("net-42")));
+    assert_eq!(find(&ev, "novacron_policy.p").name, "uses-db");
+    assert_eq!(ev.resources.len(), 7);
+}
+
+#[test]
+fn a_reference_to_a_resource_without_a_live_object_is_unknown() {
+    let ev = evaluate(&tree(), "infra", &[], &[]).expect("evaluates");
+    let web = find(&ev, "novacron_vm.web[0]");
+    assert!(web.unknown.contains(&"network_id".to_string()));
+    assert!(!web.attributes.contains_key("network_id"));
+    assert!(ev.warnings.iter().any(|w| w.contains("network_id is unknown")), "{:?}", ev.warnings);
+}
+
+#[test]
+fn bad_input_is_an_error() {
+    let dup = MemoryTree::new([("main.tf", "resource \"novacron_vm\" \"a\" { name = \"x\" }\nresource \"novacron_vm\" \"b\" { name = \"x\" }\n")]);
+    let err = evaluate(&dup, "", &[], &[]).expect_err("duplicate");
+    assert_eq!(err.to_string(), "novacron_vm.a and novacron_vm.b are both novacron_vm named \"x\": names are unique per kind, so rename one");
+    let cycle = MemoryTree::new([("main.tf", "locals {\n a = local.b\n b = local.a\n}\n")]);
+    assert!(matches!(evaluate(&cycle, "", &[], &[]), Err(HclError::Cycle { .. })));
+    assert!(matches!(evaluate(&tree(), "nope", &[], &[]), Err(HclError::NoSuchPath { .. })));
+    assert!(matches!(evaluate(&tree(), "infra", &["novalue".into()], &[]), Err(HclError::BadVar(_))));
+    let missing_module = MemoryTree::new([("main.tf", "module \"m\" { source = \"./nowhere\" }\n")]);
+    assert!(evaluate(&missing_module, "", &[], &[]).expect_err("missing").to_string().contains("./nowhere"));
+}
+
+#[test]
+fn registry_modules_and_unknown_functions_are_warnings() {
+    let t = MemoryTree::new([(
+        "main.tf",
+        "module \"r\" { source = \"example/vm/novacron\" }\nresource \"novacron_vm\" \"a\" {\n name = \"a\"\n cpu_cores = mystery(1)\n memory_gb = try(module.r.memory, 4)\n}\n",
+    )]);
+    let ev = evaluate(&t, "", &[], &[]).expect("evaluates");
+    let a = find(&ev, "novacron_vm.a");
+    assert_eq!(a.unknown, ["cpu_cores"]);
+    assert_eq!(a.attributes["memory_gb"], json!(4));
+    assert!(ev.warnings.iter().any(|w| w.contains("not a local path")));
+}

@@ -1,0 +1,2 @@
+//! The novacron-reconcile command (placeholder until the CLI lands).
+fn main() {}

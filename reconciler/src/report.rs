@@ -1,0 +1,214 @@
+//! The drift report: the JSON shape DESIGN.md fixes ("Reconciler (contract)"), plus counts.
+
+use novacron_schemas::Severity;
+use serde::Serialize;
+use serde_json::Value;
+
+/// Everything one `drift` run found, in the order reports list it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DriftReport {
+    /// The commit SHA of the desired state.
+    pub revision: String,
+    /// When the report was made (RFC 3339, UTC).
+    pub generated_at: String,
+    /// Counts over `resources`.
+    pub summary: Summary,
+    /// One entry per desired resource and per unmanaged live object, sorted by address.
+    pub resources: Vec<ResourceReport>,
+    /// Resources left out entirely by an ignore rule.
+    pub ignored: Vec<IgnoredResource>,
+    /// What could not be evaluated or compared (never counted as drift).
+    pub warnings: Vec<String>,
+}
+
+/// The counts at the top of a report.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Summary {
+    /// Entries in `resources`.
+    pub resources: usize,
+    /// Desired resources whose live object matches.
+    pub in_sync: usize,
+    /// Desired resources whose live object differs.
+    pub drifted: usize,
+    /// Desired resources with no live object.
+    pub missing: usize,
+    /// Live objects no desired resource names.
+    pub unmanaged: usize,
+    /// Ignored whole resources plus ignored attribute changes.
+    pub ignored: usize,
+    /// Share of live objects that the desired state manages, 0.0-1.0.
+    pub coverage: f64,
+    /// Entries that are not in sync, by their severity.
+    pub by_severity: BySeverity,
+}
+
+/// A count per severity, highest first.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct BySeverity {
+    /// Critical entries.
+    pub critical: usize,
+    /// High entries.
+    pub high: usize,
+    /// Medium entries.
+    pub medium: usize,
+    /// Low entries.
+    pub low: usize,
+    /// Info entries.
+    pub info: usize,
+}
+
+impl BySeverity {
+    /// Counts one entry of `severity`.
+    pub fn add(&mut self, severity: Severity) {
+        *self.slot(severity) += 1;
+    }
+
+    /// The count of one severity.
+    pub fn get(&self, severity: Severity) -> usize {
+        match severity {
+            Severity::Critical => self.critical,
+            Severity::High => self.high,
+            Severity::Medium => self.medium,
+            Severity::Low => self.low,
+            Severity::Info => self.info,
+        }
+    }
+
+    fn slot(&mut self, severity: Severity) -> &mut usize {
+        match severity {
+            Severity::Critical => &mut self.critical,
+            Severity::High => &mut self.high,
+            Severity::Medium => &mut self.medium,
+            Severity::Low => &mut self.low,
+            Severity::Info => &mut self.info,
+        }
+    }
+}
+
+/// Where a resource stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Desired and live agree (ignored differences aside).
+    InSync,
+    /// Desired and live differ.
+    Drifted,
+    /// Desired, but no live object has its kind and name.
+    Missing,
+    /// Live, but no desired resource names it.
+    Unmanaged,
+}
+
+impl Status {
+    /// The name used in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::InSync => "in_sync",
+            Status::Drifted => "drifted",
+            Status::Missing => "missing",
+            Status::Unmanaged => "unmanaged",
+        }
+    }
+}
+
+/// One resource's entry.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResourceReport {
+    /// `novacron_vm.web`, `module.app.novacron_vm.this[0]`; unmanaged objects get `type.name`.
+    pub address: String,
+    /// The Terraform type, e.g. `novacron_vm`.
+    #[serde(rename = "type")]
+    pub resource_type: String,
+    /// The object's name (the match key).
+    pub name: String,
+    /// The live object's id, when there is one.
+    pub id: Option<String>,
+    /// Where it stands.
+    pub status: Status,
+    /// How much it matters; `null` when in sync.
+    pub severity: Option<Severity>,
+    /// `sha256:` of the desired canonical form (configured attributes only).
+    pub desired_hash: Option<String>,
+    /// `sha256:` of the live canonical form (the same attributes).
+    pub live_hash: Option<String>,
+    /// Share of configured attributes that drifted, 0.0-1.0.
+    pub drift_percentage: f64,
+    /// Differences that count, sorted by path.
+    pub changes: Vec<Change>,
+    /// Differences an ignore rule set aside.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ignored_changes: Vec<Change>,
+    /// Configured attributes whose value could not be evaluated, left out of the comparison.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unknown: Vec<String>,
+}
+
+/// One field-level difference.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Change {
+    /// Path in HCL terms: `memory_gb`, `metadata.env`, `firewall_rule[1].ports`.
+    pub path: String,
+    /// The desired value (`null` when absent); `"(sensitive)"` for sensitive attributes.
+    pub desired: Value,
+    /// The live value (`null` when absent); `"(sensitive)"` for sensitive attributes.
+    pub live: Value,
+    /// The attribute's drift severity from `schemas/`.
+    pub severity: Severity,
+    /// True when the values are hidden because the attribute is sensitive.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub sensitive: bool,
+}
+
+/// A resource an ignore rule left out.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct IgnoredResource {
+    /// Its address.
+    pub address: String,
+    /// The rule that matched.
+    pub rule: String,
+}
+
+impl DriftReport {
+    /// True when anything counts as drift: drifted, missing or unmanaged entries.
+    pub fn has_drift(&self) -> bool {
+        self.summary.drifted + self.summary.missing + self.summary.unmanaged > 0
+    }
+}
+
+/// The current time as RFC 3339 UTC with seconds, e.g. `2026-11-22T04:09:44Z`.
+pub fn now_rfc3339() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    rfc3339_from_unix(secs)
+}
+
+/// Formats seconds since the Unix epoch as RFC 3339 UTC.
+pub fn rfc3339_from_unix(secs: u64) -> String {
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rem = secs % 86_400;
+    // Civil-from-days (proleptic Gregorian), after Howard Hinnant's algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_unix_time() {
+        assert_eq!(rfc3339_from_unix(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339_from_unix(1_795_320_584), "2026-11-22T04:09:44Z");
+        assert_eq!(rfc3339_from_unix(951_782_400), "2000-02-29T00:00:00Z");
+    }
+}
