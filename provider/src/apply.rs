@@ -1,0 +1,296 @@
+//! The calls that talk to the platform: apply (create, update, delete), read, import and
+//! data source reads. VM operations wait for the platform within the `timeouts` block.
+
+use std::time::{Duration, Instant};
+
+use novacron_client::{Client, Deleted, Error as ApiError, ListQuery, Object};
+use novacron_schemas::{Kind, sha256_hex};
+use serde_json::{Map, Value as Json};
+use tokio::sync::watch;
+
+use crate::diag::{Diagnostics, api_field_path, path};
+use crate::state::{block_from_object, body_from_block, conform};
+use crate::tfschema::{TfBlock, TypeSchema};
+use crate::value::Val;
+
+/// What a call needs: the configured client and the stop signal.
+pub struct Ctx {
+    /// The platform client.
+    pub client: Client,
+    /// Becomes true when Terraform calls Stop.
+    pub stop: watch::Receiver<bool>,
+}
+
+/// Default wait for create, update and delete.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Parses a Go-style duration such as `30s`, `10m`, `1h30m` or `500ms`.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let mut total = Duration::ZERO;
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(rest.len());
+        let number: f64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let secs = match unit {
+            "ms" => number / 1000.0,
+            "s" => number,
+            "m" => number * 60.0,
+            "h" => number * 3600.0,
+            _ => return None,
+        };
+        total += Duration::from_secs_f64(secs);
+    }
+    Some(total)
+}
+
+fn timeout_of(state: &Val, which: &str) -> Duration {
+    state.get("timeouts").get(which).as_str().and_then(parse_duration).unwrap_or(DEFAULT_TIMEOUT)
+}
+
+/// Turns an API error into diagnostics: field errors at their attribute paths, policy
+/// denials as one error naming each violation, everything else as one line.
+pub fn report_api_error(diags: &mut Diagnostics, block: &TfBlock, action: &str, err: &ApiError) {
+    let fields = err.field_errors();
+    if err.status() == Some(403) && fields.iter().any(|f| f.field.starts_with("policy/")) {
+        let lines: Vec<String> = fields.iter().map(|f| format!("- {}: {}", f.field.trim_start_matches("policy/"), f.message)).collect();
+        diags.error(format!("{action} denied by NovaCron policy"), format!("The platform's admission policies refused this change:\n{}", lines.join("\n")));
+        return;
+    }
+    let mut placed = false;
+    for f in fields {
+        if let Some(p) = api_field_path(block, &f.field) {
+            diags.error_at(p, format!("{action} failed: invalid {}", f.field), f.message.clone());
+            placed = true;
+        }
+    }
+    if !placed {
+        diags.error(format!("{action} failed"), err.to_string());
+    }
+}
+
+/// Polls a VM until `done` holds for it, or the timeout passes. Returns the last object.
+async fn wait_vm(ctx: &Ctx, id: &str, timeout: Duration, done: impl Fn(Option<&Object>) -> bool) -> Result<Option<Object>, String> {
+    let deadline = Instant::now() + timeout;
+    let mut delay = Duration::from_millis(50);
+    loop {
+        let current = match ctx.client.get(Kind::Vm, id).await {
+            Ok(r) => Some(r.value),
+            Err(e) if e.is_not_found() => None,
+            Err(e) => return Err(e.to_string()),
+        };
+        if done(current.as_ref()) {
+            return Ok(current);
+        }
+        if Instant::now() + delay > deadline {
+            let status = current.as_ref().and_then(Object::status).unwrap_or("gone").to_string();
+            return Err(format!("vm {id} is still {status} after {}s; raise the timeouts block or check the platform", timeout.as_secs()));
+        }
+        let mut stop = ctx.stop.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stop.wait_for(|s| *s) => return Err("Terraform asked the provider to stop".into()),
+        }
+        delay = (delay * 2).min(Duration::from_secs(2));
+    }
+}
+
+fn settled(o: Option<&Object>) -> bool {
+    o.is_none_or(|o| !matches!(o.status(), Some("provisioning")))
+}
+
+/// ApplyResourceChange.
+pub async fn apply(ctx: &Ctx, t: &TypeSchema, prior: &Val, planned: &Val, diags: &mut Diagnostics) -> Val {
+    let kind = t.kind;
+    if planned.is_null() {
+        let id = prior.get("id").as_str().unwrap_or_default().to_string();
+        match ctx.client.delete(kind, &id).await {
+            Ok(Deleted::Accepted(_)) => {
+                if let Err(e) = wait_vm(ctx, &id, timeout_of(prior, "delete"), |o| o.is_none()).await {
+                    diags.error(format!("Deleting {} failed", t.type_name), e);
+                    return prior.clone();
+                }
+            }
+            Ok(Deleted::Gone) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => {
+                report_api_error(diags, &t.block, &format!("Deleting {}", t.type_name), &e);
+                return prior.clone();
+            }
+        }
+        return Val::Null;
+    }
+    let result = if prior.is_null() {
+        let body = Json::Object(body_from_block(&t.block, planned, false));
+        ctx.client.create(kind, &body).await.map(|r| r.value)
+    } else {
+        let id = prior.get("id").as_str().unwrap_or_default().to_string();
+        let before = body_from_block(&t.block, prior, true);
+        let after = body_from_block(&t.block, planned, true);
+        let patch: Map<String, Json> = after.into_iter().filter(|(k, v)| before.get(k) != Some(v)).collect();
+        if patch.is_empty() {
+            ctx.client.get(kind, &id).await.map(|r| r.value)
+        } else {
+            ctx.client.patch(kind, &id, &Json::Object(patch), None).await.map(|r| r.value)
+        }
+    };
+    let object = match result {
+        Ok(o) => o,
+        Err(e) => {
+            let action = if prior.is_null() { "Creating" } else { "Updating" };
+            report_api_error(diags, &t.block, &format!("{action} {}", t.type_name), &e);
+            return prior.clone();
+        }
+    };
+    let object = if kind == Kind::Vm {
+        let which = if prior.is_null() { "create" } else { "update" };
+        match wait_vm(ctx, object.id(), timeout_of(planned, which), settled).await {
+            Ok(Some(o)) => o,
+            Ok(None) => {
+                diags.error(format!("{} disappeared", t.type_name), format!("vm {} was deleted while Terraform waited for it", object.id()));
+                return Val::Null;
+            }
+            Err(e) => {
+                diags.error(format!("Waiting for {} failed", t.type_name), e);
+                object
+            }
+        }
+    } else {
+        object
+    };
+    block_from_object(&t.block, object.as_map(), planned)
+}
+
+/// ReadResource: the live object, or null when it is gone (Terraform then drops it).
+pub async fn read(ctx: &Ctx, t: &TypeSchema, current: &Val, diags: &mut Diagnostics) -> Val {
+    let id = current.get("id").as_str().unwrap_or_default().to_string();
+    match ctx.client.get(t.kind, &id).await {
+        Ok(r) => {
+            let mut keep = current.clone();
+            // A write-only value changed out of band shows as drift: forget what we sent.
+            if let (Val::Str(sent), Val::Obj(m)) = (current.get("user_data"), &mut keep) {
+                let live = r.value.get("user_data_sha256").and_then(Json::as_str);
+                if live != Some(sha256_hex(sent.as_bytes()).as_str()) {
+                    m.insert("user_data".into(), Val::Null);
+                }
+            }
+            block_from_object(&t.block, r.value.as_map(), &keep)
+        }
+        Err(e) if e.is_not_found() => Val::Null,
+        Err(e) => {
+            report_api_error(diags, &t.block, &format!("Reading {} {id}", t.type_name), &e);
+            current.clone()
+        }
+    }
+}
+
+/// ImportResourceState: the object by id.
+pub async fn import(ctx: &Ctx, t: &TypeSchema, id: &str, diags: &mut Diagnostics) -> Val {
+    match ctx.client.get(t.kind, id).await {
+        Ok(r) => block_from_object(&t.block, r.value.as_map(), &Val::Null),
+        Err(e) if e.is_not_found() => {
+            diags.error(format!("Cannot import {}", t.type_name), format!("no {} with id {id:?} exists on the platform; check the id (ids look like {}-…)", t.kind, t.kind.schema().id_prefix));
+            Val::Null
+        }
+        Err(e) => {
+            report_api_error(diags, &t.block, &format!("Importing {}", t.type_name), &e);
+            Val::Null
+        }
+    }
+}
+
+/// ReadDataSource: finds one object by id, name or (templates) filters.
+pub async fn read_data_source(ctx: &Ctx, t: &TypeSchema, config: &Val, diags: &mut Diagnostics) -> Val {
+    let id = config.get("id").as_str().map(str::to_string);
+    let name = config.get("name").as_str().map(str::to_string);
+    let found = if let Some(id) = &id {
+        match ctx.client.get(t.kind, id).await {
+            Ok(r) => vec![r.value],
+            Err(e) if e.is_not_found() => vec![],
+            Err(e) => {
+                report_api_error(diags, &t.block, &format!("Reading data source {}", t.type_name), &e);
+                return Val::Null;
+            }
+        }
+    } else {
+        let query = ListQuery { name: name.clone(), os: config.get("os").as_str().map(str::to_string), page_size: Some(500), ..Default::default() };
+        let mut items = Vec::new();
+        let mut q = query;
+        loop {
+            match ctx.client.list_page(t.kind, &q).await {
+                Ok(page) => {
+                    items.extend(page.items);
+                    match page.next_page_token {
+                        Some(tok) => q.page_token = Some(tok),
+                        None => break,
+                    }
+                }
+                Err(e) => {
+                    report_api_error(diags, &t.block, &format!("Reading data source {}", t.type_name), &e);
+                    return Val::Null;
+                }
+            }
+        }
+        items
+    };
+    let mut matches: Vec<Object> = found
+        .into_iter()
+        .filter(|o| ["os_version", "arch"].iter().all(|k| config.get(k).as_str().is_none_or(|want| o.get(k).and_then(Json::as_str) == Some(want))))
+        .collect();
+    let filters: Vec<String> = ["id", "name", "os", "os_version", "arch"]
+        .iter()
+        .filter_map(|k| config.get(k).as_str().map(|v| format!("{k} = {v:?}")))
+        .collect();
+    if matches.is_empty() {
+        diags.error(format!("No {} matches", t.type_name), format!("nothing on the platform matches {}; check the values", filters.join(", ")));
+        return Val::Null;
+    }
+    if matches.len() > 1 {
+        if config.get("most_recent") == &Val::Bool(true) {
+            matches.sort_by(|a, b| {
+                let key = |o: &Object| o.get("released_at").and_then(Json::as_str).unwrap_or_default().to_string();
+                key(b).cmp(&key(a))
+            });
+            matches.truncate(1);
+        } else {
+            let names: Vec<&str> = matches.iter().map(Object::name).collect();
+            let hint = if t.kind == Kind::Template { "add filters or set most_recent = true" } else { "look it up by id" };
+            diags.error(format!("{} {} objects match", matches.len(), t.type_name), format!("{} all match {}; {hint}", names.join(", "), filters.join(", ")));
+            return Val::Null;
+        }
+    }
+    let keep = crate::value::Val::Obj([("most_recent".to_string(), config.get("most_recent").clone())].into_iter().collect());
+    conform(&t.block, &block_from_object(&t.block, matches[0].as_map(), &keep))
+}
+
+/// Validates the `timeouts` block durations.
+pub fn check_timeouts(config: &Val, diags: &mut Diagnostics) {
+    for which in ["create", "update", "delete"] {
+        if let Some(text) = config.get("timeouts").get(which).as_str() {
+            if parse_duration(text).is_none() {
+                diags.error_at(path(&["timeouts", which]), "Invalid duration", format!("{text:?} is not a duration; write e.g. 30s, 10m or 1h30m"));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("10"), None);
+        assert_eq!(parse_duration("soon"), None);
+        assert_eq!(parse_duration(""), None);
+    }
+}

@@ -1,0 +1,1 @@
+//! Registry-style docs generated from the schemas (filled in below).

@@ -1,0 +1,385 @@
+//! Terraform schemas of the provider, its resources and data sources, derived from the
+//! resource schemas in `schemas/` (nothing about an attribute is restated here).
+
+use std::sync::OnceLock;
+
+use novacron_schemas::{AttrType, Attribute, Kind};
+use serde_json::{Value as Json, json};
+
+use crate::proto::tfplugin5::{Schema, StringKind, schema};
+
+/// A cty type.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TfType {
+    /// `string`
+    String,
+    /// `number`
+    Number,
+    /// `bool`
+    Bool,
+    /// `list(T)`
+    List(Box<TfType>),
+    /// `set(T)`
+    Set(Box<TfType>),
+    /// `map(T)`
+    Map(Box<TfType>),
+    /// `object({...})`
+    Object(Vec<(String, TfType)>),
+}
+
+impl TfType {
+    /// The JSON type expression Terraform expects in schemas.
+    pub fn to_json(&self) -> Json {
+        match self {
+            TfType::String => json!("string"),
+            TfType::Number => json!("number"),
+            TfType::Bool => json!("bool"),
+            TfType::List(t) => json!(["list", t.to_json()]),
+            TfType::Set(t) => json!(["set", t.to_json()]),
+            TfType::Map(t) => json!(["map", t.to_json()]),
+            TfType::Object(fields) => json!(["object", fields.iter().map(|(k, t)| (k.clone(), t.to_json())).collect::<serde_json::Map<_, _>>()]),
+        }
+    }
+}
+
+/// One attribute of a Terraform block.
+#[derive(Debug, Clone)]
+pub struct TfAttr {
+    /// Name in HCL.
+    pub name: String,
+    /// Its type.
+    pub ty: TfType,
+    /// Must be set.
+    pub required: bool,
+    /// May be set.
+    pub optional: bool,
+    /// The provider may set it.
+    pub computed: bool,
+    /// Hidden in plans and output.
+    pub sensitive: bool,
+    /// Docs text.
+    pub description: String,
+    /// The attribute of `schemas/` it maps to (absent for provider-only attributes).
+    pub source: Option<Attribute>,
+}
+
+/// How a nested block repeats.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Nesting {
+    /// At most one (`timeouts`).
+    Single,
+    /// An ordered list (`firewall_rule`).
+    List,
+}
+
+/// A nested block type.
+#[derive(Debug, Clone)]
+pub struct TfBlockType {
+    /// Block name in HCL (`firewall_rule`).
+    pub type_name: String,
+    /// The API attribute holding the list (`firewall_rules`); empty for `timeouts`.
+    pub api_name: String,
+    /// Single or list.
+    pub nesting: Nesting,
+    /// Most blocks allowed (0: no limit).
+    pub max_items: i64,
+    /// The block's contents.
+    pub block: TfBlock,
+}
+
+/// A block: attributes and nested block types.
+#[derive(Debug, Clone, Default)]
+pub struct TfBlock {
+    /// Docs text.
+    pub description: String,
+    /// Attributes.
+    pub attributes: Vec<TfAttr>,
+    /// Nested block types.
+    pub blocks: Vec<TfBlockType>,
+}
+
+impl TfBlock {
+    /// The attribute called `name`.
+    pub fn attr(&self, name: &str) -> Option<&TfAttr> {
+        self.attributes.iter().find(|a| a.name == name)
+    }
+}
+
+/// A resource or data source type.
+#[derive(Debug, Clone)]
+pub struct TypeSchema {
+    /// The NovaCron kind behind it.
+    pub kind: Kind,
+    /// Terraform type name.
+    pub type_name: String,
+    /// State schema version.
+    pub version: i64,
+    /// The top-level block.
+    pub block: TfBlock,
+}
+
+fn tf_type(ty: &AttrType) -> TfType {
+    match ty {
+        AttrType::String => TfType::String,
+        AttrType::Integer | AttrType::Number => TfType::Number,
+        AttrType::Bool => TfType::Bool,
+        AttrType::List(item) => TfType::List(Box::new(tf_type(&item.ty))),
+        AttrType::Set(item) => TfType::Set(Box::new(tf_type(&item.ty))),
+        AttrType::Map(item) => TfType::Map(Box::new(tf_type(&item.ty))),
+        AttrType::Blocks { attributes, .. } => {
+            TfType::List(Box::new(TfType::Object(attributes.iter().map(|a| (a.name.clone(), tf_type(&a.ty))).collect())))
+        }
+    }
+}
+
+fn describe(a: &Attribute) -> String {
+    let mut d = a.description.clone();
+    if let Some(default) = &a.default {
+        d.push_str(&format!(" Defaults to `{default}`."));
+    }
+    if let Some(values) = &a.constraints.enum_values {
+        d.push_str(&format!(" One of: {}.", values.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(", ")));
+    }
+    if let (Some(lo), Some(hi)) = (a.constraints.minimum, a.constraints.maximum) {
+        d.push_str(&format!(" Between {lo} and {hi}."));
+    }
+    if a.immutable {
+        d.push_str(" Changing it forces a new resource.");
+    }
+    d
+}
+
+fn managed_attr(a: &Attribute) -> TfAttr {
+    let settable = !a.read_only;
+    TfAttr {
+        name: a.name.clone(),
+        ty: tf_type(&a.ty),
+        required: settable && a.required,
+        optional: settable && !a.required,
+        computed: a.read_only || (!a.required && (a.default.is_some() || a.computed)),
+        sensitive: a.sensitive,
+        description: describe(a),
+        source: Some(a.clone()),
+    }
+}
+
+/// Attributes of the platform that never go into Terraform state: they change on every
+/// write and would show as noise in every plan.
+fn in_state(kind: Kind, name: &str) -> bool {
+    match name {
+        "updated_at" => false,
+        "version" => kind == Kind::Policy,
+        _ => true,
+    }
+}
+
+fn timeouts_block() -> TfBlockType {
+    let attr = |name: &str, what: &str| TfAttr {
+        name: name.to_string(),
+        ty: TfType::String,
+        required: false,
+        optional: true,
+        computed: false,
+        sensitive: false,
+        description: format!("How long to wait for {what}, as a duration such as `30s`, `10m` or `1h`. Defaults to 10m."),
+        source: None,
+    };
+    TfBlockType {
+        type_name: "timeouts".into(),
+        api_name: String::new(),
+        nesting: Nesting::Single,
+        max_items: 0,
+        block: TfBlock { description: "Time limits for the platform to finish an operation.".into(), attributes: vec![attr("create", "a create"), attr("update", "an update"), attr("delete", "a delete")], blocks: vec![] },
+    }
+}
+
+/// State schema version per resource type (see `upgrade.rs` for the upgrade steps).
+pub fn state_version(kind: Kind) -> i64 {
+    match kind {
+        Kind::Vm => 1,
+        _ => 0,
+    }
+}
+
+fn build_resource(kind: Kind) -> TypeSchema {
+    let schema = kind.schema();
+    let mut block = TfBlock { description: schema.description.clone(), ..Default::default() };
+    for a in &schema.attributes {
+        if !in_state(kind, &a.name) {
+            continue;
+        }
+        if let AttrType::Blocks { block_name, attributes } = &a.ty {
+            let nested = TfBlock { description: a.description.clone(), attributes: attributes.iter().map(managed_attr).collect(), blocks: vec![] };
+            block.blocks.push(TfBlockType {
+                type_name: block_name.clone(),
+                api_name: a.name.clone(),
+                nesting: Nesting::List,
+                max_items: a.constraints.max_items.map_or(0, |m| m as i64),
+                block: nested,
+            });
+            continue;
+        }
+        block.attributes.push(managed_attr(a));
+    }
+    block.blocks.push(timeouts_block());
+    TypeSchema { kind, type_name: kind.terraform_type().to_string(), version: state_version(kind), block }
+}
+
+fn build_data_source(kind: Kind) -> TypeSchema {
+    let schema = kind.schema();
+    let lookup: &[&str] = match kind {
+        Kind::Template => &["id", "name", "os", "os_version", "arch"],
+        _ => &["id", "name"],
+    };
+    let mut block = TfBlock { description: format!("Looks up one existing object. {}", schema.description), ..Default::default() };
+    for a in &schema.attributes {
+        if !in_state(kind, &a.name) || a.write_only {
+            continue;
+        }
+        let is_lookup = lookup.contains(&a.name.as_str());
+        block.attributes.push(TfAttr {
+            name: a.name.clone(),
+            ty: tf_type(&a.ty),
+            required: false,
+            optional: is_lookup,
+            computed: true,
+            sensitive: a.sensitive,
+            description: if is_lookup { format!("{} Used to find the object.", a.description) } else { a.description.clone() },
+            source: Some(a.clone()),
+        });
+    }
+    if kind == Kind::Template {
+        block.attributes.push(TfAttr {
+            name: "most_recent".into(),
+            ty: TfType::Bool,
+            required: false,
+            optional: true,
+            computed: false,
+            sensitive: false,
+            description: "When several templates match, pick the one released last instead of failing.".into(),
+            source: None,
+        });
+    }
+    TypeSchema { kind, type_name: kind.terraform_type().to_string(), version: 0, block }
+}
+
+/// The managed resource types.
+pub fn resources() -> &'static [TypeSchema] {
+    static R: OnceLock<Vec<TypeSchema>> = OnceLock::new();
+    R.get_or_init(|| Kind::MANAGED.into_iter().map(build_resource).collect())
+}
+
+/// The data source types.
+pub fn data_sources() -> &'static [TypeSchema] {
+    static D: OnceLock<Vec<TypeSchema>> = OnceLock::new();
+    D.get_or_init(|| [Kind::Vm, Kind::Network, Kind::Template].into_iter().map(build_data_source).collect())
+}
+
+/// The resource type called `name`.
+pub fn resource(name: &str) -> Option<&'static TypeSchema> {
+    resources().iter().find(|r| r.type_name == name)
+}
+
+/// The data source type called `name`.
+pub fn data_source(name: &str) -> Option<&'static TypeSchema> {
+    data_sources().iter().find(|r| r.type_name == name)
+}
+
+/// The provider block.
+pub fn provider_block() -> TfBlock {
+    let attr = |name: &str, ty: TfType, sensitive: bool, description: &str| TfAttr {
+        name: name.into(),
+        ty,
+        required: false,
+        optional: true,
+        computed: false,
+        sensitive,
+        description: description.into(),
+        source: None,
+    };
+    TfBlock {
+        description: "The NovaCron provider manages VMs, networks, storage volumes and policies on the NovaCron platform.".into(),
+        attributes: vec![
+            attr("endpoint", TfType::String, false, "Base URL of the platform API. Defaults to the NOVACRON_ENDPOINT environment variable, then `http://localhost:8080`."),
+            attr("api_key", TfType::String, true, "API key. Defaults to the NOVACRON_API_KEY environment variable. Sensitive: never shown."),
+            attr("timeout", TfType::Number, false, "Seconds to wait for each API request. Defaults to 30."),
+            attr("max_retries", TfType::Number, false, "Retries of a failed idempotent request (with backoff). Defaults to 4."),
+        ],
+        blocks: vec![],
+    }
+}
+
+/// Converts a block to its protocol form.
+pub fn to_proto_block(b: &TfBlock) -> schema::Block {
+    schema::Block {
+        version: 0,
+        attributes: b
+            .attributes
+            .iter()
+            .map(|a| schema::Attribute {
+                name: a.name.clone(),
+                r#type: a.ty.to_json().to_string().into_bytes(),
+                description: a.description.clone(),
+                required: a.required,
+                optional: a.optional,
+                computed: a.computed,
+                sensitive: a.sensitive,
+                description_kind: StringKind::Markdown as i32,
+                deprecated: false,
+                write_only: false,
+            })
+            .collect(),
+        block_types: b
+            .blocks
+            .iter()
+            .map(|n| schema::NestedBlock {
+                type_name: n.type_name.clone(),
+                block: Some(to_proto_block(&n.block)),
+                nesting: match n.nesting {
+                    Nesting::Single => schema::nested_block::NestingMode::Single as i32,
+                    Nesting::List => schema::nested_block::NestingMode::List as i32,
+                },
+                min_items: 0,
+                max_items: n.max_items,
+            })
+            .collect(),
+        description: b.description.clone(),
+        description_kind: StringKind::Markdown as i32,
+        deprecated: false,
+    }
+}
+
+/// A full protocol schema for a type.
+pub fn to_proto(t: &TypeSchema) -> Schema {
+    Schema { version: t.version, block: Some(to_proto_block(&t.block)) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vm_schema_has_the_planning_flags() {
+        let vm = resource("novacron_vm").expect("vm");
+        let a = |n: &str| vm.block.attr(n).unwrap_or_else(|| panic!("{n}"));
+        assert!(a("cpu_cores").required);
+        assert!(a("disk_gb").optional && a("disk_gb").computed, "defaults need optional+computed");
+        assert!(a("user_data").sensitive && a("user_data").optional);
+        assert!(a("status").computed && !a("status").optional);
+        assert!(vm.block.attr("updated_at").is_none());
+        assert!(vm.block.blocks.iter().any(|b| b.type_name == "timeouts"));
+        let net = resource("novacron_network").expect("network");
+        let rules = net.block.blocks.iter().find(|b| b.type_name == "firewall_rule").expect("firewall_rule block");
+        assert_eq!(rules.api_name, "firewall_rules");
+        assert!(rules.block.attr("direction").expect("direction").required);
+        assert_eq!(resource("novacron_storage").expect("storage").kind, Kind::Volume);
+    }
+
+    #[test]
+    fn data_sources_look_up_by_id_or_name() {
+        let ds = data_source("novacron_network").expect("network ds");
+        assert!(ds.block.attr("name").expect("name").optional);
+        assert_eq!(ds.block.attr("firewall_rules").expect("rules").ty.to_json()[0], "list");
+        assert!(data_source("novacron_template").expect("template").block.attr("most_recent").is_some());
+    }
+}

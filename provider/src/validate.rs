@@ -1,0 +1,136 @@
+//! Config validation before any plan: the schema's ranges, enums and formats, Rego that
+//! must compile, lookups that must name one object, and provider settings.
+
+use novacron_schemas::{Kind, Violation};
+use serde_json::{Map, Value as Json};
+
+use crate::diag::{Diagnostics, api_field_path, path};
+use crate::tfschema::{Nesting, TfBlock, TypeSchema};
+use crate::value::Val;
+
+/// The known, non-null settable values of a config in API shape (unknowns left out).
+fn known_body(block: &TfBlock, config: &Val) -> Map<String, Json> {
+    let mut out = Map::new();
+    for a in &block.attributes {
+        let Some(src) = &a.source else { continue };
+        if src.read_only {
+            continue;
+        }
+        if let Some(j) = config.get(&a.name).to_json().filter(|j| !j.is_null()) {
+            out.insert(src.name.clone(), j);
+        }
+    }
+    for nb in block.blocks.iter().filter(|b| b.nesting == Nesting::List) {
+        if let Val::List(items) = config.get(&nb.type_name) {
+            out.insert(nb.api_name.clone(), Json::Array(items.iter().map(|i| Json::Object(known_body(&nb.block, i))).collect()));
+        }
+    }
+    out
+}
+
+/// ValidateResourceTypeConfig.
+pub fn resource(t: &TypeSchema, config: &Val, diags: &mut Diagnostics) {
+    let body = Json::Object(known_body(&t.block, config));
+    if let Err(errors) = t.kind.schema().validate_create(&body) {
+        for e in errors {
+            // Terraform itself enforces required attributes, and an unknown value is
+            // left out above, so "required" here would be a false alarm.
+            if e.violation == Violation::Required {
+                continue;
+            }
+            let summary = format!("Invalid value for {}", e.field);
+            match api_field_path(&t.block, &e.field) {
+                Some(p) => diags.error_at(p, summary, e.message),
+                None => diags.error(summary, e.message),
+            }
+        }
+    }
+    if t.kind == Kind::Policy {
+        if let Val::Str(rule) = config.get("rule") {
+            let mut engine = regorus::Engine::new();
+            if let Err(e) = engine.add_policy("rule.rego".to_string(), rule.clone()) {
+                diags.error_at(path(&["rule"]), "Invalid Rego in rule", format!("The policy module does not compile: {e}"));
+            }
+        }
+    }
+    crate::apply::check_timeouts(config, diags);
+}
+
+/// ValidateDataSourceConfig.
+pub fn data_source(t: &TypeSchema, config: &Val, diags: &mut Diagnostics) {
+    let given = |k: &str| !config.get(k).is_null();
+    match t.kind {
+        Kind::Template => {
+            if !["id", "name", "os", "os_version", "arch"].iter().any(|k| given(k)) {
+                diags.error("Missing template filter", "set id, name, or os (with most_recent = true to pick the newest release)");
+            }
+        }
+        _ => {
+            if given("id") && given("name") {
+                diags.error_at(path(&["name"]), "Conflicting lookup", format!("set either id or name on data.{}, not both", t.type_name));
+            } else if !given("id") && !given("name") {
+                diags.error(format!("Missing lookup for data.{}", t.type_name), "set id or name to say which object to read");
+            }
+        }
+    }
+}
+
+/// Checks the provider block (PrepareProviderConfig).
+pub fn provider(config: &Val, diags: &mut Diagnostics) {
+    if let Val::Str(endpoint) = config.get("endpoint") {
+        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+            diags.error_at(path(&["endpoint"]), "Invalid endpoint", format!("{endpoint:?} must be an http:// or https:// URL, e.g. http://localhost:8080"));
+        }
+    }
+    if let Val::Num(t) = config.get("timeout") {
+        if !(*t > 0.0 && *t <= 3600.0) {
+            diags.error_at(path(&["timeout"]), "Invalid timeout", format!("timeout must be between 1 and 3600 seconds, not {t}"));
+        }
+    }
+    if let Val::Num(r) = config.get("max_retries") {
+        if !(r.fract() == 0.0 && (0.0..=20.0).contains(r)) {
+            diags.error_at(path(&["max_retries"]), "Invalid max_retries", format!("max_retries must be a whole number from 0 to 20, not {r}"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::tfschema;
+
+    fn obj(pairs: &[(&str, Val)]) -> Val {
+        Val::Obj(pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect::<BTreeMap<_, _>>())
+    }
+
+    #[test]
+    fn names_the_attribute_and_skips_unknowns() {
+        let vm = tfschema::resource("novacron_vm").expect("vm");
+        let mut d = Diagnostics::default();
+        super::resource(vm, &obj(&[("cpu_cores", Val::Num(0.0)), ("network_id", Val::Unknown), ("power_state", Val::Str("paused".into()))]), &mut d);
+        let summaries: Vec<&str> = d.0.iter().map(|x| x.summary.as_str()).collect();
+        assert_eq!(summaries, ["Invalid value for cpu_cores", "Invalid value for power_state"], "{:?}", d.0);
+        assert!(d.0[0].detail.contains("between 1 and 128"));
+    }
+
+    #[test]
+    fn broken_rego_fails_with_its_line() {
+        let pol = tfschema::resource("novacron_policy").expect("policy");
+        let mut d = Diagnostics::default();
+        super::resource(pol, &obj(&[("rule", Val::Str("package p\n\ndeny contains m if {\n  input.x ==\n}\n".into()))]), &mut d);
+        assert_eq!(d.0.len(), 1);
+        assert!(d.0[0].detail.contains(":4:") || d.0[0].detail.contains(":5:"), "{}", d.0[0].detail);
+    }
+
+    #[test]
+    fn firewall_rule_errors_point_into_the_block() {
+        let net = tfschema::resource("novacron_network").expect("network");
+        let mut d = Diagnostics::default();
+        let rule = obj(&[("direction", Val::Str("ingress".into())), ("ports", Val::Str("99999".into()))]);
+        super::resource(net, &obj(&[("cidr", Val::Str("10.0.0.0/33".into())), ("firewall_rule", Val::List(vec![rule]))]), &mut d);
+        let summaries: Vec<&str> = d.0.iter().map(|x| x.summary.as_str()).collect();
+        assert!(summaries.contains(&"Invalid value for cidr") && summaries.contains(&"Invalid value for firewall_rules[0].ports"), "{summaries:?}");
+    }
+}
