@@ -1,1 +1,140 @@
-//! Registry-style docs generated from the schemas (filled in below).
+//! Registry-style docs (`docs/index.md`, `docs/resources/*.md`, `docs/data-sources/*.md`)
+//! rendered from the schemas and the examples; a test fails when the files are stale.
+
+use std::fmt::Write;
+use std::path::Path;
+
+use crate::tfschema::{self, Nesting, TfAttr, TfBlock, TypeSchema};
+
+/// Every generated doc: (path relative to the repository root, contents).
+pub fn render_all(repo: &Path) -> Vec<(String, String)> {
+    let mut out = vec![("docs/index.md".to_string(), index(repo))];
+    for t in tfschema::resources() {
+        out.push((format!("docs/resources/{}.md", short(t)), resource_page(repo, t)));
+    }
+    for t in tfschema::data_sources() {
+        out.push((format!("docs/data-sources/{}.md", short(t)), data_source_page(repo, t)));
+    }
+    out
+}
+
+fn short(t: &TypeSchema) -> &str {
+    t.type_name.trim_start_matches("novacron_")
+}
+
+fn example(repo: &Path, rel: &str, lang: &str) -> String {
+    match std::fs::read_to_string(repo.join(rel)) {
+        Ok(text) => format!("```{lang}\n{}\n```\n", text.trim_end()),
+        Err(_) => String::new(),
+    }
+}
+
+fn type_label(a: &TfAttr) -> String {
+    let j = a.ty.to_json();
+    match &j {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Array(parts) if parts.len() == 2 => match &parts[1] {
+            serde_json::Value::String(inner) => format!("{}({inner})", parts[0].as_str().unwrap_or_default()),
+            _ => format!("{} of objects", parts[0].as_str().unwrap_or_default()),
+        },
+        _ => j.to_string(),
+    }
+}
+
+fn attr_line(out: &mut String, a: &TfAttr) {
+    let sensitive = if a.sensitive { ", Sensitive" } else { "" };
+    let _ = writeln!(out, "- `{}` ({}{sensitive}) {}", a.name, type_label(a), a.description);
+}
+
+fn block_sections(out: &mut String, block: &TfBlock, heading: &str) {
+    let groups: [(&str, fn(&TfAttr) -> bool); 3] = [
+        ("Required", |a| a.required),
+        ("Optional", |a| a.optional),
+        ("Read-Only", |a| a.computed && !a.optional),
+    ];
+    for (title, pred) in groups {
+        let attrs: Vec<&TfAttr> = block.attributes.iter().filter(|a| pred(a)).collect();
+        let blocks: Vec<_> = block.blocks.iter().filter(|_| title == "Optional").collect();
+        if attrs.is_empty() && blocks.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "\n{heading} {title}\n");
+        for a in attrs {
+            attr_line(out, a);
+        }
+        for b in blocks {
+            let many = if b.nesting == Nesting::List { "Block List" } else { "Block" };
+            let _ = writeln!(out, "- `{}` ({many}) {} See [below](#nested-schema-for-{}).", b.type_name, b.block.description, b.type_name);
+        }
+    }
+    for b in &block.blocks {
+        let _ = writeln!(out, "\n<a id=\"nested-schema-for-{}\"></a>\n### Nested Schema for `{}`", b.type_name, b.type_name);
+        block_sections(out, &b.block, "####");
+    }
+}
+
+fn resource_page(repo: &Path, t: &TypeSchema) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "---\npage_title: \"{} Resource - novacron\"\nsubcategory: \"\"\ndescription: |-\n  {}\n---\n", t.type_name, t.block.description);
+    let _ = writeln!(out, "# {} (Resource)\n\n{}\n", t.type_name, t.block.description);
+    let _ = writeln!(out, "## Example Usage\n\n{}", example(repo, &format!("examples/resources/{}/resource.tf", t.type_name), "terraform"));
+    out.push_str("## Schema\n");
+    block_sections(&mut out, &t.block, "###");
+    let _ = writeln!(out, "\n## Import\n\nImport is supported using the following syntax:\n\n{}", example(repo, &format!("examples/resources/{}/import.sh", t.type_name), "shell"));
+    let _ = writeln!(out, "With Terraform 1.5 and later, an `import` block works too:\n\n```terraform\nimport {{\n  to = {}.example\n  id = \"<id>\"\n}}\n```", t.type_name);
+    out
+}
+
+fn data_source_page(repo: &Path, t: &TypeSchema) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "---\npage_title: \"{} Data Source - novacron\"\nsubcategory: \"\"\ndescription: |-\n  {}\n---\n", t.type_name, t.block.description);
+    let _ = writeln!(out, "# {} (Data Source)\n\n{}\n", t.type_name, t.block.description);
+    let _ = writeln!(out, "## Example Usage\n\n{}", example(repo, &format!("examples/data-sources/{}/data-source.tf", t.type_name), "terraform"));
+    out.push_str("## Schema\n");
+    block_sections(&mut out, &t.block, "###");
+    out
+}
+
+fn index(repo: &Path) -> String {
+    let mut out = String::new();
+    let p = tfschema::provider_block();
+    let _ = writeln!(out, "---\npage_title: \"novacron Provider\"\ndescription: |-\n  {}\n---\n", p.description);
+    let _ = writeln!(out, "# novacron Provider\n\n{}\n", p.description);
+    out.push_str("Resources: ");
+    out.push_str(&tfschema::resources().iter().map(|t| format!("[`{}`](resources/{}.md)", t.type_name, short(t))).collect::<Vec<_>>().join(", "));
+    out.push_str(". Data sources: ");
+    out.push_str(&tfschema::data_sources().iter().map(|t| format!("[`{}`](data-sources/{}.md)", t.type_name, short(t))).collect::<Vec<_>>().join(", "));
+    out.push_str(".\n\n");
+    let _ = writeln!(out, "## Example Usage\n\n{}", example(repo, "examples/provider/provider.tf", "terraform"));
+    out.push_str("## Schema\n");
+    block_sections(&mut out, &p, "###");
+    out.push_str("\n## Behaviour\n\n");
+    out.push_str("- Requests are retried with exponential backoff and jitter on connection errors, 429 (honouring `Retry-After`) and 5xx answers to idempotent calls; creates carry an idempotency key, so a retried create never makes two objects.\n");
+    out.push_str("- VM create, update and delete wait for the platform within the resource's `timeouts` block (10 minutes by default).\n");
+    out.push_str("- `user_data` is sensitive and write-only on the platform: plans show `(sensitive value)`; an out-of-band change is detected through `user_data_sha256`.\n");
+    out.push_str("- An admission policy denial fails the apply with an error naming each violated policy and its message.\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regenerate with `UPDATE_DOCS=1 cargo test -p terraform-provider-novacron docs`.
+    #[test]
+    fn generated_docs_are_current() {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the crate sits in the repository");
+        let update = std::env::var("UPDATE_DOCS").is_ok_and(|v| v == "1");
+        let mut stale = Vec::new();
+        for (rel, content) in render_all(repo) {
+            let path = repo.join(&rel);
+            if update {
+                std::fs::create_dir_all(path.parent().expect("docs have a parent directory")).expect("create docs dir");
+                std::fs::write(&path, &content).expect("write doc");
+            } else if std::fs::read_to_string(&path).ok().as_deref() != Some(content.as_str()) {
+                stale.push(rel);
+            }
+        }
+        assert!(stale.is_empty(), "stale docs {stale:?}: run UPDATE_DOCS=1 cargo test -p terraform-provider-novacron docs, then review and commit");
+    }
+}
