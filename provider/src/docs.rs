@@ -46,8 +46,11 @@ fn attr_line(out: &mut String, a: &TfAttr) {
     let _ = writeln!(out, "- `{}` ({}{sensitive}) {}", a.name, type_label(a), a.description);
 }
 
+/// Picks the attributes of one docs section.
+type AttrFilter = fn(&TfAttr) -> bool;
+
 fn block_sections(out: &mut String, block: &TfBlock, heading: &str) {
-    let groups: [(&str, fn(&TfAttr) -> bool); 3] = [
+    let groups: [(&str, AttrFilter); 3] = [
         ("Required", |a| a.required),
         ("Optional", |a| a.optional),
         ("Read-Only", |a| a.computed && !a.optional),

@@ -1,8 +1,12 @@
 //! novacron-reconcile: detects drift between the HCL in a Git repository and the live NovaCron platform.
 
+pub mod command;
 pub mod diff;
 pub mod drift;
+pub mod git;
 pub mod hcl;
 pub mod ignore;
+pub mod live;
+pub mod render;
 pub mod report;
 pub mod source;
