@@ -1,9 +1,9 @@
 //! Benchmark of novacron-platform: seeds 10,000 VMs into the release binary, then measures
-//! `GET /v1/vms/{id}` throughput and latency at 32 concurrent connections, a full listing in
+//! `GET /v1/vms/{id}` throughput (saturated) and latency (paced at 5,000/s) at 32 concurrent connections, a full listing in
 //! pages of 500, and the server's RSS. Prints figures; asserts nothing about speed.
 //!
 //! Run: `cargo bench -p novacron-platform --bench api`
-//! Knobs: BENCH_OBJECTS (10000), BENCH_SECONDS (10), BENCH_CONCURRENCY (32).
+//! Knobs: BENCH_OBJECTS (10000), BENCH_SECONDS (10), BENCH_CONCURRENCY (32), BENCH_RATE (5000).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -66,6 +66,68 @@ fn start_server() -> Server {
     Server { child, endpoint, _dir: dir }
 }
 
+struct LoadResult {
+    latencies: Vec<Duration>,
+    errors: u64,
+    elapsed: f64,
+}
+
+async fn load(http: &reqwest::Client, base: &str, ids: &Arc<Vec<String>>, concurrency: usize, seconds: usize, rate: Option<usize>) -> LoadResult {
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(seconds as u64);
+    let mut tasks = Vec::new();
+    for worker in 0..concurrency {
+        let (http, ids, base) = (http.clone(), ids.clone(), base.to_string());
+        tasks.push(tokio::spawn(async move {
+            let mut rng = fastrand::Rng::with_seed(worker as u64);
+            let mut latencies = Vec::new();
+            let mut errors = 0u64;
+            // Each worker's share of the rate, offset so workers do not fire in lockstep.
+            let interval = rate.map(|r| Duration::from_secs_f64(concurrency as f64 / r as f64));
+            let mut next = start + interval.map_or(Duration::ZERO, |i| i.mul_f64(worker as f64 / concurrency as f64));
+            while Instant::now() < deadline {
+                if interval.is_some() {
+                    tokio::time::sleep_until(next.into()).await;
+                }
+                let scheduled = if interval.is_some() { next } else { Instant::now() };
+                let id = &ids[rng.usize(..ids.len())];
+                match http.get(format!("{base}/v1/vms/{id}")).bearer_auth(KEY).send().await {
+                    Ok(r) if r.status().is_success() => {
+                        let _ = r.bytes().await;
+                        latencies.push(scheduled.elapsed());
+                    }
+                    _ => errors += 1,
+                }
+                if let Some(i) = interval {
+                    next += i;
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (l, e) = t.await.expect("worker");
+        latencies.extend(l);
+        errors += e;
+    }
+    latencies.sort();
+    LoadResult { latencies, errors, elapsed: start.elapsed().as_secs_f64() }
+}
+
+fn report(label: &str, r: &LoadResult, concurrency: usize) {
+    println!(
+        "{label}: {:.0} req/s over {:.1} s at {concurrency} connections; p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {} errors",
+        r.latencies.len() as f64 / r.elapsed,
+        r.elapsed,
+        percentile(&r.latencies, 0.50).as_secs_f64() * 1000.0,
+        percentile(&r.latencies, 0.99).as_secs_f64() * 1000.0,
+        r.latencies.last().copied().unwrap_or_default().as_secs_f64() * 1000.0,
+        r.errors,
+    );
+}
+
 fn main() {
     let objects = env_or("BENCH_OBJECTS", 10_000);
     let seconds = env_or("BENCH_SECONDS", 10);
@@ -108,48 +170,15 @@ fn main() {
         println!("seed: {objects} VMs created in {seed_secs:.2} s ({:.0} creates/s, {concurrency} concurrent)", objects as f64 / seed_secs);
         tokio::time::sleep(Duration::from_millis(500)).await;
 
-        // GET /v1/vms/{id} at `concurrency` connections.
+        // GET /v1/vms/{id} at `concurrency` connections: first as fast as they go (the
+        // throughput ceiling), then paced at BENCH_RATE requests/s (latency at a set load,
+        // measured from each request's scheduled time so a stall is not hidden).
         let http = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build().expect("http");
-        let deadline = Instant::now() + Duration::from_secs(seconds as u64);
-        let mut tasks = Vec::new();
-        for worker in 0..concurrency {
-            let (http, ids, base) = (http.clone(), ids.clone(), server.endpoint.clone());
-            tasks.push(tokio::spawn(async move {
-                let mut rng = fastrand::Rng::with_seed(worker as u64);
-                let mut latencies = Vec::new();
-                let mut errors = 0u64;
-                while Instant::now() < deadline {
-                    let id = &ids[rng.usize(..ids.len())];
-                    let t = Instant::now();
-                    match http.get(format!("{base}/v1/vms/{id}")).bearer_auth(KEY).send().await {
-                        Ok(r) if r.status().is_success() => {
-                            let _ = r.bytes().await;
-                            latencies.push(t.elapsed());
-                        }
-                        _ => errors += 1,
-                    }
-                }
-                (latencies, errors)
-            }));
-        }
-        let load_start = Instant::now();
-        let mut latencies = Vec::new();
-        let mut errors = 0;
-        for t in tasks {
-            let (l, e) = t.await.expect("worker");
-            latencies.extend(l);
-            errors += e;
-        }
-        let elapsed = load_start.elapsed().as_secs_f64();
-        latencies.sort();
-        println!(
-            "GET /v1/vms/{{id}}: {:.0} req/s over {:.1} s at {concurrency} connections; p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {errors} errors",
-            latencies.len() as f64 / elapsed,
-            elapsed,
-            percentile(&latencies, 0.50).as_secs_f64() * 1000.0,
-            percentile(&latencies, 0.99).as_secs_f64() * 1000.0,
-            latencies.last().copied().unwrap_or_default().as_secs_f64() * 1000.0,
-        );
+        let saturated = load(&http, &server.endpoint, &ids, concurrency, seconds, None).await;
+        report("GET /v1/vms/{id} (saturated)", &saturated, concurrency);
+        let rate = env_or("BENCH_RATE", 5_000);
+        let paced = load(&http, &server.endpoint, &ids, concurrency, seconds, Some(rate)).await;
+        report(&format!("GET /v1/vms/{{id}} (paced at {rate}/s)"), &paced, concurrency);
 
         // Full listing in pages of 500, five times.
         let mut runs = Vec::new();
