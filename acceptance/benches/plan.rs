@@ -1,0 +1,270 @@
+//! Benchmark: provider start-to-handshake time, and `terraform plan` of 200 VMs + 20 networks beside 220 `terraform_data`, with provider peak RSS.
+//!
+//! Prints figures and asserts nothing about speed. Run with
+//! `cargo build --release -p terraform-provider-novacron && cargo bench -p novacron-acceptance --bench plan`
+//! after `acceptance/install-terraform.sh`. The provider is `NOVACRON_PROVIDER_BIN`, else
+//! `target/release`, else `target/debug` (the figures say which).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use novacron_acceptance::{InstallMode, Output, Tf, TestPlatform, TfVersion, find_provider, platform::API_KEY};
+
+/// The go-plugin magic cookie Terraform hands its providers.
+const MAGIC_COOKIE: &str = "d602bf8f470bc67ca7faa0386276bbdd4330efaf76d1a219cb4d6991ca9872b2";
+const HANDSHAKE_RUNS: usize = 50;
+const PLAN_ROUNDS: usize = 3;
+const VMS: usize = 200;
+const NETWORKS: usize = 20;
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("plan benchmark: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    let provider = find_provider(&["release", "debug"])?;
+    println!("provider: {}", provider.display());
+    handshake(&provider)?;
+    let terraform = TfVersion::V1_15_5;
+    if !terraform.binary().is_file() {
+        println!("SKIP terraform plan comparison: {} is missing; run acceptance/install-terraform.sh", terraform.binary().display());
+        return Ok(());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    runtime.block_on(plans(&provider, terraform))
+}
+
+/// Spawns the provider as Terraform would and times how long until it prints its handshake line.
+fn handshake(provider: &Path) -> anyhow::Result<()> {
+    let mut samples = Vec::with_capacity(HANDSHAKE_RUNS);
+    let mut line = String::new();
+    for run in 0..HANDSHAKE_RUNS + 3 {
+        let started = Instant::now();
+        let mut child = Command::new(provider)
+            .env_clear()
+            .env("TF_PLUGIN_MAGIC_COOKIE", MAGIC_COOKIE)
+            .env("PLUGIN_PROTOCOL_VERSIONS", "5")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("cannot start {}", provider.display()))?;
+        line.clear();
+        let read = match child.stdout.take() {
+            Some(out) => BufReader::new(out).read_line(&mut line),
+            None => Ok(0),
+        };
+        let elapsed = started.elapsed();
+        let _ = child.kill();
+        let _ = child.wait();
+        let read = read.context("reading the handshake line")?;
+        anyhow::ensure!(read > 0 && line.starts_with("1|5|"), "the provider printed {line:?} instead of a `1|5|...` handshake line");
+        // The first runs warm the page cache; they are not counted.
+        if run >= 3 {
+            samples.push(elapsed);
+        }
+    }
+    samples.sort();
+    println!(
+        "handshake: {HANDSHAKE_RUNS} runs, p50 {:.2} ms, p99 {:.2} ms, min {:.2} ms, max {:.2} ms (line: {})",
+        ms(percentile(&samples, 50)),
+        ms(percentile(&samples, 99)),
+        ms(samples[0]),
+        ms(samples[samples.len() - 1]),
+        line.trim_end()
+    );
+    Ok(())
+}
+
+/// Applies both configurations, then times alternating plans of each.
+async fn plans(provider: &Path, version: TfVersion) -> anyhow::Result<()> {
+    let platform = TestPlatform::start_with(|c| c.provision_delay = Duration::ZERO).await;
+    let mut novacron = Tf::new(version, InstallMode::DevOverrides, provider, &platform.endpoint(), API_KEY)?;
+    let mut builtin = Tf::new(version, InstallMode::DevOverrides, provider, &platform.endpoint(), API_KEY)?;
+    novacron.set_echo(false);
+    builtin.set_echo(false);
+    novacron.write("main.tf", &novacron_config());
+    builtin.write("main.tf", &builtin_config());
+
+    let setup = Instant::now();
+    builtin.ok(&["init", "-input=false", "-no-color"]).await;
+    novacron.apply().await;
+    builtin.apply().await;
+    println!("setup: applied {VMS} vms + {NETWORKS} networks and {} terraform_data in {:.1} s", VMS + NETWORKS, setup.elapsed().as_secs_f64());
+
+    let mut novacron_times = Vec::new();
+    let mut builtin_times = Vec::new();
+    let mut peak_kib = 0u64;
+    for round in 1..=PLAN_ROUNDS {
+        let sampler = RssSampler::start();
+        let out = novacron.plan().await;
+        let peak = sampler.stop();
+        clean(&out, "novacron")?;
+        peak_kib = peak_kib.max(peak);
+        let out_builtin = builtin.plan().await;
+        clean(&out_builtin, "terraform_data")?;
+        println!(
+            "round {round}: plan of {VMS} vms + {NETWORKS} networks {:.2} s (provider peak RSS {:.1} MiB), plan of {} terraform_data {:.2} s",
+            out.elapsed.as_secs_f64(),
+            peak as f64 / 1024.0,
+            VMS + NETWORKS,
+            out_builtin.elapsed.as_secs_f64()
+        );
+        novacron_times.push(out.elapsed);
+        builtin_times.push(out_builtin.elapsed);
+    }
+    novacron_times.sort();
+    builtin_times.sort();
+    let a = percentile(&novacron_times, 50);
+    let b = percentile(&builtin_times, 50);
+    println!(
+        "plan (refresh included), median of {PLAN_ROUNDS}: novacron {:.2} s, terraform_data {:.2} s, ratio {:.2}x; provider peak RSS (VmHWM) {:.1} MiB; terraform {}",
+        a.as_secs_f64(),
+        b.as_secs_f64(),
+        a.as_secs_f64() / b.as_secs_f64(),
+        peak_kib as f64 / 1024.0,
+        version.as_str()
+    );
+    platform.shutdown().await;
+    Ok(())
+}
+
+/// A plan of an applied configuration must be empty, or the timing means nothing.
+fn clean(out: &Output, what: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(out.code == 0, "the {what} plan is not empty (exit {}):\n{out}", out.code);
+    Ok(())
+}
+
+fn novacron_config() -> String {
+    format!(
+        r#"terraform {{
+  required_providers {{
+    novacron = {{
+      source = "novacron/novacron"
+    }}
+  }}
+}}
+
+provider "novacron" {{}}
+
+resource "novacron_network" "net" {{
+  count = {NETWORKS}
+  name  = "bench-net-${{count.index}}"
+  cidr  = "10.${{count.index}}.0.0/24"
+}}
+
+resource "novacron_vm" "vm" {{
+  count       = {VMS}
+  name        = "bench-vm-${{count.index}}"
+  cpu_cores   = 1
+  memory_gb   = 1
+  template_id = "tpl-ubuntu-24-04"
+  network_id  = novacron_network.net[count.index % {NETWORKS}].id
+  metadata = {{
+    index = tostring(count.index)
+  }}
+}}
+"#
+    )
+}
+
+fn builtin_config() -> String {
+    format!(
+        r#"resource "terraform_data" "d" {{
+  count = {}
+  input = {{
+    name      = "bench-${{count.index}}"
+    cpu_cores = 1
+    memory_gb = 1
+  }}
+}}
+"#,
+        VMS + NETWORKS
+    )
+}
+
+/// Polls `/proc` for `terraform-provider-novacron` processes descending from this one and
+/// keeps the largest peak resident set (`VmHWM`) seen.
+struct RssSampler {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<u64>,
+}
+
+impl RssSampler {
+    fn start() -> RssSampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let me = std::process::id();
+        let thread = std::thread::spawn(move || {
+            let mut peak = 0;
+            while !flag.load(Ordering::Relaxed) {
+                for pid in provider_pids(me) {
+                    if let Some(kib) = status_kib(pid, "VmHWM:") {
+                        peak = peak.max(kib);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            peak
+        });
+        RssSampler { stop, thread }
+    }
+
+    /// Peak RSS in KiB.
+    fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap_or(0)
+    }
+}
+
+/// Pids of provider processes whose ancestry includes `ancestor`.
+fn provider_pids(ancestor: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| "terraform-provider-novacron".starts_with(c.trim_end())))
+        .filter(|pid| descends_from(*pid, ancestor))
+        .collect()
+}
+
+fn descends_from(mut pid: u32, ancestor: u32) -> bool {
+    for _ in 0..32 {
+        if pid == ancestor {
+            return true;
+        }
+        match status_kib(pid, "PPid:") {
+            Some(parent) if parent > 0 => pid = parent as u32,
+            _ => return false,
+        }
+    }
+    false
+}
+
+/// A numeric field of `/proc/<pid>/status` (`VmHWM:` in KiB, `PPid:`).
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(PathBuf::from(format!("/proc/{pid}/status"))).ok()?;
+    status.lines().find_map(|l| l.strip_prefix(field)?.split_whitespace().next()?.parse().ok())
+}
+
+fn percentile(sorted: &[Duration], p: usize) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = (p * sorted.len()).div_ceil(100).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}

