@@ -313,3 +313,50 @@ impl Provider for NovacronProvider {
         Ok(Response::new(stop::Response { error: String::new() }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn stop_interrupts_work_in_flight() {
+        let provider = std::sync::Arc::new(NovacronProvider::default());
+        let p = provider.clone();
+        let worker = tokio::spawn(async move {
+            let mut diags = Diagnostics::default();
+            let v: Val = p.cancellable(&mut diags, async { tokio::time::sleep(Duration::from_secs(60)).await; Val::Bool(true) }).await;
+            (v, diags)
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        provider.stop(Request::new(stop::Request {})).await.expect("stop");
+        let (v, diags) = tokio::time::timeout(Duration::from_secs(5), worker).await.expect("stopped promptly").expect("task");
+        assert_eq!(v, Val::Null);
+        assert_eq!(diags.0[0].summary, "Stopped");
+    }
+
+    #[tokio::test]
+    async fn calls_before_configure_say_so() {
+        let provider = NovacronProvider::default();
+        let resp = provider
+            .read_resource(Request::new(read_resource::Request { type_name: "novacron_vm".into(), current_state: Some(Val::Null.to_dynamic()), ..Default::default() }))
+            .await
+            .expect("read")
+            .into_inner();
+        assert_eq!(resp.diagnostics[0].summary, "Provider not configured");
+    }
+
+    #[test]
+    fn missing_api_key_is_an_error_on_the_attribute() {
+        let mut diags = Diagnostics::default();
+        if std::env::var("NOVACRON_API_KEY").is_ok() {
+            eprintln!("SKIP: NOVACRON_API_KEY is set in this environment");
+            return;
+        }
+        assert!(configure_client(&Val::Obj(Default::default()), &mut diags).is_none());
+        assert_eq!(diags.0[0].summary, "Missing API key");
+        let mut diags = Diagnostics::default();
+        let unknown = Val::Obj([("endpoint".to_string(), Val::Unknown)].into_iter().collect());
+        assert!(configure_client(&unknown, &mut diags).is_none());
+        assert_eq!(diags.0[0].summary, "Provider setting not known yet");
+    }
+}
