@@ -1,2 +1,169 @@
-//! The novacron-reconcile command (placeholder until the CLI lands).
-fn main() {}
+//! The `novacron-reconcile` command: parses flags, runs `drift`, prints or writes the report, sets the exit code.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use novacron_reconcile::command::{DriftOptions, run_drift};
+use novacron_reconcile::live::ClientApi;
+use novacron_reconcile::render::{render_json, render_markdown, render_text};
+
+/// Exit code when drift was found (as `terraform plan -detailed-exitcode`).
+const EXIT_DRIFT: u8 = 2;
+/// Exit code on any error.
+const EXIT_ERROR: u8 = 1;
+
+/// GitOps drift reconciler for NovaCron.
+#[derive(Debug, Parser)]
+#[command(name = "novacron-reconcile", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Compare the HCL in a Git repository with the live platform. Exit 0: no drift, 2: drift, 1: error.
+    Drift(DriftArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct DriftArgs {
+    /// Repository: a local path, file://, https:// or ssh:// URL.
+    #[arg(long)]
+    repo: String,
+    /// Branch, tag or commit SHA (default: the repository's default branch).
+    #[arg(long = "ref")]
+    reference: Option<String>,
+    /// Directory of the configuration inside the repository.
+    #[arg(long, default_value = ".")]
+    path: String,
+    /// Platform API endpoint. The API key comes from NOVACRON_API_KEY.
+    #[arg(long, env = "NOVACRON_ENDPOINT", default_value = "http://localhost:8080")]
+    endpoint: String,
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// Write the report to FILE (atomically, only when the run succeeds) instead of stdout.
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Set a root variable: NAME=VALUE (repeatable; beats tfvars files).
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    vars: Vec<String>,
+    /// Ignore a resource or attribute: `address` or `address.path`, globs allowed (repeatable).
+    #[arg(long = "ignore", value_name = "PATTERN")]
+    ignore: Vec<String>,
+    /// Where repository clones are cached.
+    #[arg(long, env = "NOVACRON_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Colour in the text report.
+    #[arg(long, value_enum, default_value_t = Color::Auto)]
+    color: Color,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Format {
+    Text,
+    Markdown,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(e) => {
+            let message = format!("{e:#}").split_whitespace().collect::<Vec<_>>().join(" ");
+            eprintln!("novacron-reconcile: error: {message}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+fn run() -> anyhow::Result<ExitCode> {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version
+            print!("{e}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(e) => {
+            eprint!("{e}");
+            return Ok(ExitCode::from(EXIT_ERROR));
+        }
+    };
+    let Command::Drift(args) = cli.command;
+    let api_key = std::env::var("NOVACRON_API_KEY").ok().filter(|k| !k.trim().is_empty()).context("NOVACRON_API_KEY is not set: export the platform API key")?;
+    let options = DriftOptions {
+        repo: args.repo.clone(),
+        reference: args.reference.clone(),
+        path: args.path.clone(),
+        vars: args.vars.clone(),
+        ignore: args.ignore.clone(),
+        cache_dir: args.cache_dir.clone().unwrap_or_else(default_cache_dir),
+    };
+    let api = ClientApi::new(&args.endpoint, &api_key)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    let report = runtime.block_on(run_drift(&options, &api))?;
+    let rendered = match args.format {
+        Format::Json => render_json(&report),
+        Format::Markdown => render_markdown(&report),
+        Format::Text => {
+            let color = match args.color {
+                Color::Always => true,
+                Color::Never => false,
+                Color::Auto => args.output.is_none() && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+            };
+            render_text(&report, color)
+        }
+    };
+    match &args.output {
+        Some(path) => {
+            write_atomically(path, rendered.as_bytes())?;
+            let s = &report.summary;
+            eprintln!(
+                "novacron-reconcile: {} drifted, {} missing, {} unmanaged of {} resources; report written to {}",
+                s.drifted,
+                s.missing,
+                s.unmanaged,
+                s.resources,
+                path.display()
+            );
+        }
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(rendered.as_bytes()).context("cannot write the report to stdout")?;
+            stdout.flush().context("cannot write the report to stdout")?;
+        }
+    }
+    Ok(if report.has_drift() { ExitCode::from(EXIT_DRIFT) } else { ExitCode::SUCCESS })
+}
+
+/// `$XDG_CACHE_HOME/novacron/repos`, else `~/.cache/novacron/repos`, else a temp directory.
+fn default_cache_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("novacron").join("repos")
+}
+
+/// Writes through a temporary file in the same directory and renames it into place, so a
+/// reader never sees a partial report.
+fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("--output {}: cannot create a file in {}", path.display(), dir.display()))?;
+    tmp.write_all(bytes).with_context(|| format!("--output {}: write failed", path.display()))?;
+    tmp.as_file().sync_all().with_context(|| format!("--output {}: sync failed", path.display()))?;
+    tmp.persist(path).map_err(|e| e.error).with_context(|| format!("--output {}: cannot rename into place", path.display()))?;
+    Ok(())
+}

@@ -1,0 +1,84 @@
+//! The `drift` operation end to end: repository snapshot, live state, evaluation, comparison, report.
+
+use std::path::PathBuf;
+
+use crate::drift::compute_drift;
+use crate::git::{GitError, IGNORE_FILE, RepoSpec, Snapshot, fetch_snapshot};
+use crate::hcl::{HclError, evaluate};
+use crate::ignore::IgnoreRules;
+use crate::live::{LiveError, PlatformApi, read_live};
+use crate::report::{DriftReport, now_rfc3339};
+use crate::source::SourceTree;
+
+/// What a `drift` run compares.
+#[derive(Debug, Clone)]
+pub struct DriftOptions {
+    /// The repository: a local path or a URL.
+    pub repo: String,
+    /// A branch, tag or commit; the default branch when absent.
+    pub reference: Option<String>,
+    /// Directory of the configuration inside the repository (`""` for the root).
+    pub path: String,
+    /// `--var NAME=VALUE` flags.
+    pub vars: Vec<String>,
+    /// `--ignore` patterns, added to `.novacronignore`.
+    pub ignore: Vec<String>,
+    /// Where clones are cached.
+    pub cache_dir: PathBuf,
+}
+
+/// Why a `drift` run failed; each is one line saying what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum DriftError {
+    /// The repository or ref could not be read.
+    #[error(transparent)]
+    Git(#[from] GitError),
+    /// The configuration could not be evaluated.
+    #[error("{repo} at {}: {problem}", short(revision))]
+    Hcl {
+        /// The repository as given.
+        repo: String,
+        /// The commit.
+        revision: String,
+        /// What is wrong (kept out of `source()` so the message is not repeated).
+        problem: Box<HclError>,
+    },
+    /// The live state could not be read.
+    #[error(transparent)]
+    Live(#[from] LiveError),
+    /// A background task failed.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+fn short(revision: &str) -> &str {
+    &revision[..revision.len().min(12)]
+}
+
+/// Runs `drift`: reads the repository (cached clone, fetched), the live objects, evaluates the
+/// configuration and compares. The report's `generated_at` is the current time.
+pub async fn run_drift(options: &DriftOptions, api: &impl PlatformApi) -> Result<DriftReport, DriftError> {
+    let spec = RepoSpec { repo: options.repo.clone(), reference: options.reference.clone(), cache_dir: options.cache_dir.clone() };
+    let snapshot = tokio::task::spawn_blocking(move || fetch_snapshot(&spec))
+        .await
+        .map_err(|e| DriftError::Internal(e.to_string()))??;
+    let live = read_live(api).await?;
+    drift_of_snapshot(options, &snapshot, &live)
+}
+
+/// The comparison part of [`run_drift`], for a snapshot and live objects already in hand.
+pub fn drift_of_snapshot(options: &DriftOptions, snapshot: &Snapshot, live: &[crate::drift::LiveObject]) -> Result<DriftReport, DriftError> {
+    let hcl_err = |problem| DriftError::Hcl { repo: options.repo.clone(), revision: snapshot.revision.clone(), problem: Box::new(problem) };
+    let evaluation = evaluate(&snapshot.files, &options.path, &options.vars, live).map_err(hcl_err)?;
+    let ignore_text = snapshot.files.read(IGNORE_FILE).unwrap_or_default();
+    let rules = IgnoreRules::parse(&ignore_text, options.ignore.iter().map(String::as_str));
+    let result = compute_drift(&evaluation.resources, live, &rules);
+    Ok(DriftReport {
+        revision: snapshot.revision.clone(),
+        generated_at: now_rfc3339(),
+        summary: result.summary,
+        resources: result.resources,
+        ignored: result.ignored,
+        warnings: evaluation.warnings,
+    })
+}

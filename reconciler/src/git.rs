@@ -1,0 +1,260 @@
+//! The desired-state repository: clone or fetch into a cache (git2), resolve `--ref`, snapshot the HCL files.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use git2::{AutotagOption, Cred, CredentialType, ErrorClass, ErrorCode, FetchOptions, ObjectType, Oid, RemoteCallbacks, Repository, TreeWalkMode, TreeWalkResult};
+
+use crate::source::MemoryTree;
+
+/// Files read from a revision: configuration, variable files and the ignore file.
+const WANTED_SUFFIXES: [&str; 4] = [".tf", ".tf.json", ".tfvars", ".tfvars.json"];
+/// The ignore file at the repository root.
+pub const IGNORE_FILE: &str = ".novacronignore";
+
+/// Which repository and revision to read, and where to keep the clone.
+#[derive(Debug, Clone)]
+pub struct RepoSpec {
+    /// A local path, `file://`, `https://` or `ssh://` URL (or `user@host:path`).
+    pub repo: String,
+    /// A branch, tag or commit SHA; the remote's default branch when absent.
+    pub reference: Option<String>,
+    /// Directory holding one bare clone per repository.
+    pub cache_dir: PathBuf,
+}
+
+/// The files of one commit.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// The commit SHA.
+    pub revision: String,
+    /// `*.tf`, `*.tf.json`, `*.tfvars` and `.novacronignore` files of the commit.
+    pub files: MemoryTree,
+    /// Whether the cache was created by this run (`false`: an existing clone was fetched into).
+    pub cloned: bool,
+}
+
+/// Why the repository could not be read. Credentials never appear in these messages.
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    /// There is no repository at that location.
+    #[error("repository {repo}: not found ({detail}); check --repo")]
+    NotFound {
+        /// The repository as given.
+        repo: String,
+        /// What git said.
+        detail: String,
+    },
+    /// The remote refused the credentials.
+    #[error("repository {repo}: authentication failed ({detail}); for https set NOVACRON_GIT_USERNAME and NOVACRON_GIT_TOKEN, for ssh add a key to ssh-agent")]
+    Auth {
+        /// The repository as given.
+        repo: String,
+        /// What git said.
+        detail: String,
+    },
+    /// `--ref` names nothing in the repository.
+    #[error("repository {repo}: ref {reference:?} not found; give a branch, tag or commit SHA that exists")]
+    RefNotFound {
+        /// The repository as given.
+        repo: String,
+        /// The ref as given.
+        reference: String,
+    },
+    /// The fetch failed for another reason (network, protocol).
+    #[error("repository {repo}: fetch failed: {detail}")]
+    Fetch {
+        /// The repository as given.
+        repo: String,
+        /// What git said.
+        detail: String,
+    },
+    /// The cache directory cannot be used.
+    #[error("cache {}: {detail}; pass another --cache-dir", path.display())]
+    Cache {
+        /// The clone's directory.
+        path: PathBuf,
+        /// What went wrong.
+        detail: String,
+    },
+}
+
+impl GitError {
+    /// True for failures that may pass on a retry (network trouble), as gitoxide's `is_spurious`.
+    pub fn is_spurious(&self) -> bool {
+        matches!(self, GitError::Fetch { .. })
+    }
+}
+
+/// The URL git2 is given for `repo`: local paths become absolute.
+fn remote_url(repo: &str) -> Result<String, GitError> {
+    let is_url = repo.contains("://") || (repo.contains('@') && repo.contains(':'));
+    if is_url {
+        return Ok(repo.to_string());
+    }
+    let path = Path::new(repo);
+    let absolute = path.canonicalize().map_err(|e| GitError::NotFound { repo: repo.to_string(), detail: e.to_string() })?;
+    Ok(absolute.to_string_lossy().into_owned())
+}
+
+/// Clones `spec.repo` into the cache (or fetches what changed into an existing clone),
+/// resolves the ref and reads the commit's configuration files.
+pub fn fetch_snapshot(spec: &RepoSpec) -> Result<Snapshot, GitError> {
+    let url = remote_url(&spec.repo)?;
+    let dir = spec.cache_dir.join(&novacron_schemas::sha256_hex(url.as_bytes())[..24]);
+    let cache_err = |e: &dyn std::fmt::Display| GitError::Cache { path: dir.clone(), detail: e.to_string() };
+    std::fs::create_dir_all(&spec.cache_dir).map_err(|e| cache_err(&e))?;
+    let (repo, cloned) = match Repository::open_bare(&dir) {
+        Ok(r) => (r, false),
+        Err(_) => (Repository::init_bare(&dir).map_err(|e| cache_err(&e.message()))?, true),
+    };
+    if repo.find_remote("origin").is_err() {
+        repo.remote("origin", &url).map_err(|e| cache_err(&e.message()))?;
+    } else {
+        repo.remote_set_url("origin", &url).map_err(|e| cache_err(&e.message()))?;
+    }
+    let default_branch = fetch(&repo, &spec.repo)?;
+    let commit = resolve(&repo, &spec.repo, spec.reference.as_deref(), default_branch.as_deref())?;
+    let files = read_files(&repo, commit).map_err(|e| cache_err(&e.message()))?;
+    Ok(Snapshot { revision: commit.to_string(), files, cloned })
+}
+
+/// Fetches branches and tags; returns the remote's default branch (`refs/heads/main`).
+fn fetch(repo: &Repository, shown: &str) -> Result<Option<String>, GitError> {
+    let mut remote = repo.find_remote("origin").map_err(|e| GitError::Fetch { repo: shown.into(), detail: e.message().into() })?;
+    let mut callbacks = RemoteCallbacks::new();
+    let mut attempts = 0;
+    callbacks.credentials(move |url, username, allowed| {
+        attempts += 1;
+        if attempts > 3 {
+            return Err(git2::Error::new(ErrorCode::Auth, ErrorClass::Net, "the credentials offered were refused"));
+        }
+        credentials(url, username, allowed)
+    });
+    let mut progress = Progress::new(shown);
+    callbacks.transfer_progress(move |p| {
+        progress.update(p.received_objects(), p.total_objects(), p.received_bytes());
+        true
+    });
+    let mut options = FetchOptions::new();
+    options.remote_callbacks(callbacks);
+    options.download_tags(AutotagOption::All);
+    options.prune(git2::FetchPrune::On);
+    let refspecs = ["+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"];
+    remote.fetch(&refspecs, Some(&mut options), None).map_err(|e| classify(shown, &e))?;
+    Progress::finish();
+    let default = remote.default_branch().ok().and_then(|b| b.as_str().map(str::to_string));
+    Ok(default)
+}
+
+fn credentials(url: &str, username: Option<&str>, allowed: CredentialType) -> Result<Cred, git2::Error> {
+    if allowed.contains(CredentialType::SSH_KEY) {
+        return Cred::ssh_key_from_agent(username.unwrap_or("git"));
+    }
+    if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
+        if let Ok(token) = std::env::var("NOVACRON_GIT_TOKEN") {
+            let user = std::env::var("NOVACRON_GIT_USERNAME").unwrap_or_else(|_| username.unwrap_or("git").to_string());
+            return Cred::userpass_plaintext(&user, &token);
+        }
+        let config = git2::Config::open_default()?;
+        return Cred::credential_helper(&config, url, username);
+    }
+    if allowed.contains(CredentialType::USERNAME) {
+        return Cred::username(username.unwrap_or("git"));
+    }
+    Cred::default()
+}
+
+fn classify(shown: &str, e: &git2::Error) -> GitError {
+    let detail = e.message().split_whitespace().collect::<Vec<_>>().join(" ");
+    let lower = detail.to_lowercase();
+    if e.code() == ErrorCode::Auth || lower.contains("authentication") || lower.contains("401") || lower.contains("credentials") {
+        GitError::Auth { repo: shown.into(), detail }
+    } else if e.code() == ErrorCode::NotFound
+        || lower.contains("not found")
+        || lower.contains("could not find repository")
+        || lower.contains("not a git repository")
+        || lower.contains("does not exist")
+        || lower.contains("failed to resolve path")
+    {
+        GitError::NotFound { repo: shown.into(), detail }
+    } else {
+        GitError::Fetch { repo: shown.into(), detail }
+    }
+}
+
+/// The commit `reference` names: a branch, a tag, or a (possibly abbreviated) commit SHA.
+fn resolve(repo: &Repository, shown: &str, reference: Option<&str>, default_branch: Option<&str>) -> Result<Oid, GitError> {
+    let not_found = || GitError::RefNotFound { repo: shown.into(), reference: reference.unwrap_or("HEAD").into() };
+    let candidates: Vec<String> = match reference {
+        None => {
+            let branch = default_branch.and_then(|b| b.strip_prefix("refs/heads/")).unwrap_or("main");
+            vec![format!("refs/remotes/origin/{branch}"), "refs/remotes/origin/main".into(), "refs/remotes/origin/master".into()]
+        }
+        Some(r) => {
+            let short = r.strip_prefix("refs/heads/").or_else(|| r.strip_prefix("origin/")).unwrap_or(r);
+            let tag = r.strip_prefix("refs/tags/").unwrap_or(r);
+            vec![format!("refs/remotes/origin/{short}"), format!("refs/tags/{tag}")]
+        }
+    };
+    for name in candidates {
+        if let Ok(reference) = repo.find_reference(&name) {
+            return reference.peel_to_commit().map(|c| c.id()).map_err(|_| not_found());
+        }
+    }
+    match reference {
+        Some(r) if r.len() >= 4 && r.chars().all(|c| c.is_ascii_hexdigit()) => repo
+            .revparse_single(r)
+            .and_then(|o| o.peel_to_commit())
+            .map(|c| c.id())
+            .map_err(|_| not_found()),
+        _ => Err(not_found()),
+    }
+}
+
+fn read_files(repo: &Repository, commit: Oid) -> Result<MemoryTree, git2::Error> {
+    let tree = repo.find_commit(commit)?.tree()?;
+    let mut wanted: Vec<(String, Oid)> = Vec::new();
+    tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
+        if let (Some(ObjectType::Blob), Some(name)) = (entry.kind(), entry.name()) {
+            if WANTED_SUFFIXES.iter().any(|s| name.ends_with(s)) || (dir.is_empty() && name == IGNORE_FILE) {
+                wanted.push((format!("{dir}{name}"), entry.id()));
+            }
+        }
+        TreeWalkResult::Ok
+    })?;
+    let mut files = Vec::with_capacity(wanted.len());
+    for (path, id) in wanted {
+        let blob = repo.find_blob(id)?;
+        if let Ok(text) = std::str::from_utf8(blob.content()) {
+            files.push((path, text.to_string()));
+        }
+    }
+    Ok(MemoryTree::new(files.iter().map(|(p, t)| (p.as_str(), t.as_str()))))
+}
+
+/// A progress line on stderr while a large fetch runs, when stderr is a terminal.
+struct Progress {
+    repo: String,
+}
+
+impl Progress {
+    fn new(repo: &str) -> Progress {
+        Progress { repo: repo.to_string() }
+    }
+
+    fn update(&mut self, received: usize, total: usize, bytes: usize) {
+        if total < 1000 || !std::io::stderr().is_terminal() {
+            return;
+        }
+        let mut err = std::io::stderr();
+        let _ = write!(err, "\rfetching {}: {received}/{total} objects, {:.1} MiB", self.repo, bytes as f64 / 1_048_576.0);
+        let _ = err.flush();
+    }
+
+    fn finish() {
+        if std::io::stderr().is_terminal() {
+            let _ = write!(std::io::stderr(), "\r\x1b[K");
+        }
+    }
+}
