@@ -61,22 +61,20 @@ pub struct DriftResult {
 pub fn compute_drift(desired: &[DesiredResource], live: &[LiveObject], rules: &IgnoreRules) -> DriftResult {
     let by_name: HashMap<(Kind, &str), &LiveObject> = live.iter().map(|o| ((o.kind, o.name()), o)).collect();
     let mut managed: HashSet<(Kind, &str)> = HashSet::new();
-    let mut resources = Vec::with_capacity(desired.len());
     let mut ignored = Vec::new();
-    let mut ignored_changes = 0;
+    let mut jobs = Vec::with_capacity(desired.len());
     for d in desired {
         let found = by_name.get(&(d.kind, d.name.as_str())).copied();
         if found.is_some() {
             managed.insert((d.kind, d.name.as_str()));
         }
-        if let Some(rule) = rules.resource_rule(&d.address) {
-            ignored.push(IgnoredResource { address: d.address.clone(), rule: rule.to_string() });
-            continue;
+        match rules.resource_rule(&d.address) {
+            Some(rule) => ignored.push(IgnoredResource { address: d.address.clone(), rule: rule.to_string() }),
+            None => jobs.push((d, found)),
         }
-        let entry = compare_one(d, found, rules);
-        ignored_changes += entry.ignored_changes.len();
-        resources.push(entry);
     }
+    let mut resources = compare_all(&jobs, rules);
+    let ignored_changes: usize = resources.iter().map(|r| r.ignored_changes.len()).sum();
     for o in live {
         if managed.contains(&(o.kind, o.name())) {
             continue;
@@ -106,6 +104,29 @@ pub fn compute_drift(desired: &[DesiredResource], live: &[LiveObject], rules: &I
     ignored.sort_by(|a, b| a.address.cmp(&b.address));
     let summary = summarise(&resources, ignored.len() + ignored_changes, managed.len(), live.len());
     DriftResult { resources, ignored, summary }
+}
+
+/// Below this many comparisons one thread is faster than starting more.
+const PARALLEL_THRESHOLD: usize = 2_048;
+
+/// Compares every pair, on all cores for large inputs; the result keeps the input order.
+fn compare_all(jobs: &[(&DesiredResource, Option<&LiveObject>)], rules: &IgnoreRules) -> Vec<ResourceReport> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    if threads == 1 || jobs.len() < PARALLEL_THRESHOLD {
+        return jobs.iter().map(|(d, l)| compare_one(d, *l, rules)).collect();
+    }
+    let chunk = jobs.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = jobs
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(|(d, l)| compare_one(d, *l, rules)).collect::<Vec<_>>()))
+            .collect();
+        let mut out = Vec::with_capacity(jobs.len());
+        for h in handles {
+            out.extend(h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
+        }
+        out
+    })
 }
 
 fn compare_one(d: &DesiredResource, live: Option<&LiveObject>, rules: &IgnoreRules) -> ResourceReport {
@@ -243,6 +264,20 @@ mod tests {
         let web = r.resources.iter().find(|e| e.name == "web").expect("web");
         assert_eq!((web.status, web.severity), (Status::InSync, None));
         assert_eq!(web.desired_hash, web.live_hash);
+    }
+
+    #[test]
+    fn large_inputs_compare_in_parallel_with_the_same_result() {
+        let n = PARALLEL_THRESHOLD * 2;
+        let d: Vec<DesiredResource> = (0..n).map(|i| desired(Kind::Vm, &format!("vm-{i}"), vm_attrs(4, "prod"))).collect();
+        let l: Vec<LiveObject> = (0..n).map(|i| live(Kind::Vm, &format!("id-{i}"), &format!("vm-{i}"), vm_attrs(if i % 7 == 0 { 8 } else { 4 }, "prod"))).collect();
+        let parallel = compute_drift(&d, &l, &IgnoreRules::default());
+        let jobs: Vec<_> = d.iter().zip(l.iter()).map(|(d, l)| (d, Some(l))).collect();
+        let mut sequential: Vec<ResourceReport> = jobs.iter().map(|(d, l)| compare_one(d, *l, &IgnoreRules::default())).collect();
+        sequential.sort_by(|a, b| a.address.cmp(&b.address));
+        assert_eq!(parallel.summary.drifted, n.div_ceil(7));
+        let addresses = |r: &[ResourceReport]| r.iter().map(|e| (e.address.clone(), e.status, e.live_hash.clone())).collect::<Vec<_>>();
+        assert_eq!(addresses(&parallel.resources), addresses(&sequential));
     }
 
     #[test]
