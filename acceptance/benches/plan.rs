@@ -18,7 +18,7 @@ use novacron_acceptance::{InstallMode, Output, Tf, TestPlatform, TfVersion, find
 /// The go-plugin magic cookie Terraform hands its providers.
 const MAGIC_COOKIE: &str = "d602bf8f470bc67ca7faa0386276bbdd4330efaf76d1a219cb4d6991ca9872b2";
 const HANDSHAKE_RUNS: usize = 50;
-const PLAN_ROUNDS: usize = 3;
+const PLAN_ROUNDS: usize = 5;
 const VMS: usize = 200;
 const NETWORKS: usize = 20;
 

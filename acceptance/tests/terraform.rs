@@ -244,8 +244,30 @@ fn field<'a>(object: &'a novacron_client::Object, key: &str) -> &'a Value {
     object.get(key).unwrap_or(&Value::Null)
 }
 
-fn assert_plan_summary(out: &Output, summary: &str) {
-    out.assert_contains(&[summary]);
+/// Panics when an update plan turns a stable computed attribute of a managed resource
+/// unknown: Terraform's rule is that such values keep their prior state, with no "known after
+/// apply" noise. Data sources read during apply (all unknown) and outputs are not looked at.
+fn assert_stable_computed(out: &Output) {
+    let mut managed = false;
+    for line in out.stdout.lines() {
+        let trimmed = line.trim_start();
+        if let Some(address) = trimmed.strip_prefix("# ") {
+            managed = address.starts_with("novacron_");
+            continue;
+        }
+        if line.starts_with("Plan:") || line.starts_with("Changes to Outputs") {
+            managed = false;
+        }
+        if !managed {
+            continue;
+        }
+        for attr in ["id", "ip_address", "status", "created_at", "gateway", "device_path"] {
+            assert!(
+                !trimmed.starts_with(&format!("~ {attr} ")),
+                "`{attr}` changes in an update plan although nothing touching it changed:\n{out}"
+            );
+        }
+    }
 }
 
 /// Whether a text points at a line: `line 4`, `:4:` or `4:7`.
@@ -382,8 +404,9 @@ async fn full_lifecycle_apply_update_replace_destroy(version: TfVersion) {
     tf.write("main.tf", &full_config(version, 8, &second_secret, "ubuntu", &net));
     let planned = tf.expect_code(&["plan", "-detailed-exitcode", "-input=false", "-no-color", "-out=update.tfplan"], 2).await;
     planned.assert_contains(&["novacron_vm.web will be updated in-place", "~ update in-place", "memory_gb", "(sensitive value)"]);
-    assert_plan_summary(&planned, "Plan: 0 to add, 1 to change, 0 to destroy.");
+    planned.assert_contains(&["Plan: 0 to add, 1 to change, 0 to destroy."]);
     assert!(!planned.contains("must be replaced"), "a memory change replaces nothing:\n{planned}");
+    assert_stable_computed(&planned);
     let shown = tf.ok(&["show", "-no-color", "update.tfplan"]).await;
     shown.assert_contains(&["memory_gb"]);
     let applied = tf.ok(&["apply", "-input=false", "-no-color", "update.tfplan"]).await;
@@ -399,7 +422,7 @@ async fn full_lifecycle_apply_update_replace_destroy(version: TfVersion) {
     tf.write("main.tf", &full_config(version, 8, &second_secret, "debian", &net));
     let planned = tf.expect_code(&["plan", "-detailed-exitcode", "-input=false", "-no-color"], 2).await;
     planned.assert_contains(&["novacron_vm.batch must be replaced", "template_id", "forces replacement"]);
-    assert_plan_summary(&planned, "Plan: 1 to add, 0 to change, 1 to destroy.");
+    planned.assert_contains(&["Plan: 1 to add, 0 to change, 1 to destroy."]);
     tf.apply().await.assert_contains(&["Apply complete! Resources: 1 added, 0 changed, 1 destroyed."]);
     let new_batch = platform.object_named(Kind::Vm, &format!("batch-{}", version.slug())).await;
     assert_ne!(new_batch.id(), batch.id(), "the batch vm was replaced");
@@ -444,7 +467,8 @@ async fn drift_from_an_out_of_band_change_is_planned_and_repaired(version: TfVer
 
     let drift = tf.expect_code(&["plan", "-detailed-exitcode", "-input=false", "-no-color"], 2).await;
     drift.assert_contains(&["~ update in-place", "memory_gb", "mtu"]);
-    assert_plan_summary(&drift, "Plan: 0 to add, 2 to change, 0 to destroy.");
+    drift.assert_contains(&["Plan: 0 to add, 2 to change, 0 to destroy."]);
+    assert_stable_computed(&drift);
 
     tf.apply().await.assert_contains(&["0 added, 2 changed, 0 destroyed."]);
     let vm = platform.object_named(Kind::Vm, &format!("app-{}", version.slug())).await;
@@ -460,7 +484,7 @@ async fn drift_from_an_out_of_band_change_is_planned_and_repaired(version: TfVer
     platform.wait_gone(Kind::Vm, vm.id()).await;
     let gone = tf.expect_code(&["plan", "-detailed-exitcode", "-input=false", "-no-color"], 2).await;
     gone.assert_contains(&["novacron_vm.app will be created"]);
-    assert_plan_summary(&gone, "Plan: 1 to add, 0 to change, 0 to destroy.");
+    gone.assert_contains(&["Plan: 1 to add, 0 to change, 0 to destroy."]);
     tf.apply().await;
     tf.plan_clean().await;
 
