@@ -1,5 +1,7 @@
-# Quickstart: a network, a policy, two VMs and a volume on the local platform.
-# Run through scripts/demo.sh, or by hand with NOVACRON_ENDPOINT and NOVACRON_API_KEY set.
+# A network, a policy, two VMs and a volume on the NovaCron platform.
+# The sample desired-state repository: scripts/demo.sh applies it with Terraform and
+# checks it for drift with novacron-reconcile. By hand: set NOVACRON_ENDPOINT and
+# NOVACRON_API_KEY, then terraform apply here.
 terraform {
   required_providers {
     novacron = {

@@ -110,6 +110,18 @@ pub async fn apply(ctx: &Ctx, t: &TypeSchema, prior: &Val, planned: &Val, diags:
     let kind = t.kind;
     if planned.is_null() {
         let id = prior.get("id").as_str().unwrap_or_default().to_string();
+        // The platform refuses to delete an attached volume; Terraform owns the volume, so
+        // destroying it means detaching it first.
+        if kind == Kind::Volume && !prior.get("attached_to").is_null() {
+            match ctx.client.patch(kind, &id, &serde_json::json!({"attached_to": null}), None).await {
+                Ok(_) => {}
+                Err(e) if e.is_not_found() => return Val::Null,
+                Err(e) => {
+                    report_api_error(diags, &t.block, &format!("Detaching {} before deleting it", t.type_name), &e);
+                    return prior.clone();
+                }
+            }
+        }
         match ctx.client.delete(kind, &id).await {
             Ok(Deleted::Accepted(_)) => {
                 if let Err(e) = wait_vm(ctx, &id, timeout_of(prior, "delete"), |o| o.is_none()).await {
