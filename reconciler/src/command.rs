@@ -68,7 +68,7 @@ pub async fn run_drift(options: &DriftOptions, api: &impl PlatformApi) -> Result
 
 /// The comparison part of [`run_drift`], for a snapshot and live objects already in hand.
 pub fn drift_of_snapshot(options: &DriftOptions, snapshot: &Snapshot, live: &[crate::drift::LiveObject]) -> Result<DriftReport, DriftError> {
-    let hcl_err = |problem| DriftError::Hcl { repo: options.repo.clone(), revision: snapshot.revision.clone(), problem: Box::new(problem) };
+    let hcl_err = |problem| DriftError::Hcl { repo: crate::git::redact(&options.repo), revision: snapshot.revision.clone(), problem: Box::new(problem) };
     let evaluation = evaluate(&snapshot.files, &options.path, &options.vars, live).map_err(hcl_err)?;
     let ignore_text = snapshot.files.read(IGNORE_FILE).unwrap_or_default();
     let rules = IgnoreRules::parse(&ignore_text, options.ignore.iter().map(String::as_str));

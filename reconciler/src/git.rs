@@ -86,6 +86,17 @@ impl GitError {
     }
 }
 
+/// `repo` as it may be shown: the user part of a URL (`https://user:token@host/...`), where
+/// tokens live, is replaced by `***`.
+pub fn redact(repo: &str) -> String {
+    let Some((scheme, rest)) = repo.split_once("://") else { return repo.to_string() };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => repo.to_string(),
+    }
+}
+
 /// The URL git2 is given for `repo`: local paths become absolute.
 fn remote_url(repo: &str) -> Result<String, GitError> {
     let is_url = repo.contains("://") || (repo.contains('@') && repo.contains(':'));
@@ -100,7 +111,11 @@ fn remote_url(repo: &str) -> Result<String, GitError> {
 /// Clones `spec.repo` into the cache (or fetches what changed into an existing clone),
 /// resolves the ref and reads the commit's configuration files.
 pub fn fetch_snapshot(spec: &RepoSpec) -> Result<Snapshot, GitError> {
-    let url = remote_url(&spec.repo)?;
+    let shown = redact(&spec.repo);
+    let url = remote_url(&spec.repo).map_err(|e| match e {
+        GitError::NotFound { detail, .. } => GitError::NotFound { repo: shown.clone(), detail },
+        other => other,
+    })?;
     let dir = spec.cache_dir.join(&novacron_schemas::sha256_hex(url.as_bytes())[..24]);
     let cache_err = |e: &dyn std::fmt::Display| GitError::Cache { path: dir.clone(), detail: e.to_string() };
     std::fs::create_dir_all(&spec.cache_dir).map_err(|e| cache_err(&e))?;
@@ -113,8 +128,8 @@ pub fn fetch_snapshot(spec: &RepoSpec) -> Result<Snapshot, GitError> {
     } else {
         repo.remote_set_url("origin", &url).map_err(|e| cache_err(&e.message()))?;
     }
-    let default_branch = fetch(&repo, &spec.repo)?;
-    let commit = resolve(&repo, &spec.repo, spec.reference.as_deref(), default_branch.as_deref())?;
+    let default_branch = fetch(&repo, &shown)?;
+    let commit = resolve(&repo, &shown, spec.reference.as_deref(), default_branch.as_deref())?;
     let files = read_files(&repo, commit).map_err(|e| cache_err(&e.message()))?;
     Ok(Snapshot { revision: commit.to_string(), files, cloned })
 }
@@ -152,6 +167,9 @@ fn credentials(url: &str, username: Option<&str>, allowed: CredentialType) -> Re
         return Cred::ssh_key_from_agent(username.unwrap_or("git"));
     }
     if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
+        if let Some((user, password)) = url_credentials(url) {
+            return Cred::userpass_plaintext(&user, &password);
+        }
         if let Ok(token) = std::env::var("NOVACRON_GIT_TOKEN") {
             let user = std::env::var("NOVACRON_GIT_USERNAME").unwrap_or_else(|_| username.unwrap_or("git").to_string());
             return Cred::userpass_plaintext(&user, &token);
@@ -165,10 +183,19 @@ fn credentials(url: &str, username: Option<&str>, allowed: CredentialType) -> Re
     Cred::default()
 }
 
+/// `user:password` written into an http(s) URL, percent-decoding left to the server.
+fn url_credentials(url: &str) -> Option<(String, String)> {
+    let rest = url.split_once("://")?.1;
+    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    let (userinfo, _) = authority.rsplit_once('@')?;
+    let (user, password) = userinfo.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
+}
+
 fn classify(shown: &str, e: &git2::Error) -> GitError {
     let detail = e.message().split_whitespace().collect::<Vec<_>>().join(" ");
     let lower = detail.to_lowercase();
-    if e.code() == ErrorCode::Auth || lower.contains("authentication") || lower.contains("401") || lower.contains("credentials") {
+    if e.code() == ErrorCode::Auth || lower.contains("authentication") || lower.contains("401") || lower.contains("credential") || lower.contains("username/password") {
         GitError::Auth { repo: shown.into(), detail }
     } else if e.code() == ErrorCode::NotFound
         || lower.contains("not found")
@@ -256,5 +283,19 @@ impl Progress {
         if std::io::stderr().is_terminal() {
             let _ = write!(std::io::stderr(), "\r\x1b[K");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_in_urls_are_never_shown() {
+        assert_eq!(redact("https://bot:ghp_secret@example.com/org/repo.git"), "https://***@example.com/org/repo.git");
+        assert_eq!(redact("https://ghp_secret@example.com/r.git"), "https://***@example.com/r.git");
+        assert_eq!(redact("ssh://git@example.com/r.git"), "ssh://***@example.com/r.git");
+        assert_eq!(redact("/srv/repos/infra"), "/srv/repos/infra");
+        assert_eq!(redact("https://example.com/a@b"), "https://example.com/a@b");
     }
 }

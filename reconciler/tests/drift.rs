@@ -481,3 +481,50 @@ async fn bad_configurations_are_one_line_errors() {
     assert!(stderr.contains("is it running there?"), "{stderr}");
     drop(env);
 }
+
+/// A git "remote" over HTTP that refuses every request with 401, as a host does for bad credentials.
+async fn refusing_remote() -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let _ = socket.read(&mut buf).await;
+                let answer = "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"git\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+                let _ = socket.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    (format!("http://127.0.0.1:{}", addr.port()), server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_git_credentials_are_a_one_line_error_without_the_token() {
+    let env = Env::start().await;
+    let (base, server) = refusing_remote().await;
+    for (url, token) in [(format!("{base}/org/infra.git"), Some("tok-from-env-123")), (format!("http://bot:tok-in-url-456@{}/org/infra.git", &base["http://".len()..]), None)] {
+        let endpoint = env.endpoint.clone();
+        let cache = env.dir.path().join("auth-cache");
+        let out = tokio::task::spawn_blocking(move || {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_novacron-reconcile"));
+            cmd.args(["drift", "--repo", &url, "--endpoint", &endpoint, "--cache-dir"]).arg(&cache).env("NOVACRON_API_KEY", TEST_API_KEY.1);
+            cmd.env("GIT_TERMINAL_PROMPT", "0").env("GIT_CONFIG_NOSYSTEM", "1").env("HOME", &cache);
+            match token {
+                Some(t) => cmd.env("NOVACRON_GIT_TOKEN", t),
+                None => cmd.env_remove("NOVACRON_GIT_TOKEN"),
+            };
+            cmd.output().expect("binary runs")
+        })
+        .await
+        .expect("join");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("authentication failed"), "{stderr}");
+        assert!(!stderr.contains("tok-"), "the token leaked: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    }
+    server.abort();
+    env.stop().await;
+}
