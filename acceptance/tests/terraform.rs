@@ -211,6 +211,7 @@ per_version!(
     validate_names_the_attribute_for_bad_input,
     unreachable_platform_is_retried_then_reported_or_recovered,
     flaky_platform_answers_503_and_429_and_the_provider_retries,
+    vm_create_waits_within_the_timeouts_block,
 );
 
 /// Starts the platform for a scenario on one version, or `None` when it is skipped.
@@ -713,6 +714,57 @@ async fn flaky_platform_answers_503_and_429_and_the_provider_retries(version: Tf
     assert!(limited > 0, "the rate limit answered 429s");
     let quiet = client_for(&platform.endpoint(), 10);
     assert!(quiet.list_all(Kind::Vm).await.is_ok_and(|v| v.is_empty()));
+    platform.shutdown().await;
+}
+
+/// VM creation waits for provisioning within `timeouts.create`: slower than its timeout, the
+/// apply fails saying so and keeps the VM in state (tainted, so nothing is orphaned on the
+/// platform); with a generous timeout the next apply converges.
+async fn vm_create_waits_within_the_timeouts_block(version: TfVersion) {
+    let Some(suite) = Suite::for_version("vm_create_waits_within_the_timeouts_block", version) else { return };
+    let platform = TestPlatform::start_with(|c| c.provision_delay = Duration::from_secs(4)).await;
+    let tf = suite.terraform(version, InstallMode::DevOverrides, &platform.endpoint());
+    let s = version.slug();
+    let config = |timeout: &str| {
+        format!(
+            "{HEADER}{}",
+            fill(
+                r#"
+resource "novacron_network" "net" {
+  name = "net-@S@"
+  cidr = "10.40.0.0/24"
+}
+
+resource "novacron_vm" "slow" {
+  name        = "slow-@S@"
+  cpu_cores   = 1
+  memory_gb   = 1
+  template_id = "tpl-ubuntu-24-04"
+  network_id  = novacron_network.net.id
+
+  timeouts {
+    create = "@TIMEOUT@"
+  }
+}
+"#,
+                &[("S", s), ("TIMEOUT", timeout)],
+            )
+        )
+    };
+    tf.write("main.tf", &config("1s"));
+    let late = tf.expect_code(&["apply", "-auto-approve", "-input=false", "-no-color"], 1).await;
+    let text = late.text().to_lowercase();
+    assert!(text.contains("timeout") || text.contains("timed out"), "{version}: the error says the create timed out:\n{late}");
+    let state = tf.ok(&["state", "list"]).await;
+    assert!(state.stdout.contains("novacron_vm.slow"), "{version}: the vm the platform is still provisioning stays in state:\n{state}");
+
+    tf.write("main.tf", &config("60s"));
+    tf.apply().await;
+    let vm = platform.object_named(Kind::Vm, &format!("slow-{s}")).await;
+    assert_eq!(field(&vm, "status"), &json!("running"), "{version}: apply waited for provisioning");
+    tf.plan_clean().await;
+    tf.destroy().await;
+    platform.assert_empty(&format!("after destroy on {version}")).await;
     platform.shutdown().await;
 }
 
