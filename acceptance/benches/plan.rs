@@ -105,34 +105,43 @@ async fn plans(provider: &Path, version: TfVersion) -> anyhow::Result<()> {
 
     let mut novacron_times = Vec::new();
     let mut builtin_times = Vec::new();
+    let mut no_refresh_times = Vec::new();
     let mut peak_kib = 0u64;
     for round in 1..=PLAN_ROUNDS {
         let sampler = RssSampler::start();
         let out = novacron.plan().await;
-        let peak = sampler.stop();
+        let (peak, processes) = sampler.stop();
         clean(&out, "novacron")?;
         peak_kib = peak_kib.max(peak);
         let out_builtin = builtin.plan().await;
         clean(&out_builtin, "terraform_data")?;
+        // Without refresh: what the plan costs beyond reading 220 objects from the platform.
+        let no_refresh = novacron.run(&["plan", "-refresh=false", "-detailed-exitcode", "-input=false", "-no-color"]).await;
+        clean(&no_refresh, "novacron -refresh=false")?;
         println!(
-            "round {round}: plan of {VMS} vms + {NETWORKS} networks {:.2} s (provider peak RSS {:.1} MiB), plan of {} terraform_data {:.2} s",
+            "round {round}: plan of {VMS} vms + {NETWORKS} networks {:.2} s (-refresh=false {:.2} s; {processes} provider processes, peak RSS {:.1} MiB), plan of {} terraform_data {:.2} s",
             out.elapsed.as_secs_f64(),
+            no_refresh.elapsed.as_secs_f64(),
             peak as f64 / 1024.0,
             VMS + NETWORKS,
             out_builtin.elapsed.as_secs_f64()
         );
         novacron_times.push(out.elapsed);
         builtin_times.push(out_builtin.elapsed);
+        no_refresh_times.push(no_refresh.elapsed);
     }
     novacron_times.sort();
     builtin_times.sort();
+    no_refresh_times.sort();
     let a = percentile(&novacron_times, 50);
     let b = percentile(&builtin_times, 50);
     println!(
-        "plan (refresh included), median of {PLAN_ROUNDS}: novacron {:.2} s, terraform_data {:.2} s, ratio {:.2}x; provider peak RSS (VmHWM) {:.1} MiB; terraform {}",
+        "plan (refresh included), median of {PLAN_ROUNDS}: novacron {:.2} s, terraform_data {:.2} s, ratio {:.2}x \
+         (novacron -refresh=false {:.2} s); provider peak RSS (VmHWM) {:.1} MiB; terraform {}",
         a.as_secs_f64(),
         b.as_secs_f64(),
         a.as_secs_f64() / b.as_secs_f64(),
+        percentile(&no_refresh_times, 50).as_secs_f64(),
         peak_kib as f64 / 1024.0,
         version.as_str()
     );
@@ -198,7 +207,7 @@ fn builtin_config() -> String {
 /// keeps the largest peak resident set (`VmHWM`) seen.
 struct RssSampler {
     stop: Arc<AtomicBool>,
-    thread: std::thread::JoinHandle<u64>,
+    thread: std::thread::JoinHandle<(u64, usize)>,
 }
 
 impl RssSampler {
@@ -208,23 +217,25 @@ impl RssSampler {
         let me = std::process::id();
         let thread = std::thread::spawn(move || {
             let mut peak = 0;
+            let mut seen = std::collections::BTreeSet::new();
             while !flag.load(Ordering::Relaxed) {
                 for pid in provider_pids(me) {
                     if let Some(kib) = status_kib(pid, "VmHWM:") {
                         peak = peak.max(kib);
+                        seen.insert(pid);
                     }
                 }
                 std::thread::sleep(Duration::from_millis(10));
             }
-            peak
+            (peak, seen.len())
         });
         RssSampler { stop, thread }
     }
 
-    /// Peak RSS in KiB.
-    fn stop(self) -> u64 {
+    /// Peak RSS in KiB, and how many provider processes were seen.
+    fn stop(self) -> (u64, usize) {
         self.stop.store(true, Ordering::Relaxed);
-        self.thread.join().unwrap_or(0)
+        self.thread.join().unwrap_or((0, 0))
     }
 }
 
