@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use novacron_client::{Client, ClientConfig, Kind};
 use novacron_platform::{PlatformConfig, TEST_API_KEY};
-use novacron_reconcile::drift::{DesiredResource, LiveObject, compute_drift};
+use novacron_reconcile::drift::{DesiredResource, LiveObject, compute_drift_on};
 use novacron_reconcile::ignore::IgnoreRules;
 use serde_json::{Value, json};
 
@@ -58,19 +58,22 @@ fn core_inputs(n: usize) -> (Vec<DesiredResource>, Vec<LiveObject>) {
 fn bench_core(n: usize, rounds: usize) {
     let (desired, live) = core_inputs(n);
     let rules = IgnoreRules::default();
-    let mut best = Duration::MAX;
-    let mut drifted = 0;
-    for _ in 0..rounds {
-        let start = Instant::now();
-        let result = compute_drift(&desired, &live, &rules);
-        best = best.min(start.elapsed());
-        drifted = result.summary.drifted;
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    for threads in [1, cores] {
+        let mut best = Duration::MAX;
+        let mut drifted = 0;
+        for _ in 0..rounds {
+            let start = Instant::now();
+            let result = compute_drift_on(&desired, &live, &rules, threads);
+            best = best.min(start.elapsed());
+            drifted = result.summary.drifted;
+        }
+        println!(
+            "core, {threads} thread(s): canonicalise + hash + diff of {n} desired vs {n} live VMs ({drifted} drifted): best of {rounds} {:.1} ms = {:.0} resources/s",
+            best.as_secs_f64() * 1e3,
+            n as f64 / best.as_secs_f64()
+        );
     }
-    println!(
-        "core: canonicalise + hash + diff of {n} desired vs {n} live VMs ({drifted} drifted): best of {rounds} {:.1} ms = {:.0} resources/s",
-        best.as_secs_f64() * 1e3,
-        n as f64 / best.as_secs_f64()
-    );
 }
 
 /// A repository whose HCL declares `n` VMs with `for_each` over a tfvars map.

@@ -1,5 +1,6 @@
 //! The `drift` operation end to end: repository snapshot, live state, evaluation, comparison, report.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use crate::drift::compute_drift;
@@ -62,8 +63,34 @@ pub async fn run_drift(options: &DriftOptions, api: &impl PlatformApi) -> Result
     let snapshot = tokio::task::spawn_blocking(move || fetch_snapshot(&spec))
         .await
         .map_err(|e| DriftError::Internal(e.to_string()))??;
+    let progress = Progress::start("reading live objects");
     let live = read_live(api).await?;
-    drift_of_snapshot(options, &snapshot, &live)
+    progress.done();
+    let progress = Progress::start("evaluating and comparing");
+    let report = drift_of_snapshot(options, &snapshot, &live);
+    progress.done();
+    report
+}
+
+/// A status line on stderr while a slow step runs, only when stderr is a terminal.
+struct Progress {
+    shown: bool,
+}
+
+impl Progress {
+    fn start(step: &str) -> Progress {
+        let shown = std::io::stderr().is_terminal();
+        if shown {
+            eprint!("\rnovacron-reconcile: {step}...\x1b[K");
+        }
+        Progress { shown }
+    }
+
+    fn done(self) {
+        if self.shown {
+            eprint!("\r\x1b[K");
+        }
+    }
 }
 
 /// The comparison part of [`run_drift`], for a snapshot and live objects already in hand.

@@ -59,6 +59,12 @@ pub struct DriftResult {
 /// Compares every desired resource with the live object of its kind and name. Names are
 /// expected to be unique per kind on both sides (the evaluator refuses duplicates).
 pub fn compute_drift(desired: &[DesiredResource], live: &[LiveObject], rules: &IgnoreRules) -> DriftResult {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    compute_drift_on(desired, live, rules, threads)
+}
+
+/// [`compute_drift`] on at most `threads` threads (one below [`PARALLEL_THRESHOLD`] comparisons).
+pub fn compute_drift_on(desired: &[DesiredResource], live: &[LiveObject], rules: &IgnoreRules, threads: usize) -> DriftResult {
     let by_name: HashMap<(Kind, &str), &LiveObject> = live.iter().map(|o| ((o.kind, o.name()), o)).collect();
     let mut managed: HashSet<(Kind, &str)> = HashSet::new();
     let mut ignored = Vec::new();
@@ -73,7 +79,7 @@ pub fn compute_drift(desired: &[DesiredResource], live: &[LiveObject], rules: &I
             None => jobs.push((d, found)),
         }
     }
-    let mut resources = compare_all(&jobs, rules);
+    let mut resources = compare_all(&jobs, rules, threads);
     let ignored_changes: usize = resources.iter().map(|r| r.ignored_changes.len()).sum();
     for o in live {
         if managed.contains(&(o.kind, o.name())) {
@@ -107,12 +113,11 @@ pub fn compute_drift(desired: &[DesiredResource], live: &[LiveObject], rules: &I
 }
 
 /// Below this many comparisons one thread is faster than starting more.
-const PARALLEL_THRESHOLD: usize = 2_048;
+pub const PARALLEL_THRESHOLD: usize = 2_048;
 
 /// Compares every pair, on all cores for large inputs; the result keeps the input order.
-fn compare_all(jobs: &[(&DesiredResource, Option<&LiveObject>)], rules: &IgnoreRules) -> Vec<ResourceReport> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
-    if threads == 1 || jobs.len() < PARALLEL_THRESHOLD {
+fn compare_all(jobs: &[(&DesiredResource, Option<&LiveObject>)], rules: &IgnoreRules, threads: usize) -> Vec<ResourceReport> {
+    if threads <= 1 || jobs.len() < PARALLEL_THRESHOLD {
         return jobs.iter().map(|(d, l)| compare_one(d, *l, rules)).collect();
     }
     let chunk = jobs.len().div_ceil(threads);

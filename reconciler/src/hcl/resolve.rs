@@ -156,7 +156,11 @@ impl Refs<'_> {
             ("local", Some(n)) => (self.lookup(self.locals.get(n), &format!("local.{n}"), notes)?, 1),
             ("module", Some(n)) => (self.lookup(self.modules.get(n), &format!("module.{n}"), notes)?, 1),
             ("data", Some(n)) => {
-                notes.push(format!("data.{n} is a data source, which is not read"));
+                let label = match t.operators.get(1) {
+                    Some(TraversalOperator::GetAttr(label)) => format!(".{label}"),
+                    _ => String::new(),
+                };
+                notes.push(format!("data.{n}{label} is a data source, which is not read"));
                 return None;
             }
             (r, Some(n)) if is_resource_root(r) => (self.lookup(self.resources.get(&format!("{r}.{n}")), &format!("{r}.{n}"), notes)?, 1),

@@ -138,3 +138,13 @@ fn registry_modules_and_unknown_functions_are_warnings() {
     assert_eq!(a.attributes["memory_gb"], json!(4));
     assert!(ev.warnings.iter().any(|w| w.contains("not a local path")));
 }
+
+#[test]
+fn indented_heredocs_strip_like_terraform() {
+    let t = MemoryTree::new([(
+        "main.tf",
+        "resource \"novacron_policy\" \"p\" {\n  name = \"p\"\n  rule = <<-REGO\n    package x\n\n    deny contains msg if {\n      false\n    }\n  REGO\n}\n",
+    )]);
+    let ev = evaluate(&t, "", &[], &[]).expect("evaluates");
+    assert_eq!(find(&ev, "novacron_policy.p").attributes["rule"], json!("package x\n\ndeny contains msg if {\n  false\n}\n"));
+}
