@@ -68,3 +68,14 @@ fn summary_line(report: &DriftReport) -> String {
 
 #[cfg(test)]
 pub(crate) mod sample;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_report() {
+        // The sample has a fixed `generated_at`; the rest is what the drift core computed.
+        insta::assert_snapshot!(render_json(&sample::sample_report()));
+    }
+}
