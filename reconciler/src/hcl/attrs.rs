@@ -35,8 +35,12 @@ pub fn evaluate_instance(block: &ResourceBlock, refs: &Refs<'_>, inst: &Instance
             Err(reason) => out.unknown.push((name.clone(), reason)),
         }
     }
-    let mut block_names: Vec<&str> = block.blocks.iter().map(|(n, _)| n.as_str()).collect();
-    block_names.dedup();
+    let mut block_names: Vec<&str> = Vec::new();
+    for b in &block.blocks {
+        if !block_names.contains(&b.name.as_str()) {
+            block_names.push(&b.name);
+        }
+    }
     for block_name in block_names {
         let Some((attr, fields)) = blocks_attribute(schema, block_name) else {
             out.ignored.push(block_name.to_string());
@@ -44,22 +48,21 @@ pub fn evaluate_instance(block: &ResourceBlock, refs: &Refs<'_>, inst: &Instance
         };
         let mut items = Vec::new();
         let mut failed = None;
-        for (_, args) in block.blocks.iter().filter(|(n, _)| n == block_name) {
-            let mut item = Map::new();
-            for (field, expr) in args {
-                let Some(fattr) = fields.iter().find(|f| &f.name == field) else {
-                    out.ignored.push(format!("{block_name}.{field}"));
-                    continue;
-                };
-                match refs.eval(expr, inst) {
-                    Ok(HclValue::Null) => {}
-                    Ok(v) => {
-                        item.insert(field.clone(), coerce(fattr, to_json(&v)));
+        for nested in block.blocks.iter().filter(|b| b.name == block_name) {
+            let Some(dynamic) = &nested.dynamic else {
+                items.push(block_item(block_name, &nested.args, fields, refs, inst, &mut out.ignored, &mut failed));
+                continue;
+            };
+            match dynamic_entries(refs, &dynamic.for_each, inst) {
+                Ok(entries) => {
+                    for entry in entries {
+                        let mut inner = inst.clone();
+                        inner.extra.push((dynamic.iterator.clone(), entry));
+                        items.push(block_item(block_name, &nested.args, fields, refs, &inner, &mut out.ignored, &mut failed));
                     }
-                    Err(reason) => failed = Some(format!("{block_name}.{field}: {reason}")),
                 }
+                Err(reason) => failed = Some(format!("dynamic \"{block_name}\": {reason}")),
             }
-            items.push(Value::Object(item));
         }
         match failed {
             Some(reason) => out.unknown.push((attr.name.clone(), reason)),
@@ -68,11 +71,47 @@ pub fn evaluate_instance(block: &ResourceBlock, refs: &Refs<'_>, inst: &Instance
             }
         }
     }
-    for name in &block.dynamic {
-        let attr = blocks_attribute(schema, name).map_or(name.clone(), |(a, _)| a.name.clone());
-        out.unknown.push((attr, format!("dynamic \"{name}\" blocks are not evaluated")));
-    }
+    out.ignored.sort();
+    out.ignored.dedup();
     out
+}
+
+/// One block's arguments as an object; an argument that cannot be evaluated sets `failed`.
+fn block_item(
+    block_name: &str,
+    args: &[(String, hcl::Expression)],
+    fields: &[Attribute],
+    refs: &Refs<'_>,
+    inst: &Instance,
+    ignored: &mut Vec<String>,
+    failed: &mut Option<String>,
+) -> Value {
+    let mut item = Map::new();
+    for (field, expr) in args {
+        let Some(fattr) = fields.iter().find(|f| &f.name == field) else {
+            ignored.push(format!("{block_name}.{field}"));
+            continue;
+        };
+        match refs.eval(expr, inst) {
+            Ok(HclValue::Null) => {}
+            Ok(v) => {
+                item.insert(field.clone(), coerce(fattr, to_json(&v)));
+            }
+            Err(reason) => *failed = Some(format!("{block_name}.{field}: {reason}")),
+        }
+    }
+    Value::Object(item)
+}
+
+/// The `{key, value}` entries a `dynamic` block repeats over: a map's entries, or a list's
+/// items with their index as key.
+fn dynamic_entries(refs: &Refs<'_>, for_each: &hcl::Expression, inst: &Instance) -> Result<Vec<HclValue>, String> {
+    let entry = |k: HclValue, v: HclValue| HclValue::Object(hcl::Map::from_iter([("key".to_string(), k), ("value".to_string(), v)]));
+    match refs.eval(for_each, inst)? {
+        HclValue::Object(m) => Ok(m.into_iter().map(|(k, v)| entry(HclValue::from(k), v)).collect()),
+        HclValue::Array(items) => Ok(items.into_iter().enumerate().map(|(i, v)| entry(HclValue::from(i as u64), v)).collect()),
+        other => Err(format!("for_each must be a map or a list, not {other}")),
+    }
 }
 
 fn blocks_attribute<'s>(schema: &'s ResourceSchema, block_name: &str) -> Option<(&'s Attribute, &'s [Attribute])> {

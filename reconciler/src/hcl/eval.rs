@@ -147,7 +147,12 @@ impl Node<'_> {
             Node::Resource(r) => {
                 r.count.iter().chain(r.for_each.iter()).for_each(|e| references(e, &mut out));
                 r.attributes.iter().for_each(|(_, e)| references(e, &mut out));
-                r.blocks.iter().flat_map(|(_, args)| args).for_each(|(_, e)| references(e, &mut out));
+                for b in &r.blocks {
+                    b.args.iter().for_each(|(_, e)| references(e, &mut out));
+                    if let Some(d) = &b.dynamic {
+                        references(&d.for_each, &mut out);
+                    }
+                }
             }
             Node::Module(m) => {
                 m.count.iter().chain(m.for_each.iter()).for_each(|e| references(e, &mut out));
@@ -203,7 +208,7 @@ fn expand(refs: &Refs<'_>, count: Option<&Expression>, for_each: Option<&Express
             other => return Err(format!("count must be a number, not {other}")),
         };
         let instances = (0..n)
-            .map(|i| (format!("[{i}]"), Instance { count: Some(Value::Object(Map::from_iter([("index".to_string(), Value::from(i))]))), each: None }))
+            .map(|i| (format!("[{i}]"), Instance { count: Some(Value::Object(Map::from_iter([("index".to_string(), Value::from(i))]))), ..Instance::default() }))
             .collect();
         return Ok((instances, Shape::List));
     }
@@ -224,7 +229,7 @@ fn expand(refs: &Refs<'_>, count: Option<&Expression>, for_each: Option<&Express
             .map(|(k, v)| {
                 let suffix = format!("[{}]", serde_json::Value::String(k.clone()));
                 let each = Value::Object(Map::from_iter([("key".to_string(), Value::from(k)), ("value".to_string(), v)]));
-                (suffix, Instance { each: Some(each), count: None })
+                (suffix, Instance { each: Some(each), ..Instance::default() })
             })
             .collect();
         return Ok((instances, Shape::Map));

@@ -42,10 +42,28 @@ pub struct ResourceBlock {
     pub for_each: Option<Expression>,
     /// Arguments, in file order.
     pub attributes: Vec<(String, Expression)>,
-    /// Nested blocks (e.g. `firewall_rule`), in file order, each as its arguments.
-    pub blocks: Vec<(String, Vec<(String, Expression)>)>,
-    /// Names of `dynamic` blocks, which are not evaluated.
-    pub dynamic: Vec<String>,
+    /// Nested blocks (e.g. `firewall_rule`), static and `dynamic`, in file order.
+    pub blocks: Vec<NestedBlock>,
+}
+
+/// A nested block of a resource; a `dynamic` one repeats its content per `for_each` entry.
+#[derive(Debug, Clone)]
+pub struct NestedBlock {
+    /// The block type, e.g. `firewall_rule`.
+    pub name: String,
+    /// Its arguments (for a `dynamic` block, those of its `content`).
+    pub args: Vec<(String, Expression)>,
+    /// Set for `dynamic "name" { for_each = ... content { ... } }`.
+    pub dynamic: Option<DynamicSpec>,
+}
+
+/// How a `dynamic` block repeats.
+#[derive(Debug, Clone)]
+pub struct DynamicSpec {
+    /// The collection to repeat over (`Null` when missing, which evaluates to an error).
+    pub for_each: Expression,
+    /// The name its content uses for the entry (`iterator`, by default the block name).
+    pub iterator: String,
 }
 
 /// One `module "name"` call.
@@ -159,18 +177,33 @@ fn resource_block(kind: Kind, label: &str, file: &str, body: &Body) -> ResourceB
         for_each: attr("for_each"),
         attributes: Vec::new(),
         blocks: Vec::new(),
-        dynamic: Vec::new(),
     };
     for structure in body.iter() {
         match structure {
             Structure::Attribute(a) if !META_ARGS.contains(&a.key.as_str()) => r.attributes.push((a.key.to_string(), a.expr.clone())),
             Structure::Attribute(_) => {}
             Structure::Block(b) if b.identifier.as_str() == "dynamic" => {
-                r.dynamic.push(b.labels.first().map(|l| l.as_str().to_string()).unwrap_or_default());
+                let name = b.labels.first().map(|l| l.as_str().to_string()).unwrap_or_default();
+                let arg = |key: &str| b.body.attributes().find(|a| a.key.as_str() == key).map(|a| a.expr.clone());
+                let iterator = match arg("iterator") {
+                    Some(Expression::Variable(v)) => v.as_str().to_string(),
+                    Some(Expression::String(s)) => s,
+                    _ => name.clone(),
+                };
+                let content = b.body.blocks().find(|c| c.identifier.as_str() == "content");
+                r.blocks.push(NestedBlock {
+                    name,
+                    args: content.map(|c| c.body.attributes().map(|a| (a.key.to_string(), a.expr.clone())).collect()).unwrap_or_default(),
+                    dynamic: Some(DynamicSpec { for_each: arg("for_each").unwrap_or(Expression::Null), iterator }),
+                });
             }
             Structure::Block(b) if META_BLOCKS.contains(&b.identifier.as_str()) => {}
             Structure::Block(b) => {
-                r.blocks.push((b.identifier.to_string(), b.body.attributes().map(|a| (a.key.to_string(), a.expr.clone())).collect()));
+                r.blocks.push(NestedBlock {
+                    name: b.identifier.to_string(),
+                    args: b.body.attributes().map(|a| (a.key.to_string(), a.expr.clone())).collect(),
+                    dynamic: None,
+                });
             }
         }
     }

@@ -36,6 +36,8 @@ pub struct Instance {
     pub each: Option<Value>,
     /// `{index}` under `count`.
     pub count: Option<Value>,
+    /// Iterators of enclosing `dynamic` blocks: `(name, {key, value})`.
+    pub extra: Vec<(String, Value)>,
 }
 
 /// The roots the resolver knows; anything else is left for hcl-rs (for-expression variables)
@@ -129,6 +131,9 @@ impl Refs<'_> {
 
     /// The whole value of a bare root variable (`each`, `count`, `path`, `terraform`).
     fn root_value(&self, root: &str, inst: &Instance) -> Option<Value> {
+        if let Some((_, v)) = inst.extra.iter().rev().find(|(name, _)| name == root) {
+            return Some(v.clone());
+        }
         match root {
             "each" => inst.each.clone(),
             "count" => inst.count.clone(),
@@ -352,7 +357,7 @@ mod tests {
         refs.vars.insert("env".into(), Value::from("prod"));
         refs.locals.insert("sizes".into(), hcl::value!({ small = 2, large = 8 }));
         refs.resources.insert("novacron_network.core".into(), hcl::value!({ id = "net-1", name = "core" }));
-        let inst = Instance { each: Some(hcl::value!({ key = "large", value = "x" })), count: None };
+        let inst = Instance { each: Some(hcl::value!({ key = "large", value = "x" })), ..Instance::default() };
         assert_eq!(refs.eval(&expr(r#""${var.env}-${each.key}""#), &inst), Ok(Value::from("prod-large")));
         assert_eq!(refs.eval(&expr("local.sizes[each.key]"), &inst), Ok(Value::from(8)));
         assert_eq!(refs.eval(&expr("novacron_network.core.id"), &inst), Ok(Value::from("net-1")));

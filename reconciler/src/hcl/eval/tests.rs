@@ -148,3 +148,46 @@ fn indented_heredocs_strip_like_terraform() {
     let ev = evaluate(&t, "", &[], &[]).expect("evaluates");
     assert_eq!(find(&ev, "novacron_policy.p").attributes["rule"], json!("package x\n\ndeny contains msg if {\n  false\n}\n"));
 }
+
+#[test]
+fn dynamic_blocks_expand_in_place() {
+    let t = MemoryTree::new([(
+        "main.tf",
+        r#"
+variable "ports" { default = ["22", "443"] }
+resource "novacron_network" "n" {
+  name = "n"
+  cidr = "10.0.0.0/24"
+  firewall_rule {
+    direction = "egress"
+  }
+  dynamic "firewall_rule" {
+    for_each = var.ports
+    iterator = rule
+    content {
+      direction = "ingress"
+      ports     = rule.value
+      cidr      = rule.key == 0 ? "10.0.0.0/8" : null
+    }
+  }
+}
+resource "novacron_network" "m" {
+  name = "m"
+  cidr = "10.1.0.0/24"
+  dynamic "firewall_rule" {
+    for_each = data.rules.all.items
+    content {
+      direction = firewall_rule.value
+    }
+  }
+}
+"#,
+    )]);
+    let ev = evaluate(&t, "", &[], &[]).expect("evaluates");
+    assert_eq!(
+        find(&ev, "novacron_network.n").attributes["firewall_rules"],
+        json!([{"direction": "egress"}, {"direction": "ingress", "ports": "22", "cidr": "10.0.0.0/8"}, {"direction": "ingress", "ports": "443"}])
+    );
+    let m = find(&ev, "novacron_network.m");
+    assert_eq!(m.unknown, ["firewall_rules"], "a dynamic block over a data source is unknown");
+}
