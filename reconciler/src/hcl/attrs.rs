@@ -32,6 +32,8 @@ pub fn evaluate_instance(block: &ResourceBlock, refs: &Refs<'_>, inst: &Instance
             Ok(v) => {
                 out.attributes.insert(name.clone(), coerce(attr, to_json(&v)));
             }
+            // An evaluation error can quote the value; a sensitive attribute's must not be shown.
+            Err(_) if attr.sensitive => out.unknown.push((name.clone(), "it could not be evaluated (details hidden: the attribute is sensitive)".into())),
             Err(reason) => out.unknown.push((name.clone(), reason)),
         }
     }
@@ -173,6 +175,26 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn errors_on_sensitive_attributes_do_not_quote_the_value() {
+        let body = hcl::parse("resource \"novacron_vm\" \"a\" {\n  name = \"a\"\n  user_data = \"hunter2\" + 1\n}\n").expect("parses");
+        let block = body.blocks().next().expect("block");
+        let rb = super::super::parse::ResourceBlock {
+            kind: Kind::Vm,
+            label: "a".into(),
+            file: "main.tf".into(),
+            count: None,
+            for_each: None,
+            attributes: block.body.attributes().map(|a| (a.key.to_string(), a.expr.clone())).collect(),
+            blocks: vec![],
+        };
+        let ctx = crate::hcl::funcs::function_context();
+        let refs = Refs { ctx: Some(&ctx), ..Refs::default() };
+        let ev = evaluate_instance(&rb, &refs, &Instance::default());
+        assert_eq!(ev.unknown.len(), 1);
+        assert!(!ev.unknown[0].1.contains("hunter2"), "{}", ev.unknown[0].1);
+    }
 
     #[test]
     fn coerces_like_terraform() {

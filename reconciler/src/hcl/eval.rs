@@ -97,7 +97,7 @@ fn root_variables(tree: &dyn SourceTree, root: &str, config: &ModuleConfig, flag
         }
     }
     for flag in flags {
-        let (name, raw) = flag.split_once('=').filter(|(n, _)| !n.trim().is_empty()).ok_or_else(|| HclError::BadVar(flag.clone()))?;
+        let (name, raw) = flag.split_once('=').filter(|(n, _)| !n.trim().is_empty()).ok_or(HclError::BadVar)?;
         // A value that parses as an HCL expression is one (`4`, `["a"]`); anything else is a string.
         let parsed = hcl::parse(&format!("v = {raw}")).ok().and_then(|b| b.attributes().next().map(|a| a.expr.clone()));
         let value = match parsed.filter(|e| !matches!(e, Expression::Variable(_) | Expression::Traversal(_))) {

@@ -58,7 +58,7 @@ pub enum HclError {
         /// The declarations on the cycle.
         through: String,
     },
-    /// A `--var` flag is not `NAME=VALUE`.
-    #[error("--var {0:?}: expected NAME=VALUE")]
-    BadVar(String),
+    /// A `--var` flag is not `NAME=VALUE` (the flag itself is not shown: it may be a secret).
+    #[error("a --var flag has no '=': expected NAME=VALUE")]
+    BadVar,
 }

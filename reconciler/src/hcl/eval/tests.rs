@@ -121,7 +121,7 @@ fn bad_input_is_an_error() {
     let cycle = MemoryTree::new([("main.tf", "locals {\n a = local.b\n b = local.a\n}\n")]);
     assert!(matches!(evaluate(&cycle, "", &[], &[]), Err(HclError::Cycle { .. })));
     assert!(matches!(evaluate(&tree(), "nope", &[], &[]), Err(HclError::NoSuchPath { .. })));
-    assert!(matches!(evaluate(&tree(), "infra", &["novalue".into()], &[]), Err(HclError::BadVar(_))));
+    assert!(matches!(evaluate(&tree(), "infra", &["novalue".into()], &[]), Err(HclError::BadVar)));
     let missing_module = MemoryTree::new([("main.tf", "module \"m\" { source = \"./nowhere\" }\n")]);
     assert!(evaluate(&missing_module, "", &[], &[]).expect_err("missing").to_string().contains("./nowhere"));
 }
@@ -190,4 +190,31 @@ resource "novacron_network" "m" {
     );
     let m = find(&ev, "novacron_network.m");
     assert_eq!(m.unknown, ["firewall_rules"], "a dynamic block over a data source is unknown");
+}
+
+#[test]
+fn module_instances_with_for_each_and_outputs() {
+    let t = MemoryTree::new([
+        (
+            "main.tf",
+            r#"
+module "web" {
+  for_each = { eu = 2, us = 4 }
+  source   = "./modules/vm"
+  name     = "web-${each.key}"
+  memory   = each.value
+}
+resource "novacron_policy" "p" {
+  name        = "p"
+  rule        = "package p"
+  description = join(",", [module.web["eu"].vm_name, module.web["us"].vm_name])
+}
+"#,
+        ),
+        ("modules/vm/main.tf", "variable \"name\" {}\nvariable \"memory\" {}\nresource \"novacron_vm\" \"this\" {\n  name = var.name\n  memory_gb = var.memory\n}\noutput \"vm_name\" { value = novacron_vm.this.name }\n"),
+    ]);
+    let ev = evaluate(&t, "", &[], &[]).expect("evaluates");
+    assert_eq!(find(&ev, "module.web[\"us\"].novacron_vm.this").attributes["memory_gb"], json!(4));
+    assert_eq!(find(&ev, "module.web[\"eu\"].novacron_vm.this").name, "web-eu");
+    assert_eq!(find(&ev, "novacron_policy.p").attributes["description"], json!("web-eu,web-us"));
 }
