@@ -1,6 +1,6 @@
 //! The pure drift computation: desired resources and live objects in, report entries out.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use novacron_schemas::{Kind, Severity, content_hash};
 use serde_json::{Map, Value};
@@ -65,15 +65,15 @@ pub fn compute_drift(desired: &[DesiredResource], live: &[LiveObject], rules: &I
 
 /// [`compute_drift`] on at most `threads` threads (one below [`PARALLEL_THRESHOLD`] comparisons).
 pub fn compute_drift_on(desired: &[DesiredResource], live: &[LiveObject], rules: &IgnoreRules, threads: usize) -> DriftResult {
-    let by_name: HashMap<(Kind, &str), &LiveObject> = live.iter().map(|o| ((o.kind, o.name()), o)).collect();
-    let mut managed: HashSet<(Kind, &str)> = HashSet::new();
+    let by_name: HashMap<(Kind, &str), usize> = live.iter().enumerate().map(|(i, o)| ((o.kind, o.name()), i)).collect();
+    let mut managed = vec![false; live.len()];
     let mut ignored = Vec::new();
     let mut jobs = Vec::with_capacity(desired.len());
     for d in desired {
-        let found = by_name.get(&(d.kind, d.name.as_str())).copied();
-        if found.is_some() {
-            managed.insert((d.kind, d.name.as_str()));
-        }
+        let found = by_name.get(&(d.kind, d.name.as_str())).map(|&i| {
+            managed[i] = true;
+            &live[i]
+        });
         match rules.resource_rule(&d.address) {
             Some(rule) => ignored.push(IgnoredResource { address: d.address.clone(), rule: rule.to_string() }),
             None => jobs.push((d, found)),
@@ -81,10 +81,7 @@ pub fn compute_drift_on(desired: &[DesiredResource], live: &[LiveObject], rules:
     }
     let mut resources = compare_all(&jobs, rules, threads);
     let ignored_changes: usize = resources.iter().map(|r| r.ignored_changes.len()).sum();
-    for o in live {
-        if managed.contains(&(o.kind, o.name())) {
-            continue;
-        }
+    for (o, _) in live.iter().zip(&managed).filter(|(_, m)| !**m) {
         let address = format!("{}.{}", o.kind.terraform_type(), o.name());
         if let Some(rule) = rules.resource_rule(&address) {
             ignored.push(IgnoredResource { address, rule: rule.to_string() });
@@ -108,7 +105,7 @@ pub fn compute_drift_on(desired: &[DesiredResource], live: &[LiveObject], rules:
     }
     resources.sort_by(|a, b| a.address.cmp(&b.address));
     ignored.sort_by(|a, b| a.address.cmp(&b.address));
-    let summary = summarise(&resources, ignored.len() + ignored_changes, managed.len(), live.len());
+    let summary = summarise(&resources, ignored.len() + ignored_changes, managed.iter().filter(|m| **m).count(), live.len());
     DriftResult { resources, ignored, summary }
 }
 
