@@ -60,6 +60,11 @@ fn diff_value(attr: &Attribute, severity: Severity, path: &str, d: &Value, l: &V
     if d == l {
         return;
     }
+    if attr.sensitive {
+        let hidden = Value::String(SENSITIVE.into());
+        out.push(Change { path: path.to_string(), desired: hidden.clone(), live: hidden, severity, sensitive: true });
+        return;
+    }
     let whole = |out: &mut Vec<Change>| {
         out.push(Change { path: path.to_string(), desired: d.clone(), live: l.clone(), severity, sensitive: false });
     };

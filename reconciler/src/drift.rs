@@ -10,7 +10,7 @@ use crate::ignore::IgnoreRules;
 use crate::report::{BySeverity, IgnoredResource, ResourceReport, Status, Summary};
 
 /// One evaluated `novacron_*` resource instance from the desired state.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct DesiredResource {
     /// Its address, e.g. `module.web.novacron_vm.this[0]`.
     pub address: String,
@@ -22,6 +22,19 @@ pub struct DesiredResource {
     pub attributes: Map<String, Value>,
     /// Configured attributes whose value could not be evaluated.
     pub unknown: Vec<String>,
+}
+
+/// Shows attribute names only: values may be sensitive (`user_data`).
+impl std::fmt::Debug for DesiredResource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DesiredResource")
+            .field("address", &self.address)
+            .field("kind", &self.kind)
+            .field("name", &self.name)
+            .field("attributes", &self.attributes.keys().collect::<Vec<_>>())
+            .field("unknown", &self.unknown)
+            .finish()
+    }
 }
 
 /// One object read from the platform.
@@ -324,6 +337,7 @@ mod tests {
         let r = compute_drift(&d, &l, &IgnoreRules::default());
         let text = serde_json::to_string(&r.resources).expect("json");
         assert!(!text.contains("hunter2"));
+        assert!(!format!("{d:?}").contains("hunter2"), "Debug hides values");
         assert_eq!(r.resources[0].changes[0].path, "user_data");
         let l = [live(Kind::Vm, "vm-1", "web", json!({"user_data_sha256": novacron_schemas::sha256_hex(secret.as_bytes())}))];
         assert_eq!(compute_drift(&d, &l, &IgnoreRules::default()).resources[0].status, Status::InSync);
