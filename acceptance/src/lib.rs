@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 pub use platform::TestPlatform;
 pub use terraform::{InstallMode, Output, Tf, TfVersion};
 
-/// Environment variable that switches the suite on (`1`); anything else skips it.
+/// Environment variable that switches the suite off (`0`); it runs by default wherever
+/// Terraform is installed.
 pub const ENABLE_VAR: &str = "NOVACRON_ACCEPTANCE";
 
 /// Environment variable naming a provider binary to use instead of the one under `target/`.
@@ -89,8 +90,8 @@ impl Suite {
     /// missing is skipped on its own. Panics, saying how to build it, when the provider binary
     /// is missing: a switched-on suite never passes without testing anything.
     pub fn from_env(test: &str) -> Option<Suite> {
-        if std::env::var(ENABLE_VAR).as_deref() != Ok("1") {
-            announce(&format!("SKIP {test}: set {ENABLE_VAR}=1 to run the Terraform acceptance suite"));
+        if std::env::var(ENABLE_VAR).as_deref() == Ok("0") {
+            announce(&format!("SKIP {test}: {ENABLE_VAR}=0 switches the Terraform acceptance suite off"));
             return None;
         }
         let mut versions = Vec::new();
@@ -120,8 +121,8 @@ impl Suite {
     /// when the suite is off or that version is not installed.
     pub fn for_version(test: &str, version: TfVersion) -> Option<Suite> {
         let name = format!("{test} on Terraform {}", version.as_str());
-        if std::env::var(ENABLE_VAR).as_deref() != Ok("1") {
-            announce(&format!("SKIP {name}: set {ENABLE_VAR}=1 to run the Terraform acceptance suite"));
+        if std::env::var(ENABLE_VAR).as_deref() == Ok("0") {
+            announce(&format!("SKIP {name}: {ENABLE_VAR}=0 switches the Terraform acceptance suite off"));
             return None;
         }
         let bin = version.binary();
