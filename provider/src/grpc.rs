@@ -42,7 +42,7 @@ fn unknown_type(kind: &str, name: &str, diags: &mut Diagnostics) {
 }
 
 fn capabilities() -> ServerCapabilities {
-    ServerCapabilities { plan_destroy: false, get_provider_schema_optional: false, move_resource_state: true }
+    ServerCapabilities { plan_destroy: false, get_provider_schema_optional: true, move_resource_state: true }
 }
 
 impl NovacronProvider {
