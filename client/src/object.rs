@@ -136,27 +136,8 @@ pub enum Deleted {
     Accepted(Object),
 }
 
-/// One entry of the change feed.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-pub struct Event {
-    /// Position in the feed; strictly increasing.
-    pub seq: u64,
-    /// When it happened (RFC 3339).
-    pub time: String,
-    /// Who did it: the name of the API key, or `system`.
-    pub actor: String,
-    /// What happened, e.g. `create`, `update`, `delete`, `policy_audit`.
-    pub action: String,
-    /// The kind's collection, e.g. `vms`.
-    pub kind: String,
-    /// The object's id.
-    pub id: String,
-    /// The object's name.
-    pub name: String,
-    /// Extra information, e.g. an audited policy violation.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
-}
+/// One record of the change feed, as the platform sends it.
+pub use novacron_schemas::wire::Event;
 
 /// An answer of the change feed.
 #[derive(Debug, Clone, Deserialize)]

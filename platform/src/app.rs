@@ -164,8 +164,8 @@ impl App {
         let request_hash = sha256_hex(format!("{}\n{}", kind.collection(), canonical_json(body)).as_bytes());
         let status = if kind == Kind::Vm { 202 } else { 201 };
         let written = self.store.write(|tx| -> Result<Written, ApiError> {
-            if let Some(key) = idempotency_key {
-                if let Some(answer) = q::idempotent_answer(tx, actor, key)? {
+            if let Some(key) = idempotency_key
+                && let Some(answer) = q::idempotent_answer(tx, actor, key)? {
                     if answer.request_hash != request_hash {
                         return Err(ApiError::field(kind.singular(), "Idempotency-Key", Violation::Format, "this Idempotency-Key was used with a different request; use a new key for a new request"));
                     }
@@ -175,7 +175,6 @@ impl App {
                     let version = fields.get("version").and_then(Value::as_i64).unwrap_or(1);
                     return Ok(Written { status: answer.status, object: stored(id, name, version, &fields), warnings: vec![], replayed: true });
                 }
-            }
             let name = settable.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
             if let Some(existing) = q::get_by_name(tx, kind.collection(), &name)? {
                 return Err(ApiError::Conflict {
@@ -227,22 +226,20 @@ impl App {
             if previous.get("status").and_then(Value::as_str) == Some("deleting") {
                 return Err(ApiError::Conflict { detail: format!("{kind} {} is being deleted and cannot change", current.name), errors: vec![] });
             }
-            if let Some(expected) = if_match {
-                if expected != current.version {
+            if let Some(expected) = if_match
+                && expected != current.version {
                     return Err(ApiError::PreconditionFailed {
                         detail: format!("If-Match \"{expected}\" does not match the current version \"{}\"; GET the object and apply your change again", current.version),
                     });
                 }
-            }
             let current_settable: Map<String, Value> = previous.iter().filter(|(k, _)| schema.attribute(k).is_some_and(|a| !a.read_only && !a.write_only)).map(|(k, v)| (k.clone(), v.clone())).collect();
             let settable = schema.validate_patch(&current_settable, patch).map_err(|e| ApiError::from_fields(kind.singular(), e))?;
             kinds::check_static(kind, &settable)?;
             let name = settable.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
-            if name != current.name {
-                if let Some(other) = q::get_by_name(tx, kind.collection(), &name)? {
+            if name != current.name
+                && let Some(other) = q::get_by_name(tx, kind.collection(), &name)? {
                     return Err(ApiError::Conflict { detail: format!("a {kind} named {name:?} already exists ({}); pick another name", other.id), errors: vec![] });
                 }
-            }
             let m = kinds::materialize(kind, tx, id, Some(&previous), settable, &cleared)?;
             let mut fields = m.body;
             for key in ["id", "created_at", "updated_at", "version"] {

@@ -35,11 +35,10 @@ fn str_field<'a>(m: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
 
 /// Checks that need no database: a policy's Rego must compile.
 pub fn check_static(kind: Kind, settable: &Map<String, Value>) -> Result<(), ApiError> {
-    if kind == Kind::Policy {
-        if let Some(rule) = str_field(settable, "rule") {
+    if kind == Kind::Policy
+        && let Some(rule) = str_field(settable, "rule") {
             crate::admission::check_rule(rule).map_err(|e| unprocessable(kind, "rule", format!("the Rego module does not compile: {e}")))?;
         }
-    }
     Ok(())
 }
 

@@ -71,11 +71,10 @@ fn config(args: &Args) -> anyhow::Result<PlatformConfig> {
     for spec in &args.api_keys {
         api_keys.push(ApiKey::parse(spec).map_err(|e| anyhow::anyhow!("--api-key: {e}"))?);
     }
-    if api_keys.is_empty() {
-        if let Some(list) = &args.api_keys_env {
+    if api_keys.is_empty()
+        && let Some(list) = &args.api_keys_env {
             api_keys = ApiKey::parse_list(list).map_err(|e| anyhow::anyhow!("NOVACRON_PLATFORM_API_KEYS: {e}"))?;
         }
-    }
     Ok(PlatformConfig {
         listen: args.listen,
         data_dir: args.data.clone(),

@@ -35,27 +35,7 @@ impl StoredObject {
     }
 }
 
-/// A record in the change feed.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct EventRecord {
-    /// Position in the feed; strictly increasing, never reused.
-    pub seq: i64,
-    /// When it happened (RFC 3339).
-    pub time: String,
-    /// API key name, or `platform` for changes the platform makes itself.
-    pub actor: String,
-    /// `create`, `update`, `delete`, `provisioned`, `deleted`, `audit`.
-    pub action: String,
-    /// Collection (`vms`, `networks`, ...).
-    pub kind: String,
-    /// Object id.
-    pub id: String,
-    /// Object name.
-    pub name: String,
-    /// Extra text: the violations for `audit`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
-}
+pub use novacron_schemas::wire::Event as EventRecord;
 
 /// A remembered answer to a POST carrying an `Idempotency-Key`.
 #[derive(Debug, Clone)]
@@ -335,7 +315,7 @@ pub mod q {
         let mut stmt = conn.prepare_cached("SELECT seq, time, actor, action, kind, id, name, detail FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
         let rows = stmt.query_map(params![after, i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
             Ok(EventRecord {
-                seq: r.get(0)?,
+                seq: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
                 time: r.get(1)?,
                 actor: r.get(2)?,
                 action: r.get(3)?,

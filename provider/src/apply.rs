@@ -284,11 +284,10 @@ pub async fn read_data_source(ctx: &Ctx, t: &TypeSchema, config: &Val, diags: &m
 /// Validates the `timeouts` block durations.
 pub fn check_timeouts(config: &Val, diags: &mut Diagnostics) {
     for which in ["create", "update", "delete"] {
-        if let Some(text) = config.get("timeouts").get(which).as_str() {
-            if parse_duration(text).is_none() {
+        if let Some(text) = config.get("timeouts").get(which).as_str()
+            && parse_duration(text).is_none() {
                 diags.error_at(path(&["timeouts", which]), "Invalid duration", format!("{text:?} is not a duration; write e.g. 30s, 10m or 1h30m"));
             }
-        }
     }
 }
 

@@ -183,11 +183,10 @@ impl Provider for NovacronProvider {
         let mut diags = Diagnostics::default();
         let config = decode(req.config.as_ref(), "provider config", &mut diags);
         validate::provider(&config, &mut diags);
-        if !diags.has_errors() {
-            if let Some(client) = configure_client(&config, &mut diags) {
+        if !diags.has_errors()
+            && let Some(client) = configure_client(&config, &mut diags) {
                 *self.client.write().unwrap_or_else(|p| p.into_inner()) = Some(client);
             }
-        }
         Ok(Response::new(configure::Response { diagnostics: diags.0 }))
     }
 
@@ -196,8 +195,8 @@ impl Provider for NovacronProvider {
         let mut diags = Diagnostics::default();
         let current = decode(req.current_state.as_ref(), "state", &mut diags);
         let mut new_state = current.clone();
-        if let (Some(t), Some(ctx)) = (tfschema::resource(&req.type_name), self.ctx(&mut diags)) {
-            if !current.is_null() {
+        if let (Some(t), Some(ctx)) = (tfschema::resource(&req.type_name), self.ctx(&mut diags))
+            && !current.is_null() {
                 let mut inner = Diagnostics::default();
                 new_state = self.cancellable(&mut diags, apply::read(&ctx, t, &current, &mut inner)).await;
                 diags.0.extend(inner.0);
@@ -205,7 +204,6 @@ impl Provider for NovacronProvider {
                     new_state = current.clone();
                 }
             }
-        }
         Ok(Response::new(read_resource::Response { new_state: Some(new_state.to_dynamic()), diagnostics: diags.0, private: req.private }))
     }
 
@@ -235,14 +233,13 @@ impl Provider for NovacronProvider {
         let prior = decode(req.prior_state.as_ref(), "prior state", &mut diags);
         let planned = decode(req.planned_state.as_ref(), "planned state", &mut diags);
         let mut new_state = prior.clone();
-        if let (Some(t), Some(ctx)) = (tfschema::resource(&req.type_name), self.ctx(&mut diags)) {
-            if !diags.has_errors() {
+        if let (Some(t), Some(ctx)) = (tfschema::resource(&req.type_name), self.ctx(&mut diags))
+            && !diags.has_errors() {
                 let mut inner = Diagnostics::default();
                 let result = self.cancellable(&mut diags, apply::apply(&ctx, t, &prior, &planned, &mut inner)).await;
                 diags.0.extend(inner.0);
                 new_state = if diags.0.iter().any(|d| d.summary == "Stopped") { prior.clone() } else { result };
             }
-        }
         Ok(Response::new(apply_resource_change::Response { new_state: Some(new_state.to_dynamic()), private: req.planned_private, diagnostics: diags.0 }))
     }
 

@@ -142,11 +142,10 @@ pub fn check_launch(debug: bool) -> Result<(), StartError> {
     if env(MAGIC_COOKIE_KEY).as_deref() != Some(MAGIC_COOKIE_VALUE) {
         return Err(StartError::NotStartedByTerraform);
     }
-    if let Some(versions) = env("PLUGIN_PROTOCOL_VERSIONS") {
-        if !versions.split(',').any(|v| v.trim() == PROTOCOL_VERSION.to_string()) {
+    if let Some(versions) = env("PLUGIN_PROTOCOL_VERSIONS")
+        && !versions.split(',').any(|v| v.trim() == PROTOCOL_VERSION.to_string()) {
             return Err(StartError::Protocol(versions));
         }
-    }
     Ok(())
 }
 
@@ -216,11 +215,10 @@ pub async fn serve(debug: bool) -> anyhow::Result<()> {
     };
     router.serve_with_incoming_shutdown(ReceiverStream::new(conn_rx), stopped).await?;
     accept_loop.abort();
-    if network == "unix" {
-        if let Some(dir) = PathBuf::from(&address).parent() {
+    if network == "unix"
+        && let Some(dir) = PathBuf::from(&address).parent() {
             let _ = std::fs::remove_dir_all(dir);
         }
-    }
     Ok(())
 }
 

@@ -243,11 +243,10 @@ fn read_files(repo: &Repository, commit: Oid) -> Result<MemoryTree, git2::Error>
     let tree = repo.find_commit(commit)?.tree()?;
     let mut wanted: Vec<(String, Oid)> = Vec::new();
     tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
-        if let (Some(ObjectType::Blob), Some(name)) = (entry.kind(), entry.name()) {
-            if WANTED_SUFFIXES.iter().any(|s| name.ends_with(s)) || (dir.is_empty() && name == IGNORE_FILE) {
+        if let (Some(ObjectType::Blob), Some(name)) = (entry.kind(), entry.name())
+            && (WANTED_SUFFIXES.iter().any(|s| name.ends_with(s)) || (dir.is_empty() && name == IGNORE_FILE)) {
                 wanted.push((format!("{dir}{name}"), entry.id()));
             }
-        }
         TreeWalkResult::Ok
     })?;
     let mut files = Vec::with_capacity(wanted.len());

@@ -9,6 +9,7 @@ mod model;
 pub mod net;
 mod severity;
 mod validate;
+pub mod wire;
 
 use std::sync::OnceLock;
 

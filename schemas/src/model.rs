@@ -268,16 +268,14 @@ impl ParsedFile {
             return Err(format!("{file}: title must equal x-terraform-type"));
         }
         for attr in &self.attributes {
-            if let Some(hash) = &attr.hash_attribute {
-                if !self.attributes.iter().any(|a| &a.name == hash && a.read_only) {
+            if let Some(hash) = &attr.hash_attribute
+                && !self.attributes.iter().any(|a| &a.name == hash && a.read_only) {
                     return Err(format!("{file}: {}: x-hash-attribute {hash} must be a readOnly property", attr.name));
                 }
-            }
-            if let Some(within) = &attr.within {
-                if !self.attributes.iter().any(|a| &a.name == within && a.constraints.format == Some(Format::Cidr)) {
+            if let Some(within) = &attr.within
+                && !self.attributes.iter().any(|a| &a.name == within && a.constraints.format == Some(Format::Cidr)) {
                     return Err(format!("{file}: {}: x-within {within} must name a cidr property", attr.name));
                 }
-            }
         }
         Ok(ResourceSchema {
             kind,

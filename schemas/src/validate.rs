@@ -101,13 +101,11 @@ impl ResourceSchema {
                     format!("{} cannot change after create; create a new {} instead", attr.name, self.kind),
                 ));
             }
-            if attr.grow_only {
-                if let (Some(o), Some(n)) = (old.and_then(Value::as_i64), new.and_then(Value::as_i64)) {
-                    if n < o {
+            if attr.grow_only
+                && let (Some(o), Some(n)) = (old.and_then(Value::as_i64), new.and_then(Value::as_i64))
+                    && n < o {
                         lifecycle.push(FieldError::new(&attr.name, Violation::GrowOnly, format!("size can only grow: {} is {o}, cannot become {n}", attr.name)));
                     }
-                }
-            }
         }
         // A change that can never be applied in place is the one thing to fix; checks that
         // depend on the new value (a gateway inside a new CIDR) would only add noise.
@@ -224,26 +222,22 @@ pub(crate) fn validate_value(attr: &Attribute, value: &Value, field: &str, error
     let type_error = |want: &str| FieldError::new(field, Violation::Type, format!("{field} must be {want}, not {}", type_name(value)));
     match (&attr.ty, value) {
         (AttrType::String, Value::String(s)) => {
-            if let Some(max) = c.max_length {
-                if s.chars().count() > max {
+            if let Some(max) = c.max_length
+                && s.chars().count() > max {
                     errors.push(FieldError::new(field, Violation::Range, format!("{field} is longer than {max} characters")));
                 }
-            }
-            if let Some(allowed) = &c.enum_values {
-                if !allowed.iter().any(|a| a == s) {
+            if let Some(allowed) = &c.enum_values
+                && !allowed.iter().any(|a| a == s) {
                     errors.push(FieldError::new(field, Violation::Enum, format!("{field} must be one of {}, not {s:?}", allowed.join(", "))));
                 }
-            }
-            if let Some(p) = &c.pattern {
-                if !p.regex.is_match(s) {
+            if let Some(p) = &c.pattern
+                && !p.regex.is_match(s) {
                     errors.push(FieldError::new(field, Violation::Format, format!("{field} {s:?} must match {}", p.source)));
                 }
-            }
-            if let Some(f) = c.format {
-                if let Err(msg) = check_format(f, s) {
+            if let Some(f) = c.format
+                && let Err(msg) = check_format(f, s) {
                     errors.push(FieldError::new(field, Violation::Format, format!("{field}: {msg}")));
                 }
-            }
         }
         (AttrType::Integer, Value::Number(n)) => match n.as_i64() {
             None => errors.push(type_error("a whole number")),
@@ -306,11 +300,10 @@ pub(crate) fn validate_value(attr: &Attribute, value: &Value, field: &str, error
 }
 
 fn check_count(field: &str, n: usize, max: Option<usize>, what: &str, errors: &mut Vec<FieldError>) {
-    if let Some(max) = max {
-        if n > max {
+    if let Some(max) = max
+        && n > max {
             errors.push(FieldError::new(field, Violation::Range, format!("{field} has {n} {what}; at most {max} are allowed")));
         }
-    }
 }
 
 /// Checks a string against a semantic format, returning a message that says how to fix it.

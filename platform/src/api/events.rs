@@ -47,7 +47,7 @@ pub(super) async fn poll(State(app): State<Arc<App>>, Query(params): Query<HashM
         changes.mark_unchanged();
         let events = app.store.read(|c| q::events_after(c, after, limit))?;
         if !events.is_empty() || Instant::now() >= deadline || *stopping.borrow() {
-            let next = events.last().map_or(after, |e| e.seq);
+            let next = events.last().map_or(after, |e| i64::try_from(e.seq).unwrap_or(after));
             return Ok(Json(json!({ "events": events, "next": next })));
         }
         tokio::select! {

@@ -53,11 +53,10 @@ async fn guard(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Res
         return ApiError::Unauthorized.into_response();
     };
     req.extensions_mut().insert(Actor(key.name.clone()));
-    if let Some(limiter) = &app.limiter {
-        if let Err(retry_after_secs) = limiter.try_acquire() {
+    if let Some(limiter) = &app.limiter
+        && let Err(retry_after_secs) = limiter.try_acquire() {
             return ApiError::RateLimited { retry_after_secs }.into_response();
         }
-    }
     if !app.chaos.latency.is_zero() {
         tokio::time::sleep(app.chaos.latency).await;
     }

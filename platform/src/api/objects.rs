@@ -49,11 +49,10 @@ fn written_response(kind: Kind, w: Written, created: bool) -> Response {
     let status = StatusCode::from_u16(w.status).unwrap_or(StatusCode::OK);
     let mut resp = object_response(status, &w.object);
     let h = resp.headers_mut();
-    if created {
-        if let Ok(loc) = HeaderValue::from_str(&format!("/v1/{}/{}", kind.collection(), w.object.id)) {
+    if created
+        && let Ok(loc) = HeaderValue::from_str(&format!("/v1/{}/{}", kind.collection(), w.object.id)) {
             h.insert(header::LOCATION, loc);
         }
-    }
     if w.replayed {
         h.insert("idempotency-replayed", HeaderValue::from_static("true"));
     }
@@ -175,13 +174,12 @@ pub(super) async fn create(State(app): State<Arc<App>>, Extension(actor): Extens
 pub(super) async fn read(State(app): State<Arc<App>>, Path((segment, id)): Path<(String, String)>, headers: HeaderMap) -> Result<Response, ApiError> {
     let kind = kind_of(&segment)?;
     let object = app.get(kind, &id)?;
-    if let Some(v) = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
-        if parse_etag(v) == Some(object.version) {
+    if let Some(v) = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok())
+        && parse_etag(v) == Some(object.version) {
             let mut resp = StatusCode::NOT_MODIFIED.into_response();
             resp.headers_mut().insert(header::ETAG, etag(object.version));
             return Ok(resp);
         }
-    }
     Ok(object_response(StatusCode::OK, &object))
 }
 

@@ -310,15 +310,12 @@ fn json_string(s: &str) -> Expression {
         return Expression::String(s.to_string());
     }
     // A string that is one interpolation and nothing else is that expression, list or map included.
-    if let Some(inner) = s.strip_prefix("${").and_then(|r| r.strip_suffix('}')) {
-        if !inner.contains("${") {
-            if let Ok(body) = hcl::parse(&format!("x = {inner}")) {
-                if let Some(a) = body.attributes().next() {
+    if let Some(inner) = s.strip_prefix("${").and_then(|r| r.strip_suffix('}'))
+        && !inner.contains("${")
+            && let Ok(body) = hcl::parse(&format!("x = {inner}"))
+                && let Some(a) = body.attributes().next() {
                     return a.expr.clone();
                 }
-            }
-        }
-    }
     Expression::TemplateExpr(Box::new(TemplateExpr::QuotedString(s.to_string())))
 }
 
