@@ -101,6 +101,25 @@ async fn wait_vm(ctx: &Ctx, id: &str, timeout: Duration, done: impl Fn(Option<&O
     }
 }
 
+/// Deletes an object, waiting while the platform says it is still in use (409): Terraform
+/// may be destroying what holds it in parallel (a VM on a network both being destroyed
+/// without a reference between them). Waits at most a minute (or the delete timeout, if
+/// shorter), then gives the platform's answer, which names what holds the object.
+async fn delete_when_free(ctx: &Ctx, kind: Kind, id: &str, timeout: Duration) -> Result<Deleted, ApiError> {
+    let deadline = Instant::now() + timeout.min(Duration::from_secs(60));
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match ctx.client.delete(kind, id).await {
+            Err(e) if e.is_conflict() && Instant::now() + delay < deadline => {
+                tracing::debug!(%id, error = %e, "still in use; waiting before deleting again");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            other => return other,
+        }
+    }
+}
+
 fn settled(o: Option<&Object>) -> bool {
     o.is_none_or(|o| !matches!(o.status(), Some("provisioning")))
 }
@@ -122,7 +141,7 @@ pub async fn apply(ctx: &Ctx, t: &TypeSchema, prior: &Val, planned: &Val, diags:
                 }
             }
         }
-        match ctx.client.delete(kind, &id).await {
+        match delete_when_free(ctx, kind, &id, timeout_of(prior, "delete")).await {
             Ok(Deleted::Accepted(_)) => {
                 if let Err(e) = wait_vm(ctx, &id, timeout_of(prior, "delete"), |o| o.is_none()).await {
                     diags.error(format!("Deleting {} failed", t.type_name), e);
