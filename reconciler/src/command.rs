@@ -3,7 +3,7 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use crate::drift::compute_drift;
+use crate::drift::{DesiredResource, LiveObject, compute_drift};
 use crate::git::{GitError, IGNORE_FILE, RepoSpec, Snapshot, fetch_snapshot};
 use crate::hcl::{HclError, evaluate};
 use crate::ignore::IgnoreRules;
@@ -95,17 +95,48 @@ impl Progress {
 
 /// The comparison part of [`run_drift`], for a snapshot and live objects already in hand.
 pub fn drift_of_snapshot(options: &DriftOptions, snapshot: &Snapshot, live: &[crate::drift::LiveObject]) -> Result<DriftReport, DriftError> {
+    detect_in_snapshot(options, snapshot, live).map(|(report, _, _)| report)
+}
+
+/// Everything one detection produced: what `sync` acts on.
+#[derive(Debug, Clone)]
+pub struct Detection {
+    /// The report.
+    pub report: DriftReport,
+    /// The evaluated desired resources (values may be sensitive: never log them).
+    pub desired: Vec<DesiredResource>,
+    /// The live objects as read (with their versions, hence ETags).
+    pub live: Vec<LiveObject>,
+    /// The ignore rules in force.
+    pub rules: IgnoreRules,
+    /// The snapshot read.
+    pub snapshot: Snapshot,
+}
+
+/// [`run_drift`] keeping the desired resources, live objects and snapshot for acting on them.
+pub async fn detect(options: &DriftOptions, api: &impl PlatformApi) -> Result<Detection, DriftError> {
+    let spec = RepoSpec { repo: options.repo.clone(), reference: options.reference.clone(), cache_dir: options.cache_dir.clone() };
+    let snapshot = tokio::task::spawn_blocking(move || fetch_snapshot(&spec))
+        .await
+        .map_err(|e| DriftError::Internal(e.to_string()))??;
+    let live = read_live(api).await?;
+    let (report, desired, rules) = detect_in_snapshot(options, &snapshot, &live)?;
+    Ok(Detection { report, desired, live, rules, snapshot })
+}
+
+fn detect_in_snapshot(options: &DriftOptions, snapshot: &Snapshot, live: &[LiveObject]) -> Result<(DriftReport, Vec<DesiredResource>, IgnoreRules), DriftError> {
     let hcl_err = |problem| DriftError::Hcl { repo: crate::git::redact(&options.repo), revision: snapshot.revision.clone(), problem: Box::new(problem) };
     let evaluation = evaluate(&snapshot.files, &options.path, &options.vars, live).map_err(hcl_err)?;
     let ignore_text = snapshot.files.read(IGNORE_FILE).unwrap_or_default();
     let rules = IgnoreRules::parse(&ignore_text, options.ignore.iter().map(String::as_str));
     let result = compute_drift(&evaluation.resources, live, &rules);
-    Ok(DriftReport {
+    let report = DriftReport {
         revision: snapshot.revision.clone(),
         generated_at: now_rfc3339(),
         summary: result.summary,
         resources: result.resources,
         ignored: result.ignored,
         warnings: evaluation.warnings,
-    })
+    };
+    Ok((report, evaluation.resources, rules))
 }

@@ -116,7 +116,7 @@ pub fn fetch_snapshot(spec: &RepoSpec) -> Result<Snapshot, GitError> {
         GitError::NotFound { detail, .. } => GitError::NotFound { repo: shown.clone(), detail },
         other => other,
     })?;
-    let dir = spec.cache_dir.join(&novacron_schemas::sha256_hex(url.as_bytes())[..24]);
+    let dir = clone_dir(spec, &url);
     let cache_err = |e: &dyn std::fmt::Display| GitError::Cache { path: dir.clone(), detail: e.to_string() };
     std::fs::create_dir_all(&spec.cache_dir).map_err(|e| cache_err(&e))?;
     let (repo, cloned) = match Repository::open_bare(&dir) {
@@ -132,6 +132,17 @@ pub fn fetch_snapshot(spec: &RepoSpec) -> Result<Snapshot, GitError> {
     let commit = resolve(&repo, &shown, spec.reference.as_deref(), default_branch.as_deref())?;
     let files = read_files(&repo, commit).map_err(|e| cache_err(&e.message()))?;
     Ok(Snapshot { revision: commit.to_string(), files, cloned })
+}
+
+/// The cached bare clone of `spec.repo`, once [`fetch_snapshot`] made it.
+pub fn cached_clone(spec: &RepoSpec) -> Result<Repository, GitError> {
+    let url = remote_url(&spec.repo)?;
+    let dir = clone_dir(spec, &url);
+    Repository::open_bare(&dir).map_err(|e| GitError::Cache { path: dir.clone(), detail: e.message().to_string() })
+}
+
+fn clone_dir(spec: &RepoSpec, url: &str) -> PathBuf {
+    spec.cache_dir.join(&novacron_schemas::sha256_hex(url.as_bytes())[..24])
 }
 
 /// Fetches branches and tags; returns the remote's default branch (`refs/heads/main`).
@@ -162,7 +173,8 @@ fn fetch(repo: &Repository, shown: &str) -> Result<Option<String>, GitError> {
     Ok(default)
 }
 
-fn credentials(url: &str, username: Option<&str>, allowed: CredentialType) -> Result<Cred, git2::Error> {
+/// Credentials for a remote: URL credentials, `NOVACRON_GIT_TOKEN`, a credential helper, or ssh-agent.
+pub(crate) fn credentials(url: &str, username: Option<&str>, allowed: CredentialType) -> Result<Cred, git2::Error> {
     if allowed.contains(CredentialType::SSH_KEY) {
         return Cred::ssh_key_from_agent(username.unwrap_or("git"));
     }
@@ -192,7 +204,8 @@ fn url_credentials(url: &str) -> Option<(String, String)> {
     Some((user.to_string(), password.to_string()))
 }
 
-fn classify(shown: &str, e: &git2::Error) -> GitError {
+/// Sorts a git2 error into what to fix.
+pub(crate) fn classify(shown: &str, e: &git2::Error) -> GitError {
     let detail = e.message().split_whitespace().collect::<Vec<_>>().join(" ");
     let lower = detail.to_lowercase();
     if e.code() == ErrorCode::Auth || lower.contains("authentication") || lower.contains("401") || lower.contains("credential") || lower.contains("username/password") {

@@ -1,5 +1,6 @@
 //! novacron-reconcile: detects drift between the HCL in a Git repository and the live NovaCron platform.
 
+pub mod cli;
 pub mod command;
 pub mod diff;
 pub mod drift;
@@ -7,6 +8,9 @@ pub mod git;
 pub mod hcl;
 pub mod ignore;
 pub mod live;
+pub mod remediation;
 pub mod render;
 pub mod report;
 pub mod source;
+pub mod state;
+pub mod sync;

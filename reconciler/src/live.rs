@@ -11,6 +11,33 @@ use crate::drift::LiveObject;
 pub trait PlatformApi {
     /// Every object of `kind`, following pagination.
     fn list_all(&self, kind: Kind) -> impl Future<Output = Result<Vec<LiveObject>, LiveError>> + Send;
+
+    /// One object by id (`None` when it is gone); its `version` field gives the ETag.
+    fn get_object(&self, kind: Kind, id: &str) -> impl Future<Output = Result<Option<LiveObject>, LiveError>> + Send {
+        let _ = (kind, id);
+        async { Err(LiveError::Config("this platform API cannot read single objects".into())) }
+    }
+
+    /// Applies a JSON merge patch conditioned on `If-Match: etag`; a stale ETag is
+    /// [`PatchOutcome::Stale`], not an error.
+    fn patch_object(&self, kind: Kind, id: &str, patch: &serde_json::Value, etag: &str) -> impl Future<Output = Result<PatchOutcome, LiveError>> + Send {
+        let _ = (kind, id, patch, etag);
+        async { Err(LiveError::Config("this platform API cannot change objects".into())) }
+    }
+}
+
+/// What a conditional PATCH did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PatchOutcome {
+    /// Applied; the object as it is now.
+    Applied(LiveObject),
+    /// 412: the object changed since the ETag was read.
+    Stale,
+}
+
+/// The ETag of a live object as the platform sends it (`"<version>"`).
+pub fn etag_of(object: &LiveObject) -> String {
+    format!("\"{}\"", object.fields.get("version").and_then(serde_json::Value::as_i64).unwrap_or(0))
 }
 
 /// Why the live state could not be read, in terms of what to fix.
@@ -65,6 +92,22 @@ impl PlatformApi for ClientApi {
     async fn list_all(&self, kind: Kind) -> Result<Vec<LiveObject>, LiveError> {
         let objects = self.client.list_all(kind).await.map_err(|e| classify(self.client.endpoint(), &e))?;
         Ok(objects.into_iter().map(|o| LiveObject { kind, fields: o.into_map() }).collect())
+    }
+
+    async fn get_object(&self, kind: Kind, id: &str) -> Result<Option<LiveObject>, LiveError> {
+        match self.client.get(kind, id).await {
+            Ok(r) => Ok(Some(LiveObject { kind, fields: r.value.into_map() })),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(classify(self.client.endpoint(), &e)),
+        }
+    }
+
+    async fn patch_object(&self, kind: Kind, id: &str, patch: &serde_json::Value, etag: &str) -> Result<PatchOutcome, LiveError> {
+        match self.client.patch(kind, id, patch, Some(etag)).await {
+            Ok(r) => Ok(PatchOutcome::Applied(LiveObject { kind, fields: r.value.into_map() })),
+            Err(e) if e.is_precondition_failed() => Ok(PatchOutcome::Stale),
+            Err(e) => Err(classify(self.client.endpoint(), &e)),
+        }
     }
 }
 

@@ -27,6 +27,16 @@ struct Cli {
 enum Command {
     /// Compare the HCL in a Git repository with the live platform. Exit 0: no drift, 2: drift, 1: error.
     Drift(DriftArgs),
+    /// Revert drift at or below --auto-sync-max (never critical) or approved; the rest awaits approval or a pull request. Exit 0: nothing left, 2: drift remains, 1: error.
+    Sync(novacron_reconcile::cli::SyncArgs),
+    /// Approve the revert of a drift awaiting a decision; the next sync carries it out.
+    Approve(novacron_reconcile::cli::ApproveArgs),
+    /// Drifts awaiting a decision: `approvals list`.
+    #[command(subcommand)]
+    Approvals(novacron_reconcile::cli::ListOrVerify),
+    /// The hash-chained audit log: `audit list`, `audit verify`.
+    #[command(subcommand)]
+    Audit(novacron_reconcile::cli::ListOrVerify),
 }
 
 #[derive(Debug, clap::Args)]
@@ -101,7 +111,13 @@ fn run() -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(EXIT_ERROR));
         }
     };
-    let Command::Drift(args) = cli.command;
+    let args = match cli.command {
+        Command::Drift(args) => args,
+        Command::Sync(args) => return novacron_reconcile::cli::run_sync_cli(&args),
+        Command::Approve(args) => return novacron_reconcile::cli::run_approve_cli(&args),
+        Command::Approvals(command) => return novacron_reconcile::cli::run_approvals_cli(&command),
+        Command::Audit(command) => return novacron_reconcile::cli::run_audit_cli(&command),
+    };
     let api_key = std::env::var("NOVACRON_API_KEY").ok().filter(|k| !k.trim().is_empty()).context("NOVACRON_API_KEY is not set: export the platform API key")?;
     let options = DriftOptions {
         repo: args.repo.clone(),

@@ -1,0 +1,280 @@
+//! The `sync`, `approve`, `approvals` and `audit` subcommands: flags, then the library calls, then output and exit code.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Subcommand, ValueEnum};
+
+use crate::command::DriftOptions;
+use crate::live::ClientApi;
+use crate::remediation::{FORGE_TOKEN_ENV, Forge, GitHubForge};
+use crate::state::{DEFAULT_STATE_PATH, StateDb, approve, audit_list, audit_verify, pending_approvals};
+use crate::sync::{AutoSyncMax, SyncOptions, SyncOutcome, SyncReport, run_sync};
+
+/// `--state FILE`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StateArgs {
+    /// The reconciler's state database (SQLite): approvals, pending drifts, sync journal, audit log.
+    #[arg(long, env = "NOVACRON_STATE", default_value = DEFAULT_STATE_PATH)]
+    pub state: PathBuf,
+}
+
+/// Flags of `sync`: those of `drift`, plus what to act on.
+#[derive(Debug, clap::Args)]
+pub struct SyncArgs {
+    /// Repository: a local path, file://, https:// or ssh:// URL.
+    #[arg(long)]
+    pub repo: String,
+    /// Branch, tag or commit SHA (default: the repository's default branch).
+    #[arg(long = "ref")]
+    pub reference: Option<String>,
+    /// Directory of the configuration inside the repository.
+    #[arg(long, default_value = ".")]
+    pub path: String,
+    /// Platform API endpoint. The API key comes from NOVACRON_API_KEY.
+    #[arg(long, env = "NOVACRON_ENDPOINT", default_value = "http://localhost:8080")]
+    pub endpoint: String,
+    /// Set a root variable: NAME=VALUE (repeatable).
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
+    /// Ignore a resource or attribute (repeatable).
+    #[arg(long = "ignore", value_name = "PATTERN")]
+    pub ignore: Vec<String>,
+    /// Where repository clones are cached.
+    #[arg(long, env = "NOVACRON_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Highest severity reverted without approval; critical never is.
+    #[arg(long, value_enum, default_value_t = Threshold::Low)]
+    pub auto_sync_max: Threshold,
+    /// Show what would be done; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// `pr`: push a branch codifying the live values of drift that is not reverted and open a pull request.
+    #[arg(long, value_enum, default_value_t = Remediation::None)]
+    pub remediation: Remediation,
+    /// GitHub-compatible REST API base (https://api.github.com, a Gitea .../api/v1). Token from NOVACRON_FORGE_TOKEN.
+    #[arg(long)]
+    pub forge_url: Option<String>,
+    /// The repository on the forge: owner/name.
+    #[arg(long)]
+    pub forge_repo: Option<String>,
+    /// Who acts, for the audit log (default: $USER).
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub state: StateArgs,
+}
+
+/// `--auto-sync-max`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+#[allow(missing_docs)]
+pub enum Threshold {
+    None,
+    Info,
+    Low,
+    Medium,
+    High,
+}
+
+/// `--remediation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[allow(missing_docs)]
+pub enum Remediation {
+    None,
+    Pr,
+}
+
+/// `--format` of `sync`, `approvals list` and `audit list`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[allow(missing_docs)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+/// `approve <id>`.
+#[derive(Debug, clap::Args)]
+pub struct ApproveArgs {
+    /// The drift id (`novacron-reconcile approvals list`).
+    pub id: String,
+    /// Who approves (default: $USER).
+    #[arg(long)]
+    pub actor: Option<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub state: StateArgs,
+}
+
+/// `approvals list` and `audit list|verify`.
+#[derive(Debug, Subcommand)]
+pub enum ListOrVerify {
+    /// List entries.
+    List {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+        /// Only the newest N entries (audit).
+        #[arg(long)]
+        limit: Option<u64>,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        state: StateArgs,
+    },
+    /// Recompute the audit chain; exit 1 naming the first tampered entry.
+    Verify {
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        state: StateArgs,
+    },
+}
+
+fn actor(given: Option<&String>) -> String {
+    given.cloned().or_else(|| std::env::var("USER").ok()).filter(|a| !a.trim().is_empty()).unwrap_or_else(|| "novacron-reconcile".into())
+}
+
+fn default_cache_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("novacron").join("repos")
+}
+
+/// Runs `sync`; the exit code is 0 (nothing left drifted), 2 (drift remains) or 1 (error).
+pub fn run_sync_cli(args: &SyncArgs) -> anyhow::Result<ExitCode> {
+    let api_key = std::env::var("NOVACRON_API_KEY").ok().filter(|k| !k.trim().is_empty()).context("NOVACRON_API_KEY is not set: export the platform API key")?;
+    let forge = match (args.remediation, &args.forge_url, &args.forge_repo) {
+        (Remediation::Pr, Some(url), Some(repo)) => {
+            let token = std::env::var(FORGE_TOKEN_ENV).unwrap_or_default();
+            Some(GitHubForge::new(url, repo, &token).map_err(anyhow::Error::msg)?)
+        }
+        (Remediation::Pr, _, _) if !args.dry_run => anyhow::bail!("--remediation pr needs --forge-url and --forge-repo (token in {FORGE_TOKEN_ENV})"),
+        _ => None,
+    };
+    let options = SyncOptions {
+        drift: DriftOptions {
+            repo: args.repo.clone(),
+            reference: args.reference.clone(),
+            path: args.path.clone(),
+            vars: args.vars.clone(),
+            ignore: args.ignore.clone(),
+            cache_dir: args.cache_dir.clone().unwrap_or_else(default_cache_dir),
+        },
+        auto_sync_max: match args.auto_sync_max {
+            Threshold::None => AutoSyncMax::None,
+            Threshold::Info => AutoSyncMax::Info,
+            Threshold::Low => AutoSyncMax::Low,
+            Threshold::Medium => AutoSyncMax::Medium,
+            Threshold::High => AutoSyncMax::High,
+        },
+        dry_run: args.dry_run,
+        remediation_pr: args.remediation == Remediation::Pr,
+        actor: actor(args.actor.as_ref()),
+    };
+    let db = StateDb::open(&args.state.state)?;
+    let api = ClientApi::new(&args.endpoint, &api_key)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    let report = runtime.block_on(run_sync(&options, &api, &db, forge.as_ref().map(|f| f as &dyn Forge)))?;
+    match args.format {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report).context("cannot encode the sync report")?),
+        OutputFormat::Text => print!("{}", sync_text(&report)),
+    }
+    for e in &report.errors {
+        eprintln!("novacron-reconcile: error: {e}");
+    }
+    Ok(ExitCode::from(report.exit_code()))
+}
+
+/// One line per drifted resource, the remediation, and a summary.
+pub fn sync_text(report: &SyncReport) -> String {
+    let mut out = String::new();
+    let verb = if report.dry_run { "dry run of sync" } else { "sync" };
+    let _ = writeln!(out, "{verb} of revision {}", report.report.revision);
+    for a in &report.actions {
+        let what = match &a.outcome {
+            SyncOutcome::Reverted => "reverted".to_string(),
+            SyncOutcome::AlreadyInSync => "already in sync".to_string(),
+            SyncOutcome::WouldRevert => "would revert".to_string(),
+            SyncOutcome::Conflict(why) => format!("conflict: {why}"),
+            SyncOutcome::AwaitingApproval => format!("awaiting approval: novacron-reconcile approve {}", a.drift_id),
+            SyncOutcome::NotRevertible(why) => format!("not revertible: {why}"),
+            SyncOutcome::Failed(why) => format!("failed: {why}"),
+        };
+        let _ = writeln!(out, "  {} ({}) [{}] {}: {what} (drift {})", a.address, a.object_id, a.severity, a.attributes.join(", "), a.drift_id);
+    }
+    let s = &report.report.summary;
+    if s.missing + s.unmanaged > 0 {
+        let _ = writeln!(out, "  {} missing and {} unmanaged objects are reported only: Terraform owns their lifecycle", s.missing, s.unmanaged);
+    }
+    if let Some(r) = &report.remediation {
+        let how = if r.pull_request.created { "opened" } else { "updated" };
+        let _ = writeln!(out, "  remediation: branch {} ({}), pull request #{} {how}{}", r.branch, &r.commit[..r.commit.len().min(12)], r.pull_request.number, r.pull_request.url.as_deref().map(|u| format!(" {u}")).unwrap_or_default());
+    }
+    let _ = writeln!(out, "{} findings remain", report.remaining());
+    out
+}
+
+/// Runs `approve <id>`.
+pub fn run_approve_cli(args: &ApproveArgs) -> anyhow::Result<ExitCode> {
+    let db = StateDb::open(&args.state.state)?;
+    let drift = approve(&db, &args.id, &actor(args.actor.as_ref()))?;
+    println!("approved drift {} ({} [{}]) by {}; the next sync reverts it", drift.id, drift.address, drift.severity, drift.approved_by.as_deref().unwrap_or("?"));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `approvals list`.
+pub fn run_approvals_cli(command: &ListOrVerify) -> anyhow::Result<ExitCode> {
+    let ListOrVerify::List { format, state, .. } = command else { anyhow::bail!("approvals has no verify; use `novacron-reconcile audit verify`") };
+    let db = StateDb::open(&state.state)?;
+    let pending = pending_approvals(&db, None)?;
+    if *format == OutputFormat::Json {
+        println!("{}", serde_json::to_string_pretty(&pending).context("cannot encode")?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for p in &pending {
+        let approved = p.approved_by.as_deref().map(|by| format!("approved by {by} at {}", p.approved_at.as_deref().unwrap_or("?"))).unwrap_or_else(|| "awaiting approval".into());
+        println!("{}  {:<8}  {}  {}  {}  since {}  {approved}", p.id, p.severity, p.address, p.object_id, p.repo, p.created_at);
+    }
+    if pending.is_empty() {
+        println!("no drift awaiting approval");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `audit list` or `audit verify` (exit 1 naming the first bad entry).
+pub fn run_audit_cli(command: &ListOrVerify) -> anyhow::Result<ExitCode> {
+    match command {
+        ListOrVerify::List { format, limit, state } => {
+            let db = StateDb::open(&state.state)?;
+            let entries = audit_list(&db, *limit)?;
+            for e in &entries {
+                if *format == OutputFormat::Json {
+                    println!("{}", serde_json::to_string(e).context("cannot encode")?);
+                } else {
+                    println!("{:>6}  {}  {:<14} {:<12} {}  {}  {}", e.seq, e.time, e.action, e.actor, e.subject, e.detail, &e.hash[..12]);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ListOrVerify::Verify { state } => {
+            let db = StateDb::open(&state.state)?;
+            let outcome = audit_verify(&db)?;
+            match outcome.first_bad {
+                None => {
+                    println!("audit log intact: {} entries verified", outcome.entries);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Some(seq) => {
+                    eprintln!("novacron-reconcile: error: audit log tampered: entry {seq} does not match its hash chain ({} entries)", outcome.entries);
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+    }
+}

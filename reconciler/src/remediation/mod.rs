@@ -1,0 +1,201 @@
+//! Remediation changes: a branch `novacron/drift/<id>` codifying the live values, pushed, and its pull request opened or updated.
+
+mod forge;
+mod push;
+mod rewrite;
+
+use std::fmt::Write;
+
+use novacron_schemas::sha256_hex;
+use serde::Serialize;
+use serde_json::json;
+
+pub use forge::{FORGE_TOKEN_ENV, Forge, ForgeError, GitHubForge, PullRequest, PullRequestSpec};
+pub use push::{PushError, PushRequest, commit_and_push};
+pub use rewrite::{Codified, codify};
+
+use crate::command::{Detection, DriftOptions};
+use crate::git::{RepoSpec, redact};
+use crate::render::render_markdown;
+use crate::report::{ResourceReport, Status};
+use crate::state::{AuditEntry, StateDb, StateError, audit_append};
+
+/// The drifts a remediation change is for.
+#[derive(Debug, Clone)]
+pub struct RemediationRequest<'a> {
+    /// Repository, ref and path.
+    pub options: &'a DriftOptions,
+    /// What was detected (report, snapshot).
+    pub detection: &'a Detection,
+    /// `(drift id, address)` of each drift not reverted.
+    pub drifts: Vec<(String, String)>,
+    /// Who acts.
+    pub actor: &'a str,
+}
+
+/// The branch and pull request made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RemediationOutcome {
+    /// `novacron/drift/<id>`.
+    pub branch: String,
+    /// The commit pushed.
+    pub commit: String,
+    /// The pull request.
+    pub pull_request: PullRequest,
+    /// Values written into the HCL.
+    pub rewritten: Vec<String>,
+    /// Changes left for a person.
+    pub manual: Vec<String>,
+}
+
+/// Why no remediation change was made; each is audited as an `error` entry.
+#[derive(Debug, thiserror::Error)]
+pub enum RemediationError {
+    /// The branch could not be made or pushed.
+    #[error("remediation: {0}")]
+    Push(#[from] PushError),
+    /// The pull request could not be opened or updated (the branch is pushed).
+    #[error("remediation: branch {branch} pushed, but {source}")]
+    Forge {
+        /// The branch.
+        branch: String,
+        /// What the forge said.
+        source: ForgeError,
+    },
+    /// The state database failed.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// A background task failed.
+    #[error("remediation: internal error: {0}")]
+    Internal(String),
+}
+
+/// The id of a set of drifts: the id itself for one, else 12 hex digits of SHA-256 over the sorted ids.
+pub fn set_id(ids: &[String]) -> String {
+    let mut sorted: Vec<&str> = ids.iter().map(String::as_str).collect();
+    sorted.sort_unstable();
+    sorted.dedup();
+    match sorted.as_slice() {
+        [one] => (*one).to_string(),
+        many => sha256_hex(many.join("\n").as_bytes())[..12].to_string(),
+    }
+}
+
+/// Codifies the live values, force-pushes `novacron/drift/<id>` and opens (or updates) its pull request.
+pub async fn remediate(request: &RemediationRequest<'_>, forge: &dyn Forge, db: &StateDb) -> Result<RemediationOutcome, RemediationError> {
+    let repo = redact(&request.options.repo);
+    let ids: Vec<String> = request.drifts.iter().map(|(id, _)| id.clone()).collect();
+    let branch = format!("novacron/drift/{}", set_id(&ids));
+    let audit = |action: &str, detail: serde_json::Value| {
+        audit_append(db, AuditEntry { actor: request.actor.to_string(), action: action.into(), repo: repo.clone(), subject: branch.clone(), detail }).map(|_| ())
+    };
+    let report = &request.detection.report;
+    let drifted: Vec<&ResourceReport> = report.resources.iter().filter(|r| request.drifts.iter().any(|(_, a)| a == &r.address)).collect();
+    let dir = crate::source::join_path("", &request.options.path).unwrap_or_default();
+    let codified = codify(&request.detection.snapshot.files, &dir, &drifted);
+    let message = commit_message(&branch, &request.drifts, &codified);
+    let spec = RepoSpec { repo: request.options.repo.clone(), reference: request.options.reference.clone(), cache_dir: request.options.cache_dir.clone() };
+    let (base, files, branch_name) = (report.revision.clone(), codified.files.clone(), branch.clone());
+    let pushed = tokio::task::spawn_blocking(move || commit_and_push(&PushRequest { spec: &spec, base: &base, files: &files, branch: &branch_name, message: &message }))
+        .await
+        .map_err(|e| RemediationError::Internal(e.to_string()))?;
+    let commit = match pushed {
+        Ok(commit) => commit,
+        Err(e) => {
+            audit("error", json!({"stage": "push", "branch": branch, "drift_ids": ids, "error": e.to_string()}))?;
+            return Err(e.into());
+        }
+    };
+    audit("push", json!({"branch": branch, "commit": commit, "base": report.revision, "drift_ids": ids, "rewritten": codified.rewritten.len(), "manual": codified.manual.len()}))?;
+    let pr = PullRequestSpec { head: branch.clone(), base: base_branch(request.options), title: title(&drifted), body: pull_request_body(request, &codified) };
+    match forge.ensure_pull_request(&pr).await {
+        Ok(pull_request) => {
+            audit("pull_request", json!({"branch": branch, "number": pull_request.number, "url": pull_request.url, "created": pull_request.created, "drift_ids": ids}))?;
+            Ok(RemediationOutcome { branch, commit, pull_request, rewritten: codified.rewritten, manual: codified.manual })
+        }
+        Err(source) => {
+            audit("error", json!({"stage": "pull_request", "branch": branch, "drift_ids": ids, "error": source.to_string()}))?;
+            Err(RemediationError::Forge { branch, source })
+        }
+    }
+}
+
+/// The branch a pull request targets: `--ref` when it names a branch, else `main`.
+fn base_branch(options: &DriftOptions) -> String {
+    match options.reference.as_deref() {
+        Some(r) if !(r.len() >= 7 && r.chars().all(|c| c.is_ascii_hexdigit())) => r.strip_prefix("refs/heads/").unwrap_or(r).to_string(),
+        _ => "main".to_string(),
+    }
+}
+
+fn title(drifted: &[&ResourceReport]) -> String {
+    match drifted {
+        [one] => format!("NovaCron drift: accept the live values of {}", one.address),
+        many => format!("NovaCron drift: accept the live values of {} resources", many.len()),
+    }
+}
+
+fn commit_message(branch: &str, drifts: &[(String, String)], codified: &Codified) -> String {
+    let mut out = format!("novacron: codify live values ({branch})\n\n");
+    for (id, address) in drifts {
+        let _ = writeln!(out, "drift {id}: {address}");
+    }
+    if !codified.manual.is_empty() {
+        let _ = writeln!(out, "\n{} change(s) need a person; see the pull request.", codified.manual.len());
+    }
+    out
+}
+
+/// The pull request body: what merging means, what was rewritten, what needs a person, then the markdown report.
+pub fn pull_request_body(request: &RemediationRequest<'_>, codified: &Codified) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "Merging this pull request accepts the live values into the desired state. The other way out is to approve the revert: `novacron-reconcile approve <id>` puts the desired values back on the next sync.\n");
+    let _ = writeln!(out, "| drift id | resource |\n|---|---|");
+    for (id, address) in &request.drifts {
+        let _ = writeln!(out, "| `{id}` | `{address}` |");
+    }
+    if !codified.rewritten.is_empty() {
+        let _ = writeln!(out, "\n**Rewritten in the HCL** (literal values):\n");
+        for r in &codified.rewritten {
+            let _ = writeln!(out, "- `{r}`");
+        }
+    }
+    let report = &request.detection.report;
+    let lifecycle: Vec<&ResourceReport> = report.resources.iter().filter(|r| matches!(r.status, Status::Missing | Status::Unmanaged)).collect();
+    if !codified.manual.is_empty() || !lifecycle.is_empty() {
+        let _ = writeln!(out, "\n**For a person** (not rewritten automatically):\n");
+        for m in &codified.manual {
+            let _ = writeln!(out, "- `{}`", m.replace('`', "'"));
+        }
+        for r in lifecycle {
+            let what = if r.status == Status::Missing { "missing live: remove the block or create the object with terraform apply" } else { "unmanaged: import it or delete it" };
+            let _ = writeln!(out, "- `{}`: {what}", r.address);
+        }
+    }
+    let _ = writeln!(out, "\n---\n");
+    out.push_str(&render_markdown(report));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_ids_are_order_free() {
+        assert_eq!(set_id(&["abc".into()]), "abc");
+        let a = set_id(&["b".into(), "a".into()]);
+        assert_eq!(a, set_id(&["a".into(), "b".into(), "a".into()]));
+        assert_eq!(a.len(), 12);
+    }
+
+    #[test]
+    fn base_branch_from_ref() {
+        let mut o = DriftOptions { repo: "r".into(), reference: None, path: ".".into(), vars: vec![], ignore: vec![], cache_dir: "c".into() };
+        assert_eq!(base_branch(&o), "main");
+        o.reference = Some("refs/heads/prod".into());
+        assert_eq!(base_branch(&o), "prod");
+        o.reference = Some("0123456789abcdef".into());
+        assert_eq!(base_branch(&o), "main");
+    }
+}

@@ -1,0 +1,196 @@
+//! Drifts awaiting a decision: recorded by each sync under a stable id, approved by a person, resolved when gone.
+
+use novacron_schemas::Severity;
+use rusqlite::{OptionalExtension, params};
+use serde::Serialize;
+use serde_json::json;
+
+use super::{AuditEntry, StateDb, StateError, audit_append, now};
+
+/// A drift as a sync saw it, to be recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DriftRecord {
+    /// Stable id: short hex of SHA-256 over repo, address, desired and live hash.
+    pub id: String,
+    /// The resource address.
+    pub address: String,
+    /// The Terraform type.
+    pub kind: String,
+    /// The live object's id.
+    pub object_id: String,
+    /// Its severity.
+    pub severity: Severity,
+    /// `sha256:` of the desired canonical form.
+    pub desired_hash: String,
+    /// `sha256:` of the live canonical form.
+    pub live_hash: String,
+}
+
+/// A drift that is not resolved yet, approved or not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PendingDrift {
+    /// Its stable id (what `approve` takes).
+    pub id: String,
+    /// The repository.
+    pub repo: String,
+    /// The resource address.
+    pub address: String,
+    /// The live object's id.
+    pub object_id: String,
+    /// Its severity.
+    pub severity: Severity,
+    /// When a sync first saw it.
+    pub created_at: String,
+    /// Who approved its revert, when someone did.
+    pub approved_by: Option<String>,
+    /// When.
+    pub approved_at: Option<String>,
+}
+
+/// Why an approval was not recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum ApprovalError {
+    /// No unresolved drift has that id.
+    #[error("no drift awaiting approval has id {id:?}; list them with `novacron-reconcile approvals list`")]
+    UnknownId {
+        /// The id given.
+        id: String,
+    },
+    /// The state database failed.
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+const PENDING_COLUMNS: &str = "id, repo, address, object_id, severity, created_at, approved_by, approved_at";
+
+fn pending_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PendingDrift> {
+    let severity: String = r.get(4)?;
+    Ok(PendingDrift {
+        id: r.get(0)?,
+        repo: r.get(1)?,
+        address: r.get(2)?,
+        object_id: r.get(3)?,
+        severity: severity.parse().unwrap_or(Severity::Critical),
+        created_at: r.get(5)?,
+        approved_by: r.get(6)?,
+        approved_at: r.get(7)?,
+    })
+}
+
+/// Unresolved drifts (of one repository, or all), oldest first.
+pub fn pending_approvals(db: &StateDb, repo: Option<&str>) -> Result<Vec<PendingDrift>, StateError> {
+    let err = db.query_err("list drifts awaiting approval");
+    let conn = db.conn();
+    let sql = format!("SELECT {PENDING_COLUMNS} FROM drifts WHERE resolved_at IS NULL AND (?1 IS NULL OR repo = ?1) ORDER BY created_at, id");
+    let mut stmt = conn.prepare(&sql).map_err(&err)?;
+    let rows = stmt.query_map([repo], pending_row).map_err(&err)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(err)
+}
+
+/// Approves the revert of drift `id`; the next sync carries it out. Recorded with who and
+/// when, and in the audit log. Approving twice keeps the first approval.
+pub fn approve(db: &StateDb, id: &str, actor: &str) -> Result<PendingDrift, ApprovalError> {
+    let found = {
+        let err = db.query_err("approve a drift");
+        let conn = db.conn();
+        let at = now();
+        conn.execute("UPDATE drifts SET approved_by = ?2, approved_at = ?3 WHERE id = ?1 AND resolved_at IS NULL AND approved_by IS NULL", params![id, actor, at])
+            .map_err(&err)?;
+        let sql = format!("SELECT {PENDING_COLUMNS} FROM drifts WHERE id = ?1 AND resolved_at IS NULL");
+        conn.query_row(&sql, [id], pending_row).optional().map_err(&err)?
+    };
+    let drift = found.ok_or_else(|| ApprovalError::UnknownId { id: id.to_string() })?;
+    audit_append(
+        db,
+        AuditEntry {
+            actor: actor.to_string(),
+            action: "approve".into(),
+            repo: drift.repo.clone(),
+            subject: drift.address.clone(),
+            detail: json!({"drift_id": drift.id, "severity": drift.severity, "object_id": drift.object_id, "approved_by": drift.approved_by}),
+        },
+    )?;
+    Ok(drift)
+}
+
+/// Records the drifts one sync of `repo` saw: new ones are inserted (and returned), known ones
+/// touched; unresolved drifts of `repo` not in `seen` are resolved as `gone`.
+pub fn record_drifts(db: &StateDb, repo: &str, seen: &[DriftRecord]) -> Result<Vec<DriftRecord>, StateError> {
+    let err = db.query_err("record drifts");
+    let mut conn = db.conn();
+    let at = now();
+    let tx = conn.transaction().map_err(&err)?;
+    let mut new = Vec::new();
+    for d in seen {
+        let changed = tx
+            .execute(
+                "INSERT INTO drifts (id, repo, address, kind, object_id, severity, desired_hash, live_hash, created_at, last_seen)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9) ON CONFLICT(id) DO NOTHING",
+                params![d.id, repo, d.address, d.kind, d.object_id, d.severity.as_str(), d.desired_hash, d.live_hash, at],
+            )
+            .map_err(&err)?;
+        if changed == 1 {
+            new.push(d.clone());
+        } else {
+            // Seen again after being resolved (e.g. reverted, then changed back the same way): open it again.
+            tx.execute("UPDATE drifts SET last_seen = ?2, resolved_at = NULL, resolution = NULL WHERE id = ?1", params![d.id, at]).map_err(&err)?;
+        }
+    }
+    let ids: Vec<&str> = seen.iter().map(|d| d.id.as_str()).collect();
+    let open: Vec<String> = {
+        let mut stmt = tx.prepare("SELECT id FROM drifts WHERE repo = ?1 AND resolved_at IS NULL").map_err(&err)?;
+        let rows = stmt.query_map([repo], |r| r.get(0)).map_err(&err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(&err)?
+    };
+    for id in open.iter().filter(|id| !ids.contains(&id.as_str())) {
+        tx.execute("UPDATE drifts SET resolved_at = ?2, resolution = 'gone' WHERE id = ?1", params![id, at]).map_err(&err)?;
+    }
+    tx.commit().map_err(&err)?;
+    Ok(new)
+}
+
+/// Marks drift `id` resolved (`reverted`, ...).
+pub fn resolve_drift(db: &StateDb, id: &str, resolution: &str) -> Result<(), StateError> {
+    let err = db.query_err("resolve a drift");
+    db.conn().execute("UPDATE drifts SET resolved_at = ?2, resolution = ?3 WHERE id = ?1", params![id, now(), resolution]).map_err(err)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::audit_list;
+
+    fn drift(id: &str, severity: Severity) -> DriftRecord {
+        DriftRecord {
+            id: id.into(),
+            address: format!("novacron_policy.{id}"),
+            kind: "novacron_policy".into(),
+            object_id: format!("pol-{id}"),
+            severity,
+            desired_hash: "sha256:a".into(),
+            live_hash: "sha256:b".into(),
+        }
+    }
+
+    #[test]
+    fn record_approve_and_resolve() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = StateDb::open(&dir.path().join("s.db")).expect("open");
+        let new = record_drifts(&db, "r", &[drift("a1", Severity::Critical), drift("b2", Severity::High)]).expect("record");
+        assert_eq!(new.len(), 2);
+        assert!(record_drifts(&db, "r", &[drift("a1", Severity::Critical), drift("b2", Severity::High)]).expect("again").is_empty());
+        let approved = approve(&db, "a1", "alice").expect("approve");
+        assert_eq!(approved.approved_by.as_deref(), Some("alice"));
+        assert_eq!(approve(&db, "a1", "bob").expect("twice").approved_by.as_deref(), Some("alice"));
+        let err = approve(&db, "nope", "alice").expect_err("unknown");
+        assert!(err.to_string().contains("\"nope\"") && err.to_string().contains("novacron-reconcile approvals list"), "{err}");
+        record_drifts(&db, "r", &[drift("a1", Severity::Critical)]).expect("b2 gone");
+        let pending = pending_approvals(&db, Some("r")).expect("pending");
+        assert_eq!(pending.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(), ["a1"]);
+        resolve_drift(&db, "a1", "reverted").expect("resolve");
+        assert!(pending_approvals(&db, None).expect("pending").is_empty());
+        assert!(matches!(approve(&db, "a1", "alice"), Err(ApprovalError::UnknownId { .. })));
+        assert_eq!(audit_list(&db, None).expect("audit").iter().filter(|e| e.action == "approve").count(), 2);
+    }
+}

@@ -1,0 +1,187 @@
+//! The hash-chained audit log: each entry holds the SHA-256 of the one before, so an edit breaks the chain.
+
+use novacron_schemas::{canonical_json, sha256_hex};
+use rusqlite::{OptionalExtension, params};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::{StateDb, StateError, now};
+
+/// The `prev_hash` of the first entry.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// What to append. `detail` must never hold a sensitive value.
+#[derive(Debug, Clone)]
+pub struct AuditEntry {
+    /// Who: a person (`--actor`) or the service.
+    pub actor: String,
+    /// What: `detect`, `sync`, `approve`, `push`, `pull_request`, `sync_conflict`, `error`.
+    pub action: String,
+    /// The desired-state repository (credentials redacted).
+    pub repo: String,
+    /// What it is about: a resource address, a drift id, a branch.
+    pub subject: String,
+    /// Anything else, as JSON.
+    pub detail: Value,
+}
+
+/// An entry as stored, with its place in the chain.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditRecord {
+    /// Position, from 1.
+    pub seq: u64,
+    /// When (RFC 3339 UTC).
+    pub time: String,
+    /// Who.
+    pub actor: String,
+    /// What.
+    pub action: String,
+    /// The repository.
+    pub repo: String,
+    /// What it is about.
+    pub subject: String,
+    /// Anything else.
+    pub detail: Value,
+    /// The hash of the entry before (zeros for the first).
+    pub prev_hash: String,
+    /// SHA-256 of the canonical JSON of this entry, `prev_hash` included.
+    pub hash: String,
+}
+
+/// What `audit verify` found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VerifyOutcome {
+    /// True when every entry's hash and link are right.
+    pub ok: bool,
+    /// Entries checked.
+    pub entries: u64,
+    /// The first entry whose content or link does not match.
+    pub first_bad: Option<u64>,
+}
+
+impl AuditRecord {
+    /// The hash this entry should have.
+    fn expected_hash(&self) -> String {
+        let body = json!({
+            "seq": self.seq, "time": self.time, "actor": self.actor, "action": self.action,
+            "repo": self.repo, "subject": self.subject, "detail": self.detail, "prev_hash": self.prev_hash,
+        });
+        sha256_hex(canonical_json(&body).as_bytes())
+    }
+}
+
+/// Appends an entry at the end of the chain, in one transaction.
+pub fn audit_append(db: &StateDb, entry: AuditEntry) -> Result<AuditRecord, StateError> {
+    let err = db.query_err("append to the audit log");
+    let mut conn = db.conn();
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(&err)?;
+    let last: Option<(u64, String)> = tx.query_row("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?))).optional().map_err(&err)?;
+    let (seq, prev_hash) = match last {
+        Some((seq, hash)) => (seq + 1, hash),
+        None => (1, GENESIS_HASH.to_string()),
+    };
+    let mut record = AuditRecord {
+        seq,
+        time: now(),
+        actor: entry.actor,
+        action: entry.action,
+        repo: entry.repo,
+        subject: entry.subject,
+        detail: entry.detail,
+        prev_hash,
+        hash: String::new(),
+    };
+    record.hash = record.expected_hash();
+    tx.execute(
+        "INSERT INTO audit (seq, time, actor, action, repo, subject, detail, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![record.seq, record.time, record.actor, record.action, record.repo, record.subject, canonical_json(&record.detail), record.prev_hash, record.hash],
+    )
+    .map_err(&err)?;
+    tx.commit().map_err(&err)?;
+    Ok(record)
+}
+
+fn read_all(db: &StateDb, limit: Option<u64>) -> Result<Vec<AuditRecord>, StateError> {
+    let err = db.query_err("read the audit log");
+    let conn = db.conn();
+    // With a limit: the newest `limit` entries, returned oldest first.
+    let sql = "SELECT seq, time, actor, action, repo, subject, detail, prev_hash, hash FROM audit ORDER BY seq DESC LIMIT ?1";
+    let mut stmt = conn.prepare(sql).map_err(&err)?;
+    let cap = limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
+    let rows = stmt
+        .query_map([cap], |r| {
+            let detail: String = r.get(6)?;
+            Ok(AuditRecord {
+                seq: r.get(0)?,
+                time: r.get(1)?,
+                actor: r.get(2)?,
+                action: r.get(3)?,
+                repo: r.get(4)?,
+                subject: r.get(5)?,
+                // A detail that is not JSON any more (tampered) is kept as text so verify flags it.
+                detail: serde_json::from_str(&detail).unwrap_or(Value::String(detail)),
+                prev_hash: r.get(7)?,
+                hash: r.get(8)?,
+            })
+        })
+        .map_err(&err)?;
+    let mut out = rows.collect::<Result<Vec<_>, _>>().map_err(&err)?;
+    out.reverse();
+    Ok(out)
+}
+
+/// The newest `limit` entries (all when `None`), oldest first.
+pub fn audit_list(db: &StateDb, limit: Option<u64>) -> Result<Vec<AuditRecord>, StateError> {
+    read_all(db, limit)
+}
+
+/// Recomputes every hash and link; names the first entry that does not match.
+pub fn audit_verify(db: &StateDb) -> Result<VerifyOutcome, StateError> {
+    let all = read_all(db, None)?;
+    let mut prev = GENESIS_HASH.to_string();
+    for (expected_seq, record) in (1u64..).zip(all.iter()) {
+        if record.seq != expected_seq || record.prev_hash != prev || record.hash != record.expected_hash() {
+            return Ok(VerifyOutcome { ok: false, entries: all.len() as u64, first_bad: Some(expected_seq.min(record.seq)) });
+        }
+        prev = record.hash.clone();
+    }
+    Ok(VerifyOutcome { ok: true, entries: all.len() as u64, first_bad: None })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(action: &str, n: u32) -> AuditEntry {
+        AuditEntry { actor: "alice".into(), action: action.into(), repo: "file:///r".into(), subject: format!("novacron_vm.web{n}"), detail: json!({"n": n}) }
+    }
+
+    #[test]
+    fn chain_links_and_verifies() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = StateDb::open(&dir.path().join("s.db")).expect("open");
+        assert_eq!(audit_verify(&db).expect("verify"), VerifyOutcome { ok: true, entries: 0, first_bad: None });
+        let a = audit_append(&db, entry("detect", 1)).expect("append");
+        let b = audit_append(&db, entry("sync", 2)).expect("append");
+        assert_eq!(a.prev_hash, GENESIS_HASH);
+        assert_eq!(b.prev_hash, a.hash);
+        assert_eq!(audit_list(&db, Some(1)).expect("list"), vec![b.clone()]);
+        assert_eq!(audit_list(&db, None).expect("list").len(), 2);
+        assert!(audit_verify(&db).expect("verify").ok);
+    }
+
+    #[test]
+    fn an_edited_or_deleted_entry_is_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = StateDb::open(&dir.path().join("s.db")).expect("open");
+        for n in 1..=4 {
+            audit_append(&db, entry("sync", n)).expect("append");
+        }
+        db.conn().execute("UPDATE audit SET actor = 'mallory' WHERE seq = 3", []).expect("tamper");
+        assert_eq!(audit_verify(&db).expect("verify"), VerifyOutcome { ok: false, entries: 4, first_bad: Some(3) });
+        db.conn().execute("UPDATE audit SET actor = 'alice' WHERE seq = 3", []).expect("restore");
+        assert!(audit_verify(&db).expect("verify").ok);
+        db.conn().execute("DELETE FROM audit WHERE seq = 2", []).expect("delete");
+        assert_eq!(audit_verify(&db).expect("verify").first_bad, Some(2));
+    }
+}

@@ -1,0 +1,119 @@
+//! The sync journal: an intent before each PATCH and its outcome after, so an interrupted sync is finished, not repeated.
+
+use rusqlite::params;
+use serde::Serialize;
+
+use super::{StateDb, StateError, now};
+
+/// Where one revert stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JournalState {
+    /// Written before the PATCH; still open means the process stopped before recording the outcome.
+    Intent,
+    /// The outcome is recorded.
+    Done,
+}
+
+/// One revert as journalled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JournalEntry {
+    /// Position.
+    pub seq: u64,
+    /// The drift being reverted.
+    pub drift_id: String,
+    /// The repository.
+    pub repo: String,
+    /// The resource address.
+    pub address: String,
+    /// The Terraform type.
+    pub kind: String,
+    /// The live object's id.
+    pub object_id: String,
+    /// The ETag the PATCH is conditioned on.
+    pub etag: String,
+    /// The top-level attributes being reverted.
+    pub attributes: Vec<String>,
+    /// Open or done.
+    pub state: JournalState,
+    /// `applied`, `conflict`, `failed`, `found_applied`, ... once done.
+    pub outcome: Option<String>,
+}
+
+/// Writes an intent; returns its sequence number for [`journal_finish`].
+pub fn journal_intent(db: &StateDb, entry: &JournalEntry) -> Result<u64, StateError> {
+    let err = db.query_err("write a sync intent");
+    let conn = db.conn();
+    let attributes = serde_json::to_string(&entry.attributes).unwrap_or_else(|_| "[]".into());
+    conn.execute(
+        "INSERT INTO journal (drift_id, repo, address, kind, object_id, etag, attributes, state, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'intent', ?8)",
+        params![entry.drift_id, entry.repo, entry.address, entry.kind, entry.object_id, entry.etag, attributes, now()],
+    )
+    .map_err(&err)?;
+    Ok(u64::try_from(conn.last_insert_rowid()).unwrap_or(0))
+}
+
+/// Records the outcome of intent `seq`.
+pub fn journal_finish(db: &StateDb, seq: u64, outcome: &str) -> Result<(), StateError> {
+    let err = db.query_err("record a sync outcome");
+    db.conn()
+        .execute("UPDATE journal SET state = 'done', outcome = ?2, finished_at = ?3 WHERE seq = ?1", params![seq, outcome, now()])
+        .map_err(err)?;
+    Ok(())
+}
+
+/// Intents of `repo` that were never finished (a sync stopped between intent and outcome).
+pub fn journal_open_intents(db: &StateDb, repo: &str) -> Result<Vec<JournalEntry>, StateError> {
+    let err = db.query_err("read open sync intents");
+    let conn = db.conn();
+    let mut stmt = conn
+        .prepare("SELECT seq, drift_id, repo, address, kind, object_id, etag, attributes FROM journal WHERE repo = ?1 AND state = 'intent' ORDER BY seq")
+        .map_err(&err)?;
+    let rows = stmt
+        .query_map([repo], |r| {
+            let attributes: String = r.get(7)?;
+            Ok(JournalEntry {
+                seq: r.get(0)?,
+                drift_id: r.get(1)?,
+                repo: r.get(2)?,
+                address: r.get(3)?,
+                kind: r.get(4)?,
+                object_id: r.get(5)?,
+                etag: r.get(6)?,
+                attributes: serde_json::from_str(&attributes).unwrap_or_default(),
+                state: JournalState::Intent,
+                outcome: None,
+            })
+        })
+        .map_err(&err)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_intents_until_finished() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = StateDb::open(&dir.path().join("s.db")).expect("open");
+        let entry = JournalEntry {
+            seq: 0,
+            drift_id: "abc".into(),
+            repo: "r".into(),
+            address: "novacron_vm.web".into(),
+            kind: "novacron_vm".into(),
+            object_id: "vm-1".into(),
+            etag: "\"3\"".into(),
+            attributes: vec!["metadata".into()],
+            state: JournalState::Intent,
+            outcome: None,
+        };
+        let seq = journal_intent(&db, &entry).expect("intent");
+        let open = journal_open_intents(&db, "r").expect("open");
+        assert_eq!(open, vec![JournalEntry { seq, ..entry.clone() }]);
+        assert!(journal_open_intents(&db, "other").expect("open").is_empty());
+        journal_finish(&db, seq, "applied").expect("finish");
+        assert!(journal_open_intents(&db, "r").expect("open").is_empty());
+    }
+}

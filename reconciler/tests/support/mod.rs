@@ -1,0 +1,327 @@
+//! Test fixtures for `tests/sync.rs`: the platform, a desired-state repo behind a bare remote, the binary, a recording forge.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, patch};
+use novacron_client::{Client, ClientConfig, Kind};
+use novacron_platform::{PlatformConfig, RunningPlatform, TEST_API_KEY};
+use novacron_reconcile::command::DriftOptions;
+use novacron_reconcile::live::ClientApi;
+use novacron_reconcile::remediation::GitHubForge;
+use novacron_reconcile::sync::{AutoSyncMax, SyncOptions};
+use serde_json::{Value, json};
+
+/// The desired state: a VM (labels low), a network, a policy (critical), with comments.
+pub const MAIN_TF: &str = r#"# production desired state
+resource "novacron_network" "core" {
+  name = "core"
+  cidr = "10.20.0.0/24"
+  firewall_rule {
+    direction = "ingress"
+    ports     = "22" # ssh only
+  }
+}
+
+resource "novacron_vm" "web" {
+  name        = "web"
+  cpu_cores   = 2
+  memory_gb   = 4
+  template_id = "tpl-ubuntu-24-04"
+  network_id  = novacron_network.core.id
+  metadata    = { env = "prod", team = "web" }
+}
+
+resource "novacron_policy" "guard" {
+  name             = "guard"
+  enforcement_mode = "block" # who may relax this?
+  rule             = <<EOT
+package guard
+
+deny contains msg if {
+  input.object.name == "forbidden"
+  msg := "that name is forbidden"
+}
+EOT
+}
+"#;
+
+const RULE: &str = "package guard\n\ndeny contains msg if {\n  input.object.name == \"forbidden\"\n  msg := \"that name is forbidden\"\n}\n";
+
+/// The platform, a client, the repositories and the state file of one test.
+pub struct Env {
+    platform: Option<RunningPlatform>,
+    client: Client,
+    /// The platform endpoint.
+    pub endpoint: String,
+    /// The bare remote (`--repo file://...`).
+    pub remote: PathBuf,
+    /// The commit on `main`.
+    pub revision: String,
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    pub async fn start() -> Env {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let platform = novacron_platform::start(PlatformConfig::for_tests(dir.path().join("platform"))).await.expect("platform starts");
+        let endpoint = platform.endpoint();
+        let client = Client::new(ClientConfig::new(endpoint.clone(), TEST_API_KEY.1)).expect("client");
+        let work = dir.path().join("work");
+        std::fs::create_dir_all(&work).expect("mkdir");
+        git(&work, &["init", "-q", "-b", "main"]);
+        std::fs::write(work.join("main.tf"), MAIN_TF).expect("write");
+        git(&work, &["add", "main.tf"]);
+        git(&work, &["commit", "-q", "-m", "desired state"]);
+        let remote = dir.path().join("remote.git");
+        git(dir.path(), &["clone", "-q", "--bare", work.to_str().expect("utf-8"), remote.to_str().expect("utf-8")]);
+        let revision = git(&remote, &["rev-parse", "main"]);
+        Env { platform: Some(platform), client, endpoint, remote, revision, dir }
+    }
+
+    pub fn repo_url(&self) -> String {
+        format!("file://{}", self.remote.display())
+    }
+
+    pub fn state_path(&self) -> PathBuf {
+        self.dir.path().join("state/state.db")
+    }
+
+    pub fn cache_dir(&self) -> PathBuf {
+        self.dir.path().join("cache")
+    }
+
+    pub fn api(&self) -> ClientApi {
+        ClientApi::new(&self.endpoint, TEST_API_KEY.1).expect("api")
+    }
+
+    pub fn sync_options(&self, remediation_pr: bool) -> SyncOptions {
+        SyncOptions {
+            drift: DriftOptions { repo: self.repo_url(), reference: None, path: ".".into(), vars: vec![], ignore: vec![], cache_dir: self.cache_dir() },
+            auto_sync_max: AutoSyncMax::Low,
+            dry_run: false,
+            remediation_pr,
+            actor: "tester".into(),
+        }
+    }
+
+    /// The live objects MAIN_TF describes, all in sync: (network, vm, policy) ids.
+    pub async fn create_all(&self) -> (String, String, String) {
+        let net = self.create(Kind::Network, json!({"name": "core", "cidr": "10.20.0.0/24", "firewall_rules": [{"direction": "ingress", "ports": "22"}]})).await;
+        let vm = self
+            .create(Kind::Vm, json!({"name": "web", "cpu_cores": 2, "memory_gb": 4, "template_id": "tpl-ubuntu-24-04", "network_id": net, "metadata": {"env": "prod", "team": "web"}}))
+            .await;
+        let pol = self.create(Kind::Policy, json!({"name": "guard", "rule": RULE, "enforcement_mode": "block"})).await;
+        (net, vm, pol)
+    }
+
+    async fn create(&self, kind: Kind, body: Value) -> String {
+        self.client.create(kind, &body).await.unwrap_or_else(|e| panic!("create {body}: {e}")).value.id().to_string()
+    }
+
+    pub async fn patch(&self, kind: Kind, id: &str, patch: Value) {
+        self.client.patch(kind, id, &patch, None).await.unwrap_or_else(|e| panic!("patch {id}: {e}"));
+    }
+
+    pub async fn get(&self, kind: Kind, id: &str) -> Value {
+        Value::Object(self.client.get(kind, id).await.expect("get").value.into_map())
+    }
+
+    async fn events(&self) -> Vec<novacron_client::Event> {
+        let (mut all, mut after) = (Vec::new(), 0);
+        loop {
+            let batch = self.client.events(after, Duration::ZERO).await.expect("events");
+            if batch.events.is_empty() {
+                return all;
+            }
+            after = batch.next;
+            all.extend(batch.events);
+        }
+    }
+
+    pub async fn last_event(&self) -> u64 {
+        self.events().await.iter().map(|e| e.seq).max().unwrap_or(0)
+    }
+
+    pub async fn update_events_since(&self, after: u64, id: &str) -> usize {
+        self.events().await.iter().filter(|e| e.seq > after && e.id == id && e.action == "update").count()
+    }
+
+    /// The binary with the API key, endpoint, cache and state set; `args` first.
+    pub fn bin_command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_novacron-reconcile"));
+        command
+            .args(args)
+            .arg("--state")
+            .arg(self.state_path())
+            .env("NOVACRON_API_KEY", TEST_API_KEY.1)
+            .env("NOVACRON_ENDPOINT", &self.endpoint)
+            .env("NOVACRON_CACHE_DIR", self.cache_dir())
+            .env("NOVACRON_FORGE_TOKEN", "forge-t0ken")
+            .env_remove("NOVACRON_RECONCILE_TEST_PAUSE");
+        command
+    }
+
+    /// Runs the binary to completion (the in-process platform keeps serving meanwhile).
+    pub fn bin(&self, args: &[&str]) -> Output {
+        let mut command = self.bin_command(args);
+        tokio::task::block_in_place(|| command.output().expect("binary runs"))
+    }
+
+    /// `sync --repo <remote>` plus `extra`.
+    pub fn bin_sync(&self, extra: &[&str], envs: &[(&str, &str)]) -> Output {
+        let url = self.repo_url();
+        let mut args = vec!["sync", "--repo", url.as_str()];
+        args.extend_from_slice(extra);
+        let mut command = self.bin_command(&args);
+        command.envs(envs.iter().copied());
+        tokio::task::block_in_place(|| command.output().expect("binary runs"))
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(p) = self.platform.take() {
+            p.shutdown().await.expect("platform stops");
+        }
+    }
+}
+
+/// Reads the child's stderr until a line contains `needle` (at most 60 s).
+pub fn wait_for_line(child: &mut Child, needle: &str) {
+    let stderr = child.stderr.take().expect("stderr piped");
+    let needle = needle.to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut seen = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            seen.push_str(&line);
+            seen.push('\n');
+            if line.contains(&needle) {
+                let _ = tx.send(Ok(()));
+                return;
+            }
+        }
+        let _ = tx.send(Err(seen));
+    });
+    match tokio::task::block_in_place(|| rx.recv_timeout(Duration::from_secs(60))) {
+        Ok(Ok(())) => {}
+        Ok(Err(seen)) => panic!("the child ended without the test hook line: {seen}"),
+        Err(_) => panic!("no test hook line within 60 s"),
+    }
+}
+
+/// Branches left in the cached clones (the remediation branch must not stay behind).
+pub fn local_branches(env: &Env) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(env.cache_dir()).expect("cache dir").map_while(Result::ok) {
+        out.extend(git(&entry.path(), &["for-each-ref", "--format=%(refname)", "refs/heads"]).lines().map(str::to_string).filter(|l| !l.is_empty()));
+    }
+    out
+}
+
+/// Runs the `git` CLI in `dir`.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(["-c", "user.name=Test", "-c", "user.email=test@example.com", "-c", "init.defaultBranch=main"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git runs");
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// One request the forge received.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub query: HashMap<String, String>,
+    pub authorization: String,
+    pub body: Value,
+}
+
+#[derive(Default)]
+struct ForgeState {
+    requests: Vec<Recorded>,
+    pulls: Vec<(u64, String)>,
+    fail: Option<u16>,
+}
+
+type Shared = Arc<Mutex<ForgeState>>;
+
+/// A GitHub-shaped pull request API on 127.0.0.1:0 that records what it receives.
+pub struct MockForge {
+    pub url: String,
+    state: Shared,
+}
+
+impl MockForge {
+    pub async fn start() -> MockForge {
+        let state: Shared = Arc::default();
+        let app = axum::Router::new()
+            .route("/repos/{owner}/{repo}/pulls", get(list_pulls).post(open_pull))
+            .route("/repos/{owner}/{repo}/pulls/{number}", patch(update_pull))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        tokio::spawn(async move { axum::serve(listener, app).await.expect("forge serves") });
+        MockForge { url, state }
+    }
+
+    pub fn forge(&self) -> GitHubForge {
+        GitHubForge::new(&self.url, "acme/infra", "forge-t0ken").expect("forge")
+    }
+
+    pub fn fail_with(&self, status: u16) {
+        self.state.lock().expect("lock").fail = Some(status);
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.state.lock().expect("lock").requests.clone()
+    }
+}
+
+fn record(state: &Shared, method: &str, path: String, query: HashMap<String, String>, headers: &HeaderMap, body: Value) -> Option<u16> {
+    let authorization = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let mut s = state.lock().expect("lock");
+    s.requests.push(Recorded { method: method.into(), path, query, authorization, body });
+    s.fail
+}
+
+fn failure(status: u16) -> (StatusCode, Json<Value>) {
+    (StatusCode::from_u16(status).expect("status"), Json(json!({"message": "the forge is having a bad day"})))
+}
+
+async fn list_pulls(State(state): State<Shared>, UrlPath((o, r)): UrlPath<(String, String)>, Query(q): Query<HashMap<String, String>>, headers: HeaderMap) -> (StatusCode, Json<Value>) {
+    let head = q.get("head").cloned().unwrap_or_default();
+    if let Some(status) = record(&state, "GET", format!("/repos/{o}/{r}/pulls"), q, &headers, Value::Null).filter(|s| *s < 500) {
+        return failure(status);
+    }
+    let s = state.lock().expect("lock");
+    let open: Vec<Value> = s.pulls.iter().filter(|(_, h)| format!("{o}:{h}") == head).map(|(n, h)| json!({"number": n, "html_url": format!("http://forge/{o}/{r}/pull/{n}"), "head": {"ref": h}})).collect();
+    (StatusCode::OK, Json(Value::Array(open)))
+}
+
+async fn open_pull(State(state): State<Shared>, UrlPath((o, r)): UrlPath<(String, String)>, headers: HeaderMap, Json(body): Json<Value>) -> (StatusCode, Json<Value>) {
+    if let Some(status) = record(&state, "POST", format!("/repos/{o}/{r}/pulls"), HashMap::new(), &headers, body.clone()) {
+        return failure(status);
+    }
+    let mut s = state.lock().expect("lock");
+    let number = 40 + s.pulls.len() as u64 + 1;
+    s.pulls.push((number, body["head"].as_str().unwrap_or_default().to_string()));
+    (StatusCode::CREATED, Json(json!({"number": number, "html_url": format!("http://forge/{o}/{r}/pull/{number}")})))
+}
+
+async fn update_pull(State(state): State<Shared>, UrlPath((o, r, n)): UrlPath<(String, String, u64)>, headers: HeaderMap, Json(body): Json<Value>) -> (StatusCode, Json<Value>) {
+    if let Some(status) = record(&state, "PATCH", format!("/repos/{o}/{r}/pulls/{n}"), HashMap::new(), &headers, body) {
+        return failure(status);
+    }
+    (StatusCode::OK, Json(json!({"number": n, "html_url": format!("http://forge/{o}/{r}/pull/{n}")})))
+}
