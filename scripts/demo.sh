@@ -6,6 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
+case "$BIN" in /*) ;; *) BIN="$ROOT/$BIN" ;; esac
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
@@ -26,7 +28,7 @@ cleanup() {
 trap cleanup EXIT
 
 step "platform"
-"$ROOT/target/release/novacron-platform" --listen 127.0.0.1:0 --data "$WORK/platform" --api-key "demo:$KEY" \
+"$BIN/novacron-platform" --listen 127.0.0.1:0 --data "$WORK/platform" --api-key "demo:$KEY" \
     --provision-delay-ms 300 >"$WORK/platform.out" 2>"$WORK/platform.log" &
 PLATFORM_PID=$!
 for _ in $(seq 100); do
@@ -46,7 +48,7 @@ git -C "$WORK/repo" log --oneline
 
 export NOVACRON_ENDPOINT="$ENDPOINT" NOVACRON_API_KEY="$KEY" TF_IN_AUTOMATION=1 CHECKPOINT_DISABLE=1
 export TF_CLI_CONFIG_FILE="$WORK/terraform.rc"
-printf 'provider_installation {\n  dev_overrides { "novacron/novacron" = "%s" }\n  direct {}\n}\n' "$ROOT/target/release" >"$TF_CLI_CONFIG_FILE"
+printf 'provider_installation {\n  dev_overrides { "novacron/novacron" = "%s" }\n  direct {}\n}\n' "$BIN" >"$TF_CLI_CONFIG_FILE"
 export TF_DATA_DIR="$WORK/tfdata"
 TFARGS=(-chdir="$WORK/repo")
 
@@ -57,7 +59,7 @@ step "terraform plan right after apply (expect: no changes)"
 "$TF" "${TFARGS[@]}" plan -detailed-exitcode -input=false -compact-warnings -state="$WORK/terraform.tfstate" | tail -3 || true
 
 step "novacron-reconcile drift (expect: in sync, exit 0)"
-"$ROOT/target/release/novacron-reconcile" drift --repo "$WORK/repo" --cache-dir "$WORK/cache" --color always && echo "exit 0"
+"$BIN/novacron-reconcile" drift --repo "$WORK/repo" --cache-dir "$WORK/cache" --color always && echo "exit 0"
 
 step "out-of-band changes through the API"
 api() { curl -sS -H "Authorization: Bearer $KEY" "$@"; }
@@ -71,13 +73,13 @@ step "terraform plan (expect: the drift, exit 2)"
 set +e
 "$TF" "${TFARGS[@]}" plan -detailed-exitcode -input=false -compact-warnings -state="$WORK/terraform.tfstate" | grep -E '^\s+[~+-] |# |Plan:'
 step "novacron-reconcile drift (expect: critical firewall drift, exit 2)"
-"$ROOT/target/release/novacron-reconcile" drift --repo "$WORK/repo" --cache-dir "$WORK/cache" --color always
+"$BIN/novacron-reconcile" drift --repo "$WORK/repo" --cache-dir "$WORK/cache" --color always
 echo "exit $?"
 set -e
 
 step "terraform apply repairs it"
 "$TF" "${TFARGS[@]}" apply -auto-approve -input=false -compact-warnings -state="$WORK/terraform.tfstate" | tail -1 || true
-"$ROOT/target/release/novacron-reconcile" drift --repo "$WORK/repo" --cache-dir "$WORK/cache" --format text >/dev/null && echo "drift: in sync again"
+"$BIN/novacron-reconcile" drift --repo "$WORK/repo" --cache-dir "$WORK/cache" --format text >/dev/null && echo "drift: in sync again"
 
 step "terraform destroy"
 "$TF" "${TFARGS[@]}" destroy -auto-approve -input=false -compact-warnings -state="$WORK/terraform.tfstate" | tail -1 || true

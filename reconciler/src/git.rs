@@ -204,8 +204,7 @@ fn url_credentials(url: &str) -> Option<(String, String)> {
     Some((user.to_string(), password.to_string()))
 }
 
-/// Sorts a git2 error into what to fix.
-pub(crate) fn classify(shown: &str, e: &git2::Error) -> GitError {
+fn classify(shown: &str, e: &git2::Error) -> GitError {
     let detail = e.message().split_whitespace().collect::<Vec<_>>().join(" ");
     let lower = detail.to_lowercase();
     if e.code() == ErrorCode::Auth || lower.contains("authentication") || lower.contains("401") || lower.contains("credential") || lower.contains("username/password") {

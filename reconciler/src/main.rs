@@ -37,6 +37,8 @@ enum Command {
     /// The hash-chained audit log: `audit list`, `audit verify`.
     #[command(subcommand)]
     Audit(novacron_reconcile::cli::ListOrVerify),
+    /// Keep many repositories reconciled: polling, webhooks, the platform event feed, status over HTTP.
+    Serve(novacron_reconcile::serve::ServeArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -117,6 +119,7 @@ fn run() -> anyhow::Result<ExitCode> {
         Command::Approve(args) => return novacron_reconcile::cli::run_approve_cli(&args),
         Command::Approvals(command) => return novacron_reconcile::cli::run_approvals_cli(&command),
         Command::Audit(command) => return novacron_reconcile::cli::run_audit_cli(&command),
+        Command::Serve(args) => return Ok(novacron_reconcile::serve::run_cli(&args)?),
     };
     let api_key = std::env::var("NOVACRON_API_KEY").ok().filter(|k| !k.trim().is_empty()).context("NOVACRON_API_KEY is not set: export the platform API key")?;
     let options = DriftOptions {

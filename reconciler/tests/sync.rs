@@ -50,6 +50,7 @@ async fn low_drift_is_reverted_critical_drift_gets_a_pull_request_then_approval_
     assert_eq!((body["head"].as_str(), body["base"].as_str()), (Some(remediation.branch.as_str()), Some("main")));
     let text = body["body"].as_str().expect("body");
     assert!(text.contains("## NovaCron drift report") && text.contains("enforcement_mode") && text.contains(&policy.drift_id), "{text}");
+    assert!(text.contains("2 in sync, 1 drifted") && text.contains("critical 1, high 0, medium 0, low 0"), "the reverted VM shows in sync: {text}");
 
     // The same drift again: the same branch, the pull request updated, not a second one.
     let second = run_sync(&options, &env.api(), &db, Some(&forge.forge())).await.expect("sync runs");
@@ -208,5 +209,39 @@ async fn dry_run_changes_nothing_and_approve_needs_a_known_drift() {
     let out = Command::new(env!("CARGO_BIN_EXE_novacron-reconcile")).args(["sync", "--repo", &env.repo_url(), "--auto-sync-max", "none", "--state"]).arg(env.state_path()).env("NOVACRON_API_KEY", "x").env("NOVACRON_ENDPOINT", &env.endpoint).output().expect("run");
     assert_eq!(out.status.code(), Some(1), "a refused key is an error");
     assert!(!AutoSyncMax::None.allows(novacron_schemas::Severity::Info));
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_smart_http_a_refused_push_is_audited_then_an_allowed_push_lands() {
+    if !std::path::Path::new(support::smart_http::HTTP_BACKEND).exists() {
+        eprintln!("skipped: {} is not installed (Debian package git)", support::smart_http::HTTP_BACKEND);
+        return;
+    }
+    let env = Env::start().await;
+    let (_net, _vm, pol) = env.create_all().await;
+    let server = support::smart_http::GitHttpServer::start(env.remote.parent().expect("parent").to_path_buf()).await;
+    let forge = MockForge::start().await;
+    let db = StateDb::open(&env.state_path()).expect("state");
+    env.patch(Kind::Policy, &pol, json!({"enforcement_mode": "audit"})).await;
+    let mut options = env.sync_options(true);
+    options.drift.repo = format!("{}/remote.git", server.base);
+
+    // Fetching works anonymously; pushing is refused (403) until the server allows it.
+    let refused = run_sync(&options, &env.api(), &db, Some(&forge.forge())).await.expect("sync runs");
+    assert_eq!(refused.exit_code(), 1);
+    assert!(refused.errors.iter().any(|e| e.contains("push of novacron/drift/") && e.contains("refused") && e.contains("403")), "{:?}", refused.errors);
+    let audited = audit_list(&db, None).expect("audit");
+    assert!(audited.iter().any(|e| e.action == "error" && e.detail["stage"] == "push"), "{audited:?}");
+    assert!(forge.requests().is_empty(), "no pull request without its branch");
+    assert!(support::local_branches(&env).is_empty(), "nothing half-made left locally");
+    assert_eq!(git(&env.remote, &["for-each-ref", "refs/heads/novacron"]), "");
+
+    server.allow_push(true);
+    let pushed = run_sync(&options, &env.api(), &db, Some(&forge.forge())).await.expect("sync runs");
+    assert_eq!(pushed.exit_code(), 2, "{:?}", pushed.errors);
+    let branch = pushed.remediation.expect("remediation").branch;
+    assert!(git(&env.remote, &["show", &format!("{branch}:main.tf")]).contains("enforcement_mode = \"audit\" # who may relax this?"));
+    assert!(audit_verify(&db).expect("verify").ok);
     env.stop().await;
 }

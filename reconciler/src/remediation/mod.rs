@@ -6,7 +6,7 @@ mod rewrite;
 
 use std::fmt::Write;
 
-use novacron_schemas::sha256_hex;
+use novacron_schemas::{Severity, sha256_hex};
 use serde::Serialize;
 use serde_json::json;
 
@@ -17,7 +17,7 @@ pub use rewrite::{Codified, codify};
 use crate::command::{Detection, DriftOptions};
 use crate::git::{RepoSpec, redact};
 use crate::render::render_markdown;
-use crate::report::{ResourceReport, Status};
+use crate::report::{BySeverity, DriftReport, ResourceReport, Status};
 use crate::state::{AuditEntry, StateDb, StateError, audit_append};
 
 /// The drifts a remediation change is for.
@@ -29,6 +29,8 @@ pub struct RemediationRequest<'a> {
     pub detection: &'a Detection,
     /// `(drift id, address)` of each drift not reverted.
     pub drifts: Vec<(String, String)>,
+    /// Addresses this sync reverted: shown in sync in the pull request's report.
+    pub reverted: Vec<String>,
     /// Who acts.
     pub actor: &'a str,
 }
@@ -173,7 +175,28 @@ pub fn pull_request_body(request: &RemediationRequest<'_>, codified: &Codified) 
         }
     }
     let _ = writeln!(out, "\n---\n");
-    out.push_str(&render_markdown(report));
+    out.push_str(&render_markdown(&after_sync(report, &request.reverted)));
+    out
+}
+
+/// The report as it stands after the sync: resources it reverted are in sync.
+fn after_sync(report: &DriftReport, reverted: &[String]) -> DriftReport {
+    let mut out = report.clone();
+    for r in out.resources.iter_mut().filter(|r| reverted.contains(&r.address)) {
+        r.status = Status::InSync;
+        r.severity = None;
+        r.changes.clear();
+        r.drift_percentage = 0.0;
+        r.live_hash = r.desired_hash.clone();
+    }
+    let s = &mut out.summary;
+    let count = |status: Status| out.resources.iter().filter(|r| r.status == status).count();
+    s.in_sync = count(Status::InSync);
+    s.drifted = count(Status::Drifted);
+    s.by_severity = BySeverity::default();
+    for r in out.resources.iter().filter(|r| r.status != Status::InSync) {
+        s.by_severity.add(r.severity.unwrap_or(Severity::Info));
+    }
     out
 }
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use git2::build::TreeUpdateBuilder;
 use git2::{ErrorClass, ErrorCode, FileMode, Oid, PushOptions, RemoteCallbacks, Signature};
 
-use crate::git::{RepoSpec, cached_clone, classify, credentials, redact};
+use crate::git::{RepoSpec, cached_clone, credentials, redact};
 
 /// What to commit and where to push it.
 #[derive(Debug, Clone)]
@@ -75,6 +75,10 @@ pub fn commit_and_push(request: &PushRequest<'_>) -> Result<String, PushError> {
     pushed.map(|()| commit.to_string())
 }
 
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 fn push(repo: &git2::Repository, shown: &str, local: &str, branch: &str) -> Result<(), PushError> {
     let refused = |detail: String| PushError::Refused { repo: shown.to_string(), branch: branch.to_string(), detail };
     let mut remote = repo.find_remote("origin").map_err(|e| refused(e.message().into()))?;
@@ -98,7 +102,7 @@ fn push(repo: &git2::Repository, shown: &str, local: &str, branch: &str) -> Resu
         let mut options = PushOptions::new();
         options.remote_callbacks(callbacks);
         let refspec = format!("+{local}:refs/heads/{branch}");
-        remote.push(&[refspec.as_str()], Some(&mut options)).map_err(|e| refused(classify(shown, &e).to_string()))?;
+        remote.push(&[refspec.as_str()], Some(&mut options)).map_err(|e| refused(one_line(e.message())))?;
     }
     match rejection.into_inner() {
         Some(message) => Err(refused(message)),

@@ -209,6 +209,7 @@ pub async fn run_sync(options: &SyncOptions, api: &impl PlatformApi, db: &StateD
             options: &options.drift,
             detection: &detection,
             drifts: waiting.iter().map(|a| (a.drift_id.clone(), a.address.clone())).collect(),
+            reverted: actions.iter().filter(|a| matches!(a.outcome, SyncOutcome::Reverted | SyncOutcome::AlreadyInSync)).map(|a| a.address.clone()).collect(),
             actor: &options.actor,
         };
         match remediate(&request, forge, db).await {

@@ -1,5 +1,7 @@
 //! Test fixtures for `tests/sync.rs`: the platform, a desired-state repo behind a bare remote, the binary, a recording forge.
 
+pub mod smart_http;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,296 @@
+//! The `serve` config file (TOML): global settings and one `[[repo]]` table per desired-state repository.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use novacron_schemas::Severity;
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The whole file, as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeConfig {
+    /// Platform API endpoint.
+    #[serde(default = "default_endpoint")]
+    pub endpoint: String,
+    /// Address the HTTP server listens on (`--listen` beats it).
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// The state database (`--state` beats it); relative paths are relative to the config file.
+    #[serde(default = "default_state")]
+    pub state: PathBuf,
+    /// Name of the environment variable holding the platform API key.
+    #[serde(default = "default_api_key_env")]
+    pub api_key_env: String,
+    /// Where repository clones are cached (default: `<state>.cache` beside the database).
+    #[serde(default)]
+    pub cache_dir: Option<PathBuf>,
+    /// The repositories to reconcile.
+    #[serde(default)]
+    pub repo: Vec<RepoConfig>,
+}
+
+/// One `[[repo]]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepoConfig {
+    /// Unique name, used in URLs, metrics and logs.
+    pub name: Spanned<String>,
+    /// Repository: a local path or a file://, https:// or ssh:// URL.
+    pub url: String,
+    /// Branch, tag or commit; the default branch when absent.
+    #[serde(rename = "ref", default)]
+    pub reference: Option<String>,
+    /// Directory of the configuration inside the repository.
+    #[serde(default = "default_path")]
+    pub path: String,
+    /// How often to poll (e.g. `30s`, `5m`, `1h`); each wait is jittered by ±10%.
+    #[serde(default = "default_interval", deserialize_with = "interval")]
+    pub interval: Duration,
+    /// The highest drift severity reverted without approval (`none` for never); critical never is.
+    #[serde(default = "default_auto_sync_max")]
+    pub auto_sync_max: AutoSyncMax,
+    /// What happens to drift above `auto_sync_max`.
+    #[serde(default)]
+    pub remediation: Remediation,
+    /// Forge REST API base for remediation pull requests (GitHub-compatible).
+    #[serde(default)]
+    pub forge_url: Option<String>,
+    /// `owner/name` of the repository on the forge.
+    #[serde(default)]
+    pub forge_repo: Option<String>,
+    /// Name of the environment variable holding the forge token.
+    #[serde(default)]
+    pub forge_token_env: Option<String>,
+    /// Name of the environment variable holding the webhook secret.
+    #[serde(default)]
+    pub webhook_secret_env: Option<Spanned<String>>,
+    /// The webhook secret in plain text (discouraged: a warning is logged).
+    #[serde(default)]
+    pub webhook_secret: Option<String>,
+    /// Root variables, as `--var NAME=VALUE`.
+    #[serde(default)]
+    pub vars: BTreeMap<String, String>,
+    /// Ignore patterns, as `--ignore`.
+    #[serde(default)]
+    pub ignore: Vec<String>,
+}
+
+/// `auto_sync_max`: a severity or `none`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AutoSyncMax {
+    /// Never revert without approval.
+    None,
+    /// Info only.
+    Info,
+    /// Low and below.
+    Low,
+    /// Medium and below.
+    Medium,
+    /// High and below.
+    High,
+}
+
+impl AutoSyncMax {
+    /// The highest severity reverted automatically, if any.
+    pub fn severity(self) -> Option<Severity> {
+        match self {
+            AutoSyncMax::None => None,
+            AutoSyncMax::Info => Some(Severity::Info),
+            AutoSyncMax::Low => Some(Severity::Low),
+            AutoSyncMax::Medium => Some(Severity::Medium),
+            AutoSyncMax::High => Some(Severity::High),
+        }
+    }
+}
+
+/// `remediation`: what happens to drift above the threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Remediation {
+    /// Report it and wait for approval.
+    #[default]
+    None,
+    /// Push a branch and open a pull request.
+    Pr,
+}
+
+/// Why the config file cannot be used; names the file, the line and the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("config {file}: cannot read it: {source}")]
+    Read {
+        /// The file.
+        file: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A key or value is wrong.
+    #[error("config {file}:{line}: {key}{message}")]
+    Invalid {
+        /// The file.
+        file: String,
+        /// 1-based line.
+        line: usize,
+        /// `key `name`: ` when known.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn default_endpoint() -> String {
+    "http://localhost:8080".into()
+}
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8090))
+}
+fn default_state() -> PathBuf {
+    PathBuf::from("novacron-reconcile.db")
+}
+fn default_api_key_env() -> String {
+    "NOVACRON_API_KEY".into()
+}
+fn default_path() -> String {
+    ".".into()
+}
+fn default_interval() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_auto_sync_max() -> AutoSyncMax {
+    AutoSyncMax::Low
+}
+
+fn interval<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_duration(&text).map_err(serde::de::Error::custom)
+}
+
+/// Parses `500ms`, `30s`, `5m`, `1h`: a whole number greater than zero and a unit.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| format!("invalid interval {text:?}: write a whole number and a unit, e.g. \"30s\", \"5m\", \"1h\""))?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        _ => return Err(format!("invalid interval {text:?}: the unit must be ms, s, m or h")),
+    };
+    if d.is_zero() {
+        return Err(format!("invalid interval {text:?}: it must be greater than zero"));
+    }
+    Ok(d)
+}
+
+impl ServeConfig {
+    /// Reads and checks `file`; relative paths in it become relative to its directory.
+    pub fn load(file: &Path) -> Result<ServeConfig, ConfigError> {
+        let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read { file: file.display().to_string(), source })?;
+        let mut config = ServeConfig::parse(&text, &file.display().to_string())?;
+        let base = file.parent().unwrap_or(Path::new("."));
+        if config.state.is_relative() {
+            config.state = base.join(&config.state);
+        }
+        if let Some(cache) = config.cache_dir.as_mut().filter(|c| c.is_relative()) {
+            *cache = base.join(&*cache);
+        }
+        Ok(config)
+    }
+
+    /// Parses and checks the text of a config file; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<ServeConfig, ConfigError> {
+        let config: ServeConfig = toml::from_str(text).map_err(|e| {
+            let offset = e.span().map_or(0, |s| s.start);
+            invalid(text, file, offset, e.message().trim_end().to_string())
+        })?;
+        let mut seen = std::collections::HashSet::new();
+        for repo in &config.repo {
+            let name = repo.name.get_ref();
+            let at = repo.name.span().start;
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+                return Err(invalid(text, file, at, format!("repo name {name:?} must be non-empty letters, digits, '-', '_' or '.'")));
+            }
+            if !seen.insert(name.clone()) {
+                return Err(invalid(text, file, at, format!("a second repo is named {name:?}; names must be unique")));
+            }
+            if repo.remediation == Remediation::Pr && repo.forge_repo.is_none() {
+                return Err(invalid(text, file, at, format!("repo {name:?} has remediation = \"pr\" but no forge_repo (owner/name)")));
+            }
+            if let Some(env) = &repo.webhook_secret_env
+                && env.get_ref().trim().is_empty()
+            {
+                return Err(invalid(text, file, env.span().start, "webhook_secret_env must name an environment variable".into()));
+            }
+        }
+        Ok(config)
+    }
+}
+
+/// An [`ConfigError::Invalid`] at byte `offset` of `text`, naming the key written on that line.
+fn invalid(text: &str, file: &str, offset: usize, message: String) -> ConfigError {
+    let offset = offset.min(text.len());
+    let line = text[..offset].matches('\n').count() + 1;
+    let line_text = text.lines().nth(line - 1).unwrap_or("");
+    let key = line_text
+        .split_once('=')
+        .map(|(k, _)| k.trim().trim_matches('"'))
+        .filter(|k| !k.is_empty() && !k.starts_with('['))
+        .map(|k| format!("key `{k}`: "))
+        .unwrap_or_default();
+    ConfigError::Invalid { file: file.to_string(), line, key, message }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "endpoint = \"http://127.0.0.1:8080\"\nstate = \"state.db\"\n\n[[repo]]\nname = \"prod\"\nurl = \"/srv/infra\"\ninterval = \"30s\"\nauto_sync_max = \"medium\"\nwebhook_secret_env = \"PROD_SECRET\"\n";
+
+    #[test]
+    fn parses_a_good_file_with_defaults() {
+        let c = ServeConfig::parse(GOOD, "serve.toml").unwrap();
+        assert_eq!(c.repo.len(), 1);
+        let r = &c.repo[0];
+        assert_eq!(r.interval, Duration::from_secs(30));
+        assert_eq!(r.auto_sync_max, AutoSyncMax::Medium);
+        assert_eq!(r.path, ".");
+        assert_eq!(r.remediation, Remediation::None);
+        assert_eq!(c.listen, default_listen());
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let text = format!("{GOOD}colour = \"blue\"\n");
+        let e = ServeConfig::parse(&text, "serve.toml").unwrap_err().to_string();
+        assert!(e.starts_with("config serve.toml:10: key `colour`: unknown field `colour`"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_key_and_line() {
+        let e = ServeConfig::parse(&GOOD.replace("\"30s\"", "\"soon\""), "f").unwrap_err().to_string();
+        assert!(e.starts_with("config f:7: key `interval`: invalid interval \"soon\""), "{e}");
+        let e = ServeConfig::parse(&GOOD.replace("\"medium\"", "\"hgh\""), "f").unwrap_err().to_string();
+        assert!(e.starts_with("config f:8: key `auto_sync_max`: unknown variant `hgh`"), "{e}");
+        let dup = format!("{GOOD}\n[[repo]]\nname = \"prod\"\nurl = \"/x\"\n");
+        let e = ServeConfig::parse(&dup, "f").unwrap_err().to_string();
+        assert!(e.starts_with("config f:12: key `name`: a second repo is named \"prod\""), "{e}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("5 minutes").is_err());
+        assert!(parse_duration("").is_err());
+    }
+}

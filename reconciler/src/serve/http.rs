@@ -1,0 +1,182 @@
+//! The HTTP side of `serve`: `/hooks/github`, `/healthz`, `/readyz`, `/metrics`, `/api/status`, `POST /api/approvals/{id}` and the status page.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use super::Service;
+use super::webhook::{PushPayload, constant_time_eq, verify_signature};
+
+/// Serves `listener` until `stop` turns true, then finishes the requests in flight.
+pub async fn serve_http(listener: tokio::net::TcpListener, service: Arc<Service>, mut stop: watch::Receiver<bool>) {
+    let app = router(service);
+    let shutdown = async move {
+        while !*stop.borrow() {
+            if stop.changed().await.is_err() {
+                break;
+            }
+        }
+    };
+    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+        tracing::error!(error = %e, "HTTP server failed");
+    }
+}
+
+/// The routes.
+pub fn router(service: Arc<Service>) -> Router {
+    Router::new()
+        .route("/", get(page))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/status", get(status))
+        .route("/api/approvals/{id}", post(approve))
+        .route("/hooks/github", post(github_hook))
+        .with_state(service)
+}
+
+fn answer(code: StatusCode, body: Value) -> Response {
+    (code, axum::Json(body)).into_response()
+}
+
+async fn readyz(State(svc): State<Arc<Service>>) -> Response {
+    if let Err(e) = svc.state.ping() {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("state database: {e}\n")).into_response();
+    }
+    let waiting: Vec<&str> = svc.repos.iter().filter(|r| r.status().runs == 0).map(|r| r.name()).collect();
+    if !svc.feed_following.load(Ordering::Relaxed) {
+        (StatusCode::SERVICE_UNAVAILABLE, "the event feed is catching up\n").into_response()
+    } else if waiting.is_empty() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, format!("first reconcile not started yet: {}\n", waiting.join(", "))).into_response()
+    }
+}
+
+async fn metrics(State(svc): State<Arc<Service>>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], svc.metrics.render()).into_response()
+}
+
+/// The JSON of `/api/status`.
+pub fn status_json(svc: &Service) -> Value {
+    let repos: Vec<Value> = svc
+        .repos
+        .iter()
+        .map(|r| {
+            let c = &r.config;
+            let s = r.status();
+            json!({
+                "name": r.name(),
+                "url": crate::git::redact(&c.url),
+                "ref": c.reference,
+                "path": c.path,
+                "interval_secs": c.interval.as_secs_f64(),
+                "auto_sync_max": format!("{:?}", c.auto_sync_max).to_ascii_lowercase(),
+                "webhook": r.secret.is_some(),
+                "revision": s.revision,
+                "last_run": s.last_run,
+                "last_error": s.last_error,
+                "last_trigger": s.last_trigger,
+                "last_duration_ms": s.last_duration_ms,
+                "running": s.running,
+                "runs": s.runs,
+                "consecutive_errors": s.consecutive_errors,
+                "summary": s.summary,
+                "drift_by_severity": s.summary.as_ref().map(|x| &x.by_severity),
+                "pending_approvals": s.pending_approvals,
+            })
+        })
+        .collect();
+    json!({ "repos": repos, "state": svc.state_path.display().to_string(), "event_feed": { "following": svc.feed_following.load(Ordering::Relaxed) } })
+}
+
+async fn status(State(svc): State<Arc<Service>>) -> Response {
+    answer(StatusCode::OK, status_json(&svc))
+}
+
+async fn page(State(svc): State<Arc<Service>>) -> Html<String> {
+    Html(super::page::render(&status_json(&svc)))
+}
+
+async fn approve(State(svc): State<Arc<Service>>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    let Some(token) = svc.admin_token.as_deref() else {
+        return answer(StatusCode::UNAUTHORIZED, json!({"error": format!("approvals over HTTP are disabled: set {} to enable them", super::ADMIN_TOKEN_ENV)}));
+    };
+    let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
+    if !constant_time_eq(given.trim().as_bytes(), token.as_bytes()) {
+        return answer(StatusCode::UNAUTHORIZED, json!({"error": "missing or wrong bearer token"}));
+    }
+    tracing::warn!(approval = %id, "approval requested, but this build cannot carry out approvals yet");
+    answer(StatusCode::NOT_IMPLEMENTED, json!({"error": format!("cannot approve {id:?}: approvals are not available in this build")}))
+}
+
+/// What a webhook delivery led to, as counted in metrics and answered.
+fn hook_answer(svc: &Service, outcome: &'static str, code: StatusCode, body: Value) -> Response {
+    svc.metrics.record_webhook(outcome);
+    tracing::info!(outcome, status = code.as_u16(), "webhook delivery");
+    answer(code, body)
+}
+
+async fn github_hook(State(svc): State<Arc<Service>>, headers: HeaderMap, body: Bytes) -> Response {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty());
+    let Some(signature) = text("x-hub-signature-256") else {
+        return hook_answer(&svc, "bad_signature", StatusCode::UNAUTHORIZED, json!({"error": "missing X-Hub-Signature-256"}));
+    };
+    // The payload is read before it is verified only to pick whose secret to check it with;
+    // nothing acts on it until a secret verifies it.
+    let payload: PushPayload = serde_json::from_slice(&body).unwrap_or_default();
+    let candidates: Vec<_> = svc.repos.iter().filter(|r| payload.names_repo(&r.config.url)).collect();
+    let verifies = |r: &&&Arc<super::repo::RepoHandle>| r.secret.as_deref().is_some_and(|s| verify_signature(s, &body, signature));
+    if candidates.is_empty() {
+        let signed = svc.repos.iter().collect::<Vec<_>>();
+        if !signed.iter().any(|r| verifies(&r)) {
+            return hook_answer(&svc, "bad_signature", StatusCode::UNAUTHORIZED, json!({"error": "the signature matches no configured webhook secret"}));
+        }
+        return hook_answer(&svc, "unmatched", StatusCode::ACCEPTED, json!({"triggered": [], "message": "no configured repository matches this payload"}));
+    }
+    if candidates.iter().all(|r| r.secret.is_none()) {
+        let names: Vec<&str> = candidates.iter().map(|r| r.name()).collect();
+        return hook_answer(
+            &svc,
+            "no_secret",
+            StatusCode::UNAUTHORIZED,
+            json!({"error": format!("no webhook secret is configured for {}: webhooks cannot trigger it (set webhook_secret_env)", names.join(", "))}),
+        );
+    }
+    let verified: Vec<_> = candidates.iter().filter(verifies).collect();
+    if verified.is_empty() {
+        return hook_answer(&svc, "bad_signature", StatusCode::UNAUTHORIZED, json!({"error": "bad X-Hub-Signature-256"}));
+    }
+    let Some(delivery) = text("x-github-delivery") else {
+        return hook_answer(&svc, "no_delivery_id", StatusCode::BAD_REQUEST, json!({"error": "missing X-GitHub-Delivery"}));
+    };
+    match svc.state.remember_delivery(delivery) {
+        Ok(true) => {}
+        Ok(false) => return hook_answer(&svc, "replayed", StatusCode::CONFLICT, json!({"error": format!("delivery {delivery} was already received; nothing triggered")})),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot record a webhook delivery");
+            return hook_answer(&svc, "error", StatusCode::SERVICE_UNAVAILABLE, json!({"error": "the state database failed; retry the delivery"}));
+        }
+    }
+    if text("x-github-event") == Some("ping") {
+        return hook_answer(&svc, "ping", StatusCode::OK, json!({"message": "pong"}));
+    }
+    let targets: Vec<&str> = verified.iter().filter(|r| payload.updates_ref(r.config.reference.as_deref())).map(|r| r.name()).collect();
+    if targets.is_empty() {
+        return hook_answer(&svc, "other_ref", StatusCode::ACCEPTED, json!({"triggered": [], "message": "the push is to a ref no configured repository follows"}));
+    }
+    for name in &targets {
+        if let Some(repo) = svc.repo(name) {
+            repo.trigger("webhook");
+        }
+    }
+    hook_answer(&svc, "triggered", StatusCode::ACCEPTED, json!({"triggered": targets}))
+}

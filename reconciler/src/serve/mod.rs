@@ -1,0 +1,230 @@
+//! `novacron-reconcile serve`: a long-running service that keeps many repositories reconciled (polling, webhooks, the platform event feed) and shows where they stand over HTTP.
+//!
+//! One task per repository runs reconciles one at a time ([`scheduler`]); triggers that
+//! arrive meanwhile coalesce into one follow-up run. A task follows the platform change feed
+//! ([`feed`]); the HTTP server ([`http`]) takes webhooks and serves status, metrics and a
+//! page. What must survive a restart lives in the state database ([`state`]), locked against
+//! a second instance.
+
+pub mod config;
+pub mod feed;
+pub mod http;
+pub mod metrics;
+pub mod page;
+pub mod repo;
+pub mod scheduler;
+pub mod state;
+pub mod webhook;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use novacron_client::{Client, ClientConfig};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::live::{ClientApi, LiveError};
+use config::{ConfigError, ServeConfig};
+use metrics::Metrics;
+use repo::RepoHandle;
+use state::{ServeState, StateError, StateLock};
+
+/// The environment variable holding the bearer token of `POST /api/approvals/{id}`.
+pub const ADMIN_TOKEN_ENV: &str = "NOVACRON_RECONCILE_ADMIN_TOKEN";
+
+/// Flags of `novacron-reconcile serve`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// The config file (TOML): global settings and one [[repo]] table per repository.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Address to listen on (beats `listen` in the config).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// The state database (beats `state` in the config).
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+}
+
+/// Why `serve` could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The config file is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A secret named in the config is not in the environment.
+    #[error("{0}")]
+    Secret(String),
+    /// The state database is locked or broken.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The platform client could not be built.
+    #[error(transparent)]
+    Platform(#[from] LiveError),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The async runtime could not start.
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// Everything `serve` needs, secrets resolved: the config plus what came from the environment.
+#[derive(Debug, Clone)]
+pub struct ServeSettings {
+    /// The parsed config (with `--listen`/`--state` applied).
+    pub config: ServeConfig,
+    /// The platform API key.
+    pub api_key: String,
+    /// The bearer token for approvals; approvals over HTTP are refused without one.
+    pub admin_token: Option<String>,
+}
+
+impl ServeSettings {
+    /// Reads the secrets the config names from the environment.
+    pub fn from_env(config: ServeConfig) -> Result<ServeSettings, ServeError> {
+        let api_key = std::env::var(&config.api_key_env)
+            .ok()
+            .filter(|k| !k.trim().is_empty())
+            .ok_or_else(|| ServeError::Secret(format!("{} is not set: export the platform API key (api_key_env in the config)", config.api_key_env)))?;
+        let admin_token = std::env::var(ADMIN_TOKEN_ENV).ok().filter(|t| !t.trim().is_empty());
+        Ok(ServeSettings { config, api_key, admin_token })
+    }
+}
+
+/// The shared state of a running service.
+#[derive(Debug)]
+pub struct Service {
+    /// The repositories, in config order.
+    pub repos: Vec<Arc<RepoHandle>>,
+    /// The state database.
+    pub state: ServeState,
+    /// Counters for `/metrics`.
+    pub metrics: Metrics,
+    /// Live state reads.
+    pub api: ClientApi,
+    /// The event feed.
+    pub client: Client,
+    /// Where clones are cached.
+    pub cache_dir: PathBuf,
+    /// The approvals bearer token.
+    pub admin_token: Option<String>,
+    /// The state database path, for status.
+    pub state_path: PathBuf,
+    /// True once the event feed follows new events (after skipping old ones at the first start).
+    pub feed_following: AtomicBool,
+}
+
+impl Service {
+    /// The repository named `name`.
+    pub fn repo(&self, name: &str) -> Option<&Arc<RepoHandle>> {
+        self.repos.iter().find(|r| r.config.name.get_ref() == name)
+    }
+}
+
+/// A started service: its address and what stops it.
+#[derive(Debug)]
+pub struct RunningServe {
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    server: JoinHandle<()>,
+    service: Arc<Service>,
+    _lock: StateLock,
+}
+
+/// Locks the state, opens it, binds the listener and starts every task. Each repository is
+/// reconciled once at start.
+pub async fn start(settings: ServeSettings) -> Result<RunningServe, ServeError> {
+    let ServeSettings { config, api_key, admin_token } = settings;
+    let lock = StateLock::acquire(&config.state)?;
+    let state = ServeState::open(&config.state)?;
+    let mut repos = Vec::new();
+    for repo in &config.repo {
+        let stored = state.repo(repo.name.get_ref())?;
+        repos.push(Arc::new(RepoHandle::new(repo.clone(), stored, |name| std::env::var(name).ok()).map_err(ServeError::Secret)?));
+    }
+    let api = ClientApi::new(&config.endpoint, &api_key)?;
+    let client = Client::new(ClientConfig::new(config.endpoint.clone(), api_key)).map_err(|e| LiveError::Config(e.to_string()))?;
+    let cache_dir = config.cache_dir.clone().unwrap_or_else(|| {
+        let mut name = config.state.as_os_str().to_owned();
+        name.push(".cache");
+        PathBuf::from(name)
+    });
+    let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|source| ServeError::Listen { addr: config.listen, source })?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Listen { addr: config.listen, source })?;
+    let service = Arc::new(Service { repos, state, metrics: Metrics::default(), api, client, cache_dir, admin_token, state_path: config.state.clone(), feed_following: AtomicBool::new(false) });
+    let (stop, stopped) = watch::channel(false);
+    let mut tasks: Vec<JoinHandle<()>> = service.repos.iter().map(|r| tokio::spawn(scheduler::repo_worker(service.clone(), r.clone(), stopped.clone()))).collect();
+    tasks.push(tokio::spawn(feed::event_feed(service.clone(), stopped.clone())));
+    let server = tokio::spawn(http::serve_http(listener, service.clone(), stopped));
+    tracing::info!(%addr, repos = service.repos.len(), state = %config.state.display(), lock = %lock.path().display(), "novacron-reconcile serve started");
+    Ok(RunningServe { addr, stop, tasks, server, service, _lock: lock })
+}
+
+impl RunningServe {
+    /// The address the HTTP server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The shared state (for tests and benchmarks).
+    pub fn service(&self) -> &Arc<Service> {
+        &self.service
+    }
+
+    /// Stops taking work, lets running reconciles finish, stops the server, releases the lock.
+    pub async fn shutdown(self) {
+        self.stop.send_replace(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        let _ = self.server.await;
+        tracing::info!("novacron-reconcile serve stopped");
+    }
+}
+
+/// `novacron-reconcile serve`: runs until SIGTERM or SIGINT, then shuts down gracefully.
+pub fn run_cli(args: &ServeArgs) -> Result<ExitCode, ServeError> {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("NOVACRON_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).with_writer(std::io::stderr).try_init();
+    let mut config = ServeConfig::load(&args.config)?;
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(state) = &args.state {
+        config.state = state.clone();
+    }
+    let settings = ServeSettings::from_env(config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(ServeError::Runtime)?;
+    runtime.block_on(async {
+        let running = start(settings).await?;
+        wait_for_signal().await;
+        tracing::info!("signal received: finishing running reconciles, then exiting");
+        running.shutdown().await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
