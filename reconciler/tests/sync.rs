@@ -57,6 +57,7 @@ async fn low_drift_is_reverted_critical_drift_gets_a_pull_request_then_approval_
     let again = second.remediation.clone().expect("remediation");
     assert_eq!((again.branch.as_str(), again.pull_request.number, again.pull_request.created), (remediation.branch.as_str(), remediation.pull_request.number, false));
     assert_eq!(forge.requests().iter().filter(|r| r.method == "POST").count(), 1);
+    assert_eq!(again.commit, remediation.commit, "the same drift on the same base is the same commit");
     assert_eq!(forge.requests().last().map(|r| (r.method.clone(), r.path.clone())), Some(("PATCH".into(), format!("/repos/acme/infra/pulls/{}", remediation.pull_request.number))));
     assert!(support::local_branches(&env).is_empty(), "no local branch left in the cached clone");
 
@@ -243,5 +244,27 @@ async fn over_smart_http_a_refused_push_is_audited_then_an_allowed_push_lands() 
     let branch = pushed.remediation.expect("remediation").branch;
     assert!(git(&env.remote, &["show", &format!("{branch}:main.tf")]).contains("enforcement_mode = \"audit\" # who may relax this?"));
     assert!(audit_verify(&db).expect("verify").ok);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unmanaged_objects_are_adopted_in_the_pull_request_never_deleted() {
+    let env = Env::start().await;
+    let (net, _vm, _pol) = env.create_all().await;
+    let stray = env.create_stray_vm(&net).await;
+    let forge = MockForge::start().await;
+    let db = StateDb::open(&env.state_path()).expect("state");
+    let report = run_sync(&env.sync_options(true), &env.api(), &db, Some(&forge.forge())).await.expect("sync runs");
+    assert_eq!(report.exit_code(), 2, "an unmanaged object remains: {:?}", report.errors);
+    assert!(env.get(Kind::Vm, &stray).await["id"] == stray, "never deleted");
+    let remediation = report.remediation.expect("a remediation change");
+    assert!(remediation.rewritten.iter().any(|r| r.starts_with("novacron_vm.stray (unmanaged)")), "{:?}", remediation.rewritten);
+    // The branch declares the object exactly as it is live: drift on it finds it in sync.
+    let mut options = env.sync_options(false).drift;
+    options.reference = Some(remediation.branch.clone());
+    let on_branch = novacron_reconcile::command::run_drift(&options, &env.api()).await.expect("drift on the branch");
+    let adopted = on_branch.resources.iter().find(|r| r.address == "novacron_vm.stray").expect("declared on the branch");
+    assert_eq!(adopted.status, novacron_reconcile::report::Status::InSync, "{:?}", adopted.changes);
+    assert!(!on_branch.has_drift(), "{:?}", on_branch.resources.iter().map(|r| (&r.address, r.status)).collect::<Vec<_>>());
     env.stop().await;
 }

@@ -27,7 +27,7 @@ pub struct RemediationRequest<'a> {
     pub options: &'a DriftOptions,
     /// What was detected (report, snapshot).
     pub detection: &'a Detection,
-    /// `(drift id, address)` of each drift not reverted.
+    /// `(id, address)` of each drift not reverted, and of each missing or unmanaged object.
     pub drifts: Vec<(String, String)>,
     /// Addresses this sync reverted: shown in sync in the pull request's report.
     pub reverted: Vec<String>,
@@ -94,7 +94,7 @@ pub async fn remediate(request: &RemediationRequest<'_>, forge: &dyn Forge, db: 
     let report = &request.detection.report;
     let drifted: Vec<&ResourceReport> = report.resources.iter().filter(|r| request.drifts.iter().any(|(_, a)| a == &r.address)).collect();
     let dir = crate::source::join_path("", &request.options.path).unwrap_or_default();
-    let codified = codify(&request.detection.snapshot.files, &dir, &drifted);
+    let codified = codify(&request.detection.snapshot.files, &dir, &drifted, &request.detection.live);
     let message = commit_message(&branch, &request.drifts, &codified);
     let spec = RepoSpec { repo: request.options.repo.clone(), reference: request.options.reference.clone(), cache_dir: request.options.cache_dir.clone() };
     let (base, files, branch_name) = (report.revision.clone(), codified.files.clone(), branch.clone());
@@ -163,15 +163,10 @@ pub fn pull_request_body(request: &RemediationRequest<'_>, codified: &Codified) 
         }
     }
     let report = &request.detection.report;
-    let lifecycle: Vec<&ResourceReport> = report.resources.iter().filter(|r| matches!(r.status, Status::Missing | Status::Unmanaged)).collect();
-    if !codified.manual.is_empty() || !lifecycle.is_empty() {
+    if !codified.manual.is_empty() {
         let _ = writeln!(out, "\n**For a person** (not rewritten automatically):\n");
         for m in &codified.manual {
             let _ = writeln!(out, "- `{}`", m.replace('`', "'"));
-        }
-        for r in lifecycle {
-            let what = if r.status == Status::Missing { "missing live: remove the block or create the object with terraform apply" } else { "unmanaged: import it or delete it" };
-            let _ = writeln!(out, "- `{}`: {what}", r.address);
         }
     }
     let _ = writeln!(out, "\n---\n");

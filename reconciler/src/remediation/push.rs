@@ -62,7 +62,10 @@ pub fn commit_and_push(request: &PushRequest<'_>) -> Result<String, PushError> {
     }
     let tree_id = update.create_updated(&repo, &base_tree).map_err(|e| commit_err(e.message().into()))?;
     let tree = repo.find_tree(tree_id).map_err(|e| commit_err(e.message().into()))?;
-    let who = Signature::now("novacron-reconcile", "novacron-reconcile@localhost").map_err(|e| commit_err(e.message().into()))?;
+    // Dated like the base commit, so the same drift on the same base is the same commit: a
+    // repeated sync pushes nothing new instead of a fresh commit on every poll.
+    let when = git2::Time::new(base.time().seconds(), 0);
+    let who = Signature::new("novacron-reconcile", "novacron-reconcile@localhost", &when).map_err(|e| commit_err(e.message().into()))?;
     let commit = repo.commit(None, &who, &who, request.message, &tree, &[&base]).map_err(|e| commit_err(e.message().into()))?;
     let local = format!("refs/heads/{}", request.branch);
     let pushed = (|| {

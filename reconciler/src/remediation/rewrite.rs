@@ -7,8 +7,11 @@ use hcl_edit::expr::{Expression, ObjectKey};
 use hcl_edit::structure::Body;
 use serde_json::Value;
 
+use novacron_schemas::AttrType;
+
 use crate::diff::top_level;
-use crate::report::ResourceReport;
+use crate::drift::LiveObject;
+use crate::report::{ResourceReport, Status};
 use crate::source::SourceTree;
 
 /// What codifying produced: new file texts, and what a person has to do by hand.
@@ -22,8 +25,105 @@ pub struct Codified {
     pub manual: Vec<String>,
 }
 
-/// Writes the live values of `drifted` resources' changes into the `.tf` files of `dir`.
-pub fn codify(tree: &dyn SourceTree, dir: &str, drifted: &[&ResourceReport]) -> Codified {
+/// The file in `--path` that adopted (unmanaged) objects are written to.
+pub const ADOPTED_FILE: &str = "novacron_adopted.tf";
+
+/// Writes the live state into the `.tf` files of `dir`: the live values of drifted resources'
+/// changes, the removal of blocks whose object is missing, and `import` plus `resource` blocks
+/// for unmanaged objects (`live` holds their fields).
+pub fn codify(tree: &dyn SourceTree, dir: &str, findings: &[&ResourceReport], live: &[LiveObject]) -> Codified {
+    let drifted: Vec<&ResourceReport> = findings.iter().copied().filter(|r| r.status == Status::Drifted).collect();
+    let mut out = codify_drifted(tree, dir, &drifted);
+    let path = |name: &str| if dir.is_empty() { name.to_string() } else { format!("{dir}/{name}") };
+    for r in findings.iter().filter(|r| r.status == Status::Missing) {
+        match remove_block(tree, dir, r, &out.files) {
+            Some((file, text)) => {
+                out.rewritten.push(format!("{} (missing live): block removed", r.address));
+                out.files.insert(file, text);
+            }
+            None => out.manual.push(format!("{}: missing live; its block is not a plain root-module block, remove it or create the object with terraform apply", r.address)),
+        }
+    }
+    let mut adopted = String::new();
+    for r in findings.iter().filter(|r| r.status == Status::Unmanaged) {
+        let object = live.iter().find(|o| Some(o.id()) == r.id.as_deref());
+        match object.map(adopt) {
+            Some(text) => {
+                adopted.push_str(&text);
+                out.rewritten.push(format!("{} (unmanaged): import and resource blocks added to {ADOPTED_FILE}", r.address));
+            }
+            None => out.manual.push(format!("{}: unmanaged; import it or delete it", r.address)),
+        }
+    }
+    if !adopted.is_empty() {
+        let file = path(ADOPTED_FILE);
+        let mut text = out.files.get(&file).cloned().or_else(|| tree.read(&file)).unwrap_or_default();
+        if !text.is_empty() && !text.ends_with("\n\n") {
+            text.push('\n');
+        }
+        text.push_str(&adopted);
+        out.files.insert(file, text);
+    }
+    out
+}
+
+/// The file and its text without the block of a missing resource (root module, no index).
+fn remove_block(tree: &dyn SourceTree, dir: &str, r: &ResourceReport, changed: &BTreeMap<String, String>) -> Option<(String, String)> {
+    let label = address_label(&r.address);
+    if r.address != format!("{}.{label}", r.resource_type) {
+        return None;
+    }
+    for name in tree.files(dir).unwrap_or_default().iter().filter(|n| n.ends_with(".tf")) {
+        let file = if dir.is_empty() { name.clone() } else { format!("{dir}/{name}") };
+        let text = changed.get(&file).cloned().or_else(|| tree.read(&file))?;
+        let Ok(mut body) = hcl_edit::parser::parse_body(&text) else { continue };
+        let index = body.iter().position(|s| s.as_block().is_some_and(|b| b.has_ident("resource") && b.has_exact_labels(&[r.resource_type.as_str(), label])));
+        if let Some(index) = index {
+            body.remove(index);
+            return Some((file, body.to_string()));
+        }
+    }
+    None
+}
+
+/// `import` and `resource` blocks declaring a live object as it is (settable attributes only).
+fn adopt(object: &LiveObject) -> String {
+    let schema = object.kind.schema();
+    let label: String = object.name().chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' }).collect();
+    let label = if label.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') { label } else { format!("r_{label}") };
+    let ty = object.kind.terraform_type();
+    let mut out = format!("# Adopted by novacron-reconcile: {ty}.{label} ({}) existed live without a declaration.\n", object.id());
+    out.push_str(&format!("import {{\n  to = {ty}.{label}\n  id = {}\n}}\n\nresource \"{ty}\" \"{label}\" {{\n", hcl_literal(&Value::String(object.id().to_string()))));
+    for attr in schema.settable().filter(|a| !a.write_only) {
+        let Some(value) = object.fields.get(&attr.name).filter(|v| !v.is_null()) else { continue };
+        match (&attr.ty, value) {
+            (AttrType::Blocks { block_name, .. }, Value::Array(items)) => {
+                for item in items {
+                    out.push_str(&format!("\n  {block_name} {{\n"));
+                    for (k, v) in item.as_object().into_iter().flatten().filter(|(_, v)| !v.is_null()) {
+                        out.push_str(&format!("    {k} = {}\n", hcl_literal(v)));
+                    }
+                    out.push_str("  }\n");
+                }
+            }
+            _ => out.push_str(&format!("  {} = {}\n", attr.name, hcl_literal(value))),
+        }
+    }
+    out.push_str("}\n\n");
+    out
+}
+
+/// A JSON value as an HCL literal (strings escaped, `${` and `%{` not read as templates).
+fn hcl_literal(value: &Value) -> String {
+    match value {
+        Value::String(_) => serde_json::to_string(value).unwrap_or_default().replace("${", "$${").replace("%{", "%%{"),
+        Value::Array(items) => format!("[{}]", items.iter().map(hcl_literal).collect::<Vec<_>>().join(", ")),
+        Value::Object(map) => format!("{{ {} }}", map.iter().map(|(k, v)| format!("{} = {}", hcl_literal(&Value::String(k.clone())), hcl_literal(v))).collect::<Vec<_>>().join(", ")),
+        other => other.to_string(),
+    }
+}
+
+fn codify_drifted(tree: &dyn SourceTree, dir: &str, drifted: &[&ResourceReport]) -> Codified {
     let mut out = Codified::default();
     let mut bodies: BTreeMap<String, Body> = BTreeMap::new();
     let names = tree.files(dir).unwrap_or_default();
@@ -193,7 +293,7 @@ resource "novacron_network" "core" {
         let tree = MemoryTree::new([("infra/main.tf", TF)]);
         let vm = drifted("novacron_vm.web", &[("memory_gb", json!(8)), ("metadata.team", json!("ops")), ("tags", json!(["a"]))]);
         let net = drifted("novacron_network.core", &[("firewall_rule[0].ports", json!("2222")), ("firewall_rule[1]", json!({"ports": "1"}))]);
-        let out = codify(&tree, "infra", &[&vm, &net]);
+        let out = codify(&tree, "infra", &[&vm, &net], &[]);
         let text = &out.files["infra/main.tf"];
         let expected = TF.replace("memory_gb = 4 #", "memory_gb = 8 #").replace("\"team\" = \"web\"", "\"team\" = \"ops\"").replace("ports = \"22\" #", "ports = \"2222\" #");
         assert_eq!(text, &expected);
@@ -203,10 +303,30 @@ resource "novacron_network" "core" {
     }
 
     #[test]
+    fn missing_blocks_are_removed_and_unmanaged_objects_adopted() {
+        let tree = MemoryTree::new([("main.tf", TF)]);
+        let mut gone = drifted("novacron_network.core", &[]);
+        gone.status = Status::Missing;
+        let mut stray = drifted("novacron_vm.stray box", &[]);
+        stray.status = Status::Unmanaged;
+        stray.id = Some("vm-1".into());
+        let fields = json!({"id": "vm-1", "name": "stray box", "cpu_cores": 1, "metadata": {"a b": "${x}"}, "status": "running", "version": 3});
+        let live = [LiveObject { kind: novacron_schemas::Kind::Vm, fields: fields.as_object().expect("object").clone() }];
+        let out = codify(&tree, "", &[&gone, &stray], &live);
+        assert!(!out.files["main.tf"].contains("novacron_network"), "{}", out.files["main.tf"]);
+        assert!(out.files["main.tf"].starts_with("# the web tier\nresource \"novacron_vm\" \"web\""));
+        let adopted = &out.files[ADOPTED_FILE];
+        assert!(adopted.contains("import {\n  to = novacron_vm.stray_box\n  id = \"vm-1\"\n}"), "{adopted}");
+        assert!(adopted.contains("  cpu_cores = 1\n") && adopted.contains("metadata = { \"a b\" = \"$${x}\" }") && !adopted.contains("status"), "{adopted}");
+        assert!(hcl_edit::parser::parse_body(adopted).is_ok());
+        assert_eq!(out.rewritten.len(), 2);
+    }
+
+    #[test]
     fn module_instances_are_left_for_a_person() {
         let tree = MemoryTree::new([("main.tf", TF)]);
         let r = drifted("module.a.novacron_vm.web", &[("memory_gb", json!(8))]);
-        let out = codify(&tree, "", &[&r]);
+        let out = codify(&tree, "", &[&r], &[]);
         assert!(out.files.is_empty());
         assert_eq!(out.manual.len(), 1);
     }

@@ -203,12 +203,20 @@ pub async fn run_sync(options: &SyncOptions, api: &impl PlatformApi, db: &StateD
         actions.push(action);
     }
     let mut remediation = None;
-    let waiting: Vec<&SyncAction> = actions.iter().filter(|a| matches!(a.outcome, SyncOutcome::AwaitingApproval | SyncOutcome::NotRevertible(_) | SyncOutcome::Conflict(_))).collect();
-    if let (true, false, false, Some(forge)) = (options.remediation_pr, options.dry_run, waiting.is_empty(), forge) {
+    let mut for_pr: Vec<(String, String)> = actions
+        .iter()
+        .filter(|a| matches!(a.outcome, SyncOutcome::AwaitingApproval | SyncOutcome::NotRevertible(_) | SyncOutcome::Conflict(_)))
+        .map(|a| (a.drift_id.clone(), a.address.clone()))
+        .collect();
+    // Missing and unmanaged objects are never created or deleted here: they go to the pull request.
+    for r in detection.report.resources.iter().filter(|r| matches!(r.status, Status::Missing | Status::Unmanaged)) {
+        for_pr.push((drift_id(&repo, &r.address, r.desired_hash.as_deref().unwrap_or(""), r.live_hash.as_deref().unwrap_or("")), r.address.clone()));
+    }
+    if let (true, false, false, Some(forge)) = (options.remediation_pr, options.dry_run, for_pr.is_empty(), forge) {
         let request = RemediationRequest {
             options: &options.drift,
             detection: &detection,
-            drifts: waiting.iter().map(|a| (a.drift_id.clone(), a.address.clone())).collect(),
+            drifts: for_pr,
             reverted: actions.iter().filter(|a| matches!(a.outcome, SyncOutcome::Reverted | SyncOutcome::AlreadyInSync)).map(|a| a.address.clone()).collect(),
             actor: &options.actor,
         };

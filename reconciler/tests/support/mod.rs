@@ -124,6 +124,11 @@ impl Env {
         (net, vm, pol)
     }
 
+    /// A VM no desired resource declares.
+    pub async fn create_stray_vm(&self, net: &str) -> String {
+        self.create(Kind::Vm, json!({"name": "stray", "cpu_cores": 1, "memory_gb": 2, "template_id": "tpl-debian-12", "network_id": net, "metadata": {"owner": "eve"}, "tags": ["x"]})).await
+    }
+
     async fn create(&self, kind: Kind, body: Value) -> String {
         self.client.create(kind, &body).await.unwrap_or_else(|e| panic!("create {body}: {e}")).value.id().to_string()
     }
