@@ -213,7 +213,11 @@ pub fn sync_text(report: &SyncReport) -> String {
         let _ = writeln!(out, "  {} missing and {} unmanaged objects are reported only: Terraform owns their lifecycle", s.missing, s.unmanaged);
     }
     if let Some(r) = &report.remediation {
-        let how = if r.pull_request.created { "opened" } else { "updated" };
+        let how = match (r.pull_request.created, r.pull_request.changed) {
+            (true, _) => "opened",
+            (false, true) => "updated",
+            (false, false) => "unchanged",
+        };
         let _ = writeln!(out, "  remediation: branch {} ({}), pull request #{} {how}{}", r.branch, &r.commit[..r.commit.len().min(12)], r.pull_request.number, r.pull_request.url.as_deref().map(|u| format!(" {u}")).unwrap_or_default());
     }
     let _ = writeln!(out, "{} findings remain", report.remaining());

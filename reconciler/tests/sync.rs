@@ -18,7 +18,7 @@ fn action<'a>(report: &'a novacron_reconcile::sync::SyncReport, address: &str) -
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn low_drift_is_reverted_critical_drift_gets_a_pull_request_then_approval_reverts_it() {
-    let env = Env::start().await;
+    let mut env = Env::start().await;
     let (_net, vm, pol) = env.create_all().await;
     let forge = MockForge::start().await;
     let db = StateDb::open(&env.state_path()).expect("state");
@@ -52,13 +52,26 @@ async fn low_drift_is_reverted_critical_drift_gets_a_pull_request_then_approval_
     assert!(text.contains("## NovaCron drift report") && text.contains("enforcement_mode") && text.contains(&policy.drift_id), "{text}");
     assert!(text.contains("2 in sync, 1 drifted") && text.contains("critical 1, high 0, medium 0, low 0"), "the reverted VM shows in sync: {text}");
 
-    // The same drift again: the same branch, the pull request updated, not a second one.
+    // The same drift again: the same branch and commit, nothing pushed, the pull request left as it is.
+    let audited = audit_list(&db, None).expect("audit").len();
     let second = run_sync(&options, &env.api(), &db, Some(&forge.forge())).await.expect("sync runs");
     let again = second.remediation.clone().expect("remediation");
-    assert_eq!((again.branch.as_str(), again.pull_request.number, again.pull_request.created), (remediation.branch.as_str(), remediation.pull_request.number, false));
+    assert_eq!((again.branch.as_str(), again.commit.as_str(), again.pushed), (remediation.branch.as_str(), remediation.commit.as_str(), false));
+    assert_eq!((again.pull_request.number, again.pull_request.created, again.pull_request.changed), (remediation.pull_request.number, false, false));
+    assert_eq!(forge.requests().len(), 3, "one more GET only");
+    assert_eq!(audit_list(&db, None).expect("audit").len(), audited, "a repeated sync appends nothing");
+
+    // A new revision of the repository, the same drift: the branch is force-updated onto it and
+    // the existing pull request updated, not a second one opened.
+    env.commit_unrelated();
+    let third = run_sync(&options, &env.api(), &db, Some(&forge.forge())).await.expect("sync runs");
+    let moved = third.remediation.clone().expect("remediation");
+    assert_eq!((moved.branch.as_str(), moved.pushed, moved.pull_request.number, moved.pull_request.created, moved.pull_request.changed), (remediation.branch.as_str(), true, remediation.pull_request.number, false, true));
+    assert_eq!(git(&env.remote, &["rev-parse", &format!("{}^", moved.branch)]), env.revision, "rebased onto the new revision");
     assert_eq!(forge.requests().iter().filter(|r| r.method == "POST").count(), 1);
-    assert_eq!(again.commit, remediation.commit, "the same drift on the same base is the same commit");
-    assert_eq!(forge.requests().last().map(|r| (r.method.clone(), r.path.clone())), Some(("PATCH".into(), format!("/repos/acme/infra/pulls/{}", remediation.pull_request.number))));
+    let last = forge.requests().last().cloned().expect("a request");
+    assert_eq!((last.method.as_str(), last.path), ("PATCH", format!("/repos/acme/infra/pulls/{}", remediation.pull_request.number)));
+    assert!(last.body["body"].as_str().expect("body").contains(&env.revision));
     assert!(support::local_branches(&env).is_empty(), "no local branch left in the cached clone");
 
     // Approval through the binary, then the next sync reverts it.
@@ -69,9 +82,9 @@ async fn low_drift_is_reverted_critical_drift_gets_a_pull_request_then_approval_
     let out = env.bin(&["approve", &policy.drift_id, "--actor", "alice"]);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(pending_approvals(&db, None).expect("pending")[0].approved_by.as_deref(), Some("alice"));
-    let third = run_sync(&options, &env.api(), &db, Some(&forge.forge())).await.expect("sync runs");
-    assert_eq!(action(&third, "novacron_policy.guard").outcome, SyncOutcome::Reverted);
-    assert_eq!(third.exit_code(), 0, "{:?}", third.actions);
+    let fourth = run_sync(&options, &env.api(), &db, Some(&forge.forge())).await.expect("sync runs");
+    assert_eq!(action(&fourth, "novacron_policy.guard").outcome, SyncOutcome::Reverted);
+    assert_eq!(fourth.exit_code(), 0, "{:?}", fourth.actions);
     assert_eq!(env.get(Kind::Policy, &pol).await["enforcement_mode"], "block");
     assert!(pending_approvals(&db, None).expect("pending").is_empty());
 

@@ -29,8 +29,10 @@ pub struct PullRequest {
     pub number: u64,
     /// Its web address, when the forge gave one.
     pub url: Option<String>,
-    /// True when this run opened it, false when it updated an open one.
+    /// True when this run opened it.
     pub created: bool,
+    /// True when this run opened it or changed its title or body (false: it was already so).
+    pub changed: bool,
 }
 
 /// Why the forge did not do it. The token never appears.
@@ -62,7 +64,8 @@ pub enum ForgeError {
 
 /// Opens or updates the pull request of a branch. Object-safe, so a service can hold any forge.
 pub trait Forge: Send + Sync {
-    /// The open pull request from `spec.head` gets `spec.body`; without one, one is opened.
+    /// The open pull request from `spec.head` gets `spec`'s title and body (left alone when it
+    /// has them already); without one, one is opened.
     fn ensure_pull_request<'a>(&'a self, spec: &'a PullRequestSpec) -> Pin<Box<dyn Future<Output = Result<PullRequest, ForgeError>> + Send + 'a>>;
 }
 
@@ -132,7 +135,14 @@ impl GitHubForge {
 }
 
 fn pull_of(value: &Value, created: bool) -> Option<PullRequest> {
-    Some(PullRequest { number: value.get("number")?.as_u64()?, url: value.get("html_url").and_then(Value::as_str).map(str::to_string), created })
+    Some(PullRequest { number: value.get("number")?.as_u64()?, url: value.get("html_url").and_then(Value::as_str).map(str::to_string), created, changed: true })
+}
+
+/// Whether the open pull request from `spec.head` already has `spec`'s title and body.
+fn existing_is(open: &Value, spec: &PullRequestSpec) -> bool {
+    open.as_array().and_then(|all| all.iter().find(|p| p.pointer("/head/ref").and_then(Value::as_str).is_none_or(|r| r == spec.head))).is_some_and(|p| {
+        p.get("title").and_then(Value::as_str) == Some(spec.title.as_str()) && p.get("body").and_then(Value::as_str) == Some(spec.body.as_str())
+    })
 }
 
 impl Forge for GitHubForge {
@@ -145,6 +155,7 @@ impl Forge for GitHubForge {
             let existing = open.as_array().and_then(|all| all.iter().find(|p| p.pointer("/head/ref").and_then(Value::as_str).is_none_or(|r| r == spec.head)).cloned());
             let unreadable = |path: &str| ForgeError::Transport { method: "POST", path: path.to_string(), detail: "the answer has no pull request number".into() };
             match existing.and_then(|p| pull_of(&p, false)) {
+                Some(found) if existing_is(&open, spec) => Ok(PullRequest { changed: false, ..found }),
                 Some(found) => {
                     let path = format!("{pulls}/{}", found.number);
                     let updated = self.call(reqwest::Method::PATCH, &path, &[], Some(&json!({"title": spec.title, "body": spec.body}))).await?;

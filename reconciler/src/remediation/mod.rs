@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::json;
 
 pub use forge::{FORGE_TOKEN_ENV, Forge, ForgeError, GitHubForge, PullRequest, PullRequestSpec};
-pub use push::{PushError, PushRequest, commit_and_push};
+pub use push::{PushError, PushRequest, Pushed, commit_and_push};
 pub use rewrite::{Codified, codify};
 
 use crate::command::{Detection, DriftOptions};
@@ -40,8 +40,10 @@ pub struct RemediationRequest<'a> {
 pub struct RemediationOutcome {
     /// `novacron/drift/<id>`.
     pub branch: String,
-    /// The commit pushed.
+    /// The commit on the branch.
     pub commit: String,
+    /// False when the branch already held that commit (nothing pushed).
+    pub pushed: bool,
     /// The pull request.
     pub pull_request: PullRequest,
     /// Values written into the HCL.
@@ -101,19 +103,24 @@ pub async fn remediate(request: &RemediationRequest<'_>, forge: &dyn Forge, db: 
     let pushed = tokio::task::spawn_blocking(move || commit_and_push(&PushRequest { spec: &spec, base: &base, files: &files, branch: &branch_name, message: &message }))
         .await
         .map_err(|e| RemediationError::Internal(e.to_string()))?;
-    let commit = match pushed {
-        Ok(commit) => commit,
+    let Pushed { commit, updated } = match pushed {
+        Ok(pushed) => pushed,
         Err(e) => {
             audit("error", json!({"stage": "push", "branch": branch, "drift_ids": ids, "error": e.to_string()}))?;
             return Err(e.into());
         }
     };
-    audit("push", json!({"branch": branch, "commit": commit, "base": report.revision, "drift_ids": ids, "rewritten": codified.rewritten.len(), "manual": codified.manual.len()}))?;
+    // A sync repeated while the drift waits changes nothing and appends nothing.
+    if updated {
+        audit("push", json!({"branch": branch, "commit": commit, "base": report.revision, "drift_ids": ids, "rewritten": codified.rewritten.len(), "manual": codified.manual.len()}))?;
+    }
     let pr = PullRequestSpec { head: branch.clone(), base: base_branch(request.options), title: title(&drifted), body: pull_request_body(request, &codified) };
     match forge.ensure_pull_request(&pr).await {
         Ok(pull_request) => {
-            audit("pull_request", json!({"branch": branch, "number": pull_request.number, "url": pull_request.url, "created": pull_request.created, "drift_ids": ids}))?;
-            Ok(RemediationOutcome { branch, commit, pull_request, rewritten: codified.rewritten, manual: codified.manual })
+            if pull_request.changed {
+                audit("pull_request", json!({"branch": branch, "number": pull_request.number, "url": pull_request.url, "created": pull_request.created, "drift_ids": ids}))?;
+            }
+            Ok(RemediationOutcome { branch, commit, pushed: updated, pull_request, rewritten: codified.rewritten, manual: codified.manual })
         }
         Err(source) => {
             audit("error", json!({"stage": "pull_request", "branch": branch, "drift_ids": ids, "error": source.to_string()}))?;

@@ -46,10 +46,19 @@ pub enum PushError {
     },
 }
 
+/// The commit, and whether the remote branch had to change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pushed {
+    /// The commit SHA.
+    pub commit: String,
+    /// False when the remote branch already held this commit (as last fetched).
+    pub updated: bool,
+}
+
 /// Makes the commit (base + changed files) and force-pushes it to `branch` on `origin`.
 /// The local branch exists only for the push and is removed afterwards, pushed or not, so
-/// nothing half-made stays behind. Returns the commit SHA.
-pub fn commit_and_push(request: &PushRequest<'_>) -> Result<String, PushError> {
+/// nothing half-made stays behind.
+pub fn commit_and_push(request: &PushRequest<'_>) -> Result<Pushed, PushError> {
     let shown = redact(&request.spec.repo);
     let commit_err = |detail: String| PushError::Commit { repo: shown.clone(), detail };
     let repo = cached_clone(request.spec).map_err(|e| commit_err(e.to_string()))?;
@@ -67,6 +76,11 @@ pub fn commit_and_push(request: &PushRequest<'_>) -> Result<String, PushError> {
     let when = git2::Time::new(base.time().seconds(), 0);
     let who = Signature::new("novacron-reconcile", "novacron-reconcile@localhost", &when).map_err(|e| commit_err(e.message().into()))?;
     let commit = repo.commit(None, &who, &who, request.message, &tree, &[&base]).map_err(|e| commit_err(e.message().into()))?;
+    // The snapshot's fetch brought the remote's branches in: nothing to push when it is there.
+    let remote_tip = repo.find_reference(&format!("refs/remotes/origin/{}", request.branch)).ok().and_then(|r| r.target());
+    if remote_tip == Some(commit) {
+        return Ok(Pushed { commit: commit.to_string(), updated: false });
+    }
     let local = format!("refs/heads/{}", request.branch);
     let pushed = (|| {
         repo.reference(&local, commit, true, "novacron-reconcile remediation").map_err(|e| commit_err(e.message().into()))?;
@@ -75,7 +89,7 @@ pub fn commit_and_push(request: &PushRequest<'_>) -> Result<String, PushError> {
     if let Ok(mut r) = repo.find_reference(&local) {
         let _ = r.delete();
     }
-    pushed.map(|()| commit.to_string())
+    pushed.map(|()| Pushed { commit: commit.to_string(), updated: true })
 }
 
 fn one_line(text: &str) -> String {

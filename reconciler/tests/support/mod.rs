@@ -192,6 +192,16 @@ impl Env {
         tokio::task::block_in_place(|| command.output().expect("binary runs"))
     }
 
+    /// Commits an unrelated file to `main` of the remote: a new revision, the same drift.
+    pub fn commit_unrelated(&mut self) {
+        let work = self.dir.path().join("work");
+        std::fs::write(work.join("README.md"), "desired state of production\n").expect("write");
+        git(&work, &["add", "README.md"]);
+        git(&work, &["commit", "-q", "-m", "readme"]);
+        git(&work, &["push", "-q", self.remote.to_str().expect("utf-8"), "main"]);
+        self.revision = git(&self.remote, &["rev-parse", "main"]);
+    }
+
     pub async fn stop(mut self) {
         if let Some(p) = self.platform.take() {
             p.shutdown().await.expect("platform stops");
@@ -257,7 +267,8 @@ pub struct Recorded {
 #[derive(Default)]
 struct ForgeState {
     requests: Vec<Recorded>,
-    pulls: Vec<(u64, String)>,
+    /// number, head, title, body
+    pulls: Vec<(u64, String, String, String)>,
     fail: Option<u16>,
 }
 
@@ -312,7 +323,12 @@ async fn list_pulls(State(state): State<Shared>, UrlPath((o, r)): UrlPath<(Strin
         return failure(status);
     }
     let s = state.lock().expect("lock");
-    let open: Vec<Value> = s.pulls.iter().filter(|(_, h)| format!("{o}:{h}") == head).map(|(n, h)| json!({"number": n, "html_url": format!("http://forge/{o}/{r}/pull/{n}"), "head": {"ref": h}})).collect();
+    let open: Vec<Value> = s
+        .pulls
+        .iter()
+        .filter(|(_, h, _, _)| format!("{o}:{h}") == head)
+        .map(|(n, h, title, body)| json!({"number": n, "html_url": format!("http://forge/{o}/{r}/pull/{n}"), "head": {"ref": h}, "title": title, "body": body}))
+        .collect();
     (StatusCode::OK, Json(Value::Array(open)))
 }
 
@@ -322,13 +338,19 @@ async fn open_pull(State(state): State<Shared>, UrlPath((o, r)): UrlPath<(String
     }
     let mut s = state.lock().expect("lock");
     let number = 40 + s.pulls.len() as u64 + 1;
-    s.pulls.push((number, body["head"].as_str().unwrap_or_default().to_string()));
+    let text = |k: &str| body[k].as_str().unwrap_or_default().to_string();
+    s.pulls.push((number, text("head"), text("title"), text("body")));
     (StatusCode::CREATED, Json(json!({"number": number, "html_url": format!("http://forge/{o}/{r}/pull/{number}")})))
 }
 
 async fn update_pull(State(state): State<Shared>, UrlPath((o, r, n)): UrlPath<(String, String, u64)>, headers: HeaderMap, Json(body): Json<Value>) -> (StatusCode, Json<Value>) {
-    if let Some(status) = record(&state, "PATCH", format!("/repos/{o}/{r}/pulls/{n}"), HashMap::new(), &headers, body) {
+    if let Some(status) = record(&state, "PATCH", format!("/repos/{o}/{r}/pulls/{n}"), HashMap::new(), &headers, body.clone()) {
         return failure(status);
+    }
+    let mut s = state.lock().expect("lock");
+    for pull in s.pulls.iter_mut().filter(|p| p.0 == n) {
+        pull.2 = body["title"].as_str().unwrap_or_default().to_string();
+        pull.3 = body["body"].as_str().unwrap_or_default().to_string();
     }
     (StatusCode::OK, Json(json!({"number": n, "html_url": format!("http://forge/{o}/{r}/pull/{n}")})))
 }
