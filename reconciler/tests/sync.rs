@@ -281,3 +281,25 @@ async fn unmanaged_objects_are_adopted_in_the_pull_request_never_deleted() {
     assert!(!on_branch.has_drift(), "{:?}", on_branch.resources.iter().map(|r| (&r.address, r.status)).collect::<Vec<_>>());
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sensitive_attribute_is_reverted_by_sending_it_and_never_shown() {
+    let env = Env::start().await;
+    let (_net, vm, _pol) = env.create_all().await;
+    let hash = |text: &str| novacron_schemas::sha256_hex(text.as_bytes());
+    assert_eq!(env.get(Kind::Vm, &vm).await["user_data_sha256"], hash(support::USER_DATA));
+    env.patch(Kind::Vm, &vm, json!({"user_data": "#cloud-config\npassword: changed-by-hand\n"})).await;
+    // user_data drift is medium: above the default threshold, so reported and left.
+    let waiting = env.bin_sync(&["--format", "json"], &[]);
+    assert_eq!(waiting.status.code(), Some(2));
+    let reverted = env.bin_sync(&["--auto-sync-max", "medium", "--format", "json"], &[]);
+    assert_eq!(reverted.status.code(), Some(0), "{}", String::from_utf8_lossy(&reverted.stderr));
+    assert_eq!(env.get(Kind::Vm, &vm).await["user_data_sha256"], hash(support::USER_DATA), "the desired value was sent");
+    let listed = env.bin(&["audit", "list", "--format", "json"]);
+    for text in [&waiting.stdout, &waiting.stderr, &reverted.stdout, &reverted.stderr, &listed.stdout] {
+        let text = String::from_utf8_lossy(text);
+        assert!(!text.contains("hunter2") && !text.contains("changed-by-hand") && !text.contains("cloud-config"), "a sensitive value leaked:\n{text}");
+    }
+    assert!(String::from_utf8_lossy(&reverted.stdout).contains("\"outcome\": \"reverted\""));
+    env.stop().await;
+}

@@ -22,7 +22,7 @@ use novacron_reconcile::sync::{AutoSyncMax, SyncOptions};
 use serde_json::{Value, json};
 
 /// The desired state: a VM (labels low), a network, a policy (critical), with comments.
-pub const MAIN_TF: &str = r#"# production desired state
+pub const MAIN_TF: &str = r##"# production desired state
 resource "novacron_network" "core" {
   name = "core"
   cidr = "10.20.0.0/24"
@@ -39,6 +39,7 @@ resource "novacron_vm" "web" {
   template_id = "tpl-ubuntu-24-04"
   network_id  = novacron_network.core.id
   metadata    = { env = "prod", team = "web" }
+  user_data   = "#cloud-config\npassword: hunter2-very-secret\n"
 }
 
 resource "novacron_policy" "guard" {
@@ -53,7 +54,10 @@ deny contains msg if {
 }
 EOT
 }
-"#;
+"##;
+
+/// The VM's write-only, sensitive user data as MAIN_TF declares it.
+pub const USER_DATA: &str = "#cloud-config\npassword: hunter2-very-secret\n";
 
 const RULE: &str = "package guard\n\ndeny contains msg if {\n  input.object.name == \"forbidden\"\n  msg := \"that name is forbidden\"\n}\n";
 
@@ -118,7 +122,7 @@ impl Env {
     pub async fn create_all(&self) -> (String, String, String) {
         let net = self.create(Kind::Network, json!({"name": "core", "cidr": "10.20.0.0/24", "firewall_rules": [{"direction": "ingress", "ports": "22"}]})).await;
         let vm = self
-            .create(Kind::Vm, json!({"name": "web", "cpu_cores": 2, "memory_gb": 4, "template_id": "tpl-ubuntu-24-04", "network_id": net, "metadata": {"env": "prod", "team": "web"}}))
+            .create(Kind::Vm, json!({"name": "web", "cpu_cores": 2, "memory_gb": 4, "template_id": "tpl-ubuntu-24-04", "network_id": net, "metadata": {"env": "prod", "team": "web"}, "user_data": USER_DATA}))
             .await;
         let pol = self.create(Kind::Policy, json!({"name": "guard", "rule": RULE, "enforcement_mode": "block"})).await;
         (net, vm, pol)
