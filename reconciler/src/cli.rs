@@ -220,7 +220,13 @@ pub fn sync_text(report: &SyncReport) -> String {
         };
         let _ = writeln!(out, "  remediation: branch {} ({}), pull request #{} {how}{}", r.branch, &r.commit[..r.commit.len().min(12)], r.pull_request.number, r.pull_request.url.as_deref().map(|u| format!(" {u}")).unwrap_or_default());
     }
-    let _ = writeln!(out, "{} findings remain", report.remaining());
+    match report.remaining() {
+        0 => out.push_str("nothing left drifted\n"),
+        1 => out.push_str("1 finding remains\n"),
+        n => {
+            let _ = writeln!(out, "{n} findings remain");
+        }
+    }
     out
 }
 
