@@ -129,9 +129,23 @@ pub fn fetch_snapshot(spec: &RepoSpec) -> Result<Snapshot, GitError> {
         repo.remote_set_url("origin", &url).map_err(|e| cache_err(&e.message()))?;
     }
     let default_branch = fetch(&repo, &shown)?;
+    if let Some(branch) = default_branch.as_deref().and_then(|b| b.strip_prefix("refs/heads/")) {
+        // Remembered for remediation pull requests, which target the default branch.
+        let _ = repo.reference_symbolic(DEFAULT_BRANCH_REF, &format!("refs/remotes/origin/{branch}"), true, "remote default branch");
+    }
     let commit = resolve(&repo, &shown, spec.reference.as_deref(), default_branch.as_deref())?;
     let files = read_files(&repo, commit).map_err(|e| cache_err(&e.message()))?;
     Ok(Snapshot { revision: commit.to_string(), files, cloned })
+}
+
+/// In a cached clone: a symbolic ref to the remote's default branch, as last fetched.
+pub const DEFAULT_BRANCH_REF: &str = "refs/remotes/origin/HEAD";
+
+/// The remote's default branch (`main`), as the last fetch into the cached clone saw it.
+pub fn default_branch(spec: &RepoSpec) -> Option<String> {
+    let repo = cached_clone(spec).ok()?;
+    let target = repo.find_reference(DEFAULT_BRANCH_REF).ok()?.symbolic_target()?.to_string();
+    target.strip_prefix("refs/remotes/origin/").map(str::to_string)
 }
 
 /// The cached bare clone of `spec.repo`, once [`fetch_snapshot`] made it.

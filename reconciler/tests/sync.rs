@@ -265,6 +265,9 @@ async fn unmanaged_objects_are_adopted_in_the_pull_request_never_deleted() {
     let env = Env::start().await;
     let (net, _vm, _pol) = env.create_all().await;
     let stray = env.create_stray_vm(&net).await;
+    // A remote whose default branch is not `main`: the pull request targets it.
+    git(&env.remote, &["branch", "-m", "main", "trunk"]);
+    git(&env.remote, &["symbolic-ref", "HEAD", "refs/heads/trunk"]);
     let forge = MockForge::start().await;
     let db = StateDb::open(&env.state_path()).expect("state");
     let report = run_sync(&env.sync_options(true), &env.api(), &db, Some(&forge.forge())).await.expect("sync runs");
@@ -272,6 +275,8 @@ async fn unmanaged_objects_are_adopted_in_the_pull_request_never_deleted() {
     assert!(env.get(Kind::Vm, &stray).await["id"] == stray, "never deleted");
     let remediation = report.remediation.expect("a remediation change");
     assert!(remediation.rewritten.iter().any(|r| r.starts_with("novacron_vm.stray (unmanaged)")), "{:?}", remediation.rewritten);
+    let opened = forge.requests().into_iter().find(|r| r.method == "POST").expect("a pull request");
+    assert_eq!(opened.body["base"], "trunk");
     // The branch declares the object exactly as it is live: drift on it finds it in sync.
     let mut options = env.sync_options(false).drift;
     options.reference = Some(remediation.branch.clone());

@@ -15,7 +15,7 @@ pub use push::{PushError, PushRequest, Pushed, commit_and_push};
 pub use rewrite::{Codified, codify};
 
 use crate::command::{Detection, DriftOptions};
-use crate::git::{RepoSpec, redact};
+use crate::git::{RepoSpec, default_branch, redact};
 use crate::render::render_markdown;
 use crate::report::{BySeverity, DriftReport, ResourceReport, Status};
 use crate::state::{AuditEntry, StateDb, StateError, audit_append};
@@ -99,6 +99,7 @@ pub async fn remediate(request: &RemediationRequest<'_>, forge: &dyn Forge, db: 
     let codified = codify(&request.detection.snapshot.files, &dir, &drifted, &request.detection.live);
     let message = commit_message(&branch, &request.drifts, &codified);
     let spec = RepoSpec { repo: request.options.repo.clone(), reference: request.options.reference.clone(), cache_dir: request.options.cache_dir.clone() };
+    let base_branch = base_branch(request.options, default_branch(&spec));
     let (base, files, branch_name) = (report.revision.clone(), codified.files.clone(), branch.clone());
     let pushed = tokio::task::spawn_blocking(move || commit_and_push(&PushRequest { spec: &spec, base: &base, files: &files, branch: &branch_name, message: &message }))
         .await
@@ -114,7 +115,7 @@ pub async fn remediate(request: &RemediationRequest<'_>, forge: &dyn Forge, db: 
     if updated {
         audit("push", json!({"branch": branch, "commit": commit, "base": report.revision, "drift_ids": ids, "rewritten": codified.rewritten.len(), "manual": codified.manual.len()}))?;
     }
-    let pr = PullRequestSpec { head: branch.clone(), base: base_branch(request.options), title: title(&drifted), body: pull_request_body(request, &codified) };
+    let pr = PullRequestSpec { head: branch.clone(), base: base_branch, title: title(&drifted), body: pull_request_body(request, &codified) };
     match forge.ensure_pull_request(&pr).await {
         Ok(pull_request) => {
             if pull_request.changed {
@@ -129,11 +130,12 @@ pub async fn remediate(request: &RemediationRequest<'_>, forge: &dyn Forge, db: 
     }
 }
 
-/// The branch a pull request targets: `--ref` when it names a branch, else `main`.
-fn base_branch(options: &DriftOptions) -> String {
+/// The branch a pull request targets: `--ref` when it names a branch, else the remote's
+/// default branch (as last fetched), else `main`.
+fn base_branch(options: &DriftOptions, remote_default: Option<String>) -> String {
     match options.reference.as_deref() {
         Some(r) if !(r.len() >= 7 && r.chars().all(|c| c.is_ascii_hexdigit())) => r.strip_prefix("refs/heads/").unwrap_or(r).to_string(),
-        _ => "main".to_string(),
+        _ => remote_default.unwrap_or_else(|| "main".to_string()),
     }
 }
 
@@ -217,10 +219,11 @@ mod tests {
     #[test]
     fn base_branch_from_ref() {
         let mut o = DriftOptions { repo: "r".into(), reference: None, path: ".".into(), vars: vec![], ignore: vec![], cache_dir: "c".into() };
-        assert_eq!(base_branch(&o), "main");
+        assert_eq!(base_branch(&o, None), "main");
+        assert_eq!(base_branch(&o, Some("trunk".into())), "trunk");
         o.reference = Some("refs/heads/prod".into());
-        assert_eq!(base_branch(&o), "prod");
+        assert_eq!(base_branch(&o, Some("trunk".into())), "prod");
         o.reference = Some("0123456789abcdef".into());
-        assert_eq!(base_branch(&o), "main");
+        assert_eq!(base_branch(&o, Some("trunk".into())), "trunk");
     }
 }
