@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use novacron_schemas::Severity;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -62,7 +61,7 @@ pub struct RepoConfig {
     /// `owner/name` of the repository on the forge.
     #[serde(default)]
     pub forge_repo: Option<String>,
-    /// Name of the environment variable holding the forge token.
+    /// Name of the environment variable holding the forge token (default `NOVACRON_FORGE_TOKEN`).
     #[serde(default)]
     pub forge_token_env: Option<String>,
     /// Name of the environment variable holding the webhook secret.
@@ -96,14 +95,14 @@ pub enum AutoSyncMax {
 }
 
 impl AutoSyncMax {
-    /// The highest severity reverted automatically, if any.
-    pub fn severity(self) -> Option<Severity> {
+    /// The same threshold as `sync` takes it.
+    pub fn to_sync(self) -> crate::sync::AutoSyncMax {
         match self {
-            AutoSyncMax::None => None,
-            AutoSyncMax::Info => Some(Severity::Info),
-            AutoSyncMax::Low => Some(Severity::Low),
-            AutoSyncMax::Medium => Some(Severity::Medium),
-            AutoSyncMax::High => Some(Severity::High),
+            AutoSyncMax::None => crate::sync::AutoSyncMax::None,
+            AutoSyncMax::Info => crate::sync::AutoSyncMax::Info,
+            AutoSyncMax::Low => crate::sync::AutoSyncMax::Low,
+            AutoSyncMax::Medium => crate::sync::AutoSyncMax::Medium,
+            AutoSyncMax::High => crate::sync::AutoSyncMax::High,
         }
     }
 }

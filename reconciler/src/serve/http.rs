@@ -114,8 +114,21 @@ async fn approve(State(svc): State<Arc<Service>>, Path(id): Path<String>, header
     if !constant_time_eq(given.trim().as_bytes(), token.as_bytes()) {
         return answer(StatusCode::UNAUTHORIZED, json!({"error": "missing or wrong bearer token"}));
     }
-    tracing::warn!(approval = %id, "approval requested, but this build cannot carry out approvals yet");
-    answer(StatusCode::NOT_IMPLEMENTED, json!({"error": format!("cannot approve {id:?}: approvals are not available in this build")}))
+    match crate::state::approve(&svc.db, &id, super::scheduler::ACTOR_HTTP) {
+        Ok(drift) => {
+            tracing::info!(approval = %id, address = %drift.address, "approved over HTTP; reverting at the next sync, which starts now");
+            for repo in svc.repos.iter().filter(|r| r.state_key() == drift.repo) {
+                super::scheduler::refresh_approvals(&svc, repo);
+                repo.trigger("approval");
+            }
+            answer(StatusCode::OK, json!({"approved": drift}))
+        }
+        Err(e @ crate::state::ApprovalError::UnknownId { .. }) => answer(StatusCode::NOT_FOUND, json!({"error": e.to_string()})),
+        Err(e) => {
+            tracing::error!(approval = %id, error = %e, "approval failed");
+            answer(StatusCode::SERVICE_UNAVAILABLE, json!({"error": e.to_string()}))
+        }
+    }
 }
 
 /// What a webhook delivery led to, as counted in metrics and answered.

@@ -61,6 +61,9 @@ pub enum ServeError {
     /// The state database is locked or broken.
     #[error(transparent)]
     State(#[from] StateError),
+    /// The approvals and audit tables of the state database could not be opened.
+    #[error(transparent)]
+    SyncState(#[from] crate::state::StateError),
     /// The platform client could not be built.
     #[error(transparent)]
     Platform(#[from] LiveError),
@@ -105,8 +108,10 @@ impl ServeSettings {
 pub struct Service {
     /// The repositories, in config order.
     pub repos: Vec<Arc<RepoHandle>>,
-    /// The state database.
+    /// The state database: the `serve` tables.
     pub state: ServeState,
+    /// The state database: approvals, audit log and journal, as `sync` keeps them.
+    pub db: crate::state::StateDb,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
     /// Live state reads.
@@ -146,6 +151,7 @@ pub struct RunningServe {
 pub async fn start(settings: ServeSettings) -> Result<RunningServe, ServeError> {
     let ServeSettings { config, api_key, admin_token } = settings;
     let lock = StateLock::acquire(&config.state)?;
+    let db = crate::state::StateDb::open(&config.state)?;
     let state = ServeState::open(&config.state)?;
     let mut repos = Vec::new();
     for repo in &config.repo {
@@ -161,7 +167,7 @@ pub async fn start(settings: ServeSettings) -> Result<RunningServe, ServeError> 
     });
     let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|source| ServeError::Listen { addr: config.listen, source })?;
     let addr = listener.local_addr().map_err(|source| ServeError::Listen { addr: config.listen, source })?;
-    let service = Arc::new(Service { repos, state, metrics: Metrics::default(), api, client, cache_dir, admin_token, state_path: config.state.clone(), feed_following: AtomicBool::new(false) });
+    let service = Arc::new(Service { repos, state, db, metrics: Metrics::default(), api, client, cache_dir, admin_token, state_path: config.state.clone(), feed_following: AtomicBool::new(false) });
     let (stop, stopped) = watch::channel(false);
     let mut tasks: Vec<JoinHandle<()>> = service.repos.iter().map(|r| tokio::spawn(scheduler::repo_worker(service.clone(), r.clone(), stopped.clone()))).collect();
     tasks.push(tokio::spawn(feed::event_feed(service.clone(), stopped.clone())));
@@ -206,25 +212,42 @@ pub fn run_cli(args: &ServeArgs) -> Result<ExitCode, ServeError> {
     let settings = ServeSettings::from_env(config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(ServeError::Runtime)?;
     runtime.block_on(async {
+        // Registered before anything starts, so a signal that arrives early is not fatal.
+        let signals = ShutdownSignals::register().map_err(ServeError::Runtime)?;
         let running = start(settings).await?;
-        wait_for_signal().await;
+        signals.recv().await;
         tracing::info!("signal received: finishing running reconciles, then exiting");
         running.shutdown().await;
         Ok(ExitCode::SUCCESS)
     })
 }
 
-async fn wait_for_signal() {
+/// SIGTERM and SIGINT, listened for from the moment they are registered.
+struct ShutdownSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-            return;
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn register() -> std::io::Result<ShutdownSignals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(ShutdownSignals { term: signal(SignalKind::terminate())?, int: signal(SignalKind::interrupt())? })
         }
+        #[cfg(not(unix))]
+        Ok(ShutdownSignals {})
     }
-    let _ = tokio::signal::ctrl_c().await;
+
+    async fn recv(mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

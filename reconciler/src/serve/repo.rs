@@ -8,7 +8,8 @@ use novacron_schemas::Kind;
 use serde::Serialize;
 use tokio::sync::Notify;
 
-use super::config::RepoConfig;
+use super::config::{Remediation, RepoConfig};
+use crate::remediation::{FORGE_TOKEN_ENV, GitHubForge};
 use super::state::StoredRepo;
 use crate::report::{DriftReport, Status, Summary};
 
@@ -19,6 +20,8 @@ pub struct RepoHandle {
     pub config: RepoConfig,
     /// The webhook secret, when one is configured; webhooks cannot trigger the repo without it.
     pub secret: Option<Vec<u8>>,
+    /// The forge for remediation pull requests (`remediation = "pr"`).
+    pub forge: Option<GitHubForge>,
     wake: Notify,
     pending: Mutex<Option<&'static str>>,
     status: Mutex<RepoStatus>,
@@ -69,6 +72,16 @@ impl RepoHandle {
                 None
             }
         };
+        let forge = match config.remediation {
+            Remediation::None => None,
+            Remediation::Pr => {
+                let var = config.forge_token_env.as_deref().unwrap_or(FORGE_TOKEN_ENV);
+                let token = env(var).unwrap_or_default();
+                let url = config.forge_url.as_deref().unwrap_or("https://api.github.com");
+                let owner_repo = config.forge_repo.as_deref().unwrap_or_default();
+                Some(GitHubForge::new(url, owner_repo, &token).map_err(|e| format!("repo {name:?}: remediation: {e} (forge_token_env: {var})"))?)
+            }
+        };
         let summary = stored.summary.as_deref().and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok());
         let status = RepoStatus {
             revision: stored.revision,
@@ -77,12 +90,17 @@ impl RepoHandle {
             summary: summary.and_then(|s| summary_from_json(&s)),
             ..RepoStatus::default()
         };
-        Ok(RepoHandle { config, secret, wake: Notify::new(), pending: Mutex::new(None), status: Mutex::new(status), managed: Mutex::new(HashSet::new()) })
+        Ok(RepoHandle { config, secret, forge, wake: Notify::new(), pending: Mutex::new(None), status: Mutex::new(status), managed: Mutex::new(HashSet::new()) })
     }
 
     /// The repo's name.
     pub fn name(&self) -> &str {
         self.config.name.get_ref()
+    }
+
+    /// The repository as the state database records it (URL without credentials).
+    pub fn state_key(&self) -> String {
+        crate::git::redact(&self.config.url)
     }
 
     /// Asks for a reconcile now. Triggers that arrive while one runs coalesce into one follow-up run.

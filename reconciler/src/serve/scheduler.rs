@@ -8,8 +8,17 @@ use tokio::sync::watch;
 use super::Service;
 use super::repo::RepoHandle;
 use super::state::StoredRepo;
-use crate::command::{DriftError, DriftOptions, run_drift};
-use crate::report::{DriftReport, now_rfc3339};
+use crate::command::DriftOptions;
+use crate::remediation::Forge;
+use crate::report::{Summary, now_rfc3339};
+use novacron_schemas::Severity;
+use crate::state::pending_approvals;
+use crate::sync::{SyncError, SyncOptions, SyncOutcome, SyncReport, run_sync};
+
+/// Who `serve` acts as in the audit log.
+pub const ACTOR: &str = "novacron-reconcile-serve";
+/// Who approvals through `POST /api/approvals/{id}` are recorded as.
+pub const ACTOR_HTTP: &str = "novacron-reconcile-serve-admin";
 
 /// The first retry delay after a failed run; it doubles per failure.
 pub const BACKOFF_START: Duration = Duration::from_secs(1);
@@ -62,22 +71,31 @@ pub async fn run_once(service: &Service, repo: &RepoHandle, source: &'static str
     let took = started.elapsed();
     let finished = now_rfc3339();
     let stored = match &result {
-        Ok(report) => {
+        Ok(sync) => {
+            let report = &sync.report;
+            let reverted = sync.actions.iter().filter(|a| a.outcome == SyncOutcome::Reverted).count() as u64;
             repo.set_managed(report);
-            service.metrics.record_run(&name, took, Ok((&report.summary.by_severity, 0)));
-            let s = &report.summary;
-            tracing::info!(repo = %name, trigger = source, revision = %report.revision, drifted = s.drifted, missing = s.missing, unmanaged = s.unmanaged, ms = took.as_millis() as u64, "reconciled");
+            service.metrics.record_run(&name, took, Ok((&summary_after(sync).by_severity, reverted)));
+            for e in &sync.errors {
+                tracing::warn!(repo = %name, error = %e, "sync step failed");
+            }
+            if let Some(r) = &sync.remediation {
+                tracing::info!(repo = %name, remediation = ?r, "remediation change pushed");
+            }
+            let summary = summary_after(sync);
+            let s = &summary;
+            tracing::info!(repo = %name, trigger = source, revision = %report.revision, drifted = s.drifted, reverted, missing = s.missing, unmanaged = s.unmanaged, ms = took.as_millis() as u64, "reconciled");
             repo.update_status(|st| {
                 st.revision = Some(report.revision.clone());
                 st.last_error = None;
                 st.consecutive_errors = 0;
-                st.summary = Some(report.summary.clone());
+                st.summary = Some(summary.clone());
             });
             StoredRepo {
                 revision: Some(report.revision.clone()),
                 last_run: Some(finished.clone()),
                 last_error: None,
-                summary: serde_json::to_string(&report.summary).ok(),
+                summary: serde_json::to_string(&summary).ok(),
             }
         }
         Err(e) => {
@@ -106,13 +124,43 @@ pub async fn run_once(service: &Service, repo: &RepoHandle, source: &'static str
     if let Err(e) = service.state.save_repo(&name, &stored) {
         tracing::error!(repo = %name, error = %e, "cannot record the run in the state database");
     }
+    refresh_approvals(service, repo);
     result.is_ok()
 }
 
-/// The reconcile itself: the drift of the repository against the live platform.
-async fn reconcile(service: &Service, repo: &RepoHandle) -> Result<DriftReport, DriftError> {
+/// The report's counts once the sync's reverts are taken into account: a reverted (or
+/// already restored) resource counts as in sync, not as drift.
+pub fn summary_after(sync: &SyncReport) -> Summary {
+    let mut summary = sync.report.summary.clone();
+    for action in sync.actions.iter().filter(|a| matches!(a.outcome, SyncOutcome::Reverted | SyncOutcome::AlreadyInSync)) {
+        summary.drifted = summary.drifted.saturating_sub(1);
+        summary.in_sync += 1;
+        let b = &mut summary.by_severity;
+        let slot = match action.severity {
+            Severity::Critical => &mut b.critical,
+            Severity::High => &mut b.high,
+            Severity::Medium => &mut b.medium,
+            Severity::Low => &mut b.low,
+            Severity::Info => &mut b.info,
+        };
+        *slot = slot.saturating_sub(1);
+    }
+    summary
+}
+
+/// Reloads the drift awaiting approval of `repo` into its status.
+pub fn refresh_approvals(service: &Service, repo: &RepoHandle) {
+    match pending_approvals(&service.db, Some(&repo.state_key())) {
+        Ok(pending) => repo.update_status(|s| s.pending_approvals = pending.iter().filter_map(|p| serde_json::to_value(p).ok()).collect()),
+        Err(e) => tracing::error!(repo = repo.name(), error = %e, "cannot read pending approvals"),
+    }
+}
+
+/// The reconcile itself: `sync` of the repository against the live platform, with its
+/// threshold and remediation settings.
+async fn reconcile(service: &Service, repo: &RepoHandle) -> Result<SyncReport, SyncError> {
     let c = &repo.config;
-    let options = DriftOptions {
+    let drift = DriftOptions {
         repo: c.url.clone(),
         reference: c.reference.clone(),
         path: c.path.clone(),
@@ -120,7 +168,8 @@ async fn reconcile(service: &Service, repo: &RepoHandle) -> Result<DriftReport, 
         ignore: c.ignore.clone(),
         cache_dir: service.cache_dir.clone(),
     };
-    run_drift(&options, &service.api).await
+    let options = SyncOptions { drift, auto_sync_max: c.auto_sync_max.to_sync(), dry_run: false, remediation_pr: repo.forge.is_some(), actor: ACTOR.to_string() };
+    run_sync(&options, &service.api, &service.db, repo.forge.as_ref().map(|f| f as &dyn Forge)).await
 }
 
 #[cfg(test)]
