@@ -275,6 +275,8 @@ async fn unmanaged_objects_are_adopted_in_the_pull_request_never_deleted() {
     assert!(env.get(Kind::Vm, &stray).await["id"] == stray, "never deleted");
     let remediation = report.remediation.expect("a remediation change");
     assert!(remediation.rewritten.iter().any(|r| r.starts_with("novacron_vm.stray (unmanaged)")), "{:?}", remediation.rewritten);
+    let detected: Vec<_> = audit_list(&db, None).expect("audit").into_iter().filter(|e| e.action == "detect").collect();
+    assert_eq!(detected.iter().map(|e| (e.subject.as_str(), e.detail["status"].as_str())).collect::<Vec<_>>(), [("novacron_vm.stray", Some("unmanaged"))]);
     let opened = forge.requests().into_iter().find(|r| r.method == "POST").expect("a pull request");
     assert_eq!(opened.body["base"], "trunk");
     // The branch declares the object exactly as it is live: drift on it finds it in sync.

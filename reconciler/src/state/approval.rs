@@ -149,6 +149,27 @@ pub fn record_drifts(db: &StateDb, repo: &str, seen: &[DriftRecord]) -> Result<V
     Ok(new)
 }
 
+/// Records missing and unmanaged objects (`(id, address, status)`) a sync of `repo` saw; returns
+/// those never seen before, which get a `detect` audit entry. They await no approval: the
+/// reconciler never creates or deletes objects.
+pub fn record_findings(db: &StateDb, repo: &str, seen: &[(String, String, String)]) -> Result<Vec<(String, String, String)>, StateError> {
+    let err = db.query_err("record findings");
+    let mut conn = db.conn();
+    let at = now();
+    let tx = conn.transaction().map_err(&err)?;
+    let mut new = Vec::new();
+    for (id, address, status) in seen {
+        let inserted = tx
+            .execute("INSERT INTO findings (id, repo, address, status, first_seen) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(id) DO NOTHING", params![id, repo, address, status, at])
+            .map_err(&err)?;
+        if inserted == 1 {
+            new.push((id.clone(), address.clone(), status.clone()));
+        }
+    }
+    tx.commit().map_err(&err)?;
+    Ok(new)
+}
+
 /// Marks drift `id` resolved (`reverted`, ...).
 pub fn resolve_drift(db: &StateDb, id: &str, resolution: &str) -> Result<(), StateError> {
     let err = db.query_err("resolve a drift");
@@ -192,5 +213,9 @@ mod tests {
         assert!(pending_approvals(&db, None).expect("pending").is_empty());
         assert!(matches!(approve(&db, "a1", "alice"), Err(ApprovalError::UnknownId { .. })));
         assert_eq!(audit_list(&db, None).expect("audit").iter().filter(|e| e.action == "approve").count(), 2);
+        let stray = ("c3".to_string(), "novacron_vm.stray".to_string(), "unmanaged".to_string());
+        assert_eq!(record_findings(&db, "r", std::slice::from_ref(&stray)).expect("findings"), vec![stray.clone()]);
+        assert!(record_findings(&db, "r", &[stray]).expect("again").is_empty());
+        assert!(pending_approvals(&db, None).expect("pending").is_empty(), "findings await no approval");
     }
 }

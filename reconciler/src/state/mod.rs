@@ -7,7 +7,7 @@ mod journal;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
-pub use approval::{ApprovalError, DriftRecord, PendingDrift, approve, pending_approvals, record_drifts, resolve_drift};
+pub use approval::{ApprovalError, DriftRecord, PendingDrift, approve, pending_approvals, record_drifts, record_findings, resolve_drift};
 pub use audit::{AuditEntry, AuditRecord, VerifyOutcome, audit_append, audit_list, audit_verify};
 pub use journal::{JournalEntry, JournalState, journal_finish, journal_intent, journal_open_intents};
 use rusqlite::Connection;
@@ -74,6 +74,13 @@ CREATE TABLE IF NOT EXISTS drifts (
     resolution TEXT
 );
 CREATE INDEX IF NOT EXISTS drifts_open ON drifts (repo, resolved_at);
+CREATE TABLE IF NOT EXISTS findings (
+    id TEXT PRIMARY KEY,
+    repo TEXT NOT NULL,
+    address TEXT NOT NULL,
+    status TEXT NOT NULL,
+    first_seen TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS journal (
     seq INTEGER PRIMARY KEY,
     drift_id TEXT NOT NULL,
