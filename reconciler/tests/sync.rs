@@ -263,8 +263,9 @@ async fn over_smart_http_a_refused_push_is_audited_then_an_allowed_push_lands() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unmanaged_objects_are_adopted_in_the_pull_request_never_deleted() {
     let env = Env::start().await;
-    let (net, _vm, _pol) = env.create_all().await;
+    let (net, _vm, pol) = env.create_all().await;
     let stray = env.create_stray_vm(&net).await;
+    env.patch(Kind::Policy, &pol, json!({"enforcement_mode": "audit"})).await;
     // A remote whose default branch is not `main`: the pull request targets it.
     git(&env.remote, &["branch", "-m", "main", "trunk"]);
     git(&env.remote, &["symbolic-ref", "HEAD", "refs/heads/trunk"]);
@@ -273,19 +274,25 @@ async fn unmanaged_objects_are_adopted_in_the_pull_request_never_deleted() {
     let report = run_sync(&env.sync_options(true), &env.api(), &db, Some(&forge.forge())).await.expect("sync runs");
     assert_eq!(report.exit_code(), 2, "an unmanaged object remains: {:?}", report.errors);
     assert!(env.get(Kind::Vm, &stray).await["id"] == stray, "never deleted");
-    let remediation = report.remediation.expect("a remediation change");
+    let remediation = report.remediation.clone().expect("a remediation change");
     assert!(remediation.rewritten.iter().any(|r| r.starts_with("novacron_vm.stray (unmanaged)")), "{:?}", remediation.rewritten);
-    let detected: Vec<_> = audit_list(&db, None).expect("audit").into_iter().filter(|e| e.action == "detect").collect();
+    let detected: Vec<_> = audit_list(&db, None).expect("audit").into_iter().filter(|e| e.action == "detect" && e.detail["status"].is_string()).collect();
     assert_eq!(detected.iter().map(|e| (e.subject.as_str(), e.detail["status"].as_str())).collect::<Vec<_>>(), [("novacron_vm.stray", Some("unmanaged"))]);
     let opened = forge.requests().into_iter().find(|r| r.method == "POST").expect("a pull request");
     assert_eq!(opened.body["base"], "trunk");
+    // Two findings in one run: one branch named by the id of the set, both in its body.
+    let policy = action(&report, "novacron_policy.guard");
+    let stray_id = detected[0].detail["finding_id"].as_str().expect("finding id").to_string();
+    assert_eq!(remediation.branch, format!("novacron/drift/{}", novacron_reconcile::remediation::set_id(&[policy.drift_id.clone(), stray_id.clone()])));
+    let text = opened.body["body"].as_str().expect("body");
+    assert!(text.contains(&format!("`{}`", policy.drift_id)) && text.contains(&format!("`{stray_id}`")), "{text}");
     // The branch declares the object exactly as it is live: drift on it finds it in sync.
     let mut options = env.sync_options(false).drift;
     options.reference = Some(remediation.branch.clone());
     let on_branch = novacron_reconcile::command::run_drift(&options, &env.api()).await.expect("drift on the branch");
     let adopted = on_branch.resources.iter().find(|r| r.address == "novacron_vm.stray").expect("declared on the branch");
     assert_eq!(adopted.status, novacron_reconcile::report::Status::InSync, "{:?}", adopted.changes);
-    assert!(!on_branch.has_drift(), "{:?}", on_branch.resources.iter().map(|r| (&r.address, r.status)).collect::<Vec<_>>());
+    assert!(!on_branch.has_drift(), "the branch holds the live state: {:?}", on_branch.resources.iter().map(|r| (&r.address, r.status)).collect::<Vec<_>>());
     env.stop().await;
 }
 

@@ -75,7 +75,14 @@ pub fn audit_append(db: &StateDb, entry: AuditEntry) -> Result<AuditRecord, Stat
     let err = db.query_err("append to the audit log");
     let mut conn = db.conn();
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(&err)?;
-    let last: Option<(u64, String)> = tx.query_row("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?))).optional().map_err(&err)?;
+    let record = append_in(&tx, entry).map_err(&err)?;
+    tx.commit().map_err(&err)?;
+    Ok(record)
+}
+
+/// Appends an entry inside the caller's (immediate) transaction, so it commits with what it records.
+pub(super) fn append_in(tx: &rusqlite::Transaction<'_>, entry: AuditEntry) -> rusqlite::Result<AuditRecord> {
+    let last: Option<(u64, String)> = tx.query_row("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
     let (seq, prev_hash) = match last {
         Some((seq, hash)) => (seq + 1, hash),
         None => (1, GENESIS_HASH.to_string()),
@@ -95,9 +102,7 @@ pub fn audit_append(db: &StateDb, entry: AuditEntry) -> Result<AuditRecord, Stat
     tx.execute(
         "INSERT INTO audit (seq, time, actor, action, repo, subject, detail, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         params![record.seq, record.time, record.actor, record.action, record.repo, record.subject, canonical_json(&record.detail), record.prev_hash, record.hash],
-    )
-    .map_err(&err)?;
-    tx.commit().map_err(&err)?;
+    )?;
     Ok(record)
 }
 

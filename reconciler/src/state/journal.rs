@@ -1,9 +1,10 @@
 //! The sync journal: an intent before each PATCH and its outcome after, so an interrupted sync is finished, not repeated.
 
-use rusqlite::params;
+use rusqlite::{TransactionBehavior, params};
 use serde::Serialize;
 
-use super::{StateDb, StateError, now};
+use super::audit::append_in;
+use super::{AuditEntry, StateDb, StateError, now};
 
 /// Where one revert stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -40,26 +41,42 @@ pub struct JournalEntry {
     pub outcome: Option<String>,
 }
 
-/// Writes an intent; returns its sequence number for [`journal_finish`].
-pub fn journal_intent(db: &StateDb, entry: &JournalEntry) -> Result<u64, StateError> {
+/// Writes an intent and its audit entry in one transaction (the entry's object `detail` gets
+/// `"journal": seq`); returns the sequence number for [`journal_finish`].
+pub fn journal_intent(db: &StateDb, entry: &JournalEntry, audit: AuditEntry) -> Result<u64, StateError> {
     let err = db.query_err("write a sync intent");
-    let conn = db.conn();
+    let mut conn = db.conn();
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&err)?;
     let attributes = serde_json::to_string(&entry.attributes).unwrap_or_else(|_| "[]".into());
-    conn.execute(
+    tx.execute(
         "INSERT INTO journal (drift_id, repo, address, kind, object_id, etag, attributes, state, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'intent', ?8)",
         params![entry.drift_id, entry.repo, entry.address, entry.kind, entry.object_id, entry.etag, attributes, now()],
     )
     .map_err(&err)?;
-    Ok(u64::try_from(conn.last_insert_rowid()).unwrap_or(0))
+    let seq = u64::try_from(tx.last_insert_rowid()).unwrap_or(0);
+    append_in(&tx, with_journal(audit, seq)).map_err(&err)?;
+    tx.commit().map_err(&err)?;
+    Ok(seq)
 }
 
-/// Records the outcome of intent `seq`.
-pub fn journal_finish(db: &StateDb, seq: u64, outcome: &str) -> Result<(), StateError> {
+/// Records the outcome of intent `seq`, with its audit entry when given, in one transaction.
+pub fn journal_finish(db: &StateDb, seq: u64, outcome: &str, audit: Option<AuditEntry>) -> Result<(), StateError> {
     let err = db.query_err("record a sync outcome");
-    db.conn()
-        .execute("UPDATE journal SET state = 'done', outcome = ?2, finished_at = ?3 WHERE seq = ?1", params![seq, outcome, now()])
-        .map_err(err)?;
+    let mut conn = db.conn();
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&err)?;
+    tx.execute("UPDATE journal SET state = 'done', outcome = ?2, finished_at = ?3 WHERE seq = ?1", params![seq, outcome, now()]).map_err(&err)?;
+    if let Some(audit) = audit {
+        append_in(&tx, with_journal(audit, seq)).map_err(&err)?;
+    }
+    tx.commit().map_err(&err)?;
     Ok(())
+}
+
+fn with_journal(mut audit: AuditEntry, seq: u64) -> AuditEntry {
+    if let Some(detail) = audit.detail.as_object_mut() {
+        detail.insert("journal".into(), seq.into());
+    }
+    audit
 }
 
 /// Intents of `repo` that were never finished (a sync stopped between intent and outcome).
@@ -109,11 +126,14 @@ mod tests {
             state: JournalState::Intent,
             outcome: None,
         };
-        let seq = journal_intent(&db, &entry).expect("intent");
+        let audit = |phase: &str| AuditEntry { actor: "a".into(), action: "sync".into(), repo: "r".into(), subject: "novacron_vm.web".into(), detail: serde_json::json!({"phase": phase}) };
+        let seq = journal_intent(&db, &entry, audit("intent")).expect("intent");
         let open = journal_open_intents(&db, "r").expect("open");
         assert_eq!(open, vec![JournalEntry { seq, ..entry.clone() }]);
         assert!(journal_open_intents(&db, "other").expect("open").is_empty());
-        journal_finish(&db, seq, "applied").expect("finish");
+        journal_finish(&db, seq, "applied", Some(audit("done"))).expect("finish");
         assert!(journal_open_intents(&db, "r").expect("open").is_empty());
+        let entries = crate::state::audit_list(&db, None).expect("audit");
+        assert_eq!(entries.iter().map(|e| (e.detail["phase"].as_str(), e.detail["journal"].as_u64())).collect::<Vec<_>>(), [(Some("intent"), Some(seq)), (Some("done"), Some(seq))]);
     }
 }

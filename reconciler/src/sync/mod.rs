@@ -169,7 +169,7 @@ pub async fn run_sync(options: &SyncOptions, api: &impl PlatformApi, db: &StateD
         audit_append(db, AuditEntry { actor: options.actor.clone(), action: action.into(), repo: repo.clone(), subject: subject.into(), detail }).map(|_| ())
     };
     if !options.dry_run {
-        recover_open_intents(db, &repo, &detection, &audit)?;
+        recover_open_intents(db, &repo, &options.actor, &detection)?;
         let records: Vec<DriftRecord> = drifted
             .iter()
             .zip(&ids)
@@ -294,12 +294,7 @@ async fn act_on(
 /// Closes intents a stopped run left open. The PATCH may or may not have been applied: the
 /// fresh comparison tells. In sync: it was (recorded as `found_applied`); still drifted: it was
 /// not, and this run reverts it afresh under a new intent. Either way it is applied once.
-fn recover_open_intents(
-    db: &StateDb,
-    repo: &str,
-    detection: &Detection,
-    audit: &impl Fn(&str, &str, serde_json::Value) -> Result<(), StateError>,
-) -> Result<(), StateError> {
+fn recover_open_intents(db: &StateDb, repo: &str, actor: &str, detection: &Detection) -> Result<(), StateError> {
     for open in journal_open_intents(db, repo)? {
         let now = detection.report.resources.iter().find(|r| r.address == open.address);
         let outcome = match now.map(|r| r.status) {
@@ -307,8 +302,14 @@ fn recover_open_intents(
             Some(Status::Drifted) => "not_applied",
             _ => "object_gone",
         };
-        journal_finish(db, open.seq, outcome)?;
-        audit("sync", &open.address, json!({"phase": "recovered", "outcome": outcome, "drift_id": open.drift_id, "object_id": open.object_id, "journal": open.seq}))?;
+        let entry = AuditEntry {
+            actor: actor.to_string(),
+            action: "sync".into(),
+            repo: repo.to_string(),
+            subject: open.address.clone(),
+            detail: json!({"phase": "recovered", "outcome": outcome, "drift_id": open.drift_id, "object_id": open.object_id}),
+        };
+        journal_finish(db, open.seq, outcome, Some(entry))?;
         if outcome == "found_applied" {
             resolve_drift(db, &open.drift_id, "reverted")?;
         }

@@ -115,7 +115,8 @@ pub struct RevertJob<'a> {
     pub rules: &'a IgnoreRules,
 }
 
-/// Journals the intent and audits it, sends the PATCH with If-Match, and records the outcome.
+/// Journals the intent with its audit entry (one transaction), sends the PATCH with If-Match,
+/// and records the outcome with its audit entry (one transaction).
 /// On 412 the object is re-read and re-compared: the PATCH is sent again only when the
 /// configured attributes are as they were compared (the same revert is still right).
 pub async fn revert(job: &RevertJob<'_>, api: &impl PlatformApi, db: &StateDb) -> Result<RevertResult, RevertError> {
@@ -139,28 +140,26 @@ pub async fn revert(job: &RevertJob<'_>, api: &impl PlatformApi, db: &StateDb) -
             state: JournalState::Intent,
             outcome: None,
         };
-        let seq = journal_intent(db, &entry)?;
-        audit(db, job, "sync", json!({"phase": "intent", "drift_id": job.drift_id, "object_id": object_id, "attributes": job.attributes, "if_match": etag, "journal": seq}))?;
+        let seq = journal_intent(db, &entry, entry_of(job, "sync", json!({"phase": "intent", "drift_id": job.drift_id, "object_id": object_id, "attributes": job.attributes, "if_match": etag})))?;
         test_pause("after-intent", &job.entry.address).await;
         let outcome = api.patch_object(kind, &object_id, &patch, &etag).await;
         let outcome = match outcome {
             Ok(o) => o,
             Err(e) => {
                 let detail = if sensitive { "the platform refused the change (details hidden: a sensitive attribute is involved)".to_string() } else { e.to_string() };
-                journal_finish(db, seq, "failed")?;
-                audit(db, job, "error", json!({"stage": "sync", "drift_id": job.drift_id, "object_id": object_id, "error": detail}))?;
+                journal_finish(db, seq, "failed", Some(entry_of(job, "error", json!({"stage": "sync", "drift_id": job.drift_id, "object_id": object_id, "error": detail}))))?;
                 return Err(RevertError::Platform { address: job.entry.address.clone(), detail });
             }
         };
         match outcome {
             PatchOutcome::Applied(now) => {
                 test_pause("after-patch", &job.entry.address).await;
-                journal_finish(db, seq, "applied")?;
-                audit(db, job, "sync", json!({"phase": "done", "outcome": "applied", "drift_id": job.drift_id, "object_id": object_id, "version": now.fields.get("version"), "journal": seq}))?;
+                let done = entry_of(job, "sync", json!({"phase": "done", "outcome": "applied", "drift_id": job.drift_id, "object_id": object_id, "version": now.fields.get("version")}));
+                journal_finish(db, seq, "applied", Some(done))?;
                 return Ok(RevertResult::Applied);
             }
             PatchOutcome::Stale => {
-                journal_finish(db, seq, "stale")?;
+                journal_finish(db, seq, "stale", None)?;
                 let reread = reread(api, kind, &object_id, &job.entry.address).await?;
                 let verdict = match &reread {
                     None => Verdict::Conflict("the object was deleted meanwhile".into()),
@@ -215,7 +214,11 @@ fn conflict(db: &StateDb, job: &RevertJob<'_>, object_id: &str, why: String) -> 
 }
 
 fn audit(db: &StateDb, job: &RevertJob<'_>, action: &str, detail: Value) -> Result<(), StateError> {
-    audit_append(db, AuditEntry { actor: job.actor.to_string(), action: action.into(), repo: job.repo.to_string(), subject: job.entry.address.clone(), detail }).map(|_| ())
+    audit_append(db, entry_of(job, action, detail)).map(|_| ())
+}
+
+fn entry_of(job: &RevertJob<'_>, action: &str, detail: Value) -> AuditEntry {
+    AuditEntry { actor: job.actor.to_string(), action: action.into(), repo: job.repo.to_string(), subject: job.entry.address.clone(), detail }
 }
 
 /// The test hook: sleeps (until killed) when [`TEST_PAUSE_ENV`] names this point.
