@@ -257,6 +257,19 @@ async fn an_out_of_band_change_is_rechecked_through_the_event_feed_before_the_ne
     serve.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_repo_without_a_webhook_secret_cannot_be_triggered_by_webhook() {
+    let env = Env::start().await;
+    let config = ServeConfig::parse(&env.config_text("1h", ""), "test.toml").expect("config parses");
+    let serve = start(ServeSettings { config, api_key: TEST_API_KEY.1.to_string(), admin_token: None }).await.expect("serve starts");
+    let body = push_payload(&env.repo);
+    let (code, answer) = env.hook(&serve, &body, Some(signature_header(SECRET.as_bytes(), body.as_bytes())), "d-1").await;
+    assert_eq!(code, 401, "{answer}");
+    assert!(answer["error"].as_str().is_some_and(|e| e.contains("no webhook secret is configured for infra")), "{answer}");
+    assert_eq!(webhook_triggers(&env, &serve).await, 0);
+    serve.shutdown().await;
+}
+
 /// Starts the real binary on `config`; returns it and the address it logged.
 fn spawn_binary(config: &Path) -> (std::process::Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_novacron-reconcile"))
