@@ -16,6 +16,7 @@ pub mod scheduler;
 pub mod state;
 pub mod webhook;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -126,9 +127,17 @@ pub struct Service {
     pub state_path: PathBuf,
     /// True once the event feed follows new events (after skipping old ones at the first start).
     pub feed_following: AtomicBool,
+    /// One lock per repository URL: repos sharing a URL (other paths or refs) share a cached
+    /// clone, and two fetches into one clone at once would collide on git's lock files.
+    pub clone_locks: HashMap<String, Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl Service {
+    /// The lock of the cached clone of `url`.
+    pub fn clone_lock(&self, url: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.clone_locks.get(&webhook::normalize_url(url)).cloned().unwrap_or_default()
+    }
+
     /// The repository named `name`.
     pub fn repo(&self, name: &str) -> Option<&Arc<RepoHandle>> {
         self.repos.iter().find(|r| r.config.name.get_ref() == name)
@@ -158,6 +167,7 @@ pub async fn start(settings: ServeSettings) -> Result<RunningServe, ServeError> 
         let stored = state.repo(repo.name.get_ref())?;
         repos.push(Arc::new(RepoHandle::new(repo.clone(), stored, |name| std::env::var(name).ok()).map_err(ServeError::Secret)?));
     }
+    let clone_locks = config.repo.iter().map(|r| (webhook::normalize_url(&r.url), Arc::default())).collect();
     let api = ClientApi::new(&config.endpoint, &api_key)?;
     let client = Client::new(ClientConfig::new(config.endpoint.clone(), api_key)).map_err(|e| LiveError::Config(e.to_string()))?;
     let cache_dir = config.cache_dir.clone().unwrap_or_else(|| {
@@ -167,7 +177,7 @@ pub async fn start(settings: ServeSettings) -> Result<RunningServe, ServeError> 
     });
     let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|source| ServeError::Listen { addr: config.listen, source })?;
     let addr = listener.local_addr().map_err(|source| ServeError::Listen { addr: config.listen, source })?;
-    let service = Arc::new(Service { repos, state, db, metrics: Metrics::default(), api, client, cache_dir, admin_token, state_path: config.state.clone(), feed_following: AtomicBool::new(false) });
+    let service = Arc::new(Service { repos, state, db, metrics: Metrics::default(), api, client, cache_dir, admin_token, state_path: config.state.clone(), feed_following: AtomicBool::new(false), clone_locks });
     let (stop, stopped) = watch::channel(false);
     let mut tasks: Vec<JoinHandle<()>> = service.repos.iter().map(|r| tokio::spawn(scheduler::repo_worker(service.clone(), r.clone(), stopped.clone()))).collect();
     tasks.push(tokio::spawn(feed::event_feed(service.clone(), stopped.clone())));
