@@ -78,34 +78,7 @@ pub struct RepoConfig {
     pub ignore: Vec<String>,
 }
 
-/// `auto_sync_max`: a severity or `none`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AutoSyncMax {
-    /// Never revert without approval.
-    None,
-    /// Info only.
-    Info,
-    /// Low and below.
-    Low,
-    /// Medium and below.
-    Medium,
-    /// High and below.
-    High,
-}
-
-impl AutoSyncMax {
-    /// The same threshold as `sync` takes it.
-    pub fn to_sync(self) -> crate::sync::AutoSyncMax {
-        match self {
-            AutoSyncMax::None => crate::sync::AutoSyncMax::None,
-            AutoSyncMax::Info => crate::sync::AutoSyncMax::Info,
-            AutoSyncMax::Low => crate::sync::AutoSyncMax::Low,
-            AutoSyncMax::Medium => crate::sync::AutoSyncMax::Medium,
-            AutoSyncMax::High => crate::sync::AutoSyncMax::High,
-        }
-    }
-}
+pub use crate::sync::AutoSyncMax;
 
 /// `remediation`: what happens to drift above the threshold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]

@@ -170,7 +170,7 @@ async fn reconcile(service: &Service, repo: &RepoHandle) -> Result<SyncReport, S
     };
     let clone_lock = service.clone_lock(&c.url);
     let _clone = clone_lock.lock().await;
-    let options = SyncOptions { drift, auto_sync_max: c.auto_sync_max.to_sync(), dry_run: false, remediation_pr: repo.forge.is_some(), actor: ACTOR.to_string() };
+    let options = SyncOptions { drift, auto_sync_max: c.auto_sync_max, dry_run: false, remediation_pr: repo.forge.is_some(), actor: ACTOR.to_string() };
     run_sync(&options, &service.api, &service.db, repo.forge.as_ref().map(|f| f as &dyn Forge)).await
 }
 

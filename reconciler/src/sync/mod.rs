@@ -3,7 +3,7 @@
 mod revert;
 
 use novacron_schemas::{Severity, sha256_hex};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 pub use revert::{RevertError, RevertResult, TEST_PAUSE_ENV, drifted_attributes, not_revertible, revert_patch};
@@ -16,7 +16,7 @@ use crate::report::{DriftReport, ResourceReport, Status};
 use crate::state::{AuditEntry, DriftRecord, StateDb, StateError, audit_append, journal_finish, journal_open_intents, pending_approvals, record_drifts, record_findings, resolve_drift};
 
 /// The highest severity reverted without approval (`critical` never is).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AutoSyncMax {
     /// Nothing is reverted without approval.
