@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use novacron_acceptance::{InstallMode, Output, Tf, TestPlatform, TfVersion, find_provider, platform::API_KEY};
+use novacron_acceptance::{InstallMode, Output, TestPlatform, Tf, TfVersion, find_provider, platform::API_KEY};
 
 /// The go-plugin magic cookie Terraform hands its providers.
 const MAGIC_COOKIE: &str = "d602bf8f470bc67ca7faa0386276bbdd4330efaf76d1a219cb4d6991ca9872b2";

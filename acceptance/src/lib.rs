@@ -100,11 +100,7 @@ impl Suite {
             if bin.is_file() {
                 versions.push(version);
             } else {
-                announce(&format!(
-                    "SKIP {test} on Terraform {}: {} is missing; run acceptance/install-terraform.sh",
-                    version.as_str(),
-                    bin.display()
-                ));
+                announce(&format!("SKIP {test} on Terraform {}: {} is missing; run acceptance/install-terraform.sh", version.as_str(), bin.display()));
             }
         }
         if versions.is_empty() {

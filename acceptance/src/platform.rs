@@ -71,10 +71,8 @@ impl TestPlatform {
     pub async fn assert_empty(&self, context: &str) {
         let left = self.managed_objects().await;
         if !left.is_empty() {
-            let listed: Vec<String> = left
-                .iter()
-                .map(|(kind, o)| format!("{} {} ({}, status {})", kind.singular(), o.name(), o.id(), o.status().unwrap_or("-")))
-                .collect();
+            let listed: Vec<String> =
+                left.iter().map(|(kind, o)| format!("{} {} ({}, status {})", kind.singular(), o.name(), o.id(), o.status().unwrap_or("-"))).collect();
             panic!("{context}: the platform still holds {} object(s): {}", left.len(), listed.join("; "));
         }
     }

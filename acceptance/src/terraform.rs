@@ -180,17 +180,7 @@ impl Tf {
         env.insert("RUST_BACKTRACE".into(), "1".into());
         env.insert("NOVACRON_ENDPOINT".into(), endpoint.to_string());
         env.insert("NOVACRON_API_KEY".into(), api_key.to_string());
-        Ok(Tf {
-            version,
-            mode,
-            terraform,
-            dir,
-            env,
-            secrets: vec![api_key.to_string()],
-            timeout: Duration::from_secs(300),
-            echo: true,
-            _root: root,
-        })
+        Ok(Tf { version, mode, terraform, dir, env, secrets: vec![api_key.to_string()], timeout: Duration::from_secs(300), echo: true, _root: root })
     }
 
     /// The Terraform version this directory runs.
@@ -338,9 +328,7 @@ impl Tf {
     pub async fn outputs(&self) -> serde_json::Map<String, serde_json::Value> {
         let out = self.ok(&["output", "-json", "-no-color"]).await;
         match serde_json::from_str::<serde_json::Value>(&out.stdout) {
-            Ok(serde_json::Value::Object(map)) => {
-                map.into_iter().map(|(k, v)| (k, v.get("value").cloned().unwrap_or(serde_json::Value::Null))).collect()
-            }
+            Ok(serde_json::Value::Object(map)) => map.into_iter().map(|(k, v)| (k, v.get("value").cloned().unwrap_or(serde_json::Value::Null))).collect(),
             Ok(other) => panic!("`terraform output -json` printed {other}"),
             Err(e) => panic!("`terraform output -json` printed no JSON ({e}):\n{out}"),
         }
@@ -355,12 +343,7 @@ impl Tf {
             for (stream, text) in [("stdout", &output.stdout), ("stderr", &output.stderr)] {
                 if text.contains(secret.as_str()) {
                     let masked = text.replace(secret.as_str(), "<<LEAKED SECRET>>");
-                    panic!(
-                        "secret #{n} leaked into the {stream} of `terraform {}` on {} ({}):\n{masked}",
-                        output.args.join(" "),
-                        self.version,
-                        self.mode
-                    );
+                    panic!("secret #{n} leaked into the {stream} of `terraform {}` on {} ({}):\n{masked}", output.args.join(" "), self.version, self.mode);
                 }
             }
         }
@@ -380,8 +363,7 @@ fn cli_config_text(mode: InstallMode, provider: &Path, mirror: &Path) -> anyhow:
             )
         }
         InstallMode::FilesystemMirror => {
-            let platform_dir =
-                mirror.join("registry.terraform.io").join("novacron").join("novacron").join(MIRROR_VERSION).join("linux_amd64");
+            let platform_dir = mirror.join("registry.terraform.io").join("novacron").join("novacron").join(MIRROR_VERSION).join("linux_amd64");
             std::fs::create_dir_all(&platform_dir)?;
             let installed = platform_dir.join(format!("terraform-provider-novacron_v{MIRROR_VERSION}"));
             if std::fs::hard_link(&provider, &installed).is_err() {
@@ -412,7 +394,11 @@ mod tests {
         std::fs::write(&provider, b"#!/bin/sh\n").unwrap();
         let mirror = tmp.path().join("mirror");
         let text = cli_config_text(InstallMode::FilesystemMirror, &provider, &mirror).unwrap();
-        assert!(mirror.join(format!("registry.terraform.io/novacron/novacron/{MIRROR_VERSION}/linux_amd64/terraform-provider-novacron_v{MIRROR_VERSION}")).is_file());
+        assert!(
+            mirror
+                .join(format!("registry.terraform.io/novacron/novacron/{MIRROR_VERSION}/linux_amd64/terraform-provider-novacron_v{MIRROR_VERSION}"))
+                .is_file()
+        );
         assert!(text.contains("filesystem_mirror") && text.contains(&mirror.display().to_string()), "{text}");
     }
 

@@ -232,10 +232,7 @@ fn cidr(version: TfVersion, scenario: u8) -> String {
 
 fn full_config(version: TfVersion, memory: u32, user_data_secret: &str, batch_os: &str, cidr: &str) -> String {
     let memory = memory.to_string();
-    format!(
-        "{HEADER}{}",
-        fill(FULL, &[("S", version.slug()), ("CIDR", cidr), ("MEMORY", &memory), ("USER_DATA", user_data_secret), ("BATCH_OS", batch_os)])
-    )
+    format!("{HEADER}{}", fill(FULL, &[("S", version.slug()), ("CIDR", cidr), ("MEMORY", &memory), ("USER_DATA", user_data_secret), ("BATCH_OS", batch_os)]))
 }
 
 fn small_config(version: TfVersion, cidr: &str, cores: u32) -> String {
@@ -264,10 +261,7 @@ fn assert_stable_computed(out: &Output) {
             continue;
         }
         for attr in ["id", "ip_address", "status", "created_at", "gateway", "device_path"] {
-            assert!(
-                !trimmed.starts_with(&format!("~ {attr} ")),
-                "`{attr}` changes in an update plan although nothing touching it changed:\n{out}"
-            );
+            assert!(!trimmed.starts_with(&format!("~ {attr} ")), "`{attr}` changes in an update plan although nothing touching it changed:\n{out}");
         }
     }
 }
@@ -596,9 +590,7 @@ resource "novacron_policy" "max_cores" {
     denied.assert_contains(&[&format!("max-cores-{s}"), &format!("vm app-{s} asks for 16 cores; the limit is 8"), "novacron_vm.app"]);
     let found = platform.client().find_by_name(Kind::Vm, &format!("app-{s}")).await;
     assert!(matches!(found, Ok(None)), "the denied vm does not exist: {found:?}");
-    tf.expect_code(&["plan", "-detailed-exitcode", "-input=false", "-no-color"], 2)
-        .await
-        .assert_contains(&["novacron_vm.app will be created"]);
+    tf.expect_code(&["plan", "-detailed-exitcode", "-input=false", "-no-color"], 2).await.assert_contains(&["novacron_vm.app will be created"]);
 
     tf.write("main.tf", &without_vm);
     tf.destroy().await;
@@ -780,9 +772,7 @@ async fn converge(tf: &Tf, args: &[&str]) -> Output {
         }
         let text = out.text();
         assert!(
-            ["503", "429", "Service Unavailable", "Too Many Requests", "unavailable", "rate limit", "gave up", "retry"]
-                .iter()
-                .any(|n| text.contains(n)),
+            ["503", "429", "Service Unavailable", "Too Many Requests", "unavailable", "rate limit", "gave up", "retry"].iter().any(|n| text.contains(n)),
             "`terraform {}` failed without saying the platform was unavailable:\n{out}",
             args.join(" ")
         );

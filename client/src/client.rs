@@ -84,10 +84,11 @@ impl Client {
         if idempotency_key.trim().is_empty() {
             return Err(Error::Config("idempotency key is empty".to_string()));
         }
-        let call = self
-            .call(Verb::Post, &["v1", kind.collection()], &[])
-            .body(body, JSON)
-            .header(HeaderName::from_static(IDEMPOTENCY_KEY), idempotency_key, "idempotency key")?;
+        let call = self.call(Verb::Post, &["v1", kind.collection()], &[]).body(body, JSON).header(
+            HeaderName::from_static(IDEMPOTENCY_KEY),
+            idempotency_key,
+            "idempotency key",
+        )?;
         let answer = self.execute(&call).await?;
         respond(&call, answer)
     }
@@ -345,10 +346,7 @@ mod tests {
 
     #[tokio::test]
     async fn delete_tells_gone_from_accepted() {
-        let stub = Stub::start(vec![
-            reply("204 No Content", &[], ""),
-            reply("202 Accepted", &[], r#"{"id":"vm-1","status":"deleting"}"#),
-        ]);
+        let stub = Stub::start(vec![reply("204 No Content", &[], ""), reply("202 Accepted", &[], r#"{"id":"vm-1","status":"deleting"}"#)]);
         let c = client(&stub, 0);
         assert!(matches!(c.delete(Kind::Network, "n1").await, Ok(Deleted::Gone)));
         match c.delete(Kind::Vm, "vm-1").await {

@@ -52,8 +52,8 @@ impl ClientConfig {
         if self.timeout.is_zero() {
             return Err(Error::Config("timeout must be greater than zero".to_string()));
         }
-        let user_agent = HeaderValue::from_str(&self.user_agent)
-            .map_err(|_| Error::Config(format!("user_agent {:?} is not a valid header value", self.user_agent)))?;
+        let user_agent =
+            HeaderValue::from_str(&self.user_agent).map_err(|_| Error::Config(format!("user_agent {:?} is not a valid header value", self.user_agent)))?;
         let endpoint = self.endpoint.trim().trim_end_matches('/').to_string();
         Ok(Validated { base, endpoint, authorization, user_agent })
     }

@@ -21,10 +21,7 @@
 //! retry), so an outage adds bounded load. Neither the API key nor request bodies ever
 //! appear in errors, logs or Debug output.
 
-#![allow(
-    clippy::result_large_err,
-    reason = "Error::Api carries the whole Problem, as the API contract fixes; errors are the cold path"
-)]
+#![allow(clippy::result_large_err, reason = "Error::Api carries the whole Problem, as the API contract fixes; errors are the cold path")]
 
 mod answer;
 mod client;

@@ -179,17 +179,11 @@ mod tests {
 
     #[test]
     fn empty_null_or_missing_page_token_means_last_page() {
-        for body in [
-            json!({"items": [], "next_page_token": ""}),
-            json!({"items": [], "next_page_token": null}),
-            json!({"items": []}),
-        ] {
+        for body in [json!({"items": [], "next_page_token": ""}), json!({"items": [], "next_page_token": null}), json!({"items": []})] {
             let page: Page = serde_json::from_value::<WirePage>(body).expect("a page").into();
             assert_eq!(page.next_page_token, None);
         }
-        let page: Page = serde_json::from_value::<WirePage>(json!({"items": [{"id": "a"}], "next_page_token": "t2"}))
-            .expect("a page")
-            .into();
+        let page: Page = serde_json::from_value::<WirePage>(json!({"items": [{"id": "a"}], "next_page_token": "t2"})).expect("a page").into();
         assert_eq!(page.next_page_token.as_deref(), Some("t2"));
         assert_eq!(page.items[0].id(), "a");
     }

@@ -115,11 +115,7 @@ impl Call {
 /// `If-Match` takes quoted entity tags; accept a bare version (`3`) as well as `"3"`, `W/"3"` or `*`.
 pub(crate) fn quote_etag(etag: &str) -> String {
     let etag = etag.trim();
-    if etag == "*" || etag.starts_with('"') || etag.starts_with("W/") {
-        etag.to_string()
-    } else {
-        format!("\"{etag}\"")
-    }
+    if etag == "*" || etag.starts_with('"') || etag.starts_with("W/") { etag.to_string() } else { format!("\"{etag}\"") }
 }
 
 /// A fresh random key for `Idempotency-Key`: 128 random bits in hex.

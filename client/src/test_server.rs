@@ -93,11 +93,7 @@ fn serve(stream: TcpStream, canned: Canned, record: &Mutex<Vec<Seen>>) {
     let mut body = vec![0; length];
     let _ = reader.read_exact(&mut body);
     let line = line.trim_end().trim_end_matches(" HTTP/1.1").to_string();
-    record.lock().expect("no test thread panicked while holding the lock").push(Seen {
-        line,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    });
+    record.lock().expect("no test thread panicked while holding the lock").push(Seen { line, headers, body: String::from_utf8_lossy(&body).into_owned() });
     let mut stream = reader.into_inner();
     match canned {
         Some(text) => {

@@ -21,12 +21,7 @@ fn env_or(name: &str, default: usize) -> usize {
 
 fn rss_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    status.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -200,5 +195,9 @@ fn main() {
         runs.sort();
         println!("list {objects} VMs in pages of 500: median {:.0} ms, best {:.0} ms (5 runs)", runs[2].as_secs_f64() * 1000.0, runs[0].as_secs_f64() * 1000.0);
     });
-    println!("server memory holding {objects} VMs: RSS {:.1} MiB, peak RSS {:.1} MiB", rss_kib(pid, "VmRSS:") as f64 / 1024.0, rss_kib(pid, "VmHWM:") as f64 / 1024.0);
+    println!(
+        "server memory holding {objects} VMs: RSS {:.1} MiB, peak RSS {:.1} MiB",
+        rss_kib(pid, "VmRSS:") as f64 / 1024.0,
+        rss_kib(pid, "VmHWM:") as f64 / 1024.0
+    );
 }

@@ -97,9 +97,7 @@ fn admit(app: &App, tx: &rusqlite::Transaction<'_>, kind: Kind, action: &str, bo
         return Ok(Verdict::default());
     }
     let policies = enabled_policies(tx)?;
-    app.admission
-        .evaluate(&policies, kind.singular(), action, &Value::Object(body.clone()))
-        .map_err(|violations| ApiError::PolicyDenied { violations })
+    app.admission.evaluate(&policies, kind.singular(), action, &Value::Object(body.clone())).map_err(|violations| ApiError::PolicyDenied { violations })
 }
 
 fn record_audits(tx: &rusqlite::Transaction<'_>, kind: Kind, id: &str, name: &str, audits: &[(String, Vec<String>)]) -> rusqlite::Result<()> {
@@ -127,7 +125,17 @@ impl App {
         store.write(crate::templates::seed)?;
         let limiter = config.rate_limit_rps.map(RateLimiter::new);
         let chaos = Chaos::new(config.chaos_error_rate, config.chaos_latency, config.chaos_seed);
-        Ok(App { config, store, admission: Admission::default(), events: watch::channel(last).0, metrics: Metrics::default(), limiter, chaos, shutting_down: watch::channel(false).0, tasks: Mutex::new(Vec::new()) })
+        Ok(App {
+            config,
+            store,
+            admission: Admission::default(),
+            events: watch::channel(last).0,
+            metrics: Metrics::default(),
+            limiter,
+            chaos,
+            shutting_down: watch::channel(false).0,
+            tasks: Mutex::new(Vec::new()),
+        })
     }
 
     fn notify(&self) {
@@ -165,16 +173,22 @@ impl App {
         let status = if kind == Kind::Vm { 202 } else { 201 };
         let written = self.store.write(|tx| -> Result<Written, ApiError> {
             if let Some(key) = idempotency_key
-                && let Some(answer) = q::idempotent_answer(tx, actor, key)? {
-                    if answer.request_hash != request_hash {
-                        return Err(ApiError::field(kind.singular(), "Idempotency-Key", Violation::Format, "this Idempotency-Key was used with a different request; use a new key for a new request"));
-                    }
-                    let fields: Map<String, Value> = serde_json::from_str(&answer.body).unwrap_or_default();
-                    let id = fields.get("id").and_then(Value::as_str).unwrap_or_default();
-                    let name = fields.get("name").and_then(Value::as_str).unwrap_or_default();
-                    let version = fields.get("version").and_then(Value::as_i64).unwrap_or(1);
-                    return Ok(Written { status: answer.status, object: stored(id, name, version, &fields), warnings: vec![], replayed: true });
+                && let Some(answer) = q::idempotent_answer(tx, actor, key)?
+            {
+                if answer.request_hash != request_hash {
+                    return Err(ApiError::field(
+                        kind.singular(),
+                        "Idempotency-Key",
+                        Violation::Format,
+                        "this Idempotency-Key was used with a different request; use a new key for a new request",
+                    ));
                 }
+                let fields: Map<String, Value> = serde_json::from_str(&answer.body).unwrap_or_default();
+                let id = fields.get("id").and_then(Value::as_str).unwrap_or_default();
+                let name = fields.get("name").and_then(Value::as_str).unwrap_or_default();
+                let version = fields.get("version").and_then(Value::as_i64).unwrap_or(1);
+                return Ok(Written { status: answer.status, object: stored(id, name, version, &fields), warnings: vec![], replayed: true });
+            }
             let name = settable.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
             if let Some(existing) = q::get_by_name(tx, kind.collection(), &name)? {
                 return Err(ApiError::Conflict {
@@ -227,19 +241,28 @@ impl App {
                 return Err(ApiError::Conflict { detail: format!("{kind} {} is being deleted and cannot change", current.name), errors: vec![] });
             }
             if let Some(expected) = if_match
-                && expected != current.version {
-                    return Err(ApiError::PreconditionFailed {
-                        detail: format!("If-Match \"{expected}\" does not match the current version \"{}\"; GET the object and apply your change again", current.version),
-                    });
-                }
-            let current_settable: Map<String, Value> = previous.iter().filter(|(k, _)| schema.attribute(k).is_some_and(|a| !a.read_only && !a.write_only)).map(|(k, v)| (k.clone(), v.clone())).collect();
+                && expected != current.version
+            {
+                return Err(ApiError::PreconditionFailed {
+                    detail: format!(
+                        "If-Match \"{expected}\" does not match the current version \"{}\"; GET the object and apply your change again",
+                        current.version
+                    ),
+                });
+            }
+            let current_settable: Map<String, Value> = previous
+                .iter()
+                .filter(|(k, _)| schema.attribute(k).is_some_and(|a| !a.read_only && !a.write_only))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
             let settable = schema.validate_patch(&current_settable, patch).map_err(|e| ApiError::from_fields(kind.singular(), e))?;
             kinds::check_static(kind, &settable)?;
             let name = settable.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
             if name != current.name
-                && let Some(other) = q::get_by_name(tx, kind.collection(), &name)? {
-                    return Err(ApiError::Conflict { detail: format!("a {kind} named {name:?} already exists ({}); pick another name", other.id), errors: vec![] });
-                }
+                && let Some(other) = q::get_by_name(tx, kind.collection(), &name)?
+            {
+                return Err(ApiError::Conflict { detail: format!("a {kind} named {name:?} already exists ({}); pick another name", other.id), errors: vec![] });
+            }
             let m = kinds::materialize(kind, tx, id, Some(&previous), settable, &cleared)?;
             let mut fields = m.body;
             for key in ["id", "created_at", "updated_at", "version"] {
@@ -281,13 +304,20 @@ impl App {
                 let what = if kind == Kind::Network { "vm" } else { "volume" };
                 let list: Vec<String> = holders.iter().take(5).map(|h| format!("{what} {} ({})", h.name, h.id)).collect();
                 let more = if holders.len() > 5 { format!(" and {} more", holders.len() - 5) } else { String::new() };
-                let fix = if kind == Kind::Network { "delete those vms or move them to another network first" } else { "detach those volumes first (PATCH attached_to to null)" };
+                let fix = if kind == Kind::Network {
+                    "delete those vms or move them to another network first"
+                } else {
+                    "detach those volumes first (PATCH attached_to to null)"
+                };
                 return Err(ApiError::Conflict { detail: format!("{kind} {} is in use by {}{more}; {fix}", current.name, list.join(", ")), errors: vec![] });
             }
             if kind == Kind::Volume {
                 let fields = current.fields();
                 if let Some(vm) = fields.get("attached_to").and_then(Value::as_str) {
-                    return Err(ApiError::Conflict { detail: format!("volume {} is attached to vm {vm}; detach it first (PATCH attached_to to null)", current.name), errors: vec![] });
+                    return Err(ApiError::Conflict {
+                        detail: format!("volume {} is attached to vm {vm}; detach it first (PATCH attached_to to null)", current.name),
+                        errors: vec![],
+                    });
                 }
             }
             if kind == Kind::Vm {

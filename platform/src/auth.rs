@@ -19,9 +19,7 @@ impl std::fmt::Debug for ApiKey {
 impl ApiKey {
     /// Parses `NAME:SECRET`. The message never repeats the secret.
     pub fn parse(spec: &str) -> Result<ApiKey, String> {
-        let (name, secret) = spec
-            .split_once(':')
-            .ok_or_else(|| "an API key must be NAME:SECRET (e.g. admin:s3cret); the colon is missing".to_string())?;
+        let (name, secret) = spec.split_once(':').ok_or_else(|| "an API key must be NAME:SECRET (e.g. admin:s3cret); the colon is missing".to_string())?;
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c)) {
             return Err(format!("API key name {name:?} must be non-empty letters, digits, - _ . or @"));
         }

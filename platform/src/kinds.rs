@@ -36,9 +36,10 @@ fn str_field<'a>(m: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
 /// Checks that need no database: a policy's Rego must compile.
 pub fn check_static(kind: Kind, settable: &Map<String, Value>) -> Result<(), ApiError> {
     if kind == Kind::Policy
-        && let Some(rule) = str_field(settable, "rule") {
-            crate::admission::check_rule(rule).map_err(|e| unprocessable(kind, "rule", format!("the Rego module does not compile: {e}")))?;
-        }
+        && let Some(rule) = str_field(settable, "rule")
+    {
+        crate::admission::check_rule(rule).map_err(|e| unprocessable(kind, "rule", format!("the Rego module does not compile: {e}")))?;
+    }
     Ok(())
 }
 
@@ -110,7 +111,8 @@ fn vm(tx: &Transaction<'_>, id: &str, previous: Option<&Map<String, Value>>, bod
     if moved {
         q::release_host(tx, id)?;
         let net = network.fields();
-        let cidr = str_field(&net, "cidr").and_then(|c| Cidr::parse(c).ok()).ok_or_else(|| ApiError::Internal(format!("network {network_id} has no valid cidr")))?;
+        let cidr =
+            str_field(&net, "cidr").and_then(|c| Cidr::parse(c).ok()).ok_or_else(|| ApiError::Internal(format!("network {network_id} has no valid cidr")))?;
         let gateway = str_field(&net, "gateway").and_then(|g| g.parse().ok()).and_then(|g| cidr.host_index(&g));
         let index = q::allocate_host(tx, &network_id, id, cidr.usable_hosts(), gateway)?.ok_or_else(|| ApiError::Conflict {
             detail: format!("network {} ({cidr}) has no free addresses; use a larger network", network.name),
@@ -126,7 +128,8 @@ fn network(tx: &Transaction<'_>, id: &str, body: &mut Map<String, Value>) -> Res
     let cidr = str_field(body, "cidr").and_then(|c| Cidr::parse(c).ok()).ok_or_else(|| ApiError::Internal("validated cidr did not parse".into()))?;
     match str_field(body, "gateway") {
         None => {
-            let first = cidr.host(0).ok_or_else(|| unprocessable(Kind::Network, "cidr", format!("{cidr} has no host addresses; use a prefix of /30 or shorter")))?;
+            let first =
+                cidr.host(0).ok_or_else(|| unprocessable(Kind::Network, "cidr", format!("{cidr} has no host addresses; use a prefix of /30 or shorter")))?;
             body.insert("gateway".into(), Value::String(first.to_string()));
         }
         Some(g) => {

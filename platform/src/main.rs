@@ -58,7 +58,8 @@ fn main() -> ExitCode {
 
 fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("NOVACRON_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     if format == "json" {
         builder.json().init();
     } else {
@@ -72,9 +73,10 @@ fn config(args: &Args) -> anyhow::Result<PlatformConfig> {
         api_keys.push(ApiKey::parse(spec).map_err(|e| anyhow::anyhow!("--api-key: {e}"))?);
     }
     if api_keys.is_empty()
-        && let Some(list) = &args.api_keys_env {
-            api_keys = ApiKey::parse_list(list).map_err(|e| anyhow::anyhow!("NOVACRON_PLATFORM_API_KEYS: {e}"))?;
-        }
+        && let Some(list) = &args.api_keys_env
+    {
+        api_keys = ApiKey::parse_list(list).map_err(|e| anyhow::anyhow!("NOVACRON_PLATFORM_API_KEYS: {e}"))?;
+    }
     Ok(PlatformConfig {
         listen: args.listen,
         data_dir: args.data.clone(),

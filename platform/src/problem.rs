@@ -93,9 +93,8 @@ impl ApiError {
     /// fields, 409 for immutable or grow-only changes, 422 for everything else.
     pub fn from_fields(kind: &str, errors: Vec<FieldError>) -> ApiError {
         let has = |vs: &[Violation]| errors.iter().any(|e| vs.contains(&e.violation));
-        let fields_where = |pred: &dyn Fn(Violation) -> bool| {
-            errors.iter().filter(|e| pred(e.violation)).map(|e| e.field.as_str()).collect::<Vec<_>>().join(", ")
-        };
+        let fields_where =
+            |pred: &dyn Fn(Violation) -> bool| errors.iter().filter(|e| pred(e.violation)).map(|e| e.field.as_str()).collect::<Vec<_>>().join(", ");
         let unwritable = |v: Violation| matches!(v, Violation::Unknown | Violation::ReadOnly);
         if has(&[Violation::Unknown, Violation::ReadOnly]) {
             let others = fields_where(&|v| !unwritable(v));
@@ -163,9 +162,10 @@ impl ApiError {
                 format!("denied by {} policy violation(s)", violations.len()),
                 violations.iter().map(|(p, m)| ProblemField { field: format!("policy/{p}"), message: m.clone() }).collect(),
             ),
-            ApiError::NotFound { detail } | ApiError::MethodNotAllowed { detail } | ApiError::PreconditionFailed { detail } | ApiError::Unavailable { detail } => {
-                (detail.clone(), vec![])
-            }
+            ApiError::NotFound { detail }
+            | ApiError::MethodNotAllowed { detail }
+            | ApiError::PreconditionFailed { detail }
+            | ApiError::Unavailable { detail } => (detail.clone(), vec![]),
             ApiError::PayloadTooLarge { limit } => (format!("the body is larger than {limit} bytes; send less"), vec![]),
             ApiError::RateLimited { retry_after_secs } => (format!("too many requests; retry after {retry_after_secs} s"), vec![]),
             ApiError::Internal(_) => ("the server failed; the request was not applied".to_string(), vec![]),

@@ -117,8 +117,7 @@ fn open(path: &Path) -> rusqlite::Result<Connection> {
 impl Store {
     /// Opens (creating if needed) the database `platform.db` in `data_dir`.
     pub fn open(data_dir: &Path) -> anyhow::Result<Store> {
-        std::fs::create_dir_all(data_dir)
-            .map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", data_dir.display()))?;
+        std::fs::create_dir_all(data_dir).map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", data_dir.display()))?;
         let path = data_dir.join("platform.db");
         let writer = open(&path).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
         writer.execute_batch(SCHEMA)?;
@@ -154,16 +153,12 @@ pub mod q {
 
     /// One object by kind and id.
     pub fn get(conn: &Connection, kind: &str, id: &str) -> rusqlite::Result<Option<StoredObject>> {
-        conn.prepare_cached("SELECT id, name, version, body FROM objects WHERE kind = ?1 AND id = ?2")?
-            .query_row(params![kind, id], row_object)
-            .optional()
+        conn.prepare_cached("SELECT id, name, version, body FROM objects WHERE kind = ?1 AND id = ?2")?.query_row(params![kind, id], row_object).optional()
     }
 
     /// One object by kind and name.
     pub fn get_by_name(conn: &Connection, kind: &str, name: &str) -> rusqlite::Result<Option<StoredObject>> {
-        conn.prepare_cached("SELECT id, name, version, body FROM objects WHERE kind = ?1 AND name = ?2")?
-            .query_row(params![kind, name], row_object)
-            .optional()
+        conn.prepare_cached("SELECT id, name, version, body FROM objects WHERE kind = ?1 AND name = ?2")?.query_row(params![kind, name], row_object).optional()
     }
 
     fn row_object(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredObject> {
@@ -214,9 +209,8 @@ pub mod q {
     pub fn allocate_host(tx: &Transaction<'_>, network_id: &str, vm_id: &str, capacity: u128, reserved: Option<u128>) -> rusqlite::Result<Option<u128>> {
         let capacity = i64::try_from(capacity).unwrap_or(i64::MAX);
         let reserved = reserved.and_then(|r| i64::try_from(r).ok());
-        let max: Option<i64> = tx
-            .prepare_cached("SELECT MAX(host_index) FROM ip_allocations WHERE network_id = ?1")?
-            .query_row(params![network_id], |r| r.get(0))?;
+        let max: Option<i64> =
+            tx.prepare_cached("SELECT MAX(host_index) FROM ip_allocations WHERE network_id = ?1")?.query_row(params![network_id], |r| r.get(0))?;
         let mut candidate = max.map_or(0, |m| m + 1);
         if Some(candidate) == reserved {
             candidate += 1;
@@ -244,8 +238,7 @@ pub mod q {
                 _ => return Ok(None),
             }
         }
-        tx.prepare_cached("INSERT INTO ip_allocations (network_id, host_index, vm_id) VALUES (?1, ?2, ?3)")?
-            .execute(params![network_id, candidate, vm_id])?;
+        tx.prepare_cached("INSERT INTO ip_allocations (network_id, host_index, vm_id) VALUES (?1, ?2, ?3)")?.execute(params![network_id, candidate, vm_id])?;
         Ok(u128::try_from(candidate).ok())
     }
 
@@ -271,15 +264,25 @@ pub mod q {
 
     /// Inserts a new object.
     pub fn insert(tx: &Transaction<'_>, kind: &str, obj: &StoredObject) -> rusqlite::Result<()> {
-        tx.prepare_cached("INSERT INTO objects (kind, id, name, version, body) VALUES (?1, ?2, ?3, ?4, ?5)")?
-            .execute(params![kind, obj.id, obj.name, obj.version, obj.body])?;
+        tx.prepare_cached("INSERT INTO objects (kind, id, name, version, body) VALUES (?1, ?2, ?3, ?4, ?5)")?.execute(params![
+            kind,
+            obj.id,
+            obj.name,
+            obj.version,
+            obj.body
+        ])?;
         Ok(())
     }
 
     /// Replaces an object's name, version and body.
     pub fn update(tx: &Transaction<'_>, kind: &str, obj: &StoredObject) -> rusqlite::Result<()> {
-        tx.prepare_cached("UPDATE objects SET name = ?3, version = ?4, body = ?5 WHERE kind = ?1 AND id = ?2")?
-            .execute(params![kind, obj.id, obj.name, obj.version, obj.body])?;
+        tx.prepare_cached("UPDATE objects SET name = ?3, version = ?4, body = ?5 WHERE kind = ?1 AND id = ?2")?.execute(params![
+            kind,
+            obj.id,
+            obj.name,
+            obj.version,
+            obj.body
+        ])?;
         Ok(())
     }
 
@@ -305,8 +308,15 @@ pub mod q {
 
     /// Appends an event and returns its seq.
     pub fn append_event(tx: &Transaction<'_>, actor: &str, action: &str, kind: &str, id: &str, name: &str, detail: Option<&str>) -> rusqlite::Result<i64> {
-        tx.prepare_cached("INSERT INTO events (time, actor, action, kind, id, name, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?
-            .execute(params![now_rfc3339(), actor, action, kind, id, name, detail])?;
+        tx.prepare_cached("INSERT INTO events (time, actor, action, kind, id, name, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?.execute(params![
+            now_rfc3339(),
+            actor,
+            action,
+            kind,
+            id,
+            name,
+            detail
+        ])?;
         Ok(tx.last_insert_rowid())
     }
 

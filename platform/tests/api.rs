@@ -84,7 +84,10 @@ async fn crud_for_every_kind() {
     assert_eq!(net.status(), Some("active"));
 
     let created = c
-        .create(Kind::Vm, &json!({"name": "web", "cpu_cores": 2, "memory_gb": 4, "template_id": "tpl-debian-12", "network_id": net.id(), "metadata": {"team": "web"}}))
+        .create(
+            Kind::Vm,
+            &json!({"name": "web", "cpu_cores": 2, "memory_gb": 4, "template_id": "tpl-debian-12", "network_id": net.id(), "metadata": {"team": "web"}}),
+        )
         .await
         .expect("vm");
     assert_eq!(created.status, 202);
@@ -172,7 +175,10 @@ async fn templates_are_a_read_only_catalogue() {
 async fn pagination_walks_every_page_once() {
     let h = harness().await;
     for i in 0..25 {
-        h.client.create(Kind::Policy, &json!({"name": format!("p{i:02}"), "rule": "package p\ndeny contains m if { false; m := \"\" }", "enabled": false})).await.expect("policy");
+        h.client
+            .create(Kind::Policy, &json!({"name": format!("p{i:02}"), "rule": "package p\ndeny contains m if { false; m := \"\" }", "enabled": false}))
+            .await
+            .expect("policy");
     }
     let mut seen = Vec::new();
     let mut token = None;
@@ -267,7 +273,10 @@ async fn policy_block_warn_and_audit() {
     assert_eq!(warned.warnings, vec!["policy max-cores: vm big asks for 16 cores; at most 8 are allowed".to_string()]);
 
     c.patch(Kind::Policy, pol.id(), &json!({"enforcement_mode": "audit"}), None).await.expect("to audit");
-    let audited = c.create(Kind::Vm, &json!({"name": "big2", "cpu_cores": 32, "memory_gb": 4, "template_id": "tpl-debian-12", "network_id": net.id()})).await.expect("audit accepts");
+    let audited = c
+        .create(Kind::Vm, &json!({"name": "big2", "cpu_cores": 32, "memory_gb": 4, "template_id": "tpl-debian-12", "network_id": net.id()}))
+        .await
+        .expect("audit accepts");
     assert!(audited.warnings.is_empty());
     let feed = c.events(0, Duration::ZERO).await.expect("events");
     let audit = feed.events.iter().find(|e| e.action == "audit").expect("an audit event");
@@ -275,7 +284,9 @@ async fn policy_block_warn_and_audit() {
     assert!(audit.detail.as_deref().unwrap_or_default().contains("32 cores"));
 
     c.patch(Kind::Policy, pol.id(), &json!({"enforcement_mode": "block", "enabled": false}), None).await.expect("disable");
-    c.create(Kind::Vm, &json!({"name": "big3", "cpu_cores": 64, "memory_gb": 4, "template_id": "tpl-debian-12", "network_id": net.id()})).await.expect("disabled policies are not evaluated");
+    c.create(Kind::Vm, &json!({"name": "big3", "cpu_cores": 64, "memory_gb": 4, "template_id": "tpl-debian-12", "network_id": net.id()}))
+        .await
+        .expect("disabled policies are not evaluated");
     h.platform.shutdown().await.expect("shutdown");
 }
 
@@ -400,7 +411,8 @@ async fn referential_integrity() {
     let c = &h.client;
     let err = c.create(Kind::Vm, &json!({"name": "v", "cpu_cores": 1, "memory_gb": 1, "template_id": "tpl-nope", "network_id": "net-nope"})).await.unwrap_err();
     assert_eq!((status_of(&err), fields_of(&err)), (422, vec!["template_id".to_string()]));
-    let err = c.create(Kind::Vm, &json!({"name": "v", "cpu_cores": 1, "memory_gb": 1, "template_id": "tpl-debian-12", "network_id": "net-nope"})).await.unwrap_err();
+    let err =
+        c.create(Kind::Vm, &json!({"name": "v", "cpu_cores": 1, "memory_gb": 1, "template_id": "tpl-debian-12", "network_id": "net-nope"})).await.unwrap_err();
     assert_eq!((status_of(&err), fields_of(&err)), (422, vec!["network_id".to_string()]));
     let err = c.create(Kind::Volume, &json!({"name": "d", "size_gb": 10, "attached_to": "vm-nope"})).await.unwrap_err();
     assert_eq!((status_of(&err), fields_of(&err)), (422, vec!["attached_to".to_string()]));
@@ -437,7 +449,11 @@ async fn bad_input_gets_a_clear_answer_and_writes_nothing() {
     let err = h.client.create(Kind::Network, &json!({"name": "x", "cidr": "10.0.0.0/33"})).await.unwrap_err();
     assert_eq!((status_of(&err), fields_of(&err)), (422, vec!["cidr".to_string()]));
 
-    let err = h.client.create(Kind::Vm, &json!({"name": "v", "cpu_cores": 0, "memory_gb": 5000, "template_id": "tpl-debian-12", "network_id": net.id()})).await.unwrap_err();
+    let err = h
+        .client
+        .create(Kind::Vm, &json!({"name": "v", "cpu_cores": 0, "memory_gb": 5000, "template_id": "tpl-debian-12", "network_id": net.id()}))
+        .await
+        .unwrap_err();
     assert_eq!(status_of(&err), 422);
     let msgs: Vec<String> = err.field_errors().iter().map(|f| format!("{}: {}", f.field, f.message)).collect();
     assert!(msgs.iter().any(|m| m.starts_with("cpu_cores") && m.contains("between 1 and 128")), "{msgs:?}");

@@ -226,7 +226,10 @@ pub async fn import(ctx: &Ctx, t: &TypeSchema, id: &str, diags: &mut Diagnostics
     match ctx.client.get(t.kind, id).await {
         Ok(r) => block_from_object(&t.block, r.value.as_map(), &Val::Null),
         Err(e) if e.is_not_found() => {
-            diags.error(format!("Cannot import {}", t.type_name), format!("no {} with id {id:?} exists on the platform; check the id (ids look like {}-…)", t.kind, t.kind.schema().id_prefix));
+            diags.error(
+                format!("Cannot import {}", t.type_name),
+                format!("no {} with id {id:?} exists on the platform; check the id (ids look like {}-…)", t.kind, t.kind.schema().id_prefix),
+            );
             Val::Null
         }
         Err(e) => {
@@ -274,10 +277,8 @@ pub async fn read_data_source(ctx: &Ctx, t: &TypeSchema, config: &Val, diags: &m
         .into_iter()
         .filter(|o| ["os_version", "arch"].iter().all(|k| config.get(k).as_str().is_none_or(|want| o.get(k).and_then(Json::as_str) == Some(want))))
         .collect();
-    let filters: Vec<String> = ["id", "name", "os", "os_version", "arch"]
-        .iter()
-        .filter_map(|k| config.get(k).as_str().map(|v| format!("{k} = {v:?}")))
-        .collect();
+    let filters: Vec<String> =
+        ["id", "name", "os", "os_version", "arch"].iter().filter_map(|k| config.get(k).as_str().map(|v| format!("{k} = {v:?}"))).collect();
     if matches.is_empty() {
         diags.error(format!("No {} matches", t.type_name), format!("nothing on the platform matches {}; check the values", filters.join(", ")));
         return Val::Null;
@@ -304,9 +305,10 @@ pub async fn read_data_source(ctx: &Ctx, t: &TypeSchema, config: &Val, diags: &m
 pub fn check_timeouts(config: &Val, diags: &mut Diagnostics) {
     for which in ["create", "update", "delete"] {
         if let Some(text) = config.get("timeouts").get(which).as_str()
-            && parse_duration(text).is_none() {
-                diags.error_at(path(&["timeouts", which]), "Invalid duration", format!("{text:?} is not a duration; write e.g. 30s, 10m or 1h30m"));
-            }
+            && parse_duration(text).is_none()
+        {
+            diags.error_at(path(&["timeouts", which]), "Invalid duration", format!("{text:?} is not a duration; write e.g. 30s, 10m or 1h30m"));
+        }
     }
 }
 

@@ -50,11 +50,7 @@ fn attr_line(out: &mut String, a: &TfAttr) {
 type AttrFilter = fn(&TfAttr) -> bool;
 
 fn block_sections(out: &mut String, block: &TfBlock, heading: &str) {
-    let groups: [(&str, AttrFilter); 3] = [
-        ("Required", |a| a.required),
-        ("Optional", |a| a.optional),
-        ("Read-Only", |a| a.computed && !a.optional),
-    ];
+    let groups: [(&str, AttrFilter); 3] = [("Required", |a| a.required), ("Optional", |a| a.optional), ("Read-Only", |a| a.computed && !a.optional)];
     for (title, pred) in groups {
         let attrs: Vec<&TfAttr> = block.attributes.iter().filter(|a| pred(a)).collect();
         let blocks: Vec<_> = block.blocks.iter().filter(|_| title == "Optional").collect();
@@ -83,8 +79,16 @@ fn resource_page(repo: &Path, t: &TypeSchema) -> String {
     let _ = writeln!(out, "## Example Usage\n\n{}", example(repo, &format!("examples/resources/{}/resource.tf", t.type_name), "terraform"));
     out.push_str("## Schema\n");
     block_sections(&mut out, &t.block, "###");
-    let _ = writeln!(out, "\n## Import\n\nImport is supported using the following syntax:\n\n{}", example(repo, &format!("examples/resources/{}/import.sh", t.type_name), "shell"));
-    let _ = writeln!(out, "With Terraform 1.5 and later, an `import` block works too:\n\n```terraform\nimport {{\n  to = {}.example\n  id = \"<id>\"\n}}\n```", t.type_name);
+    let _ = writeln!(
+        out,
+        "\n## Import\n\nImport is supported using the following syntax:\n\n{}",
+        example(repo, &format!("examples/resources/{}/import.sh", t.type_name), "shell")
+    );
+    let _ = writeln!(
+        out,
+        "With Terraform 1.5 and later, an `import` block works too:\n\n```terraform\nimport {{\n  to = {}.example\n  id = \"<id>\"\n}}\n```",
+        t.type_name
+    );
     out
 }
 

@@ -73,7 +73,13 @@ impl NovacronProvider {
 fn configure_client(config: &Val, diags: &mut Diagnostics) -> Option<Client> {
     for key in ["endpoint", "api_key", "timeout", "max_retries"] {
         if config.get(key) == &Val::Unknown {
-            diags.error_at(path(&[key]), "Provider setting not known yet", format!("{key} depends on a value known only after apply; the provider needs it to plan, so use a literal, a variable or an environment variable"));
+            diags.error_at(
+                path(&[key]),
+                "Provider setting not known yet",
+                format!(
+                    "{key} depends on a value known only after apply; the provider needs it to plan, so use a literal, a variable or an environment variable"
+                ),
+            );
         }
     }
     if diags.has_errors() {
@@ -133,7 +139,10 @@ impl Provider for NovacronProvider {
         Ok(Response::new(prepare_provider_config::Response { prepared_config: req.config, diagnostics: diags.0 }))
     }
 
-    async fn validate_resource_type_config(&self, req: Request<validate_resource_type_config::Request>) -> Result<Response<validate_resource_type_config::Response>, Status> {
+    async fn validate_resource_type_config(
+        &self,
+        req: Request<validate_resource_type_config::Request>,
+    ) -> Result<Response<validate_resource_type_config::Response>, Status> {
         let req = req.into_inner();
         let mut diags = Diagnostics::default();
         let config = decode(req.config.as_ref(), "config", &mut diags);
@@ -144,7 +153,10 @@ impl Provider for NovacronProvider {
         Ok(Response::new(validate_resource_type_config::Response { diagnostics: diags.0 }))
     }
 
-    async fn validate_data_source_config(&self, req: Request<validate_data_source_config::Request>) -> Result<Response<validate_data_source_config::Response>, Status> {
+    async fn validate_data_source_config(
+        &self,
+        req: Request<validate_data_source_config::Request>,
+    ) -> Result<Response<validate_data_source_config::Response>, Status> {
         let req = req.into_inner();
         let mut diags = Diagnostics::default();
         let config = decode(req.config.as_ref(), "config", &mut diags);
@@ -168,11 +180,17 @@ impl Provider for NovacronProvider {
         Ok(Response::new(upgrade_resource_state::Response { upgraded_state: Some(state.to_dynamic()), diagnostics: diags.0 }))
     }
 
-    async fn get_resource_identity_schemas(&self, _: Request<get_resource_identity_schemas::Request>) -> Result<Response<get_resource_identity_schemas::Response>, Status> {
+    async fn get_resource_identity_schemas(
+        &self,
+        _: Request<get_resource_identity_schemas::Request>,
+    ) -> Result<Response<get_resource_identity_schemas::Response>, Status> {
         Ok(Response::new(get_resource_identity_schemas::Response { diagnostics: vec![] }))
     }
 
-    async fn upgrade_resource_identity(&self, req: Request<upgrade_resource_identity::Request>) -> Result<Response<upgrade_resource_identity::Response>, Status> {
+    async fn upgrade_resource_identity(
+        &self,
+        req: Request<upgrade_resource_identity::Request>,
+    ) -> Result<Response<upgrade_resource_identity::Response>, Status> {
         let mut diags = Diagnostics::default();
         diags.error("Resource identity not supported", format!("{} has no identity schema; import by id instead", req.into_inner().type_name));
         Ok(Response::new(upgrade_resource_identity::Response { upgraded_identity: None, diagnostics: diags.0 }))
@@ -184,9 +202,10 @@ impl Provider for NovacronProvider {
         let config = decode(req.config.as_ref(), "provider config", &mut diags);
         validate::provider(&config, &mut diags);
         if !diags.has_errors()
-            && let Some(client) = configure_client(&config, &mut diags) {
-                *self.client.write().unwrap_or_else(|p| p.into_inner()) = Some(client);
-            }
+            && let Some(client) = configure_client(&config, &mut diags)
+        {
+            *self.client.write().unwrap_or_else(|p| p.into_inner()) = Some(client);
+        }
         Ok(Response::new(configure::Response { diagnostics: diags.0 }))
     }
 
@@ -196,14 +215,15 @@ impl Provider for NovacronProvider {
         let current = decode(req.current_state.as_ref(), "state", &mut diags);
         let mut new_state = current.clone();
         if let (Some(t), Some(ctx)) = (tfschema::resource(&req.type_name), self.ctx(&mut diags))
-            && !current.is_null() {
-                let mut inner = Diagnostics::default();
-                new_state = self.cancellable(&mut diags, apply::read(&ctx, t, &current, &mut inner)).await;
-                diags.0.extend(inner.0);
-                if diags.has_errors() && new_state.is_null() {
-                    new_state = current.clone();
-                }
+            && !current.is_null()
+        {
+            let mut inner = Diagnostics::default();
+            new_state = self.cancellable(&mut diags, apply::read(&ctx, t, &current, &mut inner)).await;
+            diags.0.extend(inner.0);
+            if diags.has_errors() && new_state.is_null() {
+                new_state = current.clone();
             }
+        }
         Ok(Response::new(read_resource::Response { new_state: Some(new_state.to_dynamic()), diagnostics: diags.0, private: req.private }))
     }
 
@@ -234,12 +254,13 @@ impl Provider for NovacronProvider {
         let planned = decode(req.planned_state.as_ref(), "planned state", &mut diags);
         let mut new_state = prior.clone();
         if let (Some(t), Some(ctx)) = (tfschema::resource(&req.type_name), self.ctx(&mut diags))
-            && !diags.has_errors() {
-                let mut inner = Diagnostics::default();
-                let result = self.cancellable(&mut diags, apply::apply(&ctx, t, &prior, &planned, &mut inner)).await;
-                diags.0.extend(inner.0);
-                new_state = if diags.0.iter().any(|d| d.summary == "Stopped") { prior.clone() } else { result };
-            }
+            && !diags.has_errors()
+        {
+            let mut inner = Diagnostics::default();
+            let result = self.cancellable(&mut diags, apply::apply(&ctx, t, &prior, &planned, &mut inner)).await;
+            diags.0.extend(inner.0);
+            new_state = if diags.0.iter().any(|d| d.summary == "Stopped") { prior.clone() } else { result };
+        }
         Ok(Response::new(apply_resource_change::Response { new_state: Some(new_state.to_dynamic()), private: req.planned_private, diagnostics: diags.0 }))
     }
 
@@ -264,7 +285,9 @@ impl Provider for NovacronProvider {
         let req = req.into_inner();
         let mut diags = Diagnostics::default();
         let state = match tfschema::resource(&req.target_type_name) {
-            Some(t) => upgrade::move_state(t, &req.source_provider_address, &req.source_type_name, req.source_schema_version, req.source_state.as_ref(), &mut diags),
+            Some(t) => {
+                upgrade::move_state(t, &req.source_provider_address, &req.source_type_name, req.source_schema_version, req.source_state.as_ref(), &mut diags)
+            }
             None => {
                 unknown_type("resource", &req.target_type_name, &mut diags);
                 Val::Null
@@ -290,7 +313,10 @@ impl Provider for NovacronProvider {
         Ok(Response::new(read_data_source::Response { state: Some(state.to_dynamic()), diagnostics: diags.0 }))
     }
 
-    async fn validate_ephemeral_resource_config(&self, req: Request<validate_ephemeral_resource_config::Request>) -> Result<Response<validate_ephemeral_resource_config::Response>, Status> {
+    async fn validate_ephemeral_resource_config(
+        &self,
+        req: Request<validate_ephemeral_resource_config::Request>,
+    ) -> Result<Response<validate_ephemeral_resource_config::Response>, Status> {
         let mut diags = Diagnostics::default();
         unknown_type("ephemeral resource", &req.into_inner().type_name, &mut diags);
         Ok(Response::new(validate_ephemeral_resource_config::Response { diagnostics: diags.0 }))
@@ -302,7 +328,9 @@ impl Provider for NovacronProvider {
 
     async fn call_function(&self, req: Request<call_function::Request>) -> Result<Response<call_function::Response>, Status> {
         let name = req.into_inner().name;
-        Ok(Response::new(call_function::Response { error: Some(FunctionError { text: format!("this provider has no function {name:?}"), function_argument: None }) }))
+        Ok(Response::new(call_function::Response {
+            error: Some(FunctionError { text: format!("this provider has no function {name:?}"), function_argument: None }),
+        }))
     }
 
     async fn stop(&self, _: Request<stop::Request>) -> Result<Response<stop::Response>, Status> {
@@ -321,7 +349,12 @@ mod tests {
         let p = provider.clone();
         let worker = tokio::spawn(async move {
             let mut diags = Diagnostics::default();
-            let v: Val = p.cancellable(&mut diags, async { tokio::time::sleep(Duration::from_secs(60)).await; Val::Bool(true) }).await;
+            let v: Val = p
+                .cancellable(&mut diags, async {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    Val::Bool(true)
+                })
+                .await;
             (v, diags)
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -335,7 +368,11 @@ mod tests {
     async fn calls_before_configure_say_so() {
         let provider = NovacronProvider::default();
         let resp = provider
-            .read_resource(Request::new(read_resource::Request { type_name: "novacron_vm".into(), current_state: Some(Val::Null.to_dynamic()), ..Default::default() }))
+            .read_resource(Request::new(read_resource::Request {
+                type_name: "novacron_vm".into(),
+                current_state: Some(Val::Null.to_dynamic()),
+                ..Default::default()
+            }))
             .await
             .expect("read")
             .into_inner();

@@ -143,9 +143,10 @@ pub fn check_launch(debug: bool) -> Result<(), StartError> {
         return Err(StartError::NotStartedByTerraform);
     }
     if let Some(versions) = env("PLUGIN_PROTOCOL_VERSIONS")
-        && !versions.split(',').any(|v| v.trim() == PROTOCOL_VERSION.to_string()) {
-            return Err(StartError::Protocol(versions));
-        }
+        && !versions.split(',').any(|v| v.trim() == PROTOCOL_VERSION.to_string())
+    {
+        return Err(StartError::Protocol(versions));
+    }
     Ok(())
 }
 
@@ -165,7 +166,9 @@ pub async fn serve(debug: bool) -> anyhow::Result<()> {
         .add_service(GrpcControllerServer::new(Controller { shutdown: shutdown_tx }))
         .add_service(GrpcStdioServer::new(Stdio))
         .add_service(GrpcBrokerServer::new(Broker))
-        .add_service(ProviderServer::new(NovacronProvider::default()).max_decoding_message_size(256 * 1024 * 1024).max_encoding_message_size(256 * 1024 * 1024));
+        .add_service(
+            ProviderServer::new(NovacronProvider::default()).max_decoding_message_size(256 * 1024 * 1024).max_encoding_message_size(256 * 1024 * 1024),
+        );
 
     let (network, address) = listener.network_and_address();
     let (conn_tx, conn_rx) = mpsc::channel::<std::io::Result<Conn>>(16);
@@ -204,7 +207,9 @@ pub async fn serve(debug: bool) -> anyhow::Result<()> {
                 "Addr": {"Network": network, "String": address},
             }
         });
-        println!("Provider started. To attach Terraform CLI, set the TF_REATTACH_PROVIDERS environment variable with the following:\n\n\tTF_REATTACH_PROVIDERS='{reattach}'\n");
+        println!(
+            "Provider started. To attach Terraform CLI, set the TF_REATTACH_PROVIDERS environment variable with the following:\n\n\tTF_REATTACH_PROVIDERS='{reattach}'\n"
+        );
     } else {
         println!("1|{PROTOCOL_VERSION}|{network}|{address}|grpc|{cert}");
     }
@@ -216,9 +221,10 @@ pub async fn serve(debug: bool) -> anyhow::Result<()> {
     router.serve_with_incoming_shutdown(ReceiverStream::new(conn_rx), stopped).await?;
     accept_loop.abort();
     if network == "unix"
-        && let Some(dir) = PathBuf::from(&address).parent() {
-            let _ = std::fs::remove_dir_all(dir);
-        }
+        && let Some(dir) = PathBuf::from(&address).parent()
+    {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     Ok(())
 }
 

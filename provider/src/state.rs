@@ -40,12 +40,7 @@ pub fn block_from_object(block: &TfBlock, obj: &Map<String, Json>, keep: &Val) -
             Nesting::List => Val::List(
                 obj.get(&nb.api_name)
                     .and_then(Json::as_array)
-                    .map(|items| {
-                        items
-                            .iter()
-                            .map(|item| block_from_object(&nb.block, item.as_object().unwrap_or(&Map::new()), &Val::Null))
-                            .collect()
-                    })
+                    .map(|items| items.iter().map(|item| block_from_object(&nb.block, item.as_object().unwrap_or(&Map::new()), &Val::Null)).collect())
                     .unwrap_or_default(),
             ),
         };
@@ -123,13 +118,16 @@ mod tests {
             "firewall_rules": [{"direction": "ingress", "protocol": "tcp", "ports": "22", "cidr": "0.0.0.0/0", "action": "allow"}]});
         let v = block_from_object(block, obj.as_object().expect("object"), &Val::Null);
         assert_eq!(v.get("id"), &Val::Str("net-1".into()));
-        assert_eq!(v.get("firewall_rule"), &Val::List(vec![Val::Obj(BTreeMap::from([
-            ("action".to_string(), Val::Str("allow".into())),
-            ("cidr".to_string(), Val::Str("0.0.0.0/0".into())),
-            ("direction".to_string(), Val::Str("ingress".into())),
-            ("ports".to_string(), Val::Str("22".into())),
-            ("protocol".to_string(), Val::Str("tcp".into())),
-        ]))]));
+        assert_eq!(
+            v.get("firewall_rule"),
+            &Val::List(vec![Val::Obj(BTreeMap::from([
+                ("action".to_string(), Val::Str("allow".into())),
+                ("cidr".to_string(), Val::Str("0.0.0.0/0".into())),
+                ("direction".to_string(), Val::Str("ingress".into())),
+                ("ports".to_string(), Val::Str("22".into())),
+                ("protocol".to_string(), Val::Str("tcp".into())),
+            ]))])
+        );
         assert_eq!(v.get("dns_servers"), &Val::Null);
         assert_eq!(v.get("timeouts"), &Val::Null);
         let body = body_from_block(block, &v, false);

@@ -126,9 +126,7 @@ fn tf_type(ty: &AttrType) -> TfType {
         AttrType::List(item) => TfType::List(Box::new(tf_type(&item.ty))),
         AttrType::Set(item) => TfType::Set(Box::new(tf_type(&item.ty))),
         AttrType::Map(item) => TfType::Map(Box::new(tf_type(&item.ty))),
-        AttrType::Blocks { attributes, .. } => {
-            TfType::List(Box::new(TfType::Object(attributes.iter().map(|a| (a.name.clone(), tf_type(&a.ty))).collect())))
-        }
+        AttrType::Blocks { attributes, .. } => TfType::List(Box::new(TfType::Object(attributes.iter().map(|a| (a.name.clone(), tf_type(&a.ty))).collect()))),
     }
 }
 
@@ -189,7 +187,11 @@ fn timeouts_block() -> TfBlockType {
         api_name: String::new(),
         nesting: Nesting::Single,
         max_items: 0,
-        block: TfBlock { description: "Time limits for the platform to finish an operation.".into(), attributes: vec![attr("create", "a create"), attr("update", "an update"), attr("delete", "a delete")], blocks: vec![] },
+        block: TfBlock {
+            description: "Time limits for the platform to finish an operation.".into(),
+            attributes: vec![attr("create", "a create"), attr("update", "an update"), attr("delete", "a delete")],
+            blocks: vec![],
+        },
     }
 }
 
@@ -300,7 +302,12 @@ pub fn provider_block() -> TfBlock {
     TfBlock {
         description: "The NovaCron provider manages VMs, networks, storage volumes and policies on the NovaCron platform.".into(),
         attributes: vec![
-            attr("endpoint", TfType::String, false, "Base URL of the platform API. Defaults to the NOVACRON_ENDPOINT environment variable, then `http://localhost:8080`."),
+            attr(
+                "endpoint",
+                TfType::String,
+                false,
+                "Base URL of the platform API. Defaults to the NOVACRON_ENDPOINT environment variable, then `http://localhost:8080`.",
+            ),
             attr("api_key", TfType::String, true, "API key. Defaults to the NOVACRON_API_KEY environment variable. Sensitive: never shown."),
             attr("timeout", TfType::Number, false, "Seconds to wait for each API request. Defaults to 30."),
             attr("max_retries", TfType::Number, false, "Retries of a failed idempotent request (with backoff). Defaults to 4."),

@@ -28,9 +28,7 @@ fn from_state_json(block: &TfBlock, json: &Map<String, Json>) -> Val {
     }
     for nb in &block.blocks {
         let v = match (nb.nesting, json.get(&nb.type_name)) {
-            (Nesting::List, Some(Json::Array(items))) => {
-                Val::List(items.iter().filter_map(Json::as_object).map(|m| from_state_json(&nb.block, m)).collect())
-            }
+            (Nesting::List, Some(Json::Array(items))) => Val::List(items.iter().filter_map(Json::as_object).map(|m| from_state_json(&nb.block, m)).collect()),
             (Nesting::List, _) => Val::List(vec![]),
             (Nesting::Single, Some(Json::Object(m))) => from_state_json(&nb.block, m),
             (Nesting::Single, _) => Val::Null,
@@ -44,7 +42,10 @@ fn parse_raw(raw: Option<&RawState>, diags: &mut Diagnostics) -> Option<Map<Stri
     let raw = raw?;
     if raw.json.is_empty() {
         if !raw.flatmap.is_empty() {
-            diags.error("Unsupported state format", "this state is in the flatmap format of Terraform 0.11 and older; refresh it with Terraform 0.12 to 1.x first");
+            diags.error(
+                "Unsupported state format",
+                "this state is in the flatmap format of Terraform 0.11 and older; refresh it with Terraform 0.12 to 1.x first",
+            );
         }
         return None;
     }
@@ -66,7 +67,10 @@ pub fn upgrade(t: &TypeSchema, version: i64, raw: Option<&RawState>, diags: &mut
     if version > t.version {
         diags.error(
             "State from a newer provider",
-            format!("{} state has schema version {version}, newer than this provider's {}; use the provider version that wrote it or a newer one", t.type_name, t.version),
+            format!(
+                "{} state has schema version {version}, newer than this provider's {}; use the provider version that wrote it or a newer one",
+                t.type_name, t.version
+            ),
         );
         return Val::Null;
     }
@@ -84,7 +88,11 @@ pub fn move_state(t: &TypeSchema, source_provider: &str, source_type: &str, sour
     if !ours || !(renamed || source_type == t.type_name) {
         diags.error(
             "Unsupported move",
-            format!("{source_provider} {source_type} cannot be moved to {}; only renamed novacron types ({}) can", t.type_name, RENAMED_TYPES.iter().map(|(o, n)| format!("{o} -> {n}")).collect::<Vec<_>>().join(", ")),
+            format!(
+                "{source_provider} {source_type} cannot be moved to {}; only renamed novacron types ({}) can",
+                t.type_name,
+                RENAMED_TYPES.iter().map(|(o, n)| format!("{o} -> {n}")).collect::<Vec<_>>().join(", ")
+            ),
         );
         return Val::Null;
     }

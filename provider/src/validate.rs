@@ -46,12 +46,13 @@ pub fn resource(t: &TypeSchema, config: &Val, diags: &mut Diagnostics) {
         }
     }
     if t.kind == Kind::Policy
-        && let Val::Str(rule) = config.get("rule") {
-            let mut engine = regorus::Engine::new();
-            if let Err(e) = engine.add_policy("rule.rego".to_string(), rule.clone()) {
-                diags.error_at(path(&["rule"]), "Invalid Rego in rule", format!("The policy module does not compile: {e}"));
-            }
+        && let Val::Str(rule) = config.get("rule")
+    {
+        let mut engine = regorus::Engine::new();
+        if let Err(e) = engine.add_policy("rule.rego".to_string(), rule.clone()) {
+            diags.error_at(path(&["rule"]), "Invalid Rego in rule", format!("The policy module does not compile: {e}"));
         }
+    }
     crate::apply::check_timeouts(config, diags);
 }
 
@@ -77,17 +78,20 @@ pub fn data_source(t: &TypeSchema, config: &Val, diags: &mut Diagnostics) {
 /// Checks the provider block (PrepareProviderConfig).
 pub fn provider(config: &Val, diags: &mut Diagnostics) {
     if let Val::Str(endpoint) = config.get("endpoint")
-        && !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
-            diags.error_at(path(&["endpoint"]), "Invalid endpoint", format!("{endpoint:?} must be an http:// or https:// URL, e.g. http://localhost:8080"));
-        }
+        && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+    {
+        diags.error_at(path(&["endpoint"]), "Invalid endpoint", format!("{endpoint:?} must be an http:// or https:// URL, e.g. http://localhost:8080"));
+    }
     if let Val::Num(t) = config.get("timeout")
-        && !(*t > 0.0 && *t <= 3600.0) {
-            diags.error_at(path(&["timeout"]), "Invalid timeout", format!("timeout must be between 1 and 3600 seconds, not {t}"));
-        }
+        && !(*t > 0.0 && *t <= 3600.0)
+    {
+        diags.error_at(path(&["timeout"]), "Invalid timeout", format!("timeout must be between 1 and 3600 seconds, not {t}"));
+    }
     if let Val::Num(r) = config.get("max_retries")
-        && !(r.fract() == 0.0 && (0.0..=20.0).contains(r)) {
-            diags.error_at(path(&["max_retries"]), "Invalid max_retries", format!("max_retries must be a whole number from 0 to 20, not {r}"));
-        }
+        && !(r.fract() == 0.0 && (0.0..=20.0).contains(r))
+    {
+        diags.error_at(path(&["max_retries"]), "Invalid max_retries", format!("max_retries must be a whole number from 0 to 20, not {r}"));
+    }
 }
 
 #[cfg(test)]

@@ -62,12 +62,9 @@ impl Val {
             M::String(s) => Val::Str(s.into_str().unwrap_or_default()),
             M::Binary(b) => Val::Str(String::from_utf8_lossy(&b).into_owned()),
             M::Array(items) => Val::List(items.into_iter().map(Val::from_msgpack).collect()),
-            M::Map(entries) => Val::Obj(
-                entries
-                    .into_iter()
-                    .map(|(k, v)| (k.as_str().map(str::to_string).unwrap_or_else(|| k.to_string()), Val::from_msgpack(v)))
-                    .collect(),
-            ),
+            M::Map(entries) => {
+                Val::Obj(entries.into_iter().map(|(k, v)| (k.as_str().map(str::to_string).unwrap_or_else(|| k.to_string()), Val::from_msgpack(v))).collect())
+            }
             // Type 0 is an unknown; type 12 an unknown with refinements (which we do not use).
             M::Ext(_, _) => Val::Unknown,
         }

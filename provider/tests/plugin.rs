@@ -15,7 +15,7 @@ use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
 use openssl::x509::extension::{BasicConstraints, ExtendedKeyUsage, SubjectAlternativeName};
 use openssl::x509::{X509, X509NameBuilder};
 use terraform_provider_novacron::proto::tfplugin5::provider_client::ProviderClient;
-use terraform_provider_novacron::proto::tfplugin5::{configure, get_provider_schema, plan_resource_change, apply_resource_change, DynamicValue};
+use terraform_provider_novacron::proto::tfplugin5::{DynamicValue, apply_resource_change, configure, get_provider_schema, plan_resource_change};
 use terraform_provider_novacron::server::{MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE};
 use terraform_provider_novacron::value::Val;
 
@@ -158,7 +158,8 @@ async fn auto_mtls_requires_and_verifies_the_client_certificate() {
             let ok = std::pin::Pin::new(&mut tls).connect().await.is_ok();
             // TLS 1.3 reports a missing client certificate on the first read, not in connect.
             let mut buf = [0u8; 1];
-            let readable = ok && tokio::time::timeout(Duration::from_millis(500), tokio::io::AsyncReadExt::read(&mut tls, &mut buf)).await.map_or(true, |r| r.is_ok());
+            let readable =
+                ok && tokio::time::timeout(Duration::from_millis(500), tokio::io::AsyncReadExt::read(&mut tls, &mut buf)).await.map_or(true, |r| r.is_ok());
             (ok && readable, tls.ssl().selected_alpn_protocol().map(<[u8]>::to_vec))
         }
     };
@@ -202,8 +203,18 @@ async fn serves_health_schema_and_a_create_over_the_socket() {
 
     let dir = tempfile::tempdir().expect("dir");
     let platform = novacron_platform::start(novacron_platform::PlatformConfig::for_tests(dir.path())).await.expect("platform");
-    let config = obj(&[("endpoint", Val::Str(platform.endpoint())), ("api_key", Val::Str(novacron_platform::TEST_API_KEY.1.into())), ("timeout", Val::Null), ("max_retries", Val::Null)]);
-    let diags = provider.configure(configure::Request { terraform_version: "test".into(), config: dv(&config), client_capabilities: None }).await.expect("configure").into_inner().diagnostics;
+    let config = obj(&[
+        ("endpoint", Val::Str(platform.endpoint())),
+        ("api_key", Val::Str(novacron_platform::TEST_API_KEY.1.into())),
+        ("timeout", Val::Null),
+        ("max_retries", Val::Null),
+    ]);
+    let diags = provider
+        .configure(configure::Request { terraform_version: "test".into(), config: dv(&config), client_capabilities: None })
+        .await
+        .expect("configure")
+        .into_inner()
+        .diagnostics;
     assert!(diags.is_empty(), "{diags:?}");
     let net_config = obj(&[("name", Val::Str("core".into())), ("cidr", Val::Str("10.9.0.0/24".into()))]);
     let planned = provider

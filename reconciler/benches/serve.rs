@@ -183,7 +183,11 @@ fn main() {
         let in_sync = usize::try_from(objects).expect("fits");
         let ready = probe.until("the first reconcile", |r| r["summary"]["in_sync"].as_u64() == Some(in_sync as u64)).await;
         let first = probe.repo().await;
-        println!("setup: {objects} managed objects ({vms} for_each VMs + 1 network); first reconcile visible after {:.2} s; one run took {} ms", (ready - started).as_secs_f64(), first["last_duration_ms"]);
+        println!(
+            "setup: {objects} managed objects ({vms} for_each VMs + 1 network); first reconcile visible after {:.2} s; one run took {} ms",
+            (ready - started).as_secs_f64(),
+            first["last_duration_ms"]
+        );
 
         let mut detect = Vec::new();
         for k in 0..changes {

@@ -63,7 +63,8 @@ async fn round(n: usize, round: usize) -> (Duration, usize, Duration) {
     }
     let db = StateDb::open(&dir.path().join("state.db")).expect("state");
     let api = ClientApi::new(&endpoint, TEST_API_KEY.1).expect("api");
-    let drift = DriftOptions { repo: repo.display().to_string(), reference: None, path: ".".into(), vars: vec![], ignore: vec![], cache_dir: dir.path().join("cache") };
+    let drift =
+        DriftOptions { repo: repo.display().to_string(), reference: None, path: ".".into(), vars: vec![], ignore: vec![], cache_dir: dir.path().join("cache") };
     let options = SyncOptions { drift, auto_sync_max: AutoSyncMax::Low, dry_run: false, remediation_pr: false, actor: "bench".into() };
     let started = Instant::now();
     let first = run_sync(&options, &api, &db, None).await.expect("sync");

@@ -148,7 +148,8 @@ fn default_cache_dir() -> PathBuf {
 
 /// Runs `sync`; the exit code is 0 (nothing left drifted), 2 (drift remains) or 1 (error).
 pub fn run_sync_cli(args: &SyncArgs) -> anyhow::Result<ExitCode> {
-    let api_key = std::env::var("NOVACRON_API_KEY").ok().filter(|k| !k.trim().is_empty()).context("NOVACRON_API_KEY is not set: export the platform API key")?;
+    let api_key =
+        std::env::var("NOVACRON_API_KEY").ok().filter(|k| !k.trim().is_empty()).context("NOVACRON_API_KEY is not set: export the platform API key")?;
     let forge = match (args.remediation, &args.forge_url, &args.forge_repo) {
         (Remediation::Pr, Some(url), Some(repo)) => {
             let token = std::env::var(FORGE_TOKEN_ENV).unwrap_or_default();
@@ -218,7 +219,14 @@ pub fn sync_text(report: &SyncReport) -> String {
             (false, true) => "updated",
             (false, false) => "unchanged",
         };
-        let _ = writeln!(out, "  remediation: branch {} ({}), pull request #{} {how}{}", r.branch, &r.commit[..r.commit.len().min(12)], r.pull_request.number, r.pull_request.url.as_deref().map(|u| format!(" {u}")).unwrap_or_default());
+        let _ = writeln!(
+            out,
+            "  remediation: branch {} ({}), pull request #{} {how}{}",
+            r.branch,
+            &r.commit[..r.commit.len().min(12)],
+            r.pull_request.number,
+            r.pull_request.url.as_deref().map(|u| format!(" {u}")).unwrap_or_default()
+        );
     }
     match report.remaining() {
         0 => out.push_str("nothing left drifted\n"),
@@ -234,7 +242,13 @@ pub fn sync_text(report: &SyncReport) -> String {
 pub fn run_approve_cli(args: &ApproveArgs) -> anyhow::Result<ExitCode> {
     let db = StateDb::open(&args.state.state)?;
     let drift = approve(&db, &args.id, &actor(args.actor.as_ref()))?;
-    println!("approved drift {} ({} [{}]) by {}; the next sync reverts it", drift.id, drift.address, drift.severity, drift.approved_by.as_deref().unwrap_or("?"));
+    println!(
+        "approved drift {} ({} [{}]) by {}; the next sync reverts it",
+        drift.id,
+        drift.address,
+        drift.severity,
+        drift.approved_by.as_deref().unwrap_or("?")
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -248,7 +262,11 @@ pub fn run_approvals_cli(command: &ListOrVerify) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     for p in &pending {
-        let approved = p.approved_by.as_deref().map(|by| format!("approved by {by} at {}", p.approved_at.as_deref().unwrap_or("?"))).unwrap_or_else(|| "awaiting approval".into());
+        let approved = p
+            .approved_by
+            .as_deref()
+            .map(|by| format!("approved by {by} at {}", p.approved_at.as_deref().unwrap_or("?")))
+            .unwrap_or_else(|| "awaiting approval".into());
         println!("{}  {:<8}  {}  {}  {}  since {}  {approved}", p.id, p.severity, p.address, p.object_id, p.repo, p.created_at);
     }
     if pending.is_empty() {

@@ -60,9 +60,7 @@ fn short(revision: &str) -> &str {
 /// configuration and compares. The report's `generated_at` is the current time.
 pub async fn run_drift(options: &DriftOptions, api: &impl PlatformApi) -> Result<DriftReport, DriftError> {
     let spec = RepoSpec { repo: options.repo.clone(), reference: options.reference.clone(), cache_dir: options.cache_dir.clone() };
-    let snapshot = tokio::task::spawn_blocking(move || fetch_snapshot(&spec))
-        .await
-        .map_err(|e| DriftError::Internal(e.to_string()))??;
+    let snapshot = tokio::task::spawn_blocking(move || fetch_snapshot(&spec)).await.map_err(|e| DriftError::Internal(e.to_string()))??;
     let progress = Progress::start("reading live objects");
     let live = read_live(api).await?;
     progress.done();
@@ -116,15 +114,17 @@ pub struct Detection {
 /// [`run_drift`] keeping the desired resources, live objects and snapshot for acting on them.
 pub async fn detect(options: &DriftOptions, api: &impl PlatformApi) -> Result<Detection, DriftError> {
     let spec = RepoSpec { repo: options.repo.clone(), reference: options.reference.clone(), cache_dir: options.cache_dir.clone() };
-    let snapshot = tokio::task::spawn_blocking(move || fetch_snapshot(&spec))
-        .await
-        .map_err(|e| DriftError::Internal(e.to_string()))??;
+    let snapshot = tokio::task::spawn_blocking(move || fetch_snapshot(&spec)).await.map_err(|e| DriftError::Internal(e.to_string()))??;
     let live = read_live(api).await?;
     let (report, desired, rules) = detect_in_snapshot(options, &snapshot, &live)?;
     Ok(Detection { report, desired, live, rules, snapshot })
 }
 
-fn detect_in_snapshot(options: &DriftOptions, snapshot: &Snapshot, live: &[LiveObject]) -> Result<(DriftReport, Vec<DesiredResource>, IgnoreRules), DriftError> {
+fn detect_in_snapshot(
+    options: &DriftOptions,
+    snapshot: &Snapshot,
+    live: &[LiveObject],
+) -> Result<(DriftReport, Vec<DesiredResource>, IgnoreRules), DriftError> {
     let hcl_err = |problem| DriftError::Hcl { repo: crate::git::redact(&options.repo), revision: snapshot.revision.clone(), problem: Box::new(problem) };
     let evaluation = evaluate(&snapshot.files, &options.path, &options.vars, live).map_err(hcl_err)?;
     let ignore_text = snapshot.files.read(IGNORE_FILE).unwrap_or_default();

@@ -21,11 +21,7 @@ pub fn diff_objects(schema: &ResourceSchema, desired: &Map<String, Value>, live:
             continue;
         }
         // A write-only attribute is compared through its hash attribute (user_data -> user_data_sha256).
-        let attr = schema
-            .attributes
-            .iter()
-            .find(|a| a.hash_attribute.as_deref() == Some(key.as_str()))
-            .or_else(|| schema.attribute(key));
+        let attr = schema.attributes.iter().find(|a| a.hash_attribute.as_deref() == Some(key.as_str())).or_else(|| schema.attribute(key));
         let Some(attr) = attr else {
             changes.push(Change { path: key.clone(), desired: d.clone(), live: l.clone(), severity: Severity::Medium, sensitive: false });
             continue;
@@ -96,13 +92,9 @@ fn diff_value(attr: &Attribute, severity: Severity, path: &str, d: &Value, l: &V
                             let (dv, lv) = (dobj.get(k).unwrap_or(&Value::Null), lobj.get(k).unwrap_or(&Value::Null));
                             match attributes.iter().find(|a| &a.name == k) {
                                 Some(field) => diff_value(field, field.severity, &format!("{sub}.{k}"), dv, lv, out),
-                                None if dv != lv => out.push(Change {
-                                    path: format!("{sub}.{k}"),
-                                    desired: dv.clone(),
-                                    live: lv.clone(),
-                                    severity,
-                                    sensitive: false,
-                                }),
+                                None if dv != lv => {
+                                    out.push(Change { path: format!("{sub}.{k}"), desired: dv.clone(), live: lv.clone(), severity, sensitive: false })
+                                }
                                 None => {}
                             }
                         }
@@ -123,8 +115,8 @@ fn diff_value(attr: &Attribute, severity: Severity, path: &str, d: &Value, l: &V
 }
 
 fn key_segment(key: &str) -> String {
-    let plain = key.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    let plain =
+        key.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     if plain { format!(".{key}") } else { format!("[{}]", Value::String(key.to_string())) }
 }
 

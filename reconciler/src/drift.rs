@@ -132,10 +132,8 @@ fn compare_all(jobs: &[(&DesiredResource, Option<&LiveObject>)], rules: &IgnoreR
     }
     let chunk = jobs.len().div_ceil(threads);
     std::thread::scope(|scope| {
-        let handles: Vec<_> = jobs
-            .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().map(|(d, l)| compare_one(d, *l, rules)).collect::<Vec<_>>()))
-            .collect();
+        let handles: Vec<_> =
+            jobs.chunks(chunk).map(|part| scope.spawn(move || part.iter().map(|(d, l)| compare_one(d, *l, rules)).collect::<Vec<_>>())).collect();
         let mut out = Vec::with_capacity(jobs.len());
         for h in handles {
             out.extend(h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
@@ -176,11 +174,7 @@ fn compare_one(d: &DesiredResource, live: Option<&LiveObject>, rules: &IgnoreRul
         return entry;
     }
     let empty = Map::new();
-    let all = diff_objects(
-        schema,
-        desired_canon.as_object().unwrap_or(&empty),
-        live_canon.as_object().unwrap_or(&empty),
-    );
+    let all = diff_objects(schema, desired_canon.as_object().unwrap_or(&empty), live_canon.as_object().unwrap_or(&empty));
     let (ignored, changes): (Vec<_>, Vec<_>) = all.into_iter().partition(|c| rules.change_rule(&d.address, &c.path).is_some());
     entry.ignored_changes = ignored;
     if changes.is_empty() {
@@ -248,11 +242,7 @@ mod tests {
 
     #[test]
     fn in_sync_drifted_missing_unmanaged() {
-        let d = [
-            desired(Kind::Vm, "web", vm_attrs(4, "prod")),
-            desired(Kind::Vm, "db", vm_attrs(8, "prod")),
-            desired(Kind::Vm, "gone", vm_attrs(8, "prod")),
-        ];
+        let d = [desired(Kind::Vm, "web", vm_attrs(4, "prod")), desired(Kind::Vm, "db", vm_attrs(8, "prod")), desired(Kind::Vm, "gone", vm_attrs(8, "prod"))];
         let mut web_live = vm_attrs(4, "prod");
         web_live["status"] = json!("running");
         let l = [
@@ -285,7 +275,8 @@ mod tests {
     fn large_inputs_compare_in_parallel_with_the_same_result() {
         let n = PARALLEL_THRESHOLD * 2;
         let d: Vec<DesiredResource> = (0..n).map(|i| desired(Kind::Vm, &format!("vm-{i}"), vm_attrs(4, "prod"))).collect();
-        let l: Vec<LiveObject> = (0..n).map(|i| live(Kind::Vm, &format!("id-{i}"), &format!("vm-{i}"), vm_attrs(if i % 7 == 0 { 8 } else { 4 }, "prod"))).collect();
+        let l: Vec<LiveObject> =
+            (0..n).map(|i| live(Kind::Vm, &format!("id-{i}"), &format!("vm-{i}"), vm_attrs(if i % 7 == 0 { 8 } else { 4 }, "prod"))).collect();
         let parallel = compute_drift(&d, &l, &IgnoreRules::default());
         let jobs: Vec<_> = d.iter().zip(l.iter()).map(|(d, l)| (d, Some(l))).collect();
         let mut sequential: Vec<ResourceReport> = jobs.iter().map(|(d, l)| compare_one(d, *l, &IgnoreRules::default())).collect();

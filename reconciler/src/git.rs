@@ -3,7 +3,9 @@
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
-use git2::{AutotagOption, Cred, CredentialType, ErrorClass, ErrorCode, FetchOptions, ObjectType, Oid, RemoteCallbacks, Repository, TreeWalkMode, TreeWalkResult};
+use git2::{
+    AutotagOption, Cred, CredentialType, ErrorClass, ErrorCode, FetchOptions, ObjectType, Oid, RemoteCallbacks, Repository, TreeWalkMode, TreeWalkResult,
+};
 
 use crate::source::MemoryTree;
 
@@ -221,7 +223,12 @@ fn url_credentials(url: &str) -> Option<(String, String)> {
 fn classify(shown: &str, e: &git2::Error) -> GitError {
     let detail = e.message().split_whitespace().collect::<Vec<_>>().join(" ");
     let lower = detail.to_lowercase();
-    if e.code() == ErrorCode::Auth || lower.contains("authentication") || lower.contains("401") || lower.contains("credential") || lower.contains("username/password") {
+    if e.code() == ErrorCode::Auth
+        || lower.contains("authentication")
+        || lower.contains("401")
+        || lower.contains("credential")
+        || lower.contains("username/password")
+    {
         GitError::Auth { repo: shown.into(), detail }
     } else if e.code() == ErrorCode::NotFound
         || lower.contains("not found")
@@ -256,11 +263,9 @@ fn resolve(repo: &Repository, shown: &str, reference: Option<&str>, default_bran
         }
     }
     match reference {
-        Some(r) if r.len() >= 4 && r.chars().all(|c| c.is_ascii_hexdigit()) => repo
-            .revparse_single(r)
-            .and_then(|o| o.peel_to_commit())
-            .map(|c| c.id())
-            .map_err(|_| not_found()),
+        Some(r) if r.len() >= 4 && r.chars().all(|c| c.is_ascii_hexdigit()) => {
+            repo.revparse_single(r).and_then(|o| o.peel_to_commit()).map(|c| c.id()).map_err(|_| not_found())
+        }
         _ => Err(not_found()),
     }
 }
@@ -270,9 +275,10 @@ fn read_files(repo: &Repository, commit: Oid) -> Result<MemoryTree, git2::Error>
     let mut wanted: Vec<(String, Oid)> = Vec::new();
     tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
         if let (Some(ObjectType::Blob), Some(name)) = (entry.kind(), entry.name())
-            && (WANTED_SUFFIXES.iter().any(|s| name.ends_with(s)) || (dir.is_empty() && name == IGNORE_FILE)) {
-                wanted.push((format!("{dir}{name}"), entry.id()));
-            }
+            && (WANTED_SUFFIXES.iter().any(|s| name.ends_with(s)) || (dir.is_empty() && name == IGNORE_FILE))
+        {
+            wanted.push((format!("{dir}{name}"), entry.id()));
+        }
         TreeWalkResult::Ok
     })?;
     let mut files = Vec::with_capacity(wanted.len());

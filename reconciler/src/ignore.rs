@@ -13,12 +13,8 @@ pub struct IgnoreRules {
 impl IgnoreRules {
     /// Rules from the text of a `.novacronignore` file plus extra patterns (`--ignore`).
     pub fn parse<'a>(file: &str, extra: impl IntoIterator<Item = &'a str>) -> IgnoreRules {
-        let mut patterns: Vec<String> = file
-            .lines()
-            .map(|l| l.split_once('#').map_or(l, |(before, _)| before).trim())
-            .filter(|l| !l.is_empty())
-            .map(str::to_string)
-            .collect();
+        let mut patterns: Vec<String> =
+            file.lines().map(|l| l.split_once('#').map_or(l, |(before, _)| before).trim()).filter(|l| !l.is_empty()).map(str::to_string).collect();
         patterns.extend(extra.into_iter().map(|p| p.trim().to_string()).filter(|p| !p.is_empty()));
         IgnoreRules { patterns }
     }
@@ -36,16 +32,9 @@ impl IgnoreRules {
     /// The rule that ignores the change at `path` of the resource at `address`, if any. A rule
     /// naming an attribute covers everything under it (`metadata` covers `metadata.env`).
     pub fn change_rule(&self, address: &str, path: &str) -> Option<&str> {
-        let mut prefixes: Vec<&str> = path
-            .char_indices()
-            .filter(|&(_, c)| c == '.' || c == '[')
-            .map(|(i, _)| &path[..i])
-            .collect();
+        let mut prefixes: Vec<&str> = path.char_indices().filter(|&(_, c)| c == '.' || c == '[').map(|(i, _)| &path[..i]).collect();
         prefixes.push(path);
-        self.patterns
-            .iter()
-            .find(|p| prefixes.iter().any(|prefix| glob_match(p, &format!("{address}.{prefix}"))))
-            .map(String::as_str)
+        self.patterns.iter().find(|p| prefixes.iter().any(|prefix| glob_match(p, &format!("{address}.{prefix}")))).map(String::as_str)
     }
 }
 

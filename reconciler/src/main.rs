@@ -121,7 +121,8 @@ fn run() -> anyhow::Result<ExitCode> {
         Command::Audit(command) => return novacron_reconcile::cli::run_audit_cli(&command),
         Command::Serve(args) => return Ok(novacron_reconcile::serve::run_cli(&args)?),
     };
-    let api_key = std::env::var("NOVACRON_API_KEY").ok().filter(|k| !k.trim().is_empty()).context("NOVACRON_API_KEY is not set: export the platform API key")?;
+    let api_key =
+        std::env::var("NOVACRON_API_KEY").ok().filter(|k| !k.trim().is_empty()).context("NOVACRON_API_KEY is not set: export the platform API key")?;
     let options = DriftOptions {
         repo: args.repo.clone(),
         reference: args.reference.clone(),

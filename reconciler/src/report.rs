@@ -177,10 +177,7 @@ impl DriftReport {
 
 /// The current time as RFC 3339 UTC with seconds, e.g. `2026-11-22T04:09:44Z`.
 pub fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     rfc3339_from_unix(secs)
 }
 

@@ -255,7 +255,11 @@ resource "novacron_vm" "app" {{
     );
     git2_commit(&repo, &[("main.tf", &tf)], "with a data source and user data");
     let net = env.create(Kind::Network, json!({"name": "core", "cidr": "10.30.0.0/24"})).await;
-    env.create(Kind::Vm, json!({"name": "app", "cpu_cores": 2, "memory_gb": 4, "template_id": "tpl-debian-12", "network_id": net, "user_data": "#cloud-config\nother\n"})).await;
+    env.create(
+        Kind::Vm,
+        json!({"name": "app", "cpu_cores": 2, "memory_gb": 4, "template_id": "tpl-debian-12", "network_id": net, "user_data": "#cloud-config\nother\n"}),
+    )
+    .await;
 
     let report = env.drift(&env.options(&repo)).await.expect("drift runs");
     let app = entry(&report, "novacron_vm.app");
@@ -313,7 +317,11 @@ resource "novacron_vm" "this" {
   network_id  = var.network
 }
 "#;
-    git2_commit(&repo, &[("infra/main.tf", main), ("infra/modules/db/main.tf", module), (".novacronignore", "# labels are managed by hand\nnovacron_vm.*.metadata\n")], "modules");
+    git2_commit(
+        &repo,
+        &[("infra/main.tf", main), ("infra/modules/db/main.tf", module), (".novacronignore", "# labels are managed by hand\nnovacron_vm.*.metadata\n")],
+        "modules",
+    );
     let net = env.create(Kind::Network, json!({"name": "core", "cidr": "10.40.0.0/24"})).await;
     for i in 0..2 {
         env.create(Kind::Vm, json!({"name": format!("web-{i}"), "cpu_cores": 1, "memory_gb": 2, "template_id": "tpl-debian-12", "network_id": net, "metadata": {"slot": "changed"}})).await;
@@ -345,7 +353,8 @@ async fn a_second_run_fetches_the_new_commit_and_refs_select_revisions() {
     let repo = env.dir.path().join("cli-repo");
     std::fs::create_dir_all(&repo).expect("mkdir");
     git(&repo, &["init", "-q"]);
-    std::fs::write(repo.join("main.tf"), "resource \"novacron_network\" \"core\" {\n  name = \"core\"\n  cidr = \"10.50.0.0/24\"\n  mtu = 1500\n}\n").expect("write");
+    std::fs::write(repo.join("main.tf"), "resource \"novacron_network\" \"core\" {\n  name = \"core\"\n  cidr = \"10.50.0.0/24\"\n  mtu = 1500\n}\n")
+        .expect("write");
     git(&repo, &["add", "."]);
     git(&repo, &["commit", "-q", "-m", "first"]);
     git(&repo, &["tag", "v1"]);
@@ -359,7 +368,8 @@ async fn a_second_run_fetches_the_new_commit_and_refs_select_revisions() {
     assert_eq!(report.revision, first);
     assert_eq!(paths(entry(&report, "novacron_network.core")), [("mtu", Severity::Medium)]);
 
-    std::fs::write(repo.join("main.tf"), "resource \"novacron_network\" \"core\" {\n  name = \"core\"\n  cidr = \"10.50.0.0/24\"\n  mtu = 9000\n}\n").expect("write");
+    std::fs::write(repo.join("main.tf"), "resource \"novacron_network\" \"core\" {\n  name = \"core\"\n  cidr = \"10.50.0.0/24\"\n  mtu = 9000\n}\n")
+        .expect("write");
     git(&repo, &["commit", "-q", "-am", "jumbo frames"]);
     let second = git(&repo, &["rev-parse", "HEAD"]);
     let report = env.drift(&options).await.expect("second run");
@@ -454,7 +464,14 @@ async fn bad_configurations_are_one_line_errors() {
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
 
     let dup = env.dir.path().join("dup");
-    git2_commit(&dup, &[("main.tf", "resource \"novacron_network\" \"a\" {\n  name = \"core\"\n  cidr = \"10.0.0.0/24\"\n}\nresource \"novacron_network\" \"b\" {\n  name = \"core\"\n  cidr = \"10.0.1.0/24\"\n}\n")], "dup");
+    git2_commit(
+        &dup,
+        &[(
+            "main.tf",
+            "resource \"novacron_network\" \"a\" {\n  name = \"core\"\n  cidr = \"10.0.0.0/24\"\n}\nresource \"novacron_network\" \"b\" {\n  name = \"core\"\n  cidr = \"10.0.1.0/24\"\n}\n",
+        )],
+        "dup",
+    );
     let (code, _, stderr) = binary(&env, vec!["--repo".into(), dup.display().to_string()], TEST_API_KEY.1).await;
     assert_eq!(code, 1);
     assert!(stderr.contains("novacron_network.a and novacron_network.b are both novacron_network named \"core\""), "{stderr}");
@@ -504,7 +521,9 @@ async fn refusing_remote() -> (String, tokio::task::JoinHandle<()>) {
 async fn bad_git_credentials_are_a_one_line_error_without_the_token() {
     let env = Env::start().await;
     let (base, server) = refusing_remote().await;
-    for (url, token) in [(format!("{base}/org/infra.git"), Some("tok-from-env-123")), (format!("http://bot:tok-in-url-456@{}/org/infra.git", &base["http://".len()..]), None)] {
+    for (url, token) in
+        [(format!("{base}/org/infra.git"), Some("tok-from-env-123")), (format!("http://bot:tok-in-url-456@{}/org/infra.git", &base["http://".len()..]), None)]
+    {
         let endpoint = env.endpoint.clone();
         let cache = env.dir.path().join("auth-cache");
         let out = tokio::task::spawn_blocking(move || {

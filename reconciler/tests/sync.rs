@@ -5,10 +5,10 @@ mod support;
 use std::process::{Command, Stdio};
 
 use novacron_client::Kind;
+use novacron_reconcile::drift::LiveObject;
 use novacron_reconcile::live::{ClientApi, LiveError, PatchOutcome, PlatformApi};
 use novacron_reconcile::state::{StateDb, approve, audit_list, audit_verify, pending_approvals};
 use novacron_reconcile::sync::{AutoSyncMax, SyncOutcome, run_sync};
-use novacron_reconcile::drift::LiveObject;
 use serde_json::{Value, json};
 use support::{Env, MockForge, git};
 
@@ -66,7 +66,10 @@ async fn low_drift_is_reverted_critical_drift_gets_a_pull_request_then_approval_
     env.commit_unrelated();
     let third = run_sync(&options, &env.api(), &db, Some(&forge.forge())).await.expect("sync runs");
     let moved = third.remediation.clone().expect("remediation");
-    assert_eq!((moved.branch.as_str(), moved.pushed, moved.pull_request.number, moved.pull_request.created, moved.pull_request.changed), (remediation.branch.as_str(), true, remediation.pull_request.number, false, true));
+    assert_eq!(
+        (moved.branch.as_str(), moved.pushed, moved.pull_request.number, moved.pull_request.created, moved.pull_request.changed),
+        (remediation.branch.as_str(), true, remediation.pull_request.number, false, true)
+    );
     assert_eq!(git(&env.remote, &["rev-parse", &format!("{}^", moved.branch)]), env.revision, "rebased onto the new revision");
     assert_eq!(forge.requests().iter().filter(|r| r.method == "POST").count(), 1);
     let last = forge.requests().last().cloned().expect("a request");
@@ -179,7 +182,12 @@ async fn killed_mid_sync_then_rerun_applies_once_and_the_chain_verifies() {
     for (round, pause) in ["after-intent", "after-patch"].into_iter().enumerate() {
         let baseline = env.last_event().await;
         env.patch(Kind::Vm, &vm, json!({"metadata": {"env": format!("dev{round}"), "team": "web"}})).await;
-        let mut child = env.bin_command(&["sync", "--repo", &env.repo_url(), "--endpoint", &env.endpoint]).env("NOVACRON_RECONCILE_TEST_PAUSE", pause).stderr(Stdio::piped()).spawn().expect("spawn");
+        let mut child = env
+            .bin_command(&["sync", "--repo", &env.repo_url(), "--endpoint", &env.endpoint])
+            .env("NOVACRON_RECONCILE_TEST_PAUSE", pause)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
         support::wait_for_line(&mut child, "test hook: paused");
         child.kill().expect("kill -9");
         let _ = child.wait();
@@ -220,7 +228,13 @@ async fn dry_run_changes_nothing_and_approve_needs_a_known_drift() {
     let db = StateDb::open(&env.state_path()).expect("state");
     assert!(audit_list(&db, None).expect("audit").is_empty(), "a dry run writes nothing");
     assert!(matches!(approve(&db, "000000000000", "bob"), Err(novacron_reconcile::state::ApprovalError::UnknownId { .. })));
-    let out = Command::new(env!("CARGO_BIN_EXE_novacron-reconcile")).args(["sync", "--repo", &env.repo_url(), "--auto-sync-max", "none", "--state"]).arg(env.state_path()).env("NOVACRON_API_KEY", "x").env("NOVACRON_ENDPOINT", &env.endpoint).output().expect("run");
+    let out = Command::new(env!("CARGO_BIN_EXE_novacron-reconcile"))
+        .args(["sync", "--repo", &env.repo_url(), "--auto-sync-max", "none", "--state"])
+        .arg(env.state_path())
+        .env("NOVACRON_API_KEY", "x")
+        .env("NOVACRON_ENDPOINT", &env.endpoint)
+        .output()
+        .expect("run");
     assert_eq!(out.status.code(), Some(1), "a refused key is an error");
     assert!(!AutoSyncMax::None.allows(novacron_schemas::Severity::Info));
     env.stop().await;

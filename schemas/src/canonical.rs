@@ -68,9 +68,7 @@ fn canonical_value(attr: &Attribute, value: Value) -> Value {
             items.dedup();
             Value::Array(items)
         }
-        (AttrType::Map(item), Value::Object(entries)) => {
-            Value::Object(entries.into_iter().map(|(k, v)| (k, canonical_value(item, v))).collect())
-        }
+        (AttrType::Map(item), Value::Object(entries)) => Value::Object(entries.into_iter().map(|(k, v)| (k, canonical_value(item, v))).collect()),
         (AttrType::Blocks { attributes, .. }, Value::Array(items)) => Value::Array(
             items
                 .into_iter()

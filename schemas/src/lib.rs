@@ -103,10 +103,7 @@ pub struct Catalog {
 impl Catalog {
     /// The schema of one kind.
     pub fn get(&self, kind: Kind) -> &ResourceSchema {
-        self.schemas
-            .iter()
-            .find(|s| s.kind == kind)
-            .expect("the catalogue holds one schema per Kind, checked when it is loaded")
+        self.schemas.iter().find(|s| s.kind == kind).expect("the catalogue holds one schema per Kind, checked when it is loaded")
     }
 
     /// Every schema, in `Kind::ALL` order.

@@ -269,13 +269,15 @@ impl ParsedFile {
         }
         for attr in &self.attributes {
             if let Some(hash) = &attr.hash_attribute
-                && !self.attributes.iter().any(|a| &a.name == hash && a.read_only) {
-                    return Err(format!("{file}: {}: x-hash-attribute {hash} must be a readOnly property", attr.name));
-                }
+                && !self.attributes.iter().any(|a| &a.name == hash && a.read_only)
+            {
+                return Err(format!("{file}: {}: x-hash-attribute {hash} must be a readOnly property", attr.name));
+            }
             if let Some(within) = &attr.within
-                && !self.attributes.iter().any(|a| &a.name == within && a.constraints.format == Some(Format::Cidr)) {
-                    return Err(format!("{file}: {}: x-within {within} must name a cidr property", attr.name));
-                }
+                && !self.attributes.iter().any(|a| &a.name == within && a.constraints.format == Some(Format::Cidr))
+            {
+                return Err(format!("{file}: {}: x-within {within} must name a cidr property", attr.name));
+            }
         }
         Ok(ResourceSchema {
             kind,
@@ -339,10 +341,7 @@ fn convert(file: &str, name: &str, p: &RawProperty, is_item: bool) -> Result<Att
     };
     let pattern = match &p.pattern {
         None => None,
-        Some(source) => Some(Pattern {
-            source: source.clone(),
-            regex: regex::Regex::new(source).map_err(|e| at(e.to_string()))?,
-        }),
+        Some(source) => Some(Pattern { source: source.clone(), regex: regex::Regex::new(source).map_err(|e| at(e.to_string()))? }),
     };
     let reference = match &p.reference {
         None => None,

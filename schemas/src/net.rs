@@ -33,31 +33,29 @@ fn from_bits(bits: u128, v4: bool) -> IpAddr {
 
 fn host_mask(width: u8, prefix: u8) -> u128 {
     let host_bits = u32::from(width - prefix);
-    if host_bits == 0 { 0 } else if host_bits >= 128 { u128::MAX } else { (1u128 << host_bits) - 1 }
+    if host_bits == 0 {
+        0
+    } else if host_bits >= 128 {
+        u128::MAX
+    } else {
+        (1u128 << host_bits) - 1
+    }
 }
 
 /// Parses an IPv4 or IPv6 address, with a message that says what is wrong.
 pub fn parse_ip(text: &str) -> Result<IpAddr, String> {
-    text.parse::<IpAddr>()
-        .map_err(|_| format!("{text:?} is not an IP address (expected e.g. 10.0.0.1 or fd00::1)"))
+    text.parse::<IpAddr>().map_err(|_| format!("{text:?} is not an IP address (expected e.g. 10.0.0.1 or fd00::1)"))
 }
 
 impl Cidr {
     /// Parses `address/prefix`. Host bits must be zero; the message suggests the network
     /// address when they are not.
     pub fn parse(text: &str) -> Result<Cidr, String> {
-        let (addr, prefix) = text
-            .split_once('/')
-            .ok_or_else(|| format!("{text:?} is not a CIDR block (expected e.g. 10.0.0.0/24)"))?;
-        let ip = addr
-            .parse::<IpAddr>()
-            .map_err(|_| format!("{text:?} is not a CIDR block: {addr:?} is not an IP address"))?;
+        let (addr, prefix) = text.split_once('/').ok_or_else(|| format!("{text:?} is not a CIDR block (expected e.g. 10.0.0.0/24)"))?;
+        let ip = addr.parse::<IpAddr>().map_err(|_| format!("{text:?} is not a CIDR block: {addr:?} is not an IP address"))?;
         let max = width(&ip);
-        let prefix: u8 = prefix
-            .parse()
-            .ok()
-            .filter(|p| *p <= max)
-            .ok_or_else(|| format!("{text:?} is not a CIDR block: the prefix length must be 0 to {max}"))?;
+        let prefix: u8 =
+            prefix.parse().ok().filter(|p| *p <= max).ok_or_else(|| format!("{text:?} is not a CIDR block: the prefix length must be 0 to {max}"))?;
         let bits = to_bits(&ip);
         let network = bits & !host_mask(max, prefix);
         if network != bits {

@@ -21,8 +21,7 @@ pub enum Severity {
 
 impl Severity {
     /// Every level, highest first (the order reports list them in).
-    pub const DESCENDING: [Severity; 5] =
-        [Severity::Critical, Severity::High, Severity::Medium, Severity::Low, Severity::Info];
+    pub const DESCENDING: [Severity; 5] = [Severity::Critical, Severity::High, Severity::Medium, Severity::Low, Severity::Info];
 
     /// One level up, saturating at `Critical`.
     pub fn raised(self) -> Severity {

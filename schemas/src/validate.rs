@@ -103,9 +103,10 @@ impl ResourceSchema {
             }
             if attr.grow_only
                 && let (Some(o), Some(n)) = (old.and_then(Value::as_i64), new.and_then(Value::as_i64))
-                    && n < o {
-                        lifecycle.push(FieldError::new(&attr.name, Violation::GrowOnly, format!("size can only grow: {} is {o}, cannot become {n}", attr.name)));
-                    }
+                && n < o
+            {
+                lifecycle.push(FieldError::new(&attr.name, Violation::GrowOnly, format!("size can only grow: {} is {o}, cannot become {n}", attr.name)));
+            }
         }
         // A change that can never be applied in place is the one thing to fix; checks that
         // depend on the new value (a gateway inside a new CIDR) would only add noise.
@@ -122,7 +123,9 @@ impl ResourceSchema {
         for key in input.keys() {
             match self.attribute(key) {
                 None => errors.push(FieldError::new(key, Violation::Unknown, format!("unknown field {key:?} for a {}; remove it", self.kind))),
-                Some(a) if a.read_only => errors.push(FieldError::new(key, Violation::ReadOnly, format!("{key} is set by the platform and cannot be written; remove it"))),
+                Some(a) if a.read_only => {
+                    errors.push(FieldError::new(key, Violation::ReadOnly, format!("{key} is set by the platform and cannot be written; remove it")))
+                }
                 Some(_) => {}
             }
         }
@@ -152,7 +155,11 @@ impl ResourceSchema {
             let (Some(within), Some(Value::String(ip))) = (&attr.within, object.get(&attr.name)) else { continue };
             let (Ok(ip), Some(Ok(cidr))) = (parse_ip(ip), object.get(within).and_then(Value::as_str).map(Cidr::parse)) else { continue };
             if !cidr.contains(&ip) {
-                errors.push(FieldError::new(&attr.name, Violation::Format, format!("{} {ip} is outside {within} {cidr}; pick an address inside it", attr.name)));
+                errors.push(FieldError::new(
+                    &attr.name,
+                    Violation::Format,
+                    format!("{} {ip} is outside {within} {cidr}; pick an address inside it", attr.name),
+                ));
             }
         }
     }
@@ -223,21 +230,25 @@ pub(crate) fn validate_value(attr: &Attribute, value: &Value, field: &str, error
     match (&attr.ty, value) {
         (AttrType::String, Value::String(s)) => {
             if let Some(max) = c.max_length
-                && s.chars().count() > max {
-                    errors.push(FieldError::new(field, Violation::Range, format!("{field} is longer than {max} characters")));
-                }
+                && s.chars().count() > max
+            {
+                errors.push(FieldError::new(field, Violation::Range, format!("{field} is longer than {max} characters")));
+            }
             if let Some(allowed) = &c.enum_values
-                && !allowed.iter().any(|a| a == s) {
-                    errors.push(FieldError::new(field, Violation::Enum, format!("{field} must be one of {}, not {s:?}", allowed.join(", "))));
-                }
+                && !allowed.iter().any(|a| a == s)
+            {
+                errors.push(FieldError::new(field, Violation::Enum, format!("{field} must be one of {}, not {s:?}", allowed.join(", "))));
+            }
             if let Some(p) = &c.pattern
-                && !p.regex.is_match(s) {
-                    errors.push(FieldError::new(field, Violation::Format, format!("{field} {s:?} must match {}", p.source)));
-                }
+                && !p.regex.is_match(s)
+            {
+                errors.push(FieldError::new(field, Violation::Format, format!("{field} {s:?} must match {}", p.source)));
+            }
             if let Some(f) = c.format
-                && let Err(msg) = check_format(f, s) {
-                    errors.push(FieldError::new(field, Violation::Format, format!("{field}: {msg}")));
-                }
+                && let Err(msg) = check_format(f, s)
+            {
+                errors.push(FieldError::new(field, Violation::Format, format!("{field}: {msg}")));
+            }
         }
         (AttrType::Integer, Value::Number(n)) => match n.as_i64() {
             None => errors.push(type_error("a whole number")),
@@ -301,9 +312,10 @@ pub(crate) fn validate_value(attr: &Attribute, value: &Value, field: &str, error
 
 fn check_count(field: &str, n: usize, max: Option<usize>, what: &str, errors: &mut Vec<FieldError>) {
     if let Some(max) = max
-        && n > max {
-            errors.push(FieldError::new(field, Violation::Range, format!("{field} has {n} {what}; at most {max} are allowed")));
-        }
+        && n > max
+    {
+        errors.push(FieldError::new(field, Violation::Range, format!("{field} has {n} {what}; at most {max} are allowed")));
+    }
 }
 
 /// Checks a string against a semantic format, returning a message that says how to fix it.
@@ -316,7 +328,11 @@ pub fn check_format(format: Format, s: &str) -> Result<(), String> {
             if ok { Ok(()) } else { Err(format!("{s:?} is not an RFC 3339 timestamp (e.g. 2026-01-31T12:00:00Z)")) }
         }
         Format::Rego => {
-            if s.trim().is_empty() { Err("the Rego module is empty; write a module with a `deny` set".into()) } else { Ok(()) }
+            if s.trim().is_empty() {
+                Err("the Rego module is empty; write a module with a `deny` set".into())
+            } else {
+                Ok(())
+            }
         }
         Format::Ports => check_ports(s),
     }

@@ -14,7 +14,10 @@ use crate::problem::ApiError;
 use crate::store::q;
 
 fn bad(field: &str, message: String) -> ApiError {
-    ApiError::BadRequest { detail: message.clone(), errors: vec![novacron_schemas::FieldError { field: field.into(), message, violation: novacron_schemas::Violation::Format }] }
+    ApiError::BadRequest {
+        detail: message.clone(),
+        errors: vec![novacron_schemas::FieldError { field: field.into(), message, violation: novacron_schemas::Violation::Format }],
+    }
 }
 
 pub(super) async fn poll(State(app): State<Arc<App>>, Query(params): Query<HashMap<String, String>>) -> Result<Json<serde_json::Value>, ApiError> {

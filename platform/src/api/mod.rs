@@ -42,21 +42,17 @@ pub fn router(app: Arc<App>) -> Router {
 
 /// Authentication, then the rate limit, then chaos: for every `/v1` call.
 async fn guard(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
-    let token = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .unwrap_or_default();
+    let token =
+        req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(str::trim).unwrap_or_default();
     let Some(key) = authenticate(&app.config.api_keys, token) else {
         return ApiError::Unauthorized.into_response();
     };
     req.extensions_mut().insert(Actor(key.name.clone()));
     if let Some(limiter) = &app.limiter
-        && let Err(retry_after_secs) = limiter.try_acquire() {
-            return ApiError::RateLimited { retry_after_secs }.into_response();
-        }
+        && let Err(retry_after_secs) = limiter.try_acquire()
+    {
+        return ApiError::RateLimited { retry_after_secs }.into_response();
+    }
     if !app.chaos.latency.is_zero() {
         tokio::time::sleep(app.chaos.latency).await;
     }

@@ -19,9 +19,8 @@ use crate::store::{ListFilter, StoredObject};
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 fn kind_of(segment: &str) -> Result<Kind, ApiError> {
-    Kind::from_collection(segment).ok_or_else(|| ApiError::NotFound {
-        detail: format!("no collection {segment:?}; use vms, networks, volumes, policies or templates"),
-    })
+    Kind::from_collection(segment)
+        .ok_or_else(|| ApiError::NotFound { detail: format!("no collection {segment:?}; use vms, networks, volumes, policies or templates") })
 }
 
 fn bad_param(field: &str, message: String) -> ApiError {
@@ -34,7 +33,17 @@ fn etag(version: i64) -> HeaderValue {
 
 /// Header-safe text: no control characters, double quotes replaced.
 fn header_text(s: &str) -> String {
-    s.chars().map(|c| if c.is_control() { ' ' } else if c == '"' { '\'' } else { c }).collect()
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                ' '
+            } else if c == '"' {
+                '\''
+            } else {
+                c
+            }
+        })
+        .collect()
 }
 
 fn object_response(status: StatusCode, object: &StoredObject) -> Response {
@@ -49,10 +58,9 @@ fn written_response(kind: Kind, w: Written, created: bool) -> Response {
     let status = StatusCode::from_u16(w.status).unwrap_or(StatusCode::OK);
     let mut resp = object_response(status, &w.object);
     let h = resp.headers_mut();
-    if created
-        && let Ok(loc) = HeaderValue::from_str(&format!("/v1/{}/{}", kind.collection(), w.object.id)) {
-            h.insert(header::LOCATION, loc);
-        }
+    if created && let Ok(loc) = HeaderValue::from_str(&format!("/v1/{}/{}", kind.collection(), w.object.id)) {
+        h.insert(header::LOCATION, loc);
+    }
     if w.replayed {
         h.insert("idempotency-replayed", HeaderValue::from_static("true"));
     }
@@ -154,7 +162,13 @@ pub(super) async fn list(State(app): State<Arc<App>>, Path(segment): Path<String
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
-pub(super) async fn create(State(app): State<Arc<App>>, Extension(actor): Extension<Actor>, Path(segment): Path<String>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+pub(super) async fn create(
+    State(app): State<Arc<App>>,
+    Extension(actor): Extension<Actor>,
+    Path(segment): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let kind = kind_of(&segment)?;
     let value = json_body(&headers, body).await?;
     let key = match headers.get("idempotency-key") {
@@ -175,11 +189,12 @@ pub(super) async fn read(State(app): State<Arc<App>>, Path((segment, id)): Path<
     let kind = kind_of(&segment)?;
     let object = app.get(kind, &id)?;
     if let Some(v) = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok())
-        && parse_etag(v) == Some(object.version) {
-            let mut resp = StatusCode::NOT_MODIFIED.into_response();
-            resp.headers_mut().insert(header::ETAG, etag(object.version));
-            return Ok(resp);
-        }
+        && parse_etag(v) == Some(object.version)
+    {
+        let mut resp = StatusCode::NOT_MODIFIED.into_response();
+        resp.headers_mut().insert(header::ETAG, etag(object.version));
+        return Ok(resp);
+    }
     Ok(object_response(StatusCode::OK, &object))
 }
 
@@ -207,7 +222,11 @@ pub(super) async fn update(
     Ok(written_response(kind, written, false))
 }
 
-pub(super) async fn remove(State(app): State<Arc<App>>, Extension(actor): Extension<Actor>, Path((segment, id)): Path<(String, String)>) -> Result<Response, ApiError> {
+pub(super) async fn remove(
+    State(app): State<Arc<App>>,
+    Extension(actor): Extension<Actor>,
+    Path((segment, id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
     let kind = kind_of(&segment)?;
     match app.delete(kind, &actor.0, &id)? {
         Removal::Gone => Ok(StatusCode::NO_CONTENT.into_response()),

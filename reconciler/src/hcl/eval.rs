@@ -34,11 +34,7 @@ pub fn evaluate(tree: &dyn SourceTree, root: &str, vars: &[String], live: &[Live
     let root = if root == "." { "" } else { root };
     let config = read_module(tree, root)?.ok_or_else(|| HclError::NoSuchPath { path: root.to_string() })?;
     let ctx = function_context();
-    let mut ev = Evaluator {
-        tree,
-        live: live.iter().map(|o| ((o.kind, o.name()), o)).collect(),
-        out: Evaluation::default(),
-    };
+    let mut ev = Evaluator { tree, live: live.iter().map(|o| ((o.kind, o.name()), o)).collect(), out: Evaluation::default() };
     let (values, unknown) = root_variables(tree, root, &config, vars, &ctx)?;
     ev.module(&ctx, &config, root, "", values, unknown, 0)?;
     let mut seen: HashMap<(Kind, &str), &str> = HashMap::new();
@@ -59,7 +55,13 @@ type Unknown = HashMap<String, String>;
 
 /// Variable values of the root module: defaults, then `terraform.tfvars`, then `*.auto.tfvars`
 /// (in name order), then `--var` flags, each overriding the one before.
-fn root_variables(tree: &dyn SourceTree, root: &str, config: &ModuleConfig, flags: &[String], ctx: &Context<'_>) -> Result<(Map<String, Value>, Unknown), HclError> {
+fn root_variables(
+    tree: &dyn SourceTree,
+    root: &str,
+    config: &ModuleConfig,
+    flags: &[String],
+    ctx: &Context<'_>,
+) -> Result<(Map<String, Value>, Unknown), HclError> {
     let refs = Refs { ctx: Some(ctx), ..Refs::default() };
     let none = Instance::default();
     let mut values = Map::new();
@@ -111,7 +113,8 @@ fn root_variables(tree: &dyn SourceTree, root: &str, config: &ModuleConfig, flag
 }
 
 fn json_vars(path: &str, text: &str) -> Result<hcl::Body, HclError> {
-    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| HclError::Syntax { file: path.into(), line: e.line(), column: e.column(), message: e.to_string() })?;
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| HclError::Syntax { file: path.into(), line: e.line(), column: e.column(), message: e.to_string() })?;
     let attrs = value.as_object().into_iter().flatten().map(|(k, v)| hcl::Attribute::new(k.as_str(), Expression::from(to_hcl(v))));
     Ok(hcl::Body::builder().add_attributes(attrs).build())
 }
@@ -191,10 +194,8 @@ fn dependency_order(nodes: &[Node<'_>], module: &str) -> Result<Vec<usize>, HclE
         Ok(())
     }
     for i in 0..nodes.len() {
-        visit(i, &deps, &mut state, &mut order, &mut Vec::new()).map_err(|cycle| HclError::Cycle {
-            module: module.to_string(),
-            through: cycle.iter().map(|&c| nodes[c].key()).collect::<Vec<_>>().join(" -> "),
-        })?;
+        visit(i, &deps, &mut state, &mut order, &mut Vec::new())
+            .map_err(|cycle| HclError::Cycle { module: module.to_string(), through: cycle.iter().map(|&c| nodes[c].key()).collect::<Vec<_>>().join(" -> ") })?;
     }
     Ok(order)
 }
@@ -208,7 +209,9 @@ fn expand(refs: &Refs<'_>, count: Option<&Expression>, for_each: Option<&Express
             other => return Err(format!("count must be a number, not {other}")),
         };
         let instances = (0..n)
-            .map(|i| (format!("[{i}]"), Instance { count: Some(Value::Object(Map::from_iter([("index".to_string(), Value::from(i))]))), ..Instance::default() }))
+            .map(|i| {
+                (format!("[{i}]"), Instance { count: Some(Value::Object(Map::from_iter([("index".to_string(), Value::from(i))]))), ..Instance::default() })
+            })
             .collect();
         return Ok((instances, Shape::List));
     }
@@ -264,7 +267,16 @@ fn instance_key(suffix: &str) -> String {
 
 impl Evaluator<'_> {
     #[allow(clippy::too_many_arguments, reason = "one call site per module level; a struct would only rename the same values")]
-    fn module(&mut self, ctx: &Context<'_>, config: &ModuleConfig, dir: &str, prefix: &str, vars: Map<String, Value>, unknown: Unknown, depth: usize) -> Result<Map<String, Value>, HclError> {
+    fn module(
+        &mut self,
+        ctx: &Context<'_>,
+        config: &ModuleConfig,
+        dir: &str,
+        prefix: &str,
+        vars: Map<String, Value>,
+        unknown: Unknown,
+        depth: usize,
+    ) -> Result<Map<String, Value>, HclError> {
         let module = if prefix.is_empty() { "root module".to_string() } else { prefix.trim_end_matches('.').to_string() };
         let mut nodes: Vec<Node<'_>> = Vec::new();
         nodes.extend(config.locals.iter().map(|(n, e)| Node::Local(n, e)));

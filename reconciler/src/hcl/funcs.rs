@@ -17,105 +17,136 @@ pub fn function_context() -> Context<'static> {
     ctx.declare_func("replace", fixed(3, |a| Ok(Value::from(string(&a[0])?.replace(&string(&a[1])?, &string(&a[2])?)))));
     ctx.declare_func("format", variadic(format));
     ctx.declare_func("join", fixed(2, join));
-    ctx.declare_func("split", fixed(2, |a| {
-        let (sep, text) = (string(&a[0])?, string(&a[1])?);
-        Ok(Value::Array(text.split(sep.as_str()).map(Value::from).collect()))
-    }));
-    ctx.declare_func("concat", variadic(|a| {
-        let mut out = Vec::new();
-        for list in a.iter() {
-            out.extend(array(list)?.iter().cloned());
-        }
-        Ok(Value::Array(out))
-    }));
-    ctx.declare_func("merge", variadic(|a| {
-        let mut out = Map::new();
-        for obj in a.iter().filter(|v| !v.is_null()) {
-            out.extend(object(obj)?.iter().map(|(k, v)| (k.clone(), v.clone())));
-        }
-        Ok(Value::Object(out))
-    }));
-    ctx.declare_func("lookup", FuncDef::builder().params([ParamType::Any, ParamType::Any]).variadic_param(ParamType::Any).build(|a| {
-        let key = string(&a[1])?;
-        match object(&a[0])?.get(&key) {
-            Some(v) => Ok(v.clone()),
-            None => a.get(2).cloned().ok_or_else(|| format!("lookup: no key {key:?} and no default")),
-        }
-    }));
-    ctx.declare_func("length", fixed(1, |a| {
-        let n = match &a[0] {
-            Value::Array(v) => v.len(),
-            Value::Object(m) => m.len(),
-            Value::String(s) => s.chars().count(),
-            other => return Err(format!("length: cannot take the length of {other}")),
-        };
-        Ok(Value::from(n as u64))
-    }));
+    ctx.declare_func(
+        "split",
+        fixed(2, |a| {
+            let (sep, text) = (string(&a[0])?, string(&a[1])?);
+            Ok(Value::Array(text.split(sep.as_str()).map(Value::from).collect()))
+        }),
+    );
+    ctx.declare_func(
+        "concat",
+        variadic(|a| {
+            let mut out = Vec::new();
+            for list in a.iter() {
+                out.extend(array(list)?.iter().cloned());
+            }
+            Ok(Value::Array(out))
+        }),
+    );
+    ctx.declare_func(
+        "merge",
+        variadic(|a| {
+            let mut out = Map::new();
+            for obj in a.iter().filter(|v| !v.is_null()) {
+                out.extend(object(obj)?.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+            Ok(Value::Object(out))
+        }),
+    );
+    ctx.declare_func(
+        "lookup",
+        FuncDef::builder().params([ParamType::Any, ParamType::Any]).variadic_param(ParamType::Any).build(|a| {
+            let key = string(&a[1])?;
+            match object(&a[0])?.get(&key) {
+                Some(v) => Ok(v.clone()),
+                None => a.get(2).cloned().ok_or_else(|| format!("lookup: no key {key:?} and no default")),
+            }
+        }),
+    );
+    ctx.declare_func(
+        "length",
+        fixed(1, |a| {
+            let n = match &a[0] {
+                Value::Array(v) => v.len(),
+                Value::Object(m) => m.len(),
+                Value::String(s) => s.chars().count(),
+                other => return Err(format!("length: cannot take the length of {other}")),
+            };
+            Ok(Value::from(n as u64))
+        }),
+    );
     ctx.declare_func("keys", fixed(1, |a| Ok(Value::Array(object(&a[0])?.keys().map(|k| Value::from(k.clone())).collect()))));
     ctx.declare_func("values", fixed(1, |a| Ok(Value::Array(object(&a[0])?.values().cloned().collect()))));
-    ctx.declare_func("element", fixed(2, |a| {
-        let list = array(&a[0])?;
-        let i = int(&a[1])?;
-        if list.is_empty() {
-            return Err("element: the list is empty".into());
-        }
-        let idx = usize::try_from(i.rem_euclid(list.len() as i64)).map_err(|e| e.to_string())?;
-        Ok(list[idx].clone())
-    }));
+    ctx.declare_func(
+        "element",
+        fixed(2, |a| {
+            let list = array(&a[0])?;
+            let i = int(&a[1])?;
+            if list.is_empty() {
+                return Err("element: the list is empty".into());
+            }
+            let idx = usize::try_from(i.rem_euclid(list.len() as i64)).map_err(|e| e.to_string())?;
+            Ok(list[idx].clone())
+        }),
+    );
     ctx.declare_func("contains", fixed(2, |a| Ok(Value::Bool(array(&a[0])?.contains(&a[1])))));
     ctx.declare_func("range", variadic(range));
-    ctx.declare_func("tostring", fixed(1, |a| match &a[0] {
-        Value::Null => Ok(Value::Null),
-        Value::Array(_) | Value::Object(_) => Err("tostring: only primitive values convert to a string".into()),
-        v => Ok(Value::from(string(v)?)),
-    }));
-    ctx.declare_func("tonumber", fixed(1, |a| match &a[0] {
-        Value::Null => Ok(Value::Null),
-        Value::Number(n) => Ok(Value::Number(*n)),
-        Value::String(s) => parse_number(s).ok_or_else(|| format!("tonumber: {s:?} is not a number")),
-        other => Err(format!("tonumber: cannot convert {other}")),
-    }));
+    ctx.declare_func(
+        "tostring",
+        fixed(1, |a| match &a[0] {
+            Value::Null => Ok(Value::Null),
+            Value::Array(_) | Value::Object(_) => Err("tostring: only primitive values convert to a string".into()),
+            v => Ok(Value::from(string(v)?)),
+        }),
+    );
+    ctx.declare_func(
+        "tonumber",
+        fixed(1, |a| match &a[0] {
+            Value::Null => Ok(Value::Null),
+            Value::Number(n) => Ok(Value::Number(*n)),
+            Value::String(s) => parse_number(s).ok_or_else(|| format!("tonumber: {s:?} is not a number")),
+            other => Err(format!("tonumber: cannot convert {other}")),
+        }),
+    );
     ctx.declare_func("tolist", fixed(1, |a| Ok(Value::Array(array(&a[0])?.clone()))));
-    ctx.declare_func("toset", fixed(1, |a| {
-        let mut out: Vec<Value> = Vec::new();
-        for v in array(&a[0])? {
-            if !out.contains(v) {
-                out.push(v.clone());
+    ctx.declare_func(
+        "toset",
+        fixed(1, |a| {
+            let mut out: Vec<Value> = Vec::new();
+            for v in array(&a[0])? {
+                if !out.contains(v) {
+                    out.push(v.clone());
+                }
             }
-        }
-        Ok(Value::Array(out))
-    }));
+            Ok(Value::Array(out))
+        }),
+    );
     ctx.declare_func("tomap", fixed(1, |a| Ok(Value::Object(object(&a[0])?.clone()))));
     ctx.declare_func("jsonencode", fixed(1, |a| serde_json::to_string(&a[0]).map(Value::from).map_err(|e| e.to_string())));
-    ctx.declare_func("coalesce", variadic(|a| {
-        a.iter()
-            .find(|v| !v.is_null() && v.as_str() != Some(""))
-            .cloned()
-            .ok_or_else(|| "coalesce: every argument is null or empty".to_string())
-    }));
-    ctx.declare_func("cidrhost", fixed(2, |a| {
-        let (net, bits) = parse_prefix(&string(&a[0])?)?;
-        let host = int(&a[1])?;
-        let size = host_space(net, bits);
-        let n = if host < 0 { size.checked_sub(host.unsigned_abs().into()) } else { Some(u128::from(host.unsigned_abs())) };
-        match n.filter(|n| *n < size) {
-            Some(n) => Ok(Value::from(offset(net, n).to_string())),
-            None => Err(format!("cidrhost: host number {host} is outside the prefix")),
-        }
-    }));
-    ctx.declare_func("cidrsubnet", fixed(3, |a| {
-        let (net, bits) = parse_prefix(&string(&a[0])?)?;
-        let newbits = u32::try_from(int(&a[1])?).map_err(|_| "cidrsubnet: newbits must not be negative".to_string())?;
-        let netnum = u128::try_from(int(&a[2])?).map_err(|_| "cidrsubnet: netnum must not be negative".to_string())?;
-        let width = if net.is_ipv4() { 32 } else { 128 };
-        let new_prefix = bits + newbits;
-        if new_prefix > width || (newbits < 128 && netnum >= 1u128 << newbits) {
-            return Err(format!("cidrsubnet: cannot make subnet {netnum} with {newbits} more bits"));
-        }
-        let shift = width - new_prefix;
-        let step = if shift >= 128 { 0 } else { netnum << shift };
-        Ok(Value::from(format!("{}/{new_prefix}", offset(net, step))))
-    }));
+    ctx.declare_func(
+        "coalesce",
+        variadic(|a| a.iter().find(|v| !v.is_null() && v.as_str() != Some("")).cloned().ok_or_else(|| "coalesce: every argument is null or empty".to_string())),
+    );
+    ctx.declare_func(
+        "cidrhost",
+        fixed(2, |a| {
+            let (net, bits) = parse_prefix(&string(&a[0])?)?;
+            let host = int(&a[1])?;
+            let size = host_space(net, bits);
+            let n = if host < 0 { size.checked_sub(host.unsigned_abs().into()) } else { Some(u128::from(host.unsigned_abs())) };
+            match n.filter(|n| *n < size) {
+                Some(n) => Ok(Value::from(offset(net, n).to_string())),
+                None => Err(format!("cidrhost: host number {host} is outside the prefix")),
+            }
+        }),
+    );
+    ctx.declare_func(
+        "cidrsubnet",
+        fixed(3, |a| {
+            let (net, bits) = parse_prefix(&string(&a[0])?)?;
+            let newbits = u32::try_from(int(&a[1])?).map_err(|_| "cidrsubnet: newbits must not be negative".to_string())?;
+            let netnum = u128::try_from(int(&a[2])?).map_err(|_| "cidrsubnet: netnum must not be negative".to_string())?;
+            let width = if net.is_ipv4() { 32 } else { 128 };
+            let new_prefix = bits + newbits;
+            if new_prefix > width || (newbits < 128 && netnum >= 1u128 << newbits) {
+                return Err(format!("cidrsubnet: cannot make subnet {netnum} with {newbits} more bits"));
+            }
+            let shift = width - new_prefix;
+            let step = if shift >= 128 { 0 } else { netnum << shift };
+            Ok(Value::from(format!("{}/{new_prefix}", offset(net, step))))
+        }),
+    );
     ctx
 }
 

@@ -103,12 +103,9 @@ pub fn read_module(tree: &dyn SourceTree, dir: &str) -> Result<Option<ModuleConf
 /// Parses HCL native syntax, turning a syntax error into `file:line:col`.
 pub fn parse_native(file: &str, text: &str) -> Result<Body, HclError> {
     hcl::parse(text).map_err(|e| match e {
-        hcl::Error::Parse(p) => HclError::Syntax {
-            file: file.to_string(),
-            line: p.location().line(),
-            column: p.location().column(),
-            message: one_line(p.message()),
-        },
+        hcl::Error::Parse(p) => {
+            HclError::Syntax { file: file.to_string(), line: p.location().line(), column: p.location().column(), message: one_line(p.message()) }
+        }
         other => HclError::Invalid { file: file.to_string(), message: one_line(&other.to_string()) },
     })
 }
@@ -215,12 +212,8 @@ fn resource_block(kind: Kind, label: &str, file: &str, body: &Body) -> ResourceB
 /// (`firewall_rule`) become repeated blocks.
 pub fn parse_json(file: &str, text: &str) -> Result<Body, HclError> {
     let invalid = |message: String| HclError::Invalid { file: file.to_string(), message };
-    let root: serde_json::Value = serde_json::from_str(text).map_err(|e| HclError::Syntax {
-        file: file.to_string(),
-        line: e.line(),
-        column: e.column(),
-        message: e.to_string(),
-    })?;
+    let root: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| HclError::Syntax { file: file.to_string(), line: e.line(), column: e.column(), message: e.to_string() })?;
     let root = root.as_object().ok_or_else(|| invalid("the top level must be an object".into()))?;
     let mut body = Body::builder();
     for (section, content) in root {
@@ -231,7 +224,9 @@ pub fn parse_json(file: &str, text: &str) -> Result<Body, HclError> {
                     body = body.add_block(hcl::Block::builder(section.as_str()).add_label(name.as_str()).add_attributes(json_attrs(v, None)?).build());
                 }
             }
-            "locals" => body = body.add_block(hcl::Block::builder("locals").add_attributes(json_attrs(&serde_json::Value::Object(content.clone()), None)?).build()),
+            "locals" => {
+                body = body.add_block(hcl::Block::builder("locals").add_attributes(json_attrs(&serde_json::Value::Object(content.clone()), None)?).build())
+            }
             "resource" => {
                 for (ty, by_name) in content {
                     let kind = Kind::from_terraform_type(ty);
@@ -268,12 +263,7 @@ fn block_names(kind: Option<Kind>) -> Vec<String> {
 
 fn json_attrs(v: &serde_json::Value, kind: Option<Kind>) -> Result<Vec<hcl::Attribute>, HclError> {
     let skip = block_names(kind);
-    Ok(v.as_object()
-        .into_iter()
-        .flatten()
-        .filter(|(k, _)| !skip.contains(k))
-        .map(|(k, v)| hcl::Attribute::new(k.as_str(), json_expr(v)))
-        .collect())
+    Ok(v.as_object().into_iter().flatten().filter(|(k, _)| !skip.contains(k)).map(|(k, v)| hcl::Attribute::new(k.as_str(), json_expr(v))).collect())
 }
 
 fn json_blocks(v: &serde_json::Value, kind: Option<Kind>) -> Vec<(String, serde_json::Value)> {
@@ -312,10 +302,11 @@ fn json_string(s: &str) -> Expression {
     // A string that is one interpolation and nothing else is that expression, list or map included.
     if let Some(inner) = s.strip_prefix("${").and_then(|r| r.strip_suffix('}'))
         && !inner.contains("${")
-            && let Ok(body) = hcl::parse(&format!("x = {inner}"))
-                && let Some(a) = body.attributes().next() {
-                    return a.expr.clone();
-                }
+        && let Ok(body) = hcl::parse(&format!("x = {inner}"))
+        && let Some(a) = body.attributes().next()
+    {
+        return a.expr.clone();
+    }
     Expression::TemplateExpr(Box::new(TemplateExpr::QuotedString(s.to_string())))
 }
 
@@ -327,8 +318,14 @@ mod tests {
     #[test]
     fn reads_native_and_json_files() {
         let tree = MemoryTree::new([
-            ("main.tf", "variable \"size\" { default = 4 }\nresource \"novacron_network\" \"core\" {\n  cidr = \"10.0.0.0/24\"\n  firewall_rule {\n    direction = \"ingress\"\n  }\n  lifecycle { prevent_destroy = true }\n}\nresource \"other_thing\" \"x\" {}\n"),
-            ("vm.tf.json", r#"{"resource": {"novacron_vm": {"web": {"count": 2, "memory_gb": "${var.size}", "name": "web-${count.index}", "timeouts": {"create": "5m"}}}}}"#),
+            (
+                "main.tf",
+                "variable \"size\" { default = 4 }\nresource \"novacron_network\" \"core\" {\n  cidr = \"10.0.0.0/24\"\n  firewall_rule {\n    direction = \"ingress\"\n  }\n  lifecycle { prevent_destroy = true }\n}\nresource \"other_thing\" \"x\" {}\n",
+            ),
+            (
+                "vm.tf.json",
+                r#"{"resource": {"novacron_vm": {"web": {"count": 2, "memory_gb": "${var.size}", "name": "web-${count.index}", "timeouts": {"create": "5m"}}}}}"#,
+            ),
             ("README.md", "not hcl"),
         ]);
         let config = read_module(&tree, "").expect("parses").expect("exists");

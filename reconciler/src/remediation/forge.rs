@@ -89,7 +89,10 @@ impl std::fmt::Debug for GitHubForge {
 impl GitHubForge {
     /// A forge client for `owner/name` at `base_url` with `token`.
     pub fn new(base_url: &str, owner_repo: &str, token: &str) -> Result<GitHubForge, String> {
-        let (owner, repo) = owner_repo.split_once('/').filter(|(o, r)| !o.is_empty() && !r.is_empty() && !r.contains('/')).ok_or_else(|| format!("--forge-repo {owner_repo:?}: expected owner/name"))?;
+        let (owner, repo) = owner_repo
+            .split_once('/')
+            .filter(|(o, r)| !o.is_empty() && !r.is_empty() && !r.contains('/'))
+            .ok_or_else(|| format!("--forge-repo {owner_repo:?}: expected owner/name"))?;
         if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
             return Err(format!("--forge-url {base_url:?}: expected an http(s) URL"));
         }
@@ -152,8 +155,10 @@ impl Forge for GitHubForge {
             let head = format!("{}:{}", self.owner, spec.head);
             let open = self.call(reqwest::Method::GET, &pulls, &[("head", head.as_str()), ("state", "open")], None).await?;
             // Gitea ignores `head` on this call; match the branch here as well.
-            let existing = open.as_array().and_then(|all| all.iter().find(|p| p.pointer("/head/ref").and_then(Value::as_str).is_none_or(|r| r == spec.head)).cloned());
-            let unreadable = |path: &str| ForgeError::Transport { method: "POST", path: path.to_string(), detail: "the answer has no pull request number".into() };
+            let existing =
+                open.as_array().and_then(|all| all.iter().find(|p| p.pointer("/head/ref").and_then(Value::as_str).is_none_or(|r| r == spec.head)).cloned());
+            let unreadable =
+                |path: &str| ForgeError::Transport { method: "POST", path: path.to_string(), detail: "the answer has no pull request number".into() };
             match existing.and_then(|p| pull_of(&p, false)) {
                 Some(found) if existing_is(&open, spec) => Ok(PullRequest { changed: false, ..found }),
                 Some(found) => {

@@ -91,7 +91,8 @@ pub async fn remediate(request: &RemediationRequest<'_>, forge: &dyn Forge, db: 
     let ids: Vec<String> = request.drifts.iter().map(|(id, _)| id.clone()).collect();
     let branch = format!("novacron/drift/{}", set_id(&ids));
     let audit = |action: &str, detail: serde_json::Value| {
-        audit_append(db, AuditEntry { actor: request.actor.to_string(), action: action.into(), repo: repo.clone(), subject: branch.clone(), detail }).map(|_| ())
+        audit_append(db, AuditEntry { actor: request.actor.to_string(), action: action.into(), repo: repo.clone(), subject: branch.clone(), detail })
+            .map(|_| ())
     };
     let report = &request.detection.report;
     let drifted: Vec<&ResourceReport> = report.resources.iter().filter(|r| request.drifts.iter().any(|(_, a)| a == &r.address)).collect();
@@ -101,9 +102,10 @@ pub async fn remediate(request: &RemediationRequest<'_>, forge: &dyn Forge, db: 
     let spec = RepoSpec { repo: request.options.repo.clone(), reference: request.options.reference.clone(), cache_dir: request.options.cache_dir.clone() };
     let base_branch = base_branch(request.options, default_branch(&spec));
     let (base, files, branch_name) = (report.revision.clone(), codified.files.clone(), branch.clone());
-    let pushed = tokio::task::spawn_blocking(move || commit_and_push(&PushRequest { spec: &spec, base: &base, files: &files, branch: &branch_name, message: &message }))
-        .await
-        .map_err(|e| RemediationError::Internal(e.to_string()))?;
+    let pushed =
+        tokio::task::spawn_blocking(move || commit_and_push(&PushRequest { spec: &spec, base: &base, files: &files, branch: &branch_name, message: &message }))
+            .await
+            .map_err(|e| RemediationError::Internal(e.to_string()))?;
     let Pushed { commit, updated } = match pushed {
         Ok(pushed) => pushed,
         Err(e) => {
@@ -113,13 +115,19 @@ pub async fn remediate(request: &RemediationRequest<'_>, forge: &dyn Forge, db: 
     };
     // A sync repeated while the drift waits changes nothing and appends nothing.
     if updated {
-        audit("push", json!({"branch": branch, "commit": commit, "base": report.revision, "drift_ids": ids, "rewritten": codified.rewritten.len(), "manual": codified.manual.len()}))?;
+        audit(
+            "push",
+            json!({"branch": branch, "commit": commit, "base": report.revision, "drift_ids": ids, "rewritten": codified.rewritten.len(), "manual": codified.manual.len()}),
+        )?;
     }
     let pr = PullRequestSpec { head: branch.clone(), base: base_branch, title: title(&drifted), body: pull_request_body(request, &codified) };
     match forge.ensure_pull_request(&pr).await {
         Ok(pull_request) => {
             if pull_request.changed {
-                audit("pull_request", json!({"branch": branch, "number": pull_request.number, "url": pull_request.url, "created": pull_request.created, "drift_ids": ids}))?;
+                audit(
+                    "pull_request",
+                    json!({"branch": branch, "number": pull_request.number, "url": pull_request.url, "created": pull_request.created, "drift_ids": ids}),
+                )?;
             }
             Ok(RemediationOutcome { branch, commit, pushed: updated, pull_request, rewritten: codified.rewritten, manual: codified.manual })
         }
@@ -160,7 +168,10 @@ fn commit_message(branch: &str, drifts: &[(String, String)], codified: &Codified
 /// The pull request body: what merging means, what was rewritten, what needs a person, then the markdown report.
 pub fn pull_request_body(request: &RemediationRequest<'_>, codified: &Codified) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "Merging this pull request accepts the live values into the desired state. The other way out is to approve the revert: `novacron-reconcile approve <id>` puts the desired values back on the next sync.\n");
+    let _ = writeln!(
+        out,
+        "Merging this pull request accepts the live values into the desired state. The other way out is to approve the revert: `novacron-reconcile approve <id>` puts the desired values back on the next sync.\n"
+    );
     let _ = writeln!(out, "| drift id | resource |\n|---|---|");
     for (id, address) in &request.drifts {
         let _ = writeln!(out, "| `{id}` | `{address}` |");

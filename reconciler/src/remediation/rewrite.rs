@@ -41,7 +41,9 @@ pub fn codify(tree: &dyn SourceTree, dir: &str, findings: &[&ResourceReport], li
                 out.rewritten.push(format!("{} (missing live): block removed", r.address));
                 out.files.insert(file, text);
             }
-            None => out.manual.push(format!("{}: missing live; its block is not a plain root-module block, remove it or create the object with terraform apply", r.address)),
+            None => out
+                .manual
+                .push(format!("{}: missing live; its block is not a plain root-module block, remove it or create the object with terraform apply", r.address)),
         }
     }
     let mut adopted = String::new();
@@ -93,7 +95,10 @@ fn adopt(object: &LiveObject) -> String {
     let label = if label.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') { label } else { format!("r_{label}") };
     let ty = object.kind.terraform_type();
     let mut out = format!("# Adopted by novacron-reconcile: {ty}.{label} ({}) existed live without a declaration.\n", object.id());
-    out.push_str(&format!("import {{\n  to = {ty}.{label}\n  id = {}\n}}\n\nresource \"{ty}\" \"{label}\" {{\n", hcl_literal(&Value::String(object.id().to_string()))));
+    out.push_str(&format!(
+        "import {{\n  to = {ty}.{label}\n  id = {}\n}}\n\nresource \"{ty}\" \"{label}\" {{\n",
+        hcl_literal(&Value::String(object.id().to_string()))
+    ));
     for attr in schema.settable().filter(|a| !a.write_only) {
         let Some(value) = object.fields.get(&attr.name).filter(|v| !v.is_null()) else { continue };
         match (&attr.ty, value) {
@@ -118,7 +123,10 @@ fn hcl_literal(value: &Value) -> String {
     match value {
         Value::String(_) => serde_json::to_string(value).unwrap_or_default().replace("${", "$${").replace("%{", "%%{"),
         Value::Array(items) => format!("[{}]", items.iter().map(hcl_literal).collect::<Vec<_>>().join(", ")),
-        Value::Object(map) => format!("{{ {} }}", map.iter().map(|(k, v)| format!("{} = {}", hcl_literal(&Value::String(k.clone())), hcl_literal(v))).collect::<Vec<_>>().join(", ")),
+        Value::Object(map) => format!(
+            "{{ {} }}",
+            map.iter().map(|(k, v)| format!("{} = {}", hcl_literal(&Value::String(k.clone())), hcl_literal(v))).collect::<Vec<_>>().join(", ")
+        ),
         other => other.to_string(),
     }
 }
@@ -203,7 +211,10 @@ fn write_change(body: &mut Body, path: &str, live: &Value) -> Result<(), String>
         return replace_literal(expr, live);
     }
     // A map entry: `metadata.env` or `metadata["x y"]`.
-    let key = rest.strip_prefix('.').map(str::to_string).or_else(|| rest.strip_prefix('[').and_then(|k| k.strip_suffix(']')).and_then(|k| serde_json::from_str::<String>(k).ok()));
+    let key = rest
+        .strip_prefix('.')
+        .map(str::to_string)
+        .or_else(|| rest.strip_prefix('[').and_then(|k| k.strip_suffix(']')).and_then(|k| serde_json::from_str::<String>(k).ok()));
     let Some(key) = key.filter(|k| !k.contains(['.', '['])) else { return Err("a nested path that is not rewritten automatically".into()) };
     let Expression::Object(object) = expr else { return Err(format!("{top} is not a literal map (a variable, local or function)")) };
     for (k, value) in object.iter_mut() {
@@ -282,7 +293,10 @@ resource "novacron_network" "core" {
             desired_hash: None,
             live_hash: None,
             drift_percentage: 0.5,
-            changes: changes.iter().map(|(p, v)| Change { path: (*p).into(), desired: Value::Null, live: v.clone(), severity: Severity::Low, sensitive: false }).collect(),
+            changes: changes
+                .iter()
+                .map(|(p, v)| Change { path: (*p).into(), desired: Value::Null, live: v.clone(), severity: Severity::Low, sensitive: false })
+                .collect(),
             ignored_changes: vec![],
             unknown: vec![],
         }
@@ -295,7 +309,10 @@ resource "novacron_network" "core" {
         let net = drifted("novacron_network.core", &[("firewall_rule[0].ports", json!("2222")), ("firewall_rule[1]", json!({"ports": "1"}))]);
         let out = codify(&tree, "infra", &[&vm, &net], &[]);
         let text = &out.files["infra/main.tf"];
-        let expected = TF.replace("memory_gb = 4 #", "memory_gb = 8 #").replace("\"team\" = \"web\"", "\"team\" = \"ops\"").replace("ports = \"22\" #", "ports = \"2222\" #");
+        let expected = TF
+            .replace("memory_gb = 4 #", "memory_gb = 8 #")
+            .replace("\"team\" = \"web\"", "\"team\" = \"ops\"")
+            .replace("ports = \"22\" #", "ports = \"2222\" #");
         assert_eq!(text, &expected);
         assert_eq!(out.rewritten.len(), 3);
         assert_eq!(out.manual.len(), 2, "{:?}", out.manual);

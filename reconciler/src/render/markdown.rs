@@ -44,7 +44,11 @@ pub fn render_markdown(report: &DriftReport) -> String {
     }
     if left_count > 0 {
         let parts: Vec<String> = Severity::DESCENDING.iter().filter(|v| left_out.get(**v) > 0).map(|v| format!("{} {v}", left_out.get(*v))).collect();
-        let _ = writeln!(out, "\n…and {left_count} more findings ({}) not shown to keep this under {MARKDOWN_LIMIT} characters; the JSON report has them all.", parts.join(", "));
+        let _ = writeln!(
+            out,
+            "\n…and {left_count} more findings ({}) not shown to keep this under {MARKDOWN_LIMIT} characters; the JSON report has them all.",
+            parts.join(", ")
+        );
     }
     if !report.warnings.is_empty() {
         let _ = writeln!(out, "\n<details><summary>{} warnings (not counted as drift)</summary>\n", report.warnings.len());

@@ -26,7 +26,12 @@ fn live(kind: Kind, id: &str, name: &str, attrs: Value) -> LiveObject {
 pub fn sample_report() -> DriftReport {
     let rule = json!({"direction": "ingress", "ports": "22"});
     let d = [
-        desired(Kind::Network, "novacron_network.core", "core", json!({"cidr": "10.0.0.0/24", "firewall_rules": [rule, {"direction": "ingress", "ports": "443"}]})),
+        desired(
+            Kind::Network,
+            "novacron_network.core",
+            "core",
+            json!({"cidr": "10.0.0.0/24", "firewall_rules": [rule, {"direction": "ingress", "ports": "443"}]}),
+        ),
         desired(Kind::Vm, "novacron_vm.web[0]", "web-0", json!({"cpu_cores": 2, "memory_gb": 4, "metadata": {"env": "prod"}, "user_data": "#cloud-config\n"})),
         desired(Kind::Vm, "novacron_vm.web[1]", "web-1", json!({"cpu_cores": 2, "memory_gb": 4})),
         desired(Kind::Policy, "module.guard.novacron_policy.this", "guard", json!({"rule": "package guard", "enforcement_mode": "block"})),
@@ -47,6 +52,8 @@ pub fn sample_report() -> DriftReport {
         summary: result.summary,
         resources: result.resources,
         ignored: result.ignored,
-        warnings: vec!["novacron_vm.web[1]: template_id is unknown (data.novacron_template.ubuntu is a data source, which is not read); left out of the comparison".into()],
+        warnings: vec![
+            "novacron_vm.web[1]: template_id is unknown (data.novacron_template.ubuntu is a data source, which is not read); left out of the comparison".into(),
+        ],
     }
 }

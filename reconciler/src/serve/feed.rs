@@ -120,7 +120,11 @@ mod tests {
             revision: "r".into(),
             generated_at: String::new(),
             summary: Summary { resources: 3, in_sync: 1, drifted: 0, missing: 1, unmanaged: 1, ignored: 0, coverage: 0.5, by_severity: BySeverity::default() },
-            resources: vec![entry("web", Some("vm-1"), Status::InSync), entry("missing-one", None, Status::Missing), entry("stray", Some("vm-9"), Status::Unmanaged)],
+            resources: vec![
+                entry("web", Some("vm-1"), Status::InSync),
+                entry("missing-one", None, Status::Missing),
+                entry("stray", Some("vm-9"), Status::Unmanaged),
+            ],
             ignored: vec![],
             warnings: vec![],
         }

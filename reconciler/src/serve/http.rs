@@ -173,7 +173,14 @@ async fn github_hook(State(svc): State<Arc<Service>>, headers: HeaderMap, body: 
     };
     match svc.state.remember_delivery(delivery) {
         Ok(true) => {}
-        Ok(false) => return hook_answer(&svc, "replayed", StatusCode::CONFLICT, json!({"error": format!("delivery {delivery} was already received; nothing triggered")})),
+        Ok(false) => {
+            return hook_answer(
+                &svc,
+                "replayed",
+                StatusCode::CONFLICT,
+                json!({"error": format!("delivery {delivery} was already received; nothing triggered")}),
+            );
+        }
         Err(e) => {
             tracing::error!(error = %e, "cannot record a webhook delivery");
             return hook_answer(&svc, "error", StatusCode::SERVICE_UNAVAILABLE, json!({"error": "the state database failed; retry the delivery"}));
@@ -184,7 +191,12 @@ async fn github_hook(State(svc): State<Arc<Service>>, headers: HeaderMap, body: 
     }
     let targets: Vec<&str> = verified.iter().filter(|r| payload.updates_ref(r.config.reference.as_deref())).map(|r| r.name()).collect();
     if targets.is_empty() {
-        return hook_answer(&svc, "other_ref", StatusCode::ACCEPTED, json!({"triggered": [], "message": "the push is to a ref no configured repository follows"}));
+        return hook_answer(
+            &svc,
+            "other_ref",
+            StatusCode::ACCEPTED,
+            json!({"triggered": [], "message": "the push is to a ref no configured repository follows"}),
+        );
     }
     for name in &targets {
         if let Some(repo) = svc.repo(name) {

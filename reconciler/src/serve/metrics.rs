@@ -107,18 +107,33 @@ impl Metrics {
                 "novacron_reconcile_drift",
                 "gauge",
                 "Resources not in sync at the last successful reconcile, by repo and severity.",
-                per_repo(&|n, r| SEVERITIES.iter().map(|s| format!("novacron_reconcile_drift{{repo=\"{n}\",severity=\"{}\"}} {}\n", s.as_str(), r.drift.get(*s))).collect()),
+                per_repo(&|n, r| {
+                    SEVERITIES.iter().map(|s| format!("novacron_reconcile_drift{{repo=\"{n}\",severity=\"{}\"}} {}\n", s.as_str(), r.drift.get(*s))).collect()
+                }),
             );
             section(
                 "novacron_reconcile_runs_total",
                 "counter",
                 "Reconcile runs by repo and outcome.",
                 per_repo(&|n, r| {
-                    format!("novacron_reconcile_runs_total{{repo=\"{n}\",outcome=\"ok\"}} {}\nnovacron_reconcile_runs_total{{repo=\"{n}\",outcome=\"error\"}} {}\n", r.runs_ok, r.runs_error)
+                    format!(
+                        "novacron_reconcile_runs_total{{repo=\"{n}\",outcome=\"ok\"}} {}\nnovacron_reconcile_runs_total{{repo=\"{n}\",outcome=\"error\"}} {}\n",
+                        r.runs_ok, r.runs_error
+                    )
                 }),
             );
-            section("novacron_reconcile_errors_total", "counter", "Failed reconcile runs by repo.", per_repo(&|n, r| format!("novacron_reconcile_errors_total{{repo=\"{n}\"}} {}\n", r.runs_error)));
-            section("novacron_reconcile_syncs_total", "counter", "Attributes reverted to the desired state, by repo.", per_repo(&|n, r| format!("novacron_reconcile_syncs_total{{repo=\"{n}\"}} {}\n", r.syncs)));
+            section(
+                "novacron_reconcile_errors_total",
+                "counter",
+                "Failed reconcile runs by repo.",
+                per_repo(&|n, r| format!("novacron_reconcile_errors_total{{repo=\"{n}\"}} {}\n", r.runs_error)),
+            );
+            section(
+                "novacron_reconcile_syncs_total",
+                "counter",
+                "Attributes reverted to the desired state, by repo.",
+                per_repo(&|n, r| format!("novacron_reconcile_syncs_total{{repo=\"{n}\"}} {}\n", r.syncs)),
+            );
             section(
                 "novacron_reconcile_triggers_total",
                 "counter",
@@ -146,8 +161,18 @@ impl Metrics {
                 "Webhook deliveries by outcome.",
                 m.webhooks.iter().map(|(o, c)| format!("novacron_reconcile_webhook_deliveries_total{{outcome=\"{o}\"}} {c}\n")).collect(),
             );
-            section("novacron_reconcile_event_feed_errors_total", "counter", "Failed polls of the platform event feed.", format!("novacron_reconcile_event_feed_errors_total {}\n", m.feed_errors));
-            section("novacron_reconcile_event_seq", "gauge", "The last platform event sequence number handled.", format!("novacron_reconcile_event_seq {}\n", m.event_seq));
+            section(
+                "novacron_reconcile_event_feed_errors_total",
+                "counter",
+                "Failed polls of the platform event feed.",
+                format!("novacron_reconcile_event_feed_errors_total {}\n", m.feed_errors),
+            );
+            section(
+                "novacron_reconcile_event_seq",
+                "gauge",
+                "The last platform event sequence number handled.",
+                format!("novacron_reconcile_event_seq {}\n", m.event_seq),
+            );
             out
         })
     }

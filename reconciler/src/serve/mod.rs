@@ -177,9 +177,22 @@ pub async fn start(settings: ServeSettings) -> Result<RunningServe, ServeError> 
     });
     let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|source| ServeError::Listen { addr: config.listen, source })?;
     let addr = listener.local_addr().map_err(|source| ServeError::Listen { addr: config.listen, source })?;
-    let service = Arc::new(Service { repos, state, db, metrics: Metrics::default(), api, client, cache_dir, admin_token, state_path: config.state.clone(), feed_following: AtomicBool::new(false), clone_locks });
+    let service = Arc::new(Service {
+        repos,
+        state,
+        db,
+        metrics: Metrics::default(),
+        api,
+        client,
+        cache_dir,
+        admin_token,
+        state_path: config.state.clone(),
+        feed_following: AtomicBool::new(false),
+        clone_locks,
+    });
     let (stop, stopped) = watch::channel(false);
-    let mut tasks: Vec<JoinHandle<()>> = service.repos.iter().map(|r| tokio::spawn(scheduler::repo_worker(service.clone(), r.clone(), stopped.clone()))).collect();
+    let mut tasks: Vec<JoinHandle<()>> =
+        service.repos.iter().map(|r| tokio::spawn(scheduler::repo_worker(service.clone(), r.clone(), stopped.clone()))).collect();
     tasks.push(tokio::spawn(feed::event_feed(service.clone(), stopped.clone())));
     let server = tokio::spawn(http::serve_http(listener, service.clone(), stopped));
     tracing::info!(%addr, repos = service.repos.len(), state = %config.state.display(), lock = %lock.path().display(), "novacron-reconcile serve started");
@@ -211,7 +224,11 @@ impl RunningServe {
 /// `novacron-reconcile serve`: runs until SIGTERM or SIGINT, then shuts down gracefully.
 pub fn run_cli(args: &ServeArgs) -> Result<ExitCode, ServeError> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("NOVACRON_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .try_init();
     let mut config = ServeConfig::load(&args.config)?;
     if let Some(listen) = args.listen {
         config.listen = listen;

@@ -93,7 +93,13 @@ fn row(html: &mut String, repo: &Value) {
     } else {
         html.push_str("<td><ul>");
         for p in pending {
-            let _ = write!(html, "<li><code>{}</code> {} ({})</li>", text(p.get("id").unwrap_or(&Value::Null)), text(p.get("address").unwrap_or(&Value::Null)), text(p.get("severity").unwrap_or(&Value::Null)));
+            let _ = write!(
+                html,
+                "<li><code>{}</code> {} ({})</li>",
+                text(p.get("id").unwrap_or(&Value::Null)),
+                text(p.get("address").unwrap_or(&Value::Null)),
+                text(p.get("severity").unwrap_or(&Value::Null))
+            );
         }
         html.push_str("</ul></td></tr>\n");
     }

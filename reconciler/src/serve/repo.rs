@@ -9,8 +9,8 @@ use serde::Serialize;
 use tokio::sync::Notify;
 
 use super::config::{Remediation, RepoConfig};
-use crate::remediation::{FORGE_TOKEN_ENV, GitHubForge};
 use super::state::StoredRepo;
+use crate::remediation::{FORGE_TOKEN_ENV, GitHubForge};
 use crate::report::{DriftReport, Status, Summary};
 
 /// A repository, its trigger and its status.
@@ -90,7 +90,15 @@ impl RepoHandle {
             summary: summary.and_then(|s| summary_from_json(&s)),
             ..RepoStatus::default()
         };
-        Ok(RepoHandle { config, secret, forge, wake: Notify::new(), pending: Mutex::new(None), status: Mutex::new(status), managed: Mutex::new(HashSet::new()) })
+        Ok(RepoHandle {
+            config,
+            secret,
+            forge,
+            wake: Notify::new(),
+            pending: Mutex::new(None),
+            status: Mutex::new(status),
+            managed: Mutex::new(HashSet::new()),
+        })
     }
 
     /// The repo's name.

@@ -11,9 +11,9 @@ use super::state::StoredRepo;
 use crate::command::DriftOptions;
 use crate::remediation::Forge;
 use crate::report::{Summary, now_rfc3339};
-use novacron_schemas::Severity;
 use crate::state::pending_approvals;
 use crate::sync::{SyncError, SyncOptions, SyncOutcome, SyncReport, run_sync};
+use novacron_schemas::Severity;
 
 /// Who `serve` acts as in the audit log.
 pub const ACTOR: &str = "novacron-reconcile-serve";

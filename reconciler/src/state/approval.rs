@@ -94,8 +94,11 @@ pub fn approve(db: &StateDb, id: &str, actor: &str) -> Result<PendingDrift, Appr
         let err = db.query_err("approve a drift");
         let conn = db.conn();
         let at = now();
-        conn.execute("UPDATE drifts SET approved_by = ?2, approved_at = ?3 WHERE id = ?1 AND resolved_at IS NULL AND approved_by IS NULL", params![id, actor, at])
-            .map_err(&err)?;
+        conn.execute(
+            "UPDATE drifts SET approved_by = ?2, approved_at = ?3 WHERE id = ?1 AND resolved_at IS NULL AND approved_by IS NULL",
+            params![id, actor, at],
+        )
+        .map_err(&err)?;
         let sql = format!("SELECT {PENDING_COLUMNS} FROM drifts WHERE id = ?1 AND resolved_at IS NULL");
         conn.query_row(&sql, [id], pending_row).optional().map_err(&err)?
     };
@@ -160,7 +163,10 @@ pub fn record_findings(db: &StateDb, repo: &str, seen: &[(String, String, String
     let mut new = Vec::new();
     for (id, address, status) in seen {
         let inserted = tx
-            .execute("INSERT INTO findings (id, repo, address, status, first_seen) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(id) DO NOTHING", params![id, repo, address, status, at])
+            .execute(
+                "INSERT INTO findings (id, repo, address, status, first_seen) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(id) DO NOTHING",
+                params![id, repo, address, status, at],
+            )
             .map_err(&err)?;
         if inserted == 1 {
             new.push((id.clone(), address.clone(), status.clone()));

@@ -101,7 +101,17 @@ pub(super) fn append_in(tx: &rusqlite::Transaction<'_>, entry: AuditEntry) -> ru
     record.hash = record.expected_hash();
     tx.execute(
         "INSERT INTO audit (seq, time, actor, action, repo, subject, detail, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        params![record.seq, record.time, record.actor, record.action, record.repo, record.subject, canonical_json(&record.detail), record.prev_hash, record.hash],
+        params![
+            record.seq,
+            record.time,
+            record.actor,
+            record.action,
+            record.repo,
+            record.subject,
+            canonical_json(&record.detail),
+            record.prev_hash,
+            record.hash
+        ],
     )?;
     Ok(record)
 }

@@ -126,7 +126,13 @@ mod tests {
             state: JournalState::Intent,
             outcome: None,
         };
-        let audit = |phase: &str| AuditEntry { actor: "a".into(), action: "sync".into(), repo: "r".into(), subject: "novacron_vm.web".into(), detail: serde_json::json!({"phase": phase}) };
+        let audit = |phase: &str| AuditEntry {
+            actor: "a".into(),
+            action: "sync".into(),
+            repo: "r".into(),
+            subject: "novacron_vm.web".into(),
+            detail: serde_json::json!({"phase": phase}),
+        };
         let seq = journal_intent(&db, &entry, audit("intent")).expect("intent");
         let open = journal_open_intents(&db, "r").expect("open");
         assert_eq!(open, vec![JournalEntry { seq, ..entry.clone() }]);
@@ -134,6 +140,9 @@ mod tests {
         journal_finish(&db, seq, "applied", Some(audit("done"))).expect("finish");
         assert!(journal_open_intents(&db, "r").expect("open").is_empty());
         let entries = crate::state::audit_list(&db, None).expect("audit");
-        assert_eq!(entries.iter().map(|e| (e.detail["phase"].as_str(), e.detail["journal"].as_u64())).collect::<Vec<_>>(), [(Some("intent"), Some(seq)), (Some("done"), Some(seq))]);
+        assert_eq!(
+            entries.iter().map(|e| (e.detail["phase"].as_str(), e.detail["journal"].as_u64())).collect::<Vec<_>>(),
+            [(Some("intent"), Some(seq)), (Some("done"), Some(seq))]
+        );
     }
 }

@@ -13,7 +13,10 @@ use crate::git::redact;
 use crate::live::PlatformApi;
 use crate::remediation::{Forge, RemediationOutcome, RemediationRequest, remediate};
 use crate::report::{DriftReport, ResourceReport, Status};
-use crate::state::{AuditEntry, DriftRecord, StateDb, StateError, audit_append, journal_finish, journal_open_intents, pending_approvals, record_drifts, record_findings, resolve_drift};
+use crate::state::{
+    AuditEntry, DriftRecord, StateDb, StateError, audit_append, journal_finish, journal_open_intents, pending_approvals, record_drifts, record_findings,
+    resolve_drift,
+};
 
 /// The highest severity reverted without approval (`critical` never is).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -164,7 +167,8 @@ pub async fn run_sync(options: &SyncOptions, api: &impl PlatformApi, db: &StateD
     let repo = redact(&options.drift.repo);
     let detection = detect(&options.drift, api).await?;
     let drifted: Vec<&ResourceReport> = detection.report.resources.iter().filter(|r| r.status == Status::Drifted && r.id.is_some()).collect();
-    let ids: Vec<String> = drifted.iter().map(|r| drift_id(&repo, &r.address, r.desired_hash.as_deref().unwrap_or(""), r.live_hash.as_deref().unwrap_or(""))).collect();
+    let ids: Vec<String> =
+        drifted.iter().map(|r| drift_id(&repo, &r.address, r.desired_hash.as_deref().unwrap_or(""), r.live_hash.as_deref().unwrap_or(""))).collect();
     let audit = |action: &str, subject: &str, detail: serde_json::Value| {
         audit_append(db, AuditEntry { actor: options.actor.clone(), action: action.into(), repo: repo.clone(), subject: subject.into(), detail }).map(|_| ())
     };
@@ -188,14 +192,25 @@ pub async fn run_sync(options: &SyncOptions, api: &impl PlatformApi, db: &StateD
             .resources
             .iter()
             .filter(|r| matches!(r.status, Status::Missing | Status::Unmanaged))
-            .map(|r| (drift_id(&repo, &r.address, r.desired_hash.as_deref().unwrap_or(""), r.live_hash.as_deref().unwrap_or("")), r.address.clone(), r.status.as_str().to_string()))
+            .map(|r| {
+                (
+                    drift_id(&repo, &r.address, r.desired_hash.as_deref().unwrap_or(""), r.live_hash.as_deref().unwrap_or("")),
+                    r.address.clone(),
+                    r.status.as_str().to_string(),
+                )
+            })
             .collect();
         for (id, address, status) in record_findings(db, &repo, &findings)? {
             audit("detect", &address, json!({"finding_id": id, "status": status, "revision": detection.report.revision}))?;
         }
         for new in record_drifts(db, &repo, &records)? {
-            let paths: Vec<&str> = drifted.iter().find(|r| r.address == new.address).map(|r| r.changes.iter().map(|c| c.path.as_str()).collect()).unwrap_or_default();
-            audit("detect", &new.address, json!({"drift_id": new.id, "severity": new.severity, "object_id": new.object_id, "paths": paths, "revision": detection.report.revision}))?;
+            let paths: Vec<&str> =
+                drifted.iter().find(|r| r.address == new.address).map(|r| r.changes.iter().map(|c| c.path.as_str()).collect()).unwrap_or_default();
+            audit(
+                "detect",
+                &new.address,
+                json!({"drift_id": new.id, "severity": new.severity, "object_id": new.object_id, "paths": paths, "revision": detection.report.revision}),
+            )?;
         }
     }
     let approvals = pending_approvals(db, Some(&repo))?;

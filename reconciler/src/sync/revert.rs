@@ -48,11 +48,8 @@ pub fn drifted_attributes(schema: &ResourceSchema, entry: &ResourceReport) -> Ve
     let mut out = BTreeSet::new();
     for change in &entry.changes {
         let top = top_level(&change.path);
-        let name = schema
-            .attributes
-            .iter()
-            .find(|a| matches!(&a.ty, AttrType::Blocks { block_name, .. } if block_name == top))
-            .map_or(top, |a| a.name.as_str());
+        let name =
+            schema.attributes.iter().find(|a| matches!(&a.ty, AttrType::Blocks { block_name, .. } if block_name == top)).map_or(top, |a| a.name.as_str());
         out.insert(name.to_string());
     }
     out.into_iter().collect()
@@ -140,21 +137,35 @@ pub async fn revert(job: &RevertJob<'_>, api: &impl PlatformApi, db: &StateDb) -
             state: JournalState::Intent,
             outcome: None,
         };
-        let seq = journal_intent(db, &entry, entry_of(job, "sync", json!({"phase": "intent", "drift_id": job.drift_id, "object_id": object_id, "attributes": job.attributes, "if_match": etag})))?;
+        let seq = journal_intent(
+            db,
+            &entry,
+            entry_of(job, "sync", json!({"phase": "intent", "drift_id": job.drift_id, "object_id": object_id, "attributes": job.attributes, "if_match": etag})),
+        )?;
         test_pause("after-intent", &job.entry.address).await;
         let outcome = api.patch_object(kind, &object_id, &patch, &etag).await;
         let outcome = match outcome {
             Ok(o) => o,
             Err(e) => {
-                let detail = if sensitive { "the platform refused the change (details hidden: a sensitive attribute is involved)".to_string() } else { e.to_string() };
-                journal_finish(db, seq, "failed", Some(entry_of(job, "error", json!({"stage": "sync", "drift_id": job.drift_id, "object_id": object_id, "error": detail}))))?;
+                let detail =
+                    if sensitive { "the platform refused the change (details hidden: a sensitive attribute is involved)".to_string() } else { e.to_string() };
+                journal_finish(
+                    db,
+                    seq,
+                    "failed",
+                    Some(entry_of(job, "error", json!({"stage": "sync", "drift_id": job.drift_id, "object_id": object_id, "error": detail}))),
+                )?;
                 return Err(RevertError::Platform { address: job.entry.address.clone(), detail });
             }
         };
         match outcome {
             PatchOutcome::Applied(now) => {
                 test_pause("after-patch", &job.entry.address).await;
-                let done = entry_of(job, "sync", json!({"phase": "done", "outcome": "applied", "drift_id": job.drift_id, "object_id": object_id, "version": now.fields.get("version")}));
+                let done = entry_of(
+                    job,
+                    "sync",
+                    json!({"phase": "done", "outcome": "applied", "drift_id": job.drift_id, "object_id": object_id, "version": now.fields.get("version")}),
+                );
                 journal_finish(db, seq, "applied", Some(done))?;
                 return Ok(RevertResult::Applied);
             }
@@ -193,7 +204,9 @@ enum Verdict {
 /// (only unconfigured attributes changed), or something new a person has to look at.
 fn rediff(job: &RevertJob<'_>, now: &LiveObject) -> Verdict {
     let result = compute_drift(std::slice::from_ref(job.desired), std::slice::from_ref(now), job.rules);
-    let Some(entry) = result.resources.iter().find(|r| r.address == job.entry.address) else { return Verdict::Conflict("the resource disappeared from the comparison".into()) };
+    let Some(entry) = result.resources.iter().find(|r| r.address == job.entry.address) else {
+        return Verdict::Conflict("the resource disappeared from the comparison".into());
+    };
     if entry.status == Status::InSync {
         Verdict::InSync
     } else if entry.live_hash == job.entry.live_hash {

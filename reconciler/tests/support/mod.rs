@@ -120,7 +120,8 @@ impl Env {
 
     /// The live objects MAIN_TF describes, all in sync: (network, vm, policy) ids.
     pub async fn create_all(&self) -> (String, String, String) {
-        let net = self.create(Kind::Network, json!({"name": "core", "cidr": "10.20.0.0/24", "firewall_rules": [{"direction": "ingress", "ports": "22"}]})).await;
+        let net =
+            self.create(Kind::Network, json!({"name": "core", "cidr": "10.20.0.0/24", "firewall_rules": [{"direction": "ingress", "ports": "22"}]})).await;
         let vm = self
             .create(Kind::Vm, json!({"name": "web", "cpu_cores": 2, "memory_gb": 4, "template_id": "tpl-ubuntu-24-04", "network_id": net, "metadata": {"env": "prod", "team": "web"}, "user_data": USER_DATA}))
             .await;
@@ -321,7 +322,12 @@ fn failure(status: u16) -> (StatusCode, Json<Value>) {
     (StatusCode::from_u16(status).expect("status"), Json(json!({"message": "the forge is having a bad day"})))
 }
 
-async fn list_pulls(State(state): State<Shared>, UrlPath((o, r)): UrlPath<(String, String)>, Query(q): Query<HashMap<String, String>>, headers: HeaderMap) -> (StatusCode, Json<Value>) {
+async fn list_pulls(
+    State(state): State<Shared>,
+    UrlPath((o, r)): UrlPath<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> (StatusCode, Json<Value>) {
     let head = q.get("head").cloned().unwrap_or_default();
     if let Some(status) = record(&state, "GET", format!("/repos/{o}/{r}/pulls"), q, &headers, Value::Null).filter(|s| *s < 500) {
         return failure(status);
@@ -336,7 +342,12 @@ async fn list_pulls(State(state): State<Shared>, UrlPath((o, r)): UrlPath<(Strin
     (StatusCode::OK, Json(Value::Array(open)))
 }
 
-async fn open_pull(State(state): State<Shared>, UrlPath((o, r)): UrlPath<(String, String)>, headers: HeaderMap, Json(body): Json<Value>) -> (StatusCode, Json<Value>) {
+async fn open_pull(
+    State(state): State<Shared>,
+    UrlPath((o, r)): UrlPath<(String, String)>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> (StatusCode, Json<Value>) {
     if let Some(status) = record(&state, "POST", format!("/repos/{o}/{r}/pulls"), HashMap::new(), &headers, body.clone()) {
         return failure(status);
     }
@@ -347,7 +358,12 @@ async fn open_pull(State(state): State<Shared>, UrlPath((o, r)): UrlPath<(String
     (StatusCode::CREATED, Json(json!({"number": number, "html_url": format!("http://forge/{o}/{r}/pull/{number}")})))
 }
 
-async fn update_pull(State(state): State<Shared>, UrlPath((o, r, n)): UrlPath<(String, String, u64)>, headers: HeaderMap, Json(body): Json<Value>) -> (StatusCode, Json<Value>) {
+async fn update_pull(
+    State(state): State<Shared>,
+    UrlPath((o, r, n)): UrlPath<(String, String, u64)>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> (StatusCode, Json<Value>) {
     if let Some(status) = record(&state, "PATCH", format!("/repos/{o}/{r}/pulls/{n}"), HashMap::new(), &headers, body.clone()) {
         return failure(status);
     }

@@ -11,7 +11,10 @@ fn live(kind: Kind, id: &str, name: &str) -> LiveObject {
 }
 
 fn find<'a>(ev: &'a Evaluation, address: &str) -> &'a DesiredResource {
-    ev.resources.iter().find(|r| r.address == address).unwrap_or_else(|| panic!("no {address} in {:?}", ev.resources.iter().map(|r| &r.address).collect::<Vec<_>>()))
+    ev.resources
+        .iter()
+        .find(|r| r.address == address)
+        .unwrap_or_else(|| panic!("no {address} in {:?}", ev.resources.iter().map(|r| &r.address).collect::<Vec<_>>()))
 }
 
 const MAIN: &str = r#"
@@ -211,7 +214,10 @@ resource "novacron_policy" "p" {
 }
 "#,
         ),
-        ("modules/vm/main.tf", "variable \"name\" {}\nvariable \"memory\" {}\nresource \"novacron_vm\" \"this\" {\n  name = var.name\n  memory_gb = var.memory\n}\noutput \"vm_name\" { value = novacron_vm.this.name }\n"),
+        (
+            "modules/vm/main.tf",
+            "variable \"name\" {}\nvariable \"memory\" {}\nresource \"novacron_vm\" \"this\" {\n  name = var.name\n  memory_gb = var.memory\n}\noutput \"vm_name\" { value = novacron_vm.this.name }\n",
+        ),
     ]);
     let ev = evaluate(&t, "", &[], &[]).expect("evaluates");
     assert_eq!(find(&ev, "module.web[\"us\"].novacron_vm.this").attributes["memory_gb"], json!(4));
