@@ -6,6 +6,10 @@
 //! Run: `cargo bench -p novacron-reconcile --bench serve`
 //! Knobs: BENCH_OBJECTS (1000), BENCH_CHANGES (50), BENCH_PUSHES (20), BENCH_SOAK_SECS (600).
 
+#[path = "../tests/support/git_cli.rs"]
+mod git_cli;
+use git_cli::git;
+
 use std::io::BufRead;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -30,17 +34,6 @@ fn vm_name(i: u64) -> String {
 fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok())
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(["-c", "user.name=Bench", "-c", "user.email=bench@example.com", "-c", "init.defaultBranch=main"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git runs");
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// A repository declaring one network and `vms` VMs with `for_each` over a tfvars map.

@@ -138,7 +138,8 @@ fn actor(given: Option<&String>) -> String {
     given.cloned().or_else(|| std::env::var("USER").ok()).filter(|a| !a.trim().is_empty()).unwrap_or_else(|| "novacron-reconcile".into())
 }
 
-fn default_cache_dir() -> PathBuf {
+/// `$XDG_CACHE_HOME/novacron/repos`, else `~/.cache/novacron/repos`, else a temp directory.
+pub fn default_cache_dir() -> PathBuf {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))

@@ -165,14 +165,7 @@ fn clone_dir(spec: &RepoSpec, url: &str) -> PathBuf {
 fn fetch(repo: &Repository, shown: &str) -> Result<Option<String>, GitError> {
     let mut remote = repo.find_remote("origin").map_err(|e| GitError::Fetch { repo: shown.into(), detail: e.message().into() })?;
     let mut callbacks = RemoteCallbacks::new();
-    let mut attempts = 0;
-    callbacks.credentials(move |url, username, allowed| {
-        attempts += 1;
-        if attempts > 3 {
-            return Err(git2::Error::new(ErrorCode::Auth, ErrorClass::Net, "the credentials offered were refused"));
-        }
-        credentials(url, username, allowed)
-    });
+    offer_credentials(&mut callbacks);
     let mut progress = Progress::new(shown);
     callbacks.transfer_progress(move |p| {
         progress.update(p.received_objects(), p.total_objects(), p.received_bytes());
@@ -190,6 +183,19 @@ fn fetch(repo: &Repository, shown: &str) -> Result<Option<String>, GitError> {
 }
 
 /// Credentials for a remote: URL credentials, `NOVACRON_GIT_TOKEN`, a credential helper, or ssh-agent.
+/// Offers [`credentials`] to a remote operation, giving up after three refusals (libgit2
+/// would otherwise ask again forever when a server keeps refusing).
+pub(crate) fn offer_credentials(callbacks: &mut RemoteCallbacks<'_>) {
+    let mut attempts = 0;
+    callbacks.credentials(move |url, username, allowed| {
+        attempts += 1;
+        if attempts > 3 {
+            return Err(git2::Error::new(ErrorCode::Auth, ErrorClass::Net, "the credentials offered were refused"));
+        }
+        credentials(url, username, allowed)
+    });
+}
+
 pub(crate) fn credentials(url: &str, username: Option<&str>, allowed: CredentialType) -> Result<Cred, git2::Error> {
     if allowed.contains(CredentialType::SSH_KEY) {
         return Cred::ssh_key_from_agent(username.unwrap_or("git"));

@@ -129,7 +129,7 @@ fn run() -> anyhow::Result<ExitCode> {
         path: args.path.clone(),
         vars: args.vars.clone(),
         ignore: args.ignore.clone(),
-        cache_dir: args.cache_dir.clone().unwrap_or_else(default_cache_dir),
+        cache_dir: args.cache_dir.clone().unwrap_or_else(novacron_reconcile::cli::default_cache_dir),
     };
     let api = ClientApi::new(&args.endpoint, &api_key)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
@@ -166,15 +166,6 @@ fn run() -> anyhow::Result<ExitCode> {
         }
     }
     Ok(if report.has_drift() { ExitCode::from(EXIT_DRIFT) } else { ExitCode::SUCCESS })
-}
-
-/// `$XDG_CACHE_HOME/novacron/repos`, else `~/.cache/novacron/repos`, else a temp directory.
-fn default_cache_dir() -> PathBuf {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir);
-    base.join("novacron").join("repos")
 }
 
 /// Writes through a temporary file in the same directory and renames it into place, so a

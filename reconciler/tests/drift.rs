@@ -1,6 +1,10 @@
 //! End to end: real git repositories (git2 and the `git` CLI), the real platform on 127.0.0.1:0,
 //! live objects made through the client and changed out of band, and the drift report.
 
+#[path = "support/git_cli.rs"]
+mod git_cli;
+use git_cli::git;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -90,18 +94,6 @@ fn git2_commit(dir: &Path, files: &[(&str, &str)], message: &str) -> String {
     let parent = repo.head().ok().and_then(|h| h.peel_to_commit().ok());
     let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
     repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &parents).expect("commit").to_string()
-}
-
-/// Runs the `git` CLI in `dir`.
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(["-c", "user.name=Test", "-c", "user.email=test@example.com", "-c", "init.defaultBranch=main"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git runs");
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 fn entry<'a>(report: &'a DriftReport, address: &str) -> &'a ResourceReport {

@@ -1,5 +1,9 @@
 //! End to end for `novacron-reconcile serve`: the real platform on 127.0.0.1:0, real git repositories, the service in process and as the real binary, driven over HTTP.
 
+#[path = "support/git_cli.rs"]
+mod git_cli;
+use git_cli::git;
+
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -147,17 +151,6 @@ async fn webhook_triggers(env: &Env, serve: &RunningServe) -> u64 {
         .lines()
         .find_map(|l| l.strip_prefix("novacron_reconcile_triggers_total{repo=\"infra\",source=\"webhook\"} "))
         .map_or(0, |n| n.parse().expect("a count"))
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(["-c", "user.name=Test", "-c", "user.email=test@example.com", "-c", "init.defaultBranch=main"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git runs");
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 fn commit(repo: &Path, main_tf: &str, message: &str) -> String {

@@ -4,9 +4,9 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use git2::build::TreeUpdateBuilder;
-use git2::{ErrorClass, ErrorCode, FileMode, Oid, PushOptions, RemoteCallbacks, Signature};
+use git2::{FileMode, Oid, PushOptions, RemoteCallbacks, Signature};
 
-use crate::git::{RepoSpec, cached_clone, credentials, redact};
+use crate::git::{RepoSpec, cached_clone, offer_credentials, redact};
 
 /// What to commit and where to push it.
 #[derive(Debug, Clone)]
@@ -102,14 +102,7 @@ fn push(repo: &git2::Repository, shown: &str, local: &str, branch: &str) -> Resu
     let rejection: RefCell<Option<String>> = RefCell::new(None);
     {
         let mut callbacks = RemoteCallbacks::new();
-        let mut attempts = 0;
-        callbacks.credentials(move |url, username, allowed| {
-            attempts += 1;
-            if attempts > 3 {
-                return Err(git2::Error::new(ErrorCode::Auth, ErrorClass::Net, "the credentials offered were refused"));
-            }
-            credentials(url, username, allowed)
-        });
+        offer_credentials(&mut callbacks);
         callbacks.push_update_reference(|_, status| {
             if let Some(message) = status {
                 *rejection.borrow_mut() = Some(message.to_string());

@@ -2,9 +2,12 @@
 
 pub mod smart_http;
 
+mod git_cli;
+pub use git_cli::git;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -245,18 +248,6 @@ pub fn local_branches(env: &Env) -> Vec<String> {
         out.extend(git(&entry.path(), &["for-each-ref", "--format=%(refname)", "refs/heads"]).lines().map(str::to_string).filter(|l| !l.is_empty()));
     }
     out
-}
-
-/// Runs the `git` CLI in `dir`.
-pub fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(["-c", "user.name=Test", "-c", "user.email=test@example.com", "-c", "init.defaultBranch=main"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git runs");
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// One request the forge received.
