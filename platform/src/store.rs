@@ -85,6 +85,9 @@ CREATE TABLE IF NOT EXISTS idempotency (
     created_ms INTEGER NOT NULL,
     PRIMARY KEY (actor, key)
 );
+-- Expired keys are swept on every keyed POST: the index keeps that a range scan of the
+-- expired rows instead of a scan of every remembered key.
+CREATE INDEX IF NOT EXISTS idempotency_created ON idempotency (created_ms);
 CREATE TABLE IF NOT EXISTS ip_allocations (
     network_id TEXT NOT NULL,
     host_index INTEGER NOT NULL,
