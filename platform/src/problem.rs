@@ -116,6 +116,11 @@ impl ApiError {
         ApiError::from_fields(kind, vec![FieldError { field: field.to_string(), message: message.into(), violation }])
     }
 
+    /// A bad query parameter or header (400) naming it.
+    pub fn bad_param(field: &str, message: String) -> ApiError {
+        ApiError::BadRequest { detail: message.clone(), errors: vec![FieldError { field: field.into(), message, violation: Violation::Format }] }
+    }
+
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {

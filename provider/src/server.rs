@@ -123,13 +123,13 @@ fn listen() -> Result<Listener, StartError> {
         return Err(StartError::Listen(format!("no free port between {min} and {max}")));
     }
     let base = env("PLUGIN_UNIX_SOCKET_DIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
-    let dir = base.join(format!("novacron-plugin-{}-{:08x}", std::process::id(), fastrand_u32()));
+    let dir = base.join(format!("novacron-plugin-{}-{:08x}", std::process::id(), socket_suffix()));
     std::fs::create_dir_all(&dir).map_err(listen_err)?;
     let path = dir.join("plugin.sock");
     Ok(Listener::Unix(tokio::net::UnixListener::bind(&path).map_err(listen_err)?, path))
 }
 
-fn fastrand_u32() -> u32 {
+fn socket_suffix() -> u32 {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     nanos ^ std::process::id().rotate_left(16)
 }

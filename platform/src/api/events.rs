@@ -13,22 +13,17 @@ use crate::app::App;
 use crate::problem::ApiError;
 use crate::store::q;
 
-fn bad(field: &str, message: String) -> ApiError {
-    ApiError::BadRequest {
-        detail: message.clone(),
-        errors: vec![novacron_schemas::FieldError { field: field.into(), message, violation: novacron_schemas::Violation::Format }],
-    }
-}
-
 pub(super) async fn poll(State(app): State<Arc<App>>, Query(params): Query<HashMap<String, String>>) -> Result<Json<serde_json::Value>, ApiError> {
     for key in params.keys() {
         if !["after", "wait", "limit"].contains(&key.as_str()) {
-            return Err(bad(key, format!("unknown query parameter {key:?}; use after, wait or limit")));
+            return Err(ApiError::bad_param(key, format!("unknown query parameter {key:?}; use after, wait or limit")));
         }
     }
     let after: i64 = match params.get("after") {
         None => 0,
-        Some(s) => s.parse().ok().filter(|n| *n >= 0).ok_or_else(|| bad("after", format!("after must be a sequence number >= 0, not {s:?}")))?,
+        Some(s) => {
+            s.parse().ok().filter(|n| *n >= 0).ok_or_else(|| ApiError::bad_param("after", format!("after must be a sequence number >= 0, not {s:?}")))?
+        }
     };
     let wait = match params.get("wait") {
         None => Duration::ZERO,
@@ -37,11 +32,13 @@ pub(super) async fn poll(State(app): State<Arc<App>>, Query(params): Query<HashM
             .ok()
             .filter(|w| (0.0..=App::MAX_WAIT.as_secs_f64()).contains(w))
             .map(Duration::from_secs_f64)
-            .ok_or_else(|| bad("wait", format!("wait must be seconds between 0 and {}, not {s:?}", App::MAX_WAIT.as_secs())))?,
+            .ok_or_else(|| ApiError::bad_param("wait", format!("wait must be seconds between 0 and {}, not {s:?}", App::MAX_WAIT.as_secs())))?,
     };
     let limit: usize = match params.get("limit") {
         None => 500,
-        Some(s) => s.parse().ok().filter(|n| (1..=1000).contains(n)).ok_or_else(|| bad("limit", format!("limit must be 1 to 1000, not {s:?}")))?,
+        Some(s) => {
+            s.parse().ok().filter(|n| (1..=1000).contains(n)).ok_or_else(|| ApiError::bad_param("limit", format!("limit must be 1 to 1000, not {s:?}")))?
+        }
     };
     let deadline = Instant::now() + wait;
     let mut changes = app.events.subscribe();

@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use novacron_schemas::{FieldError, Kind, Violation};
+use novacron_schemas::Kind;
 use serde_json::Value;
 
 use super::Actor;
@@ -21,10 +21,6 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 fn kind_of(segment: &str) -> Result<Kind, ApiError> {
     Kind::from_collection(segment)
         .ok_or_else(|| ApiError::NotFound { detail: format!("no collection {segment:?}; use vms, networks, volumes, policies or templates") })
-}
-
-fn bad_param(field: &str, message: String) -> ApiError {
-    ApiError::BadRequest { detail: message.clone(), errors: vec![FieldError { field: field.into(), message, violation: Violation::Format }] }
 }
 
 fn etag(version: i64) -> HeaderValue {
@@ -143,12 +139,12 @@ pub(super) async fn list(State(app): State<Arc<App>>, Path(segment): Path<String
                     .parse()
                     .ok()
                     .filter(|n| (1..=1000).contains(n))
-                    .ok_or_else(|| bad_param("page_size", format!("page_size must be 1 to 1000, not {value:?}")))?;
+                    .ok_or_else(|| ApiError::bad_param("page_size", format!("page_size must be 1 to 1000, not {value:?}")))?;
             }
             "page_token" => page_token = Some(value),
             other => {
                 let allowed = if kind == Kind::Template { "name, os, page_size or page_token" } else { "name, page_size or page_token" };
-                return Err(bad_param(other, format!("unknown query parameter {other:?}; use {allowed}")));
+                return Err(ApiError::bad_param(other, format!("unknown query parameter {other:?}; use {allowed}")));
             }
         }
     }
@@ -177,7 +173,7 @@ pub(super) async fn create(
             v.to_str()
                 .ok()
                 .filter(|k| !k.is_empty() && k.len() <= 255)
-                .ok_or_else(|| bad_param("Idempotency-Key", "Idempotency-Key must be 1 to 255 visible ASCII characters".into()))?
+                .ok_or_else(|| ApiError::bad_param("Idempotency-Key", "Idempotency-Key must be 1 to 255 visible ASCII characters".into()))?
                 .to_string(),
         ),
     };
@@ -215,7 +211,7 @@ pub(super) async fn update(
     let kind = kind_of(&segment)?;
     let if_match = match headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()).map(str::trim) {
         None | Some("*") => None,
-        Some(v) => Some(parse_etag(v).ok_or_else(|| bad_param("If-Match", format!("If-Match must be an ETag such as \"3\", not {v}")))?),
+        Some(v) => Some(parse_etag(v).ok_or_else(|| ApiError::bad_param("If-Match", format!("If-Match must be an ETag such as \"3\", not {v}")))?),
     };
     let patch = json_body(&headers, body).await?;
     let written = app.update(kind, &actor.0, &id, &patch, if_match)?;
