@@ -113,6 +113,12 @@ impl Client {
         self.collect_pages(kind, ListQuery { page_size: Some(LIST_ALL_PAGE_SIZE), ..ListQuery::default() }).await
     }
 
+    /// Every object matching `query`'s filters (`name`, `os`), following page tokens.
+    pub async fn list_matching(&self, kind: Kind, query: &ListQuery) -> Result<Vec<Object>, Error> {
+        let query = ListQuery { page_size: query.page_size.or(Some(LIST_ALL_PAGE_SIZE)), page_token: None, ..query.clone() };
+        self.collect_pages(kind, query).await
+    }
+
     /// The object of a kind with exactly this name, if any (names are unique per kind).
     pub async fn find_by_name(&self, kind: Kind, name: &str) -> Result<Option<Object>, Error> {
         let query = ListQuery { name: Some(name.to_string()), ..ListQuery::default() };

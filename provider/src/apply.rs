@@ -9,7 +9,7 @@ use serde_json::{Map, Value as Json};
 use tokio::sync::watch;
 
 use crate::diag::{Diagnostics, api_field_path, path};
-use crate::state::{block_from_object, body_from_block, conform};
+use crate::state::{block_from_object, body_from_block};
 use crate::tfschema::{TfBlock, TypeSchema};
 use crate::value::Val;
 
@@ -205,10 +205,12 @@ pub async fn read(ctx: &Ctx, t: &TypeSchema, current: &Val, diags: &mut Diagnost
         Ok(r) => {
             let mut keep = current.clone();
             // A write-only value changed out of band shows as drift: forget what we sent.
-            if let (Val::Str(sent), Val::Obj(m)) = (current.get("user_data"), &mut keep) {
-                let live = r.value.get("user_data_sha256").and_then(Json::as_str);
-                if live != Some(sha256_hex(sent.as_bytes()).as_str()) {
-                    m.insert("user_data".into(), Val::Null);
+            for (secret, hash_attr) in t.block.hashed() {
+                if let (Val::Str(sent), Val::Obj(m)) = (current.get(secret), &mut keep) {
+                    let live = r.value.get(hash_attr).and_then(Json::as_str);
+                    if live != Some(sha256_hex(sent.as_bytes()).as_str()) {
+                        m.insert(secret.to_string(), Val::Null);
+                    }
                 }
             }
             block_from_object(&t.block, r.value.as_map(), &keep)
@@ -253,25 +255,14 @@ pub async fn read_data_source(ctx: &Ctx, t: &TypeSchema, config: &Val, diags: &m
             }
         }
     } else {
-        let query = ListQuery { name: name.clone(), os: config.get("os").as_str().map(str::to_string), page_size: Some(500), ..Default::default() };
-        let mut items = Vec::new();
-        let mut q = query;
-        loop {
-            match ctx.client.list_page(t.kind, &q).await {
-                Ok(page) => {
-                    items.extend(page.items);
-                    match page.next_page_token {
-                        Some(tok) => q.page_token = Some(tok),
-                        None => break,
-                    }
-                }
-                Err(e) => {
-                    report_api_error(diags, &t.block, &format!("Reading data source {}", t.type_name), &e);
-                    return Val::Null;
-                }
+        let query = ListQuery { name: name.clone(), os: config.get("os").as_str().map(str::to_string), ..Default::default() };
+        match ctx.client.list_matching(t.kind, &query).await {
+            Ok(items) => items,
+            Err(e) => {
+                report_api_error(diags, &t.block, &format!("Reading data source {}", t.type_name), &e);
+                return Val::Null;
             }
         }
-        items
     };
     let mut matches: Vec<Object> = found
         .into_iter()
@@ -298,7 +289,7 @@ pub async fn read_data_source(ctx: &Ctx, t: &TypeSchema, config: &Val, diags: &m
         }
     }
     let keep = crate::value::Val::Obj([("most_recent".to_string(), config.get("most_recent").clone())].into_iter().collect());
-    conform(&t.block, &block_from_object(&t.block, matches[0].as_map(), &keep))
+    block_from_object(&t.block, matches[0].as_map(), &keep)
 }
 
 /// Validates the `timeouts` block durations.

@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use novacron_schemas::{Kind, sha256_hex};
 
 use crate::proto::tfplugin5::AttributePath;
-use crate::state::conform;
 use crate::tfschema::{Nesting, TfBlock, TypeSchema};
 use crate::value::Val;
 
@@ -63,17 +62,17 @@ fn changed(planned: &Val, prior: &Val, key: &str) -> bool {
 }
 
 /// What the platform recomputes when the settable values change.
-fn adjust_computed(kind: Kind, state: &mut Val, prior: Option<&Val>) {
-    if kind == Kind::Vm {
-        let hash = match state.get("user_data") {
+fn adjust_computed(t: &TypeSchema, state: &mut Val, prior: Option<&Val>) {
+    for (secret, hash_attr) in t.block.hashed() {
+        let hash = match state.get(secret) {
             Val::Str(s) => Val::Str(sha256_hex(s.as_bytes())),
             Val::Null => Val::Null,
             _ => Val::Unknown,
         };
-        set(state, "user_data_sha256", hash);
+        set(state, hash_attr, hash);
     }
     let Some(prior) = prior else { return };
-    match kind {
+    match t.kind {
         Kind::Vm => {
             if changed(state, prior, "network_id") {
                 set(state, "ip_address", Val::Unknown);
@@ -94,8 +93,7 @@ fn adjust_computed(kind: Kind, state: &mut Val, prior: Option<&Val>) {
             }
         }
         Kind::Policy => {
-            let settable = ["name", "type", "rule", "enabled", "enforcement_mode", "priority", "description"];
-            if settable.iter().any(|k| changed(state, prior, k)) {
+            if t.block.settable().any(|k| changed(state, prior, k)) {
                 set(state, "version", Val::Unknown);
             }
         }
@@ -109,8 +107,8 @@ pub fn plan(t: &TypeSchema, prior: &Val, config: &Val) -> Planned {
         return Planned { state: Val::Null, requires_replace: vec![] };
     }
     let prior_opt = (!prior.is_null()).then_some(prior);
-    let mut state = conform(&t.block, &plan_block(&t.block, prior_opt, config));
-    adjust_computed(t.kind, &mut state, prior_opt);
+    let mut state = plan_block(&t.block, prior_opt, config);
+    adjust_computed(t, &mut state, prior_opt);
     let mut requires_replace = Vec::new();
     if let Some(prior) = prior_opt {
         for a in &t.block.attributes {

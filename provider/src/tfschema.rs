@@ -103,6 +103,17 @@ impl TfBlock {
     pub fn attr(&self, name: &str) -> Option<&TfAttr> {
         self.attributes.iter().find(|a| a.name == name)
     }
+
+    /// Write-only attributes and the computed attribute carrying each one's SHA-256
+    /// (`user_data` -> `user_data_sha256`), as `x-hash-attribute` in `schemas/` declares.
+    pub fn hashed(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.attributes.iter().filter_map(|a| Some((a.name.as_str(), a.source.as_ref()?.hash_attribute.as_deref()?)))
+    }
+
+    /// Names of the attributes a configuration can set.
+    pub fn settable(&self) -> impl Iterator<Item = &str> {
+        self.attributes.iter().filter(|a| a.source.as_ref().is_some_and(|s| !s.read_only)).map(|a| a.name.as_str())
+    }
 }
 
 /// A resource or data source type.

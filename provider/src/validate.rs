@@ -2,35 +2,17 @@
 //! must compile, lookups that must name one object, and provider settings.
 
 use novacron_schemas::{Kind, Violation};
-use serde_json::{Map, Value as Json};
+use serde_json::Value as Json;
 
 use crate::diag::{Diagnostics, api_field_path, path};
-use crate::tfschema::{Nesting, TfBlock, TypeSchema};
+use crate::state::body_from_block;
+use crate::tfschema::TypeSchema;
 use crate::value::Val;
-
-/// The known, non-null settable values of a config in API shape (unknowns left out).
-fn known_body(block: &TfBlock, config: &Val) -> Map<String, Json> {
-    let mut out = Map::new();
-    for a in &block.attributes {
-        let Some(src) = &a.source else { continue };
-        if src.read_only {
-            continue;
-        }
-        if let Some(j) = config.get(&a.name).to_json().filter(|j| !j.is_null()) {
-            out.insert(src.name.clone(), j);
-        }
-    }
-    for nb in block.blocks.iter().filter(|b| b.nesting == Nesting::List) {
-        if let Val::List(items) = config.get(&nb.type_name) {
-            out.insert(nb.api_name.clone(), Json::Array(items.iter().map(|i| Json::Object(known_body(&nb.block, i))).collect()));
-        }
-    }
-    out
-}
 
 /// ValidateResourceTypeConfig.
 pub fn resource(t: &TypeSchema, config: &Val, diags: &mut Diagnostics) {
-    let body = Json::Object(known_body(&t.block, config));
+    // body_from_block leaves nulls and unknowns out, so only known values are checked.
+    let body = Json::Object(body_from_block(&t.block, config, false));
     if let Err(errors) = t.kind.schema().validate_create(&body) {
         for e in errors {
             // Terraform itself enforces required attributes, and an unknown value is
