@@ -16,7 +16,6 @@ use anyhow::Context;
 use novacron_acceptance::{InstallMode, Output, TestPlatform, Tf, TfVersion, find_provider, platform::API_KEY};
 
 /// The go-plugin magic cookie Terraform hands its providers.
-const MAGIC_COOKIE: &str = "d602bf8f470bc67ca7faa0386276bbdd4330efaf76d1a219cb4d6991ca9872b2";
 const HANDSHAKE_RUNS: usize = 50;
 const PLAN_ROUNDS: usize = 5;
 const VMS: usize = 200;
@@ -53,7 +52,7 @@ fn handshake(provider: &Path) -> anyhow::Result<()> {
         let started = Instant::now();
         let mut child = Command::new(provider)
             .env_clear()
-            .env("TF_PLUGIN_MAGIC_COOKIE", MAGIC_COOKIE)
+            .env(terraform_provider_novacron::server::MAGIC_COOKIE_KEY, terraform_provider_novacron::server::MAGIC_COOKIE_VALUE)
             .env("PLUGIN_PROTOCOL_VERSIONS", "5")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

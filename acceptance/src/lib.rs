@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 pub use platform::TestPlatform;
 pub use terraform::{InstallMode, Output, Tf, TfVersion};
 
-/// Environment variable that switches the suite off (`0`); it runs by default wherever
-/// Terraform is installed.
+/// Environment variable that switches the suite off (`0`), or requires it to run (`1`, as
+/// CI sets it); unset, it runs wherever Terraform is installed.
 pub const ENABLE_VAR: &str = "NOVACRON_ACCEPTANCE";
 
 /// Environment variable naming a provider binary to use instead of the one under `target/`.
@@ -77,65 +77,37 @@ pub fn announce(line: &str) {
     let _ = writeln!(err, "{line}");
 }
 
-/// What a scenario needs to run: the Terraform versions installed and the provider binary.
+/// What a scenario needs to run: the provider binary (the Terraform version is the test's).
 #[derive(Debug, Clone)]
 pub struct Suite {
-    versions: Vec<TfVersion>,
     provider: PathBuf,
 }
 
 impl Suite {
-    /// Decides whether the scenario `test` runs. `None` (after announcing `SKIP: ...`) when the
-    /// suite is not switched on or no Terraform is installed; a Terraform version that is
-    /// missing is skipped on its own. Panics, saying how to build it, when the provider binary
-    /// is missing: a switched-on suite never passes without testing anything.
-    pub fn from_env(test: &str) -> Option<Suite> {
-        if std::env::var(ENABLE_VAR).as_deref() == Ok("0") {
-            announce(&format!("SKIP {test}: {ENABLE_VAR}=0 switches the Terraform acceptance suite off"));
-            return None;
-        }
-        let mut versions = Vec::new();
-        for version in TfVersion::ALL {
-            let bin = version.binary();
-            if bin.is_file() {
-                versions.push(version);
-            } else {
-                announce(&format!("SKIP {test} on Terraform {}: {} is missing; run acceptance/install-terraform.sh", version.as_str(), bin.display()));
-            }
-        }
-        if versions.is_empty() {
-            return None;
-        }
-        let provider = match find_provider(&["debug", "release"]) {
-            Ok(p) => p,
-            Err(e) => panic!("{test}: {e:#}"),
-        };
-        Some(Suite { versions, provider })
-    }
-
-    /// Like [`Suite::from_env`] for a scenario run on `version` alone: `None` (announced)
-    /// when the suite is off or that version is not installed.
+    /// Decides whether the scenario `test` runs on `version`: `None` (after announcing
+    /// `SKIP: ...`) when the suite is switched off with `NOVACRON_ACCEPTANCE=0` or that
+    /// Terraform is not installed. With `NOVACRON_ACCEPTANCE=1` (as CI sets it) a missing
+    /// Terraform fails the test instead, and a missing provider binary always does: a suite
+    /// that is meant to run never passes without testing anything.
     pub fn for_version(test: &str, version: TfVersion) -> Option<Suite> {
         let name = format!("{test} on Terraform {}", version.as_str());
-        if std::env::var(ENABLE_VAR).as_deref() == Ok("0") {
+        let switch = std::env::var(ENABLE_VAR);
+        if switch.as_deref() == Ok("0") {
             announce(&format!("SKIP {name}: {ENABLE_VAR}=0 switches the Terraform acceptance suite off"));
             return None;
         }
         let bin = version.binary();
         if !bin.is_file() {
-            announce(&format!("SKIP {name}: {} is missing; run acceptance/install-terraform.sh", bin.display()));
+            let why = format!("{} is missing; run acceptance/install-terraform.sh", bin.display());
+            assert!(switch.as_deref() != Ok("1"), "{name}: {why} ({ENABLE_VAR}=1 requires the suite to run)");
+            announce(&format!("SKIP {name}: {why}"));
             return None;
         }
         let provider = match find_provider(&["debug", "release"]) {
             Ok(p) => p,
             Err(e) => panic!("{name}: {e:#}"),
         };
-        Some(Suite { versions: vec![version], provider })
-    }
-
-    /// The installed Terraform versions, newest first.
-    pub fn versions(&self) -> Vec<TfVersion> {
-        self.versions.clone()
+        Some(Suite { provider })
     }
 
     /// The provider binary under test.

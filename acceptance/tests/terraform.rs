@@ -12,8 +12,8 @@ use std::time::Duration;
 use novacron_acceptance::platform::{client_for, closed_port};
 use novacron_acceptance::{InstallMode, Output, Suite, TestPlatform, Tf, TfVersion, fill};
 use novacron_client::Kind;
+use novacron_schemas::sha256_hex;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 /// Provider requirement and an empty provider block: endpoint and key come from the
 /// environment (`NOVACRON_ENDPOINT`, `NOVACRON_API_KEY`).
@@ -221,10 +221,6 @@ async fn scenario(test: &str, version: TfVersion) -> Option<(Suite, TestPlatform
     Some((suite, TestPlatform::start().await))
 }
 
-fn sha256_hex(text: &str) -> String {
-    Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// `10.<n>.0.0/24` with a second octet distinct per version and scenario.
 fn cidr(version: TfVersion, scenario: u8) -> String {
     format!("10.{}.0.0/24", 20 + scenario * 2 + version.index())
@@ -371,7 +367,7 @@ async fn full_lifecycle_apply_update_replace_destroy(version: TfVersion) {
     assert_eq!(field(&web, "template_id"), &json!("tpl-ubuntu-24-04"));
     assert_eq!(field(&web, "network_id"), &json!(net_obj.id()));
     assert_eq!(field(&web, "status"), &json!("running"), "apply waited for provisioning");
-    assert_eq!(field(&web, "user_data_sha256"), &json!(sha256_hex(&first_user_data)));
+    assert_eq!(field(&web, "user_data_sha256"), &json!(sha256_hex(first_user_data.as_bytes())));
     assert_eq!(field(&web, "metadata"), &json!({"role": "web", "owner": "infra"}));
     assert_eq!(field(&volume, "attached_to"), &json!(web.id()));
     assert_eq!(field(&net_obj, "vlan_id"), &json!(120));
@@ -386,7 +382,7 @@ async fn full_lifecycle_apply_update_replace_destroy(version: TfVersion) {
     assert_eq!(outputs["debian_id"], json!("tpl-debian-12"), "most_recent debian is debian-12");
     assert_eq!(outputs["web_id_seen"], json!(web.id()), "the vm data source found the vm by name");
     assert_eq!(outputs["web_status_seen"], json!("running"));
-    assert_eq!(outputs["user_data_sha256"], json!(sha256_hex(&first_user_data)));
+    assert_eq!(outputs["user_data_sha256"], json!(sha256_hex(first_user_data.as_bytes())));
     let ip = outputs["web_ip"].as_str().unwrap_or_default().to_string();
     assert!(ip.starts_with(&prefix), "the vm's address {ip:?} is in {net}");
     let gateway = outputs["gateway_seen"].as_str().unwrap_or_default().to_string();
@@ -410,7 +406,7 @@ async fn full_lifecycle_apply_update_replace_destroy(version: TfVersion) {
     let web_after = platform.object_named(Kind::Vm, &format!("web-{}", version.slug())).await;
     assert_eq!(web_after.id(), web.id(), "updated in place, same vm");
     assert_eq!(field(&web_after, "memory_gb"), &json!(8));
-    assert_eq!(field(&web_after, "user_data_sha256"), &json!(sha256_hex(&second_user_data)));
+    assert_eq!(field(&web_after, "user_data_sha256"), &json!(sha256_hex(second_user_data.as_bytes())));
     tf.plan_clean().await;
 
     // Force-new: another template replaces the batch vm.
