@@ -32,6 +32,25 @@ pub struct ServeConfig {
     pub repo: Vec<RepoConfig>,
 }
 
+/// A secret read from the config file: usable through [`Redacted::expose`], shown as `***`
+/// by `Debug`, so a config printed in a log or a panic never carries it.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Redacted(String);
+
+impl Redacted {
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
 /// One `[[repo]]` table.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -69,7 +88,7 @@ pub struct RepoConfig {
     pub webhook_secret_env: Option<Spanned<String>>,
     /// The webhook secret in plain text (discouraged: a warning is logged).
     #[serde(default)]
-    pub webhook_secret: Option<String>,
+    pub webhook_secret: Option<Redacted>,
     /// Root variables, as `--var NAME=VALUE`.
     #[serde(default)]
     pub vars: BTreeMap<String, String>,
@@ -225,6 +244,14 @@ mod tests {
     use super::*;
 
     const GOOD: &str = "endpoint = \"http://127.0.0.1:8080\"\nstate = \"state.db\"\n\n[[repo]]\nname = \"prod\"\nurl = \"/srv/infra\"\ninterval = \"30s\"\nauto_sync_max = \"medium\"\nwebhook_secret_env = \"PROD_SECRET\"\n";
+
+    #[test]
+    fn a_plain_text_webhook_secret_never_prints() {
+        let text = GOOD.replace("webhook_secret_env = \"PROD_SECRET\"", "webhook_secret = \"hunter2-webhook\"");
+        let c = ServeConfig::parse(&text, "serve.toml").unwrap();
+        assert_eq!(c.repo[0].webhook_secret.as_ref().map(Redacted::expose), Some("hunter2-webhook"));
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
 
     #[test]
     fn parses_a_good_file_with_defaults() {

@@ -82,7 +82,7 @@ pub enum ServeError {
 }
 
 /// Everything `serve` needs, secrets resolved: the config plus what came from the environment.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServeSettings {
     /// The parsed config (with `--listen`/`--state` applied).
     pub config: ServeConfig,
@@ -90,6 +90,17 @@ pub struct ServeSettings {
     pub api_key: String,
     /// The bearer token for approvals; approvals over HTTP are refused without one.
     pub admin_token: Option<String>,
+}
+
+impl std::fmt::Debug for ServeSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The API key and admin token are never printed.
+        f.debug_struct("ServeSettings")
+            .field("config", &self.config)
+            .field("api_key", &"***")
+            .field("admin_token", &self.admin_token.as_ref().map(|_| "***"))
+            .finish()
+    }
 }
 
 impl ServeSettings {
@@ -105,7 +116,6 @@ impl ServeSettings {
 }
 
 /// The shared state of a running service.
-#[derive(Debug)]
 pub struct Service {
     /// The repositories, in config order.
     pub repos: Vec<Arc<RepoHandle>>,
@@ -130,6 +140,17 @@ pub struct Service {
     /// One lock per repository URL: repos sharing a URL (other paths or refs) share a cached
     /// clone, and two fetches into one clone at once would collide on git's lock files.
     pub clone_locks: HashMap<String, Arc<tokio::sync::Mutex<()>>>,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The admin token is never printed; the repos print without their secrets.
+        f.debug_struct("Service")
+            .field("repos", &self.repos)
+            .field("cache_dir", &self.cache_dir)
+            .field("admin_token", &self.admin_token.as_ref().map(|_| "***"))
+            .finish_non_exhaustive()
+    }
 }
 
 impl Service {

@@ -14,7 +14,6 @@ use crate::remediation::{FORGE_TOKEN_ENV, GitHubForge};
 use crate::report::{DriftReport, Status, Summary};
 
 /// A repository, its trigger and its status.
-#[derive(Debug)]
 pub struct RepoHandle {
     /// The `[[repo]]` table.
     pub config: RepoConfig,
@@ -26,6 +25,13 @@ pub struct RepoHandle {
     pending: Mutex<Option<&'static str>>,
     status: Mutex<RepoStatus>,
     managed: Mutex<HashSet<(Kind, String)>>,
+}
+
+impl std::fmt::Debug for RepoHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The webhook secret is never printed; only whether there is one.
+        f.debug_struct("RepoHandle").field("config", &self.config).field("secret", &self.secret.as_ref().map(|_| "***")).finish_non_exhaustive()
+    }
 }
 
 /// Where a repository stands, as `/api/status` shows it.
@@ -65,7 +71,7 @@ impl RepoHandle {
             }
             (None, Some(plain)) => {
                 tracing::warn!(repo = %name, "webhook_secret is written in the config file in plain text; prefer webhook_secret_env");
-                Some(plain.clone().into_bytes())
+                Some(plain.expose().as_bytes().to_vec())
             }
             (None, None) => {
                 tracing::info!(repo = %name, "no webhook secret configured: webhooks cannot trigger this repo");
