@@ -308,15 +308,7 @@ async fn a_second_instance_on_the_same_state_refuses_to_start_and_sigterm_stops_
     assert!(message.contains(&format!("in use by another novacron-reconcile serve (pid {}", child.id())), "{message}");
     assert!(message.contains("state.db.lock"), "{message}");
 
-    let killed = match Command::new("kill").args(["-TERM", &child.id().to_string()]).status() {
-        Ok(killed) => killed,
-        Err(e) => {
-            eprintln!("skipping the SIGTERM check: cannot run `kill` ({e}); install procps");
-            let _ = child.kill();
-            let _ = child.wait();
-            return;
-        }
-    };
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("`kill` runs (Debian package procps)");
     assert!(killed.success());
     let status = tokio::task::spawn_blocking(move || child.wait()).await.expect("join").expect("wait");
     assert!(status.success(), "SIGTERM is a clean exit: {status}");
