@@ -13,7 +13,6 @@ use crate::report::BySeverity;
 pub const DURATION_BUCKETS: [f64; 11] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
 
 /// Severities in the order metrics list them.
-const SEVERITIES: [Severity; 5] = [Severity::Critical, Severity::High, Severity::Medium, Severity::Low, Severity::Info];
 
 #[derive(Debug, Default)]
 struct Histogram {
@@ -108,7 +107,10 @@ impl Metrics {
                 "gauge",
                 "Resources not in sync at the last successful reconcile, by repo and severity.",
                 per_repo(&|n, r| {
-                    SEVERITIES.iter().map(|s| format!("novacron_reconcile_drift{{repo=\"{n}\",severity=\"{}\"}} {}\n", s.as_str(), r.drift.get(*s))).collect()
+                    Severity::DESCENDING
+                        .iter()
+                        .map(|s| format!("novacron_reconcile_drift{{repo=\"{n}\",severity=\"{}\"}} {}\n", s.as_str(), r.drift.get(*s)))
+                        .collect()
                 }),
             );
             section(

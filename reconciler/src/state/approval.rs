@@ -5,7 +5,7 @@ use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use serde_json::json;
 
-use super::{AuditEntry, StateDb, StateError, audit_append, now};
+use super::{AuditEntry, StateDb, StateError, now};
 
 /// A drift as a sync saw it, to be recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,29 +90,24 @@ pub fn pending_approvals(db: &StateDb, repo: Option<&str>) -> Result<Vec<Pending
 /// Approves the revert of drift `id`; the next sync carries it out. Recorded with who and
 /// when, and in the audit log. Approving twice keeps the first approval.
 pub fn approve(db: &StateDb, id: &str, actor: &str) -> Result<PendingDrift, ApprovalError> {
-    let found = {
-        let err = db.query_err("approve a drift");
-        let conn = db.conn();
-        let at = now();
-        conn.execute(
-            "UPDATE drifts SET approved_by = ?2, approved_at = ?3 WHERE id = ?1 AND resolved_at IS NULL AND approved_by IS NULL",
-            params![id, actor, at],
-        )
+    let err = db.query_err("approve a drift");
+    let mut conn = db.conn();
+    // The approval and its audit entry commit together: no approval without its record.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(&err)?;
+    tx.execute("UPDATE drifts SET approved_by = ?2, approved_at = ?3 WHERE id = ?1 AND resolved_at IS NULL AND approved_by IS NULL", params![id, actor, now()])
         .map_err(&err)?;
-        let sql = format!("SELECT {PENDING_COLUMNS} FROM drifts WHERE id = ?1 AND resolved_at IS NULL");
-        conn.query_row(&sql, [id], pending_row).optional().map_err(&err)?
+    let sql = format!("SELECT {PENDING_COLUMNS} FROM drifts WHERE id = ?1 AND resolved_at IS NULL");
+    let drift = tx.query_row(&sql, [id], pending_row).optional().map_err(&err)?.ok_or_else(|| ApprovalError::UnknownId { id: id.to_string() })?;
+    // Every approval call is recorded, a repeated one too (who asked, and that the first stands).
+    let entry = AuditEntry {
+        actor: actor.to_string(),
+        action: "approve".into(),
+        repo: drift.repo.clone(),
+        subject: drift.address.clone(),
+        detail: json!({"drift_id": drift.id, "severity": drift.severity, "object_id": drift.object_id, "approved_by": drift.approved_by}),
     };
-    let drift = found.ok_or_else(|| ApprovalError::UnknownId { id: id.to_string() })?;
-    audit_append(
-        db,
-        AuditEntry {
-            actor: actor.to_string(),
-            action: "approve".into(),
-            repo: drift.repo.clone(),
-            subject: drift.address.clone(),
-            detail: json!({"drift_id": drift.id, "severity": drift.severity, "object_id": drift.object_id, "approved_by": drift.approved_by}),
-        },
-    )?;
+    super::audit::append_in(&tx, entry).map_err(&err)?;
+    tx.commit().map_err(&err)?;
     Ok(drift)
 }
 
