@@ -1,7 +1,7 @@
 //! The drift report: the JSON shape DESIGN.md fixes ("Reconciler (contract)"), plus counts.
 
 use novacron_schemas::Severity;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// Everything one `drift` run found, in the order reports list it.
@@ -22,7 +22,8 @@ pub struct DriftReport {
 }
 
 /// The counts at the top of a report.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct Summary {
     /// Entries in `resources`.
     pub resources: usize,
@@ -43,7 +44,8 @@ pub struct Summary {
 }
 
 /// A count per severity, highest first.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
 pub struct BySeverity {
     /// Critical entries.
     pub critical: usize,

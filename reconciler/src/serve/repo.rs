@@ -1,5 +1,6 @@
 //! One configured repository inside `serve`: its webhook secret, its coalescing trigger, and where it stands (revision, last run, drift, the objects it manages).
 
+use serde::Deserialize;
 use std::collections::HashSet;
 use std::sync::Mutex;
 
@@ -165,21 +166,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Rebuilds a stored summary (counts only); `None` when it does not parse.
+/// Rebuilds a stored summary; `None` when it does not parse.
 fn summary_from_json(v: &serde_json::Value) -> Option<Summary> {
-    let n = |k: &str| v.get(k).and_then(serde_json::Value::as_u64).and_then(|n| usize::try_from(n).ok()).unwrap_or(0);
-    let by = v.get("by_severity")?;
-    let s = |k: &str| by.get(k).and_then(serde_json::Value::as_u64).and_then(|n| usize::try_from(n).ok()).unwrap_or(0);
-    Some(Summary {
-        resources: n("resources"),
-        in_sync: n("in_sync"),
-        drifted: n("drifted"),
-        missing: n("missing"),
-        unmanaged: n("unmanaged"),
-        ignored: n("ignored"),
-        coverage: v.get("coverage").and_then(serde_json::Value::as_f64).unwrap_or(0.0),
-        by_severity: crate::report::BySeverity { critical: s("critical"), high: s("high"), medium: s("medium"), low: s("low"), info: s("info") },
-    })
+    Summary::deserialize(v).ok()
 }
 
 #[cfg(test)]
