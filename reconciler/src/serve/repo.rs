@@ -1,12 +1,11 @@
 //! One configured repository inside `serve`: its webhook secret, its coalescing trigger, and where it stands (revision, last run, drift, the objects it manages).
 
-use serde::Deserialize;
 use std::collections::HashSet;
 use std::sync::Mutex;
 
 use novacron_client::Event;
 use novacron_schemas::Kind;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use super::config::{Remediation, RepoConfig};
