@@ -11,6 +11,7 @@ pub mod live;
 pub mod remediation;
 pub mod render;
 pub mod report;
+pub mod rollout;
 pub mod serve;
 pub mod source;
 pub mod state;

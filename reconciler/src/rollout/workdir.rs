@@ -1,0 +1,436 @@
+//! The working copy of one revision for Terraform: its files, a backend override, a CLI config and a provider mirror.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::error::RolloutError;
+use crate::source::{SourceTree, join_path};
+
+/// The environment variable naming the Terraform binary (the `--terraform` flag's fallback).
+pub const TERRAFORM_ENV: &str = "NOVACRON_TERRAFORM";
+/// The provider's binary name.
+pub const PROVIDER_BINARY: &str = "terraform-provider-novacron";
+/// The version the provider mirror offers the provider as: this crate's version.
+pub const PROVIDER_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The Terraform override file that fixes the backend of every working copy.
+pub const BACKEND_OVERRIDE_FILE: &str = "zz_novacron_backend_override.tf";
+/// The basic-auth user the platform backend sees (the password is the API key, from `TF_HTTP_PASSWORD`).
+pub const BACKEND_USERNAME: &str = "novacron-reconcile";
+
+/// Where Terraform keeps the state of a rollout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// The platform's state backend, `{endpoint}/v1/tfstate/{workspace}` (`backend "http"`).
+    Platform {
+        /// The state workspace name.
+        workspace: String,
+    },
+    /// A local state file (`backend "local"`), for tests and single-machine setups.
+    LocalFile(PathBuf),
+}
+
+/// How to run Terraform for rollouts.
+#[derive(Clone)]
+pub struct TerraformSettings {
+    /// The Terraform binary (`--terraform`, `NOVACRON_TERRAFORM`, serve key `terraform`); `None`: `terraform` on PATH.
+    pub binary: Option<PathBuf>,
+    /// The provider binary; `None`: [`default_provider`]. Without one Terraform installs the provider itself.
+    pub provider: Option<PathBuf>,
+    /// Directory holding the working copies, the mirror and Terraform's plugin cache.
+    pub cache_dir: PathBuf,
+    /// The platform endpoint (for the provider and the state backend).
+    pub endpoint: String,
+    /// The API key. Secret: only ever passed in the environment of terraform children.
+    pub api_key: String,
+    /// Where the state lives.
+    pub backend: Backend,
+    /// How long Terraform waits for a held state lock before giving up (`-lock-timeout`).
+    pub lock_timeout: Duration,
+}
+
+impl TerraformSettings {
+    /// Settings with the defaults: terraform and the provider found as documented, no lock wait.
+    pub fn new(cache_dir: PathBuf, endpoint: String, api_key: String, backend: Backend) -> TerraformSettings {
+        TerraformSettings { binary: None, provider: default_provider(), cache_dir, endpoint, api_key, backend, lock_timeout: Duration::ZERO }
+    }
+
+    /// The Terraform binary to run: the configured one if it exists, else `terraform` on PATH.
+    pub fn resolve_binary(&self) -> Result<PathBuf, RolloutError> {
+        match &self.binary {
+            Some(path) if path.is_file() => Ok(path.clone()),
+            Some(path) => Err(RolloutError::TerraformNotFound { looked_for: path.display().to_string() }),
+            None => std::env::var_os("PATH")
+                .and_then(|paths| std::env::split_paths(&paths).map(|d| d.join("terraform")).find(|p| p.is_file()))
+                .ok_or_else(|| RolloutError::TerraformNotFound { looked_for: "`terraform` on PATH".into() }),
+        }
+    }
+}
+
+/// Shows everything but the API key.
+impl fmt::Debug for TerraformSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TerraformSettings")
+            .field("binary", &self.binary)
+            .field("provider", &self.provider)
+            .field("cache_dir", &self.cache_dir)
+            .field("endpoint", &self.endpoint)
+            .field("api_key", &"<redacted>")
+            .field("backend", &self.backend)
+            .field("lock_timeout", &self.lock_timeout)
+            .finish()
+    }
+}
+
+/// `terraform-provider-novacron` beside the running executable, when it is there.
+pub fn default_provider() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let candidate = exe.parent()?.join(PROVIDER_BINARY);
+    candidate.is_file().then_some(candidate)
+}
+
+/// A prepared Terraform working directory for one revision.
+pub struct WorkingCopy {
+    /// `<cache>/rollout/<key>`.
+    pub(crate) root: PathBuf,
+    /// The root module's directory, where terraform runs.
+    pub(crate) module_dir: PathBuf,
+    pub(crate) terraform: PathBuf,
+    pub(crate) env: Vec<(String, String)>,
+    pub(crate) secrets: Vec<String>,
+    pub(crate) lock_timeout: Duration,
+}
+
+/// Shows paths only: the environment holds the API key.
+impl fmt::Debug for WorkingCopy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WorkingCopy").field("module_dir", &self.module_dir).field("terraform", &self.terraform).finish_non_exhaustive()
+    }
+}
+
+impl WorkingCopy {
+    /// The directory terraform runs in (the root module of the revision).
+    pub fn module_dir(&self) -> &Path {
+        &self.module_dir
+    }
+}
+
+/// Checks a name that becomes a directory or a URL path segment.
+fn safe_name(what: &'static str, name: &str) -> Result<(), RolloutError> {
+    let ok = !name.is_empty() && name != "." && name != ".." && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok { Ok(()) } else { Err(RolloutError::BadName { what, name: name.to_string() }) }
+}
+
+/// Writes a clean working copy of `tree`'s root module at `path` (and the local modules it
+/// calls) under `<cache>/rollout/<key>/src`, keeping the root module's `.terraform/` from the
+/// previous revision so that `init` is quick, plus the backend override and the CLI config.
+/// Files the module reads that are neither in a module directory nor a local module's (e.g.
+/// `templates/` sub-directories) are not copied: a [`SourceTree`] lists files, not directories.
+pub fn prepare(settings: &TerraformSettings, key: &str, tree: &dyn SourceTree, path: &str) -> Result<WorkingCopy, RolloutError> {
+    safe_name("rollout key", key)?;
+    let terraform = settings.resolve_binary()?;
+    let module = join_path("", path).ok_or_else(|| RolloutError::BadName { what: "module path", name: path.to_string() })?;
+    let shared = settings.cache_dir.join("rollout");
+    let root = shared.join("work").join(key);
+    let src = root.join("src");
+    let module_dir = if module.is_empty() { src.clone() } else { src.join(&module) };
+    std::fs::create_dir_all(&src).map_err(RolloutError::io(format!("create {}", src.display())))?;
+    clean(&src, &module_dir.join(".terraform"))?;
+    for dir in module_dirs(tree, &module) {
+        for name in tree.files(&dir).unwrap_or_default() {
+            let rel = if dir.is_empty() { name.clone() } else { format!("{dir}/{name}") };
+            let Some(text) = tree.read(&rel) else { continue };
+            let target = src.join(&rel);
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent).map_err(RolloutError::io(format!("create {}", parent.display())))?;
+            }
+            std::fs::write(&target, text).map_err(RolloutError::io(format!("write {}", target.display())))?;
+        }
+    }
+    std::fs::create_dir_all(&module_dir).map_err(RolloutError::io(format!("create {}", module_dir.display())))?;
+    let override_path = module_dir.join(BACKEND_OVERRIDE_FILE);
+    std::fs::write(&override_path, backend_override(&settings.backend, &settings.endpoint)?)
+        .map_err(RolloutError::io(format!("write {}", override_path.display())))?;
+
+    let home = shared.join("home");
+    let plugin_cache = shared.join("plugin-cache");
+    for dir in [&home, &plugin_cache] {
+        std::fs::create_dir_all(dir).map_err(RolloutError::io(format!("create {}", dir.display())))?;
+    }
+    let mirror = match &settings.provider {
+        Some(provider) => Some(install_mirror(provider, &shared.join("mirror"))?),
+        None => None,
+    };
+    let cli_config = shared.join("cli.tfrc");
+    write_atomically(&cli_config, cli_config_text(&plugin_cache, mirror.as_deref()).as_bytes())?;
+
+    let mut env: Vec<(String, String)> = ["PATH", "TMPDIR", "LANG"].into_iter().filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v))).collect();
+    for (k, v) in [
+        ("HOME", home.display().to_string()),
+        ("TF_CLI_CONFIG_FILE", cli_config.display().to_string()),
+        ("TF_IN_AUTOMATION", "1".into()),
+        ("TF_INPUT", "0".into()),
+        ("CHECKPOINT_DISABLE", "1".into()),
+        ("NOVACRON_ENDPOINT", settings.endpoint.clone()),
+        ("NOVACRON_API_KEY", settings.api_key.clone()),
+        ("TF_HTTP_PASSWORD", settings.api_key.clone()),
+    ] {
+        env.push((k.to_string(), v));
+    }
+    Ok(WorkingCopy { root, module_dir, terraform, env, secrets: vec![settings.api_key.clone()], lock_timeout: settings.lock_timeout })
+}
+
+/// The root module directory and every local module directory it calls, transitively.
+/// A module that does not parse is still copied; Terraform reports its errors.
+fn module_dirs(tree: &dyn SourceTree, root: &str) -> Vec<String> {
+    let mut out = vec![root.to_string()];
+    let mut next = 0;
+    while next < out.len() {
+        let dir = out[next].clone();
+        next += 1;
+        let Ok(Some(config)) = crate::hcl::parse::read_module(tree, &dir) else { continue };
+        for call in config.modules {
+            let Some(source) = call.source.filter(|s| s.starts_with("./") || s.starts_with("../")) else { continue };
+            if let Some(child) = join_path(&dir, &source).filter(|c| !out.contains(c)) {
+                out.push(child);
+            }
+        }
+    }
+    out
+}
+
+/// Removes everything under `dir` except `keep` (and the directories leading to it).
+fn clean(dir: &Path, keep: &Path) -> Result<(), RolloutError> {
+    let entries = std::fs::read_dir(dir).map_err(RolloutError::io(format!("list {}", dir.display())))?;
+    for entry in entries {
+        let path = entry.map_err(RolloutError::io(format!("list {}", dir.display())))?.path();
+        if path == keep {
+            continue;
+        }
+        let meta = std::fs::symlink_metadata(&path).map_err(RolloutError::io(format!("inspect {}", path.display())))?;
+        if meta.is_dir() && keep.starts_with(&path) {
+            clean(&path, keep)?;
+        } else if meta.is_dir() {
+            std::fs::remove_dir_all(&path).map_err(RolloutError::io(format!("remove {}", path.display())))?;
+        } else {
+            std::fs::remove_file(&path).map_err(RolloutError::io(format!("remove {}", path.display())))?;
+        }
+    }
+    Ok(())
+}
+
+/// The override file's text. The platform backend carries no password: Terraform reads it
+/// from `TF_HTTP_PASSWORD`, so neither the file nor a saved plan holds the key.
+pub fn backend_override(backend: &Backend, endpoint: &str) -> Result<String, RolloutError> {
+    Ok(match backend {
+        Backend::Platform { workspace } => {
+            safe_name("state workspace", workspace)?;
+            let address = hcl_string(&format!("{}/v1/tfstate/{workspace}", endpoint.trim_end_matches('/')));
+            format!(
+                "# Written by novacron-reconcile: the state of this rollout lives on the platform.\nterraform {{\n  backend \"http\" {{\n    address        = {address}\n    lock_address   = {address}\n    unlock_address = {address}\n    username       = {}\n  }}\n}}\n",
+                hcl_string(BACKEND_USERNAME)
+            )
+        }
+        Backend::LocalFile(path) => {
+            let path = std::path::absolute(path).map_err(RolloutError::io(format!("resolve {}", path.display())))?;
+            format!(
+                "# Written by novacron-reconcile: the state of this rollout lives in a local file.\nterraform {{\n  backend \"local\" {{\n    path = {}\n  }}\n}}\n",
+                hcl_string(&path.display().to_string())
+            )
+        }
+    })
+}
+
+/// The CLI configuration: the plugin cache, and when a provider binary is known, the mirror
+/// that serves it (everything else installs directly).
+fn cli_config_text(plugin_cache: &Path, mirror: Option<&Path>) -> String {
+    let mut text = format!("# Written by novacron-reconcile.\nplugin_cache_dir = {}\n", hcl_string(&plugin_cache.display().to_string()));
+    if let Some(mirror) = mirror {
+        text.push_str(&format!(
+            "provider_installation {{\n  filesystem_mirror {{\n    path    = {}\n    include = [\"novacron/novacron\"]\n  }}\n  direct {{\n    exclude = [\"novacron/novacron\"]\n  }}\n}}\n",
+            hcl_string(&mirror.display().to_string())
+        ));
+    }
+    text
+}
+
+/// `<os>_<arch>` as Terraform names platforms.
+fn terraform_platform() -> String {
+    let os = std::env::consts::OS;
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        other => other,
+    };
+    format!("{os}_{arch}")
+}
+
+/// Lays out `mirror` (an unpacked filesystem mirror) holding `provider` as [`PROVIDER_VERSION`],
+/// replacing the copy when the binary's size or modification time changed. Returns `mirror`.
+fn install_mirror(provider: &Path, mirror: &Path) -> Result<PathBuf, RolloutError> {
+    let source = std::fs::metadata(provider).map_err(|_| RolloutError::ProviderNotFound { path: provider.to_path_buf() })?;
+    if !source.is_file() {
+        return Err(RolloutError::ProviderNotFound { path: provider.to_path_buf() });
+    }
+    let dir = mirror.join("registry.terraform.io/novacron/novacron").join(PROVIDER_VERSION).join(terraform_platform());
+    std::fs::create_dir_all(&dir).map_err(RolloutError::io(format!("create {}", dir.display())))?;
+    let installed = dir.join(format!("{PROVIDER_BINARY}_v{PROVIDER_VERSION}"));
+    let same = |m: &std::fs::Metadata| m.len() == source.len() && m.modified().ok() == source.modified().ok();
+    if std::fs::metadata(&installed).is_ok_and(|m| same(&m)) {
+        return Ok(mirror.to_path_buf());
+    }
+    // Built beside the final name, then renamed over it: a terraform reading the mirror sees
+    // the old binary or the new one, never half of one.
+    let staging = dir.join(format!(".{PROVIDER_BINARY}.{}", std::process::id()));
+    let _ = std::fs::remove_file(&staging);
+    if std::fs::hard_link(provider, &staging).is_err() {
+        std::fs::copy(provider, &staging).map_err(RolloutError::io(format!("copy {} to {}", provider.display(), staging.display())))?;
+        if let Ok(modified) = source.modified() {
+            let file = std::fs::File::options().write(true).open(&staging).map_err(RolloutError::io(format!("open {}", staging.display())))?;
+            file.set_modified(modified).map_err(RolloutError::io(format!("set the time of {}", staging.display())))?;
+        }
+    }
+    std::fs::rename(&staging, &installed).map_err(RolloutError::io(format!("install {}", installed.display())))?;
+    Ok(mirror.to_path_buf())
+}
+
+/// Writes `path` through a temporary file and a rename, so concurrent readers never see half a file.
+fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), RolloutError> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, contents).map_err(RolloutError::io(format!("write {}", tmp.display())))?;
+    std::fs::rename(&tmp, path).map_err(RolloutError::io(format!("write {}", path.display())))
+}
+
+/// A quoted HCL string literal (no interpolation).
+fn hcl_string(s: &str) -> String {
+    let escaped = s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n").replace("${", "$${").replace("%{", "%%{");
+    format!("\"{escaped}\"")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::MemoryTree;
+
+    fn settings(dir: &Path, provider: Option<PathBuf>) -> TerraformSettings {
+        let fake_tf = dir.join("terraform");
+        std::fs::write(&fake_tf, "").expect("write");
+        TerraformSettings {
+            binary: Some(fake_tf),
+            provider,
+            cache_dir: dir.join("cache"),
+            endpoint: "http://127.0.0.1:9/".into(),
+            api_key: "k3y-s3cret".into(),
+            backend: Backend::Platform { workspace: "prod".into() },
+            lock_timeout: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn prepare_writes_the_revision_and_removes_the_previous_one_but_keeps_dot_terraform() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let s = settings(tmp.path(), None);
+        let first = MemoryTree::new([
+            ("infra/main.tf", "module \"web\" {\n  source = \"../modules/web\"\n}\n"),
+            ("infra/old.tf", "# gone next time\n"),
+            ("modules/web/main.tf", "resource \"novacron_vm\" \"this\" {}\n"),
+            ("unrelated/x.tf", ""),
+        ]);
+        let wc = prepare(&s, "prod", &first, "infra").expect("prepare");
+        let src = wc.module_dir().parent().expect("parent").to_path_buf();
+        assert!(wc.module_dir().join("old.tf").is_file());
+        assert!(src.join("modules/web/main.tf").is_file(), "local modules are copied");
+        assert!(!src.join("unrelated").exists(), "directories no module calls are not");
+        std::fs::create_dir_all(wc.module_dir().join(".terraform/providers")).expect("mkdir");
+        std::fs::write(wc.module_dir().join(".terraform.lock.hcl"), "").expect("write");
+
+        let second = MemoryTree::new([("infra/main.tf", "# no modules now\n")]);
+        let wc = prepare(&s, "prod", &second, "infra").expect("prepare again");
+        let mut left: Vec<String> = walk(&src);
+        left.sort();
+        assert_eq!(left, ["infra/.terraform/providers", "infra/main.tf", format!("infra/{BACKEND_OVERRIDE_FILE}").as_str()]);
+        assert_eq!(std::fs::read_to_string(wc.module_dir().join("main.tf")).expect("read"), "# no modules now\n");
+    }
+
+    fn walk(dir: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir).expect("read_dir") {
+            let p = e.expect("entry").path();
+            let rel = |p: &Path| p.strip_prefix(dir).expect("under dir").display().to_string();
+            if p.is_dir() && p.file_name().is_some_and(|n| n != ".terraform") {
+                out.extend(walk(&p).into_iter().map(|c| format!("{}/{c}", rel(&p))));
+            } else if p.is_dir() {
+                out.extend(std::fs::read_dir(&p).expect("read_dir").map(|c| format!("{}/{}", rel(&p), c.expect("entry").file_name().to_string_lossy())));
+            } else {
+                out.push(rel(&p));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_platform_backend_names_the_workspace_and_no_key() {
+        let text = backend_override(&Backend::Platform { workspace: "prod".into() }, "http://h:1/").expect("override");
+        assert!(text.contains("backend \"http\""), "{text}");
+        for key in ["address", "lock_address", "unlock_address"] {
+            assert!(text.lines().any(|l| l.trim_start().starts_with(key) && l.ends_with("= \"http://h:1/v1/tfstate/prod\"")), "{key}: {text}");
+        }
+        assert!(text.contains("username       = \"novacron-reconcile\"") && !text.contains("password"), "{text}");
+        assert!(matches!(backend_override(&Backend::Platform { workspace: "a/b".into() }, "http://h"), Err(RolloutError::BadName { .. })));
+        let local = backend_override(&Backend::LocalFile("/var/state/x.tfstate".into()), "").expect("local");
+        assert!(local.contains("backend \"local\" {\n    path = \"/var/state/x.tfstate\"\n  }"), "{local}");
+    }
+
+    #[test]
+    fn the_mirror_holds_the_provider_and_is_refreshed_when_it_changes() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let provider = tmp.path().join(PROVIDER_BINARY);
+        std::fs::write(&provider, "v1").expect("write");
+        let s = settings(tmp.path(), Some(provider.clone()));
+        prepare(&s, "k", &MemoryTree::new([("main.tf", "")]), "").expect("prepare");
+        let shared = tmp.path().join("cache/rollout");
+        let installed = shared
+            .join(format!("mirror/registry.terraform.io/novacron/novacron/{PROVIDER_VERSION}/{}/{PROVIDER_BINARY}_v{PROVIDER_VERSION}", terraform_platform()));
+        assert_eq!(std::fs::read_to_string(&installed).expect("installed"), "v1");
+        std::fs::remove_file(&provider).expect("rm");
+        std::fs::write(&provider, "v2 longer").expect("rewrite");
+        prepare(&s, "k", &MemoryTree::new([("main.tf", "")]), "").expect("prepare");
+        assert_eq!(std::fs::read_to_string(&installed).expect("installed"), "v2 longer");
+        let config = std::fs::read_to_string(shared.join("cli.tfrc")).expect("cli config");
+        assert!(
+            config.contains("filesystem_mirror {") && config.contains("exclude = [\"novacron/novacron\"]") && config.contains("plugin_cache_dir"),
+            "{config}"
+        );
+
+        let missing = settings(tmp.path(), Some(tmp.path().join("nope")));
+        let err = prepare(&missing, "k", &MemoryTree::new([]), "").expect_err("no provider");
+        assert!(matches!(err, RolloutError::ProviderNotFound { .. }), "{err}");
+    }
+
+    #[test]
+    fn the_key_stays_out_of_debug_and_files_and_bad_names_fail() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let s = settings(tmp.path(), None);
+        let wc = prepare(&s, "k", &MemoryTree::new([("main.tf", "")]), "").expect("prepare");
+        assert!(!format!("{s:?}{wc:?}").contains("k3y-s3cret"));
+        for f in walk(&tmp.path().join("cache")) {
+            let text = std::fs::read_to_string(tmp.path().join("cache").join(&f)).unwrap_or_default();
+            assert!(!text.contains("k3y-s3cret"), "{f}");
+        }
+        assert!(wc.env.iter().any(|(k, v)| k == "TF_HTTP_PASSWORD" && v == "k3y-s3cret"));
+        for bad in ["", "..", "a/b", "a b"] {
+            assert!(matches!(prepare(&s, bad, &MemoryTree::new([]), ""), Err(RolloutError::BadName { .. })), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_missing_terraform_names_the_flag_and_the_variable() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut s = settings(tmp.path(), None);
+        s.binary = Some(tmp.path().join("no-terraform"));
+        let e = s.resolve_binary().expect_err("missing");
+        let text = e.to_string();
+        assert!(text.contains("--terraform") && text.contains(TERRAFORM_ENV) && text.contains("no-terraform"), "{text}");
+    }
+}
