@@ -64,7 +64,7 @@ fn bench_core(n: usize, rounds: usize) {
         let mut drifted = 0;
         for _ in 0..rounds {
             let start = Instant::now();
-            let result = compute_drift_on(&desired, &live, &rules, threads);
+            let result = compute_drift_on(&desired, &live, &rules, &Default::default(), threads);
             best = best.min(start.elapsed());
             drifted = result.summary.drifted;
         }

@@ -63,15 +63,33 @@ async fn round(n: usize, round: usize) -> (Duration, usize, Duration) {
     }
     let db = StateDb::open(&dir.path().join("state.db")).expect("state");
     let api = ClientApi::new(&endpoint, TEST_API_KEY.1).expect("api");
-    let drift =
-        DriftOptions { repo: repo.display().to_string(), reference: None, path: ".".into(), vars: vec![], ignore: vec![], cache_dir: dir.path().join("cache") };
-    let options = SyncOptions { drift, auto_sync_max: AutoSyncMax::Low, dry_run: false, remediation_pr: false, actor: "bench".into() };
+    let drift = DriftOptions {
+        repo: repo.display().to_string(),
+        reference: None,
+        path: ".".into(),
+        vars: vec![],
+        ignore: vec![],
+        cache_dir: dir.path().join("cache"),
+        tfstate: None,
+        workspace: None,
+    };
+    let options = SyncOptions {
+        drift,
+        thresholds: novacron_reconcile::sync::Thresholds {
+            auto_sync_max: AutoSyncMax::Low,
+            auto_apply_max: novacron_reconcile::sync::AutoApplyMax::Medium,
+            prune: false,
+        },
+        dry_run: false,
+        remediation_pr: false,
+        actor: "bench".into(),
+    };
     let started = Instant::now();
-    let first = run_sync(&options, &api, &db, None).await.expect("sync");
+    let first = run_sync(&options, &api, &db, None, None).await.expect("sync");
     let reverting = started.elapsed();
     let reverted = first.actions.iter().filter(|a| a.outcome == SyncOutcome::Reverted).count();
     let started = Instant::now();
-    let second = run_sync(&options, &api, &db, None).await.expect("sync");
+    let second = run_sync(&options, &api, &db, None, None).await.expect("sync");
     let idle = started.elapsed();
     assert_eq!((first.exit_code(), second.exit_code()), (0, 0), "every drift reverted");
     assert!(audit_verify(&db).expect("verify").ok);

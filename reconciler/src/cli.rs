@@ -10,8 +10,8 @@ use clap::{Subcommand, ValueEnum};
 use crate::command::DriftOptions;
 use crate::live::ClientApi;
 use crate::remediation::{FORGE_TOKEN_ENV, Forge, GitHubForge};
-use crate::state::{DEFAULT_STATE_PATH, StateDb, approve, audit_list, audit_verify, pending_approvals};
-use crate::sync::{AutoSyncMax, SyncOptions, SyncOutcome, SyncReport, run_sync};
+use crate::state::{DEFAULT_STATE_PATH, StateDb, approve, approve_plan, audit_list, audit_verify, pending_approvals, pending_plans};
+use crate::sync::{AutoApplyMax, AutoSyncMax, RolloutOutcome, SyncOptions, SyncOutcome, SyncReport, Thresholds, run_sync};
 
 /// `--state FILE`.
 #[derive(Debug, Clone, clap::Args)]
@@ -45,9 +45,27 @@ pub struct SyncArgs {
     /// Where repository clones are cached.
     #[arg(long, env = "NOVACRON_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
-    /// Highest severity reverted without approval; critical never is.
+    /// Highest drift severity reverted without approval; critical never is.
     #[arg(long, value_enum, default_value_t = Threshold::Low)]
     pub auto_sync_max: Threshold,
+    /// Highest rollout (plan) severity applied without approval; critical never is.
+    #[arg(long, value_enum, default_value_t = Threshold::Medium)]
+    pub auto_apply_max: Threshold,
+    /// Let rollouts delete objects removed from Git (without it, a plan that deletes waits).
+    #[arg(long)]
+    pub prune: bool,
+    /// A local Terraform state file as the last-applied view (rollouts then use it as their backend).
+    #[arg(long, value_name = "FILE", conflicts_with = "workspace")]
+    pub tfstate: Option<PathBuf>,
+    /// The platform's Terraform state workspace (default: from the configuration's backend "http" address).
+    #[arg(long, value_name = "NAME")]
+    pub workspace: Option<String>,
+    /// The terraform binary rollouts run (default: terraform on PATH).
+    #[arg(long, env = "NOVACRON_TERRAFORM", value_name = "PATH")]
+    pub terraform: Option<PathBuf>,
+    /// The provider binary for Terraform (default: terraform-provider-novacron beside this program).
+    #[arg(long, env = "NOVACRON_PROVIDER", value_name = "PATH")]
+    pub provider: Option<PathBuf>,
     /// Show what would be done; change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -82,6 +100,30 @@ pub enum Threshold {
     High,
 }
 
+impl Threshold {
+    /// As the drift threshold.
+    pub fn drift(self) -> AutoSyncMax {
+        match self {
+            Threshold::None => AutoSyncMax::None,
+            Threshold::Info => AutoSyncMax::Info,
+            Threshold::Low => AutoSyncMax::Low,
+            Threshold::Medium => AutoSyncMax::Medium,
+            Threshold::High => AutoSyncMax::High,
+        }
+    }
+
+    /// As the rollout threshold.
+    pub fn rollout(self) -> AutoApplyMax {
+        match self {
+            Threshold::None => AutoApplyMax::None,
+            Threshold::Info => AutoApplyMax::Info,
+            Threshold::Low => AutoApplyMax::Low,
+            Threshold::Medium => AutoApplyMax::Medium,
+            Threshold::High => AutoApplyMax::High,
+        }
+    }
+}
+
 /// `--remediation`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 #[allow(missing_docs)]
@@ -101,7 +143,7 @@ pub enum OutputFormat {
 /// `approve <id>`.
 #[derive(Debug, clap::Args)]
 pub struct ApproveArgs {
-    /// The drift id (`novacron-reconcile approvals list`).
+    /// The drift id or plan id (`plan-...`), from `novacron-reconcile approvals list`.
     pub id: String,
     /// Who approves (default: $USER).
     #[arg(long)]
@@ -167,14 +209,10 @@ pub fn run_sync_cli(args: &SyncArgs) -> anyhow::Result<ExitCode> {
             vars: args.vars.clone(),
             ignore: args.ignore.clone(),
             cache_dir: args.cache_dir.clone().unwrap_or_else(default_cache_dir),
+            tfstate: args.tfstate.clone(),
+            workspace: args.workspace.clone(),
         },
-        auto_sync_max: match args.auto_sync_max {
-            Threshold::None => AutoSyncMax::None,
-            Threshold::Info => AutoSyncMax::Info,
-            Threshold::Low => AutoSyncMax::Low,
-            Threshold::Medium => AutoSyncMax::Medium,
-            Threshold::High => AutoSyncMax::High,
-        },
+        thresholds: Thresholds { auto_sync_max: args.auto_sync_max.drift(), auto_apply_max: args.auto_apply_max.rollout(), prune: args.prune },
         dry_run: args.dry_run,
         remediation_pr: args.remediation == Remediation::Pr,
         actor: actor(args.actor.as_ref()),
@@ -182,7 +220,14 @@ pub fn run_sync_cli(args: &SyncArgs) -> anyhow::Result<ExitCode> {
     let db = StateDb::open(&args.state.state)?;
     let api = ClientApi::new(&args.endpoint, &api_key)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
-    let report = runtime.block_on(run_sync(&options, &api, &db, forge.as_ref().map(|f| f as &dyn Forge)))?;
+    let runner = crate::sync::terraform_runner(&crate::sync::RunnerSettings {
+        terraform: args.terraform.clone(),
+        provider: args.provider.clone(),
+        cache_dir: options.drift.cache_dir.join("terraform"),
+        endpoint: args.endpoint.clone(),
+        api_key: api_key.clone(),
+    });
+    let report = runtime.block_on(run_sync(&options, &api, &db, forge.as_ref().map(|f| f as &dyn Forge), runner.as_deref()))?;
     match args.format {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report).context("cannot encode the sync report")?),
         OutputFormat::Text => print!("{}", sync_text(&report)),
@@ -198,6 +243,29 @@ pub fn sync_text(report: &SyncReport) -> String {
     let mut out = String::new();
     let verb = if report.dry_run { "dry run of sync" } else { "sync" };
     let _ = writeln!(out, "{verb} of revision {}", report.report.revision);
+    if let Some(r) = &report.rollout {
+        let what = match &r.outcome {
+            RolloutOutcome::Applied => format!("applied{}", r.approved_by.as_deref().map(|by| format!(" (approved by {by})")).unwrap_or_default()),
+            RolloutOutcome::Pending(why) => format!("pending: {why}: novacron-reconcile approve {}", r.plan_id),
+            RolloutOutcome::NothingToDo => "nothing to change".to_string(),
+            RolloutOutcome::WouldApply => "would apply".to_string(),
+            RolloutOutcome::Failed(why) => format!("failed: {why}"),
+        };
+        let severity = r.severity.map(|s| format!(" [{s}]")).unwrap_or_default();
+        let _ = writeln!(out, "  rollout {}{severity} {}: {what}", r.plan_id, r.summary);
+        for c in &r.changes {
+            let _ = writeln!(out, "    {} {} [{}] {}", c.action, c.address, c.severity, c.attributes.join("; "));
+        }
+        for a in &r.adopted {
+            let _ = writeln!(out, "    adopted {a}");
+        }
+    }
+    for c in &report.conflicts {
+        let _ = writeln!(
+            out,
+            "  {c}: conflict: changed in Git and on the platform since the last apply; nothing applied or reverted (settle it in Git or with terraform)"
+        );
+    }
     for a in &report.actions {
         let what = match &a.outcome {
             SyncOutcome::Reverted => "reverted".to_string(),
@@ -208,11 +276,15 @@ pub fn sync_text(report: &SyncReport) -> String {
             SyncOutcome::NotRevertible(why) => format!("not revertible: {why}"),
             SyncOutcome::Failed(why) => format!("failed: {why}"),
         };
-        let _ = writeln!(out, "  {} ({}) [{}] {}: {what} (drift {})", a.address, a.object_id, a.severity, a.attributes.join(", "), a.drift_id);
+        let who = a.changed_by.as_ref().map(|c| format!(", changed by {} at {}", c.actor, c.time)).unwrap_or_default();
+        let _ = writeln!(out, "  {} ({}) [{}] {}: {what} (drift {}{who})", a.address, a.object_id, a.severity, a.attributes.join(", "), a.drift_id);
     }
-    let s = &report.report.summary;
-    if s.missing + s.unmanaged > 0 {
-        let _ = writeln!(out, "  {} missing and {} unmanaged objects are reported only: Terraform owns their lifecycle", s.missing, s.unmanaged);
+    let (missing, unmanaged) =
+        report.report.resources.iter().filter(|r| r.three_way == crate::report::ThreeWay::Drift).fold((0, 0), |(m, u), r| {
+            (m + usize::from(r.status == crate::report::Status::Missing), u + usize::from(r.status == crate::report::Status::Unmanaged))
+        });
+    if missing + unmanaged > 0 {
+        let _ = writeln!(out, "  {missing} missing and {unmanaged} unmanaged objects are reported only: Terraform owns their lifecycle");
     }
     if let Some(r) = &report.remediation {
         let how = match (r.pull_request.created, r.pull_request.changed) {
@@ -242,6 +314,20 @@ pub fn sync_text(report: &SyncReport) -> String {
 /// Runs `approve <id>`.
 pub fn run_approve_cli(args: &ApproveArgs) -> anyhow::Result<ExitCode> {
     let db = StateDb::open(&args.state.state)?;
+    if args.id.starts_with("plan-") {
+        let plan = approve_plan(&db, &args.id, &actor(args.actor.as_ref()))?
+            .with_context(|| format!("no pending plan has id {:?}; list them with `novacron-reconcile approvals list`", args.id))?;
+        println!(
+            "approved plan {} ({} of {} at {} [{}]) by {}; the next sync applies exactly this plan",
+            plan.id,
+            plan.summary,
+            plan.repo,
+            &plan.revision[..plan.revision.len().min(12)],
+            plan.severity,
+            plan.approved_by.as_deref().unwrap_or("?")
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let drift = approve(&db, &args.id, &actor(args.actor.as_ref()))?;
     println!(
         "approved drift {} ({} [{}]) by {}; the next sync reverts it",
@@ -258,9 +344,24 @@ pub fn run_approvals_cli(command: &ListOrVerify) -> anyhow::Result<ExitCode> {
     let ListOrVerify::List { format, state, .. } = command else { anyhow::bail!("approvals has no verify; use `novacron-reconcile audit verify`") };
     let db = StateDb::open(&state.state)?;
     let pending = pending_approvals(&db, None)?;
+    let plans = pending_plans(&db, None)?;
     if *format == OutputFormat::Json {
-        println!("{}", serde_json::to_string_pretty(&pending).context("cannot encode")?);
+        // One list: drifts as before, then plans marked with "kind": "plan".
+        let mut all = serde_json::to_value(&pending).context("cannot encode")?;
+        if let Some(list) = all.as_array_mut() {
+            for p in &plans {
+                let mut v = serde_json::to_value(p).context("cannot encode")?;
+                v["kind"] = serde_json::json!("plan");
+                list.push(v);
+            }
+        }
+        println!("{}", serde_json::to_string_pretty(&all).context("cannot encode")?);
         return Ok(ExitCode::SUCCESS);
+    }
+    for p in &plans {
+        let approved =
+            p.approved_by.as_deref().map(|by| format!("approved by {by} at {}", p.approved_at.as_deref().unwrap_or("?"))).unwrap_or_else(|| p.reason.clone());
+        println!("{}  {:<8}  {}  {} at {}  since {}  {approved}", p.id, p.severity, p.summary, p.repo, &p.revision[..p.revision.len().min(12)], p.created_at);
     }
     for p in &pending {
         let approved = p
@@ -270,8 +371,8 @@ pub fn run_approvals_cli(command: &ListOrVerify) -> anyhow::Result<ExitCode> {
             .unwrap_or_else(|| "awaiting approval".into());
         println!("{}  {:<8}  {}  {}  {}  since {}  {approved}", p.id, p.severity, p.address, p.object_id, p.repo, p.created_at);
     }
-    if pending.is_empty() {
-        println!("no drift awaiting approval");
+    if pending.is_empty() && plans.is_empty() {
+        println!("no drift or plan awaiting approval");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -3,13 +3,15 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use crate::drift::{DesiredResource, LiveObject, compute_drift};
+use crate::drift::{DesiredResource, LiveObject, compute_drift_matched};
 use crate::git::{GitError, IGNORE_FILE, RepoSpec, Snapshot, fetch_snapshot};
 use crate::hcl::{HclError, evaluate};
 use crate::ignore::IgnoreRules;
 use crate::live::{LiveError, PlatformApi, read_live};
-use crate::report::{DriftReport, now_rfc3339};
+use crate::report::{DriftReport, LastApplied, now_rfc3339};
 use crate::source::SourceTree;
+use crate::tfstate::{AppliedState, StateReadError, StateSource, declared_backend, parse_state, read_state_file};
+use crate::threeway::{annotate, classify, match_ids};
 
 /// What a `drift` run compares.
 #[derive(Debug, Clone)]
@@ -26,6 +28,48 @@ pub struct DriftOptions {
     pub ignore: Vec<String>,
     /// Where clones are cached.
     pub cache_dir: PathBuf,
+    /// `--tfstate FILE`: a local Terraform state file as the last-applied view.
+    pub tfstate: Option<PathBuf>,
+    /// `--workspace NAME`: the platform's state workspace (default: from the configuration's
+    /// `backend "http"` address).
+    pub workspace: Option<String>,
+}
+
+impl DriftOptions {
+    /// Options for `repo` with everything else at its default.
+    pub fn new(repo: &str, cache_dir: PathBuf) -> DriftOptions {
+        DriftOptions {
+            repo: repo.to_string(),
+            reference: None,
+            path: String::new(),
+            vars: Vec::new(),
+            ignore: Vec::new(),
+            cache_dir,
+            tfstate: None,
+            workspace: None,
+        }
+    }
+
+    /// Where the last-applied state comes from for this configuration, if anywhere; a warning
+    /// when the configuration has a backend the reconciler cannot locate.
+    pub fn state_source(&self, files: &dyn SourceTree) -> (Option<StateSource>, Option<String>) {
+        if let Some(path) = &self.tfstate {
+            return (Some(StateSource::File(path.clone())), None);
+        }
+        if let Some(ws) = &self.workspace {
+            return (Some(StateSource::Platform { workspace: ws.clone() }), None);
+        }
+        let root = self.path.trim_matches('/').trim_start_matches("./");
+        match declared_backend(files, if root == "." { "" } else { root }) {
+            Some((kind, Some(ws))) if kind == "http" => (Some(StateSource::Platform { workspace: ws }), None),
+            Some((kind, None)) if kind == "http" => (
+                None,
+                Some("the configuration's backend \"http\" names no literal address: give --workspace NAME (the platform's state workspace) to compare with Terraform's state; comparing desired with live only".into()),
+            ),
+            Some((kind, _)) => (None, Some(format!("the configuration's backend {kind:?} is not read: give --tfstate FILE or --workspace NAME to compare with Terraform's state; comparing desired with live only"))),
+            None => (None, None),
+        }
+    }
 }
 
 /// Why a `drift` run failed; each is one line saying what to fix.
@@ -47,6 +91,9 @@ pub enum DriftError {
     /// The live state could not be read.
     #[error(transparent)]
     Live(#[from] LiveError),
+    /// Terraform's state could not be read.
+    #[error(transparent)]
+    TfState(#[from] StateReadError),
     /// A background task failed.
     #[error("internal error: {0}")]
     Internal(String),
@@ -61,13 +108,69 @@ fn short(revision: &str) -> &str {
 pub async fn run_drift(options: &DriftOptions, api: &impl PlatformApi) -> Result<DriftReport, DriftError> {
     let spec = RepoSpec { repo: options.repo.clone(), reference: options.reference.clone(), cache_dir: options.cache_dir.clone() };
     let snapshot = tokio::task::spawn_blocking(move || fetch_snapshot(&spec)).await.map_err(|e| DriftError::Internal(e.to_string()))??;
-    let progress = Progress::start("reading live objects");
-    let live = read_live(api).await?;
+    let progress = Progress::start("reading live objects and Terraform state");
+    let (source, warning) = options.state_source(&snapshot.files);
+    let (live, applied) = tokio::join!(read_live(api), read_applied(api, source.as_ref()));
+    let (live, applied) = (live?, applied?);
     progress.done();
     let progress = Progress::start("evaluating and comparing");
-    let report = drift_of_snapshot(options, &snapshot, &live);
+    let mut report = detect_in_snapshot(options, &snapshot, &live, applied.as_ref(), source.as_ref()).map(|(report, _, _)| report)?;
+    report.warnings.extend(warning);
     progress.done();
-    report
+    attribute_changes(api, &mut report).await;
+    Ok(report)
+}
+
+/// Reads the last-applied state from `source`.
+pub async fn read_applied(api: &impl PlatformApi, source: Option<&StateSource>) -> Result<Option<AppliedState>, DriftError> {
+    match source {
+        None => Ok(None),
+        Some(StateSource::File(path)) => Ok(read_state_file(path)?),
+        Some(s @ StateSource::Platform { workspace }) => match api.read_tfstate(workspace).await? {
+            Some(bytes) => Ok(Some(parse_state(&bytes, &s.to_string())?)),
+            None => Ok(None),
+        },
+    }
+}
+
+/// Most change-feed pages read to name who changed drifted objects.
+const MAX_EVENT_PAGES: usize = 200;
+
+/// Names who made the newest out-of-band change of every drifted object: the actor and time
+/// of the newest `create`/`update`/`delete` event for it (the platform's own transitions and
+/// policy audit records aside). Terraform's applies and the reconciler's reverts leave live
+/// equal to the state, so the newest change on an object that drifted is the out-of-band one.
+/// The feed is best effort: when it cannot be read the report simply names no one.
+pub async fn attribute_changes(api: &impl PlatformApi, report: &mut DriftReport) {
+    let wanted: std::collections::HashSet<String> = report
+        .resources
+        .iter()
+        .filter(|r| matches!(r.three_way, crate::report::ThreeWay::Drift | crate::report::ThreeWay::Conflict))
+        .filter_map(|r| r.id.clone())
+        .collect();
+    if wanted.is_empty() {
+        return;
+    }
+    let mut newest: std::collections::HashMap<String, crate::report::ChangedBy> = std::collections::HashMap::new();
+    let mut after = 0;
+    for _ in 0..MAX_EVENT_PAGES {
+        let Ok(events) = api.events_after(after, 1000).await else { break };
+        let Some(last) = events.last() else { break };
+        after = last.seq;
+        for e in events {
+            let own = e.actor == "platform" || e.actor.starts_with("policy:");
+            if !own && matches!(e.action.as_str(), "create" | "update" | "delete") && wanted.contains(&e.id) {
+                newest.insert(e.id.clone(), crate::report::ChangedBy { actor: e.actor, time: e.time, action: e.action });
+            }
+        }
+    }
+    for r in report.resources.iter_mut() {
+        if let Some(id) = &r.id
+            && matches!(r.three_way, crate::report::ThreeWay::Drift | crate::report::ThreeWay::Conflict)
+        {
+            r.changed_by = newest.get(id).cloned();
+        }
+    }
 }
 
 /// A status line on stderr while a slow step runs, only when stderr is a terminal.
@@ -91,9 +194,10 @@ impl Progress {
     }
 }
 
-/// The comparison part of [`run_drift`], for a snapshot and live objects already in hand.
+/// The comparison part of [`run_drift`], for a snapshot and live objects already in hand
+/// (two-way: no Terraform state).
 pub fn drift_of_snapshot(options: &DriftOptions, snapshot: &Snapshot, live: &[crate::drift::LiveObject]) -> Result<DriftReport, DriftError> {
-    detect_in_snapshot(options, snapshot, live).map(|(report, _, _)| report)
+    detect_in_snapshot(options, snapshot, live, None, None).map(|(report, _, _)| report)
 }
 
 /// Everything one detection produced: what `sync` acts on.
@@ -109,27 +213,45 @@ pub struct Detection {
     pub rules: IgnoreRules,
     /// The snapshot read.
     pub snapshot: Snapshot,
+    /// Terraform's state, when there is one: the last-applied view.
+    pub applied: Option<AppliedState>,
+    /// Where the state was read.
+    pub state_source: Option<StateSource>,
+    /// The repository as given (may hold credentials: never print it unredacted).
+    pub repo: String,
+    /// The configuration's directory in the repository (`""` for the root).
+    pub path: String,
 }
 
 /// [`run_drift`] keeping the desired resources, live objects and snapshot for acting on them.
 pub async fn detect(options: &DriftOptions, api: &impl PlatformApi) -> Result<Detection, DriftError> {
     let spec = RepoSpec { repo: options.repo.clone(), reference: options.reference.clone(), cache_dir: options.cache_dir.clone() };
     let snapshot = tokio::task::spawn_blocking(move || fetch_snapshot(&spec)).await.map_err(|e| DriftError::Internal(e.to_string()))??;
-    let live = read_live(api).await?;
-    let (report, desired, rules) = detect_in_snapshot(options, &snapshot, &live)?;
-    Ok(Detection { report, desired, live, rules, snapshot })
+    let (state_source, warning) = options.state_source(&snapshot.files);
+    let (live, applied) = tokio::join!(read_live(api), read_applied(api, state_source.as_ref()));
+    let (live, applied) = (live?, applied?);
+    let (mut report, desired, rules) = detect_in_snapshot(options, &snapshot, &live, applied.as_ref(), state_source.as_ref())?;
+    report.warnings.extend(warning);
+    attribute_changes(api, &mut report).await;
+    let path = crate::source::join_path("", &options.path).unwrap_or_default();
+    Ok(Detection { report, desired, live, rules, snapshot, applied, state_source, repo: options.repo.clone(), path })
 }
 
 fn detect_in_snapshot(
     options: &DriftOptions,
     snapshot: &Snapshot,
     live: &[LiveObject],
+    applied: Option<&AppliedState>,
+    source: Option<&StateSource>,
 ) -> Result<(DriftReport, Vec<DesiredResource>, IgnoreRules), DriftError> {
     let hcl_err = |problem| DriftError::Hcl { repo: crate::git::redact(&options.repo), revision: snapshot.revision.clone(), problem: Box::new(problem) };
     let evaluation = evaluate(&snapshot.files, &options.path, &options.vars, live).map_err(hcl_err)?;
     let ignore_text = snapshot.files.read(IGNORE_FILE).unwrap_or_default();
     let rules = IgnoreRules::parse(&ignore_text, options.ignore.iter().map(String::as_str));
-    let result = compute_drift(&evaluation.resources, live, &rules);
+    let ids = applied.map(match_ids).unwrap_or_default();
+    let mut result = compute_drift_matched(&evaluation.resources, live, &rules, &ids);
+    let facts = applied.map(|a| classify(&evaluation.resources, a, live, &rules));
+    annotate(&mut result, facts.as_ref(), applied);
     let report = DriftReport {
         revision: snapshot.revision.clone(),
         generated_at: now_rfc3339(),
@@ -137,6 +259,7 @@ fn detect_in_snapshot(
         resources: result.resources,
         ignored: result.ignored,
         warnings: evaluation.warnings,
+        last_applied: applied.zip(source).map(|(a, s)| LastApplied { source: s.to_string(), serial: a.serial, lineage: a.lineage.clone() }),
     };
     Ok((report, evaluation.resources, rules))
 }

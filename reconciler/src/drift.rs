@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 use crate::diff::{diff_objects, top_level};
 use crate::ignore::IgnoreRules;
-use crate::report::{BySeverity, IgnoredResource, ResourceReport, Status, Summary};
+use crate::report::{BySeverity, IgnoredResource, ResourceReport, Status, Summary, ThreeWay};
 
 /// One evaluated `novacron_*` resource instance from the desired state.
 #[derive(Clone, PartialEq)]
@@ -72,18 +72,30 @@ pub struct DriftResult {
 /// Compares every desired resource with the live object of its kind and name. Names are
 /// expected to be unique per kind on both sides (the evaluator refuses duplicates).
 pub fn compute_drift(desired: &[DesiredResource], live: &[LiveObject], rules: &IgnoreRules) -> DriftResult {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
-    compute_drift_on(desired, live, rules, threads)
+    compute_drift_matched(desired, live, rules, &HashMap::new())
 }
 
-/// [`compute_drift`] on at most `threads` threads (one below [`PARALLEL_THRESHOLD`] comparisons).
-pub fn compute_drift_on(desired: &[DesiredResource], live: &[LiveObject], rules: &IgnoreRules, threads: usize) -> DriftResult {
+/// [`compute_drift`] where `ids` (address → object id, from Terraform's state) say which live
+/// object a desired resource is; addresses not in `ids` are matched by kind and name.
+pub fn compute_drift_matched(desired: &[DesiredResource], live: &[LiveObject], rules: &IgnoreRules, ids: &HashMap<String, String>) -> DriftResult {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    compute_drift_on(desired, live, rules, ids, threads)
+}
+
+/// [`compute_drift_matched`] on at most `threads` threads (one below [`PARALLEL_THRESHOLD`] comparisons).
+pub fn compute_drift_on(desired: &[DesiredResource], live: &[LiveObject], rules: &IgnoreRules, ids: &HashMap<String, String>, threads: usize) -> DriftResult {
     let by_name: HashMap<(Kind, &str), usize> = live.iter().enumerate().map(|(i, o)| ((o.kind, o.name()), i)).collect();
+    let by_id: HashMap<(Kind, &str), usize> =
+        if ids.is_empty() { HashMap::new() } else { live.iter().enumerate().map(|(i, o)| ((o.kind, o.id()), i)).collect() };
     let mut managed = vec![false; live.len()];
     let mut ignored = Vec::new();
     let mut jobs = Vec::with_capacity(desired.len());
     for d in desired {
-        let found = by_name.get(&(d.kind, d.name.as_str())).map(|&i| {
+        let index = match ids.get(&d.address) {
+            Some(id) => by_id.get(&(d.kind, id.as_str())),
+            None => by_name.get(&(d.kind, d.name.as_str())),
+        };
+        let found = index.map(|&i| {
             managed[i] = true;
             &live[i]
         });
@@ -101,20 +113,13 @@ pub fn compute_drift_on(desired: &[DesiredResource], live: &[LiveObject], rules:
             continue;
         }
         let live_hash = content_hash(&o.kind.schema().canonical(&o.fields, None));
-        resources.push(ResourceReport {
-            address,
-            resource_type: o.kind.terraform_type().to_string(),
-            name: o.name().to_string(),
-            id: Some(o.id().to_string()),
-            status: Status::Unmanaged,
-            severity: Some(Severity::Info),
-            desired_hash: None,
-            live_hash: Some(live_hash),
-            drift_percentage: 0.0,
-            changes: Vec::new(),
-            ignored_changes: Vec::new(),
-            unknown: Vec::new(),
-        });
+        let mut entry = ResourceReport::new(address, o.kind.terraform_type().to_string(), o.name().to_string());
+        entry.id = Some(o.id().to_string());
+        entry.status = Status::Unmanaged;
+        entry.severity = Some(Severity::Info);
+        entry.live_hash = Some(live_hash);
+        entry.three_way = ThreeWay::Drift;
+        resources.push(entry);
     }
     resources.sort_by(|a, b| a.address.cmp(&b.address));
     ignored.sort_by(|a, b| a.address.cmp(&b.address));
@@ -142,25 +147,17 @@ fn compare_all(jobs: &[(&DesiredResource, Option<&LiveObject>)], rules: &IgnoreR
     })
 }
 
-fn compare_one(d: &DesiredResource, live: Option<&LiveObject>, rules: &IgnoreRules) -> ResourceReport {
+pub(crate) fn compare_one(d: &DesiredResource, live: Option<&LiveObject>, rules: &IgnoreRules) -> ResourceReport {
     let schema = d.kind.schema();
     let only: Vec<&str> = d.attributes.keys().map(String::as_str).collect();
     let desired_canon = schema.canonical(&d.attributes, Some(&only));
     let desired_hash = content_hash(&desired_canon);
-    let mut entry = ResourceReport {
-        address: d.address.clone(),
-        resource_type: d.kind.terraform_type().to_string(),
-        name: d.name.clone(),
-        id: None,
-        status: Status::Missing,
-        severity: Some(Severity::High),
-        desired_hash: Some(desired_hash),
-        live_hash: None,
-        drift_percentage: 1.0,
-        changes: Vec::new(),
-        ignored_changes: Vec::new(),
-        unknown: d.unknown.clone(),
-    };
+    let mut entry = ResourceReport::new(d.address.clone(), d.kind.terraform_type().to_string(), d.name.clone());
+    entry.severity = Some(Severity::High);
+    entry.desired_hash = Some(desired_hash);
+    entry.drift_percentage = 1.0;
+    entry.unknown = d.unknown.clone();
+    entry.three_way = ThreeWay::Drift;
     let Some(live) = live else { return entry };
     entry.id = Some(live.id().to_string());
     let live_canon = schema.canonical(&live.fields, Some(&only));
@@ -170,6 +167,7 @@ fn compare_one(d: &DesiredResource, live: Option<&LiveObject>, rules: &IgnoreRul
     entry.status = Status::InSync;
     entry.severity = None;
     entry.drift_percentage = 0.0;
+    entry.three_way = ThreeWay::InSync;
     if same {
         return entry;
     }
@@ -188,6 +186,7 @@ fn compare_one(d: &DesiredResource, live: Option<&LiveObject>, rules: &IgnoreRul
     entry.severity = Some(if drifted.len() * 2 >= configured { highest.raised() } else { highest });
     entry.drift_percentage = round4(drifted.len() as f64 / configured as f64);
     entry.status = Status::Drifted;
+    entry.three_way = ThreeWay::Drift;
     entry.changes = changes;
     entry
 }
@@ -209,6 +208,11 @@ fn summarise(resources: &[ResourceReport], ignored: usize, managed: usize, live_
         ignored,
         coverage: if live_total == 0 { 1.0 } else { round4(managed as f64 / live_total as f64) },
         by_severity,
+        three_way: {
+            let mut t = crate::report::ThreeWayCounts::default();
+            resources.iter().for_each(|r| t.add(r.three_way));
+            t
+        },
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::future::Future;
 
-use novacron_client::{Client, ClientConfig, Error as ClientError};
+use novacron_client::{Client, ClientConfig, Error as ClientError, Event};
 use novacron_schemas::Kind;
 
 use crate::drift::LiveObject;
@@ -23,6 +23,30 @@ pub trait PlatformApi {
     fn patch_object(&self, kind: Kind, id: &str, patch: &serde_json::Value, etag: &str) -> impl Future<Output = Result<PatchOutcome, LiveError>> + Send {
         let _ = (kind, id, patch, etag);
         async { Err(LiveError::Config("this platform API cannot change objects".into())) }
+    }
+
+    /// The Terraform state stored in the platform's workspace (`None` when there is none yet).
+    fn read_tfstate(&self, workspace: &str) -> impl Future<Output = Result<Option<Vec<u8>>, LiveError>> + Send {
+        let _ = workspace;
+        async { Err(LiveError::Config("this platform API cannot read Terraform state".into())) }
+    }
+
+    /// The holder of the workspace's state lock (Terraform's lock info JSON), `None` when free.
+    fn tfstate_lock(&self, workspace: &str) -> impl Future<Output = Result<Option<serde_json::Value>, LiveError>> + Send {
+        let _ = workspace;
+        async { Ok(None) }
+    }
+
+    /// Releases the workspace's state lock held under `lock` (its lock info, with its ID).
+    fn tfstate_unlock(&self, workspace: &str, lock: &serde_json::Value) -> impl Future<Output = Result<(), LiveError>> + Send {
+        let _ = (workspace, lock);
+        async { Err(LiveError::Config("this platform API cannot release state locks".into())) }
+    }
+
+    /// Up to `limit` change-feed events after `after`, oldest first, without waiting.
+    fn events_after(&self, after: u64, limit: usize) -> impl Future<Output = Result<Vec<Event>, LiveError>> + Send {
+        let _ = (after, limit);
+        async { Ok(Vec::new()) }
     }
 }
 
@@ -76,6 +100,9 @@ pub enum LiveError {
 #[derive(Debug, Clone)]
 pub struct ClientApi {
     client: Client,
+    /// For the state backend, which speaks its own protocol beside the object API.
+    http: reqwest::Client,
+    api_key: String,
 }
 
 impl ClientApi {
@@ -84,7 +111,8 @@ impl ClientApi {
         let mut config = ClientConfig::new(endpoint, api_key);
         config.max_retries = 2;
         let client = Client::new(config).map_err(|e| LiveError::Config(e.to_string()))?;
-        Ok(ClientApi { client })
+        let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build().map_err(|e| LiveError::Config(e.to_string()))?;
+        Ok(ClientApi { client, http, api_key: api_key.to_string() })
     }
 }
 
@@ -108,6 +136,67 @@ impl PlatformApi for ClientApi {
             Err(e) if e.is_precondition_failed() => Ok(PatchOutcome::Stale),
             Err(e) => Err(classify(self.client.endpoint(), &e)),
         }
+    }
+
+    async fn read_tfstate(&self, workspace: &str) -> Result<Option<Vec<u8>>, LiveError> {
+        let endpoint = self.client.endpoint().trim_end_matches('/').to_string();
+        let url = format!("{endpoint}/v1/tfstate/{workspace}");
+        let answer = self
+            .http
+            .get(&url)
+            .bearer_auth(&self.api_key)
+            .send()
+            .await
+            .map_err(|e| LiveError::Unreachable { endpoint: endpoint.clone(), detail: e.to_string() })?;
+        let status = answer.status().as_u16();
+        match status {
+            200 => Ok(Some(answer.bytes().await.map_err(|e| LiveError::Unreachable { endpoint, detail: e.to_string() })?.to_vec())),
+            404 => Ok(None),
+            401 | 403 => Err(LiveError::Unauthorized { endpoint, status }),
+            _ => Err(LiveError::Api { endpoint, detail: format!("GET /v1/tfstate/{workspace}: HTTP {status}") }),
+        }
+    }
+
+    async fn tfstate_lock(&self, workspace: &str) -> Result<Option<serde_json::Value>, LiveError> {
+        let endpoint = self.client.endpoint().trim_end_matches('/').to_string();
+        let url = format!("{endpoint}/v1/tfstate/{workspace}/lock");
+        let answer = self
+            .http
+            .get(&url)
+            .bearer_auth(&self.api_key)
+            .send()
+            .await
+            .map_err(|e| LiveError::Unreachable { endpoint: endpoint.clone(), detail: e.to_string() })?;
+        match answer.status().as_u16() {
+            200 => answer.json().await.map(Some).map_err(|e| LiveError::Api { endpoint, detail: format!("GET /v1/tfstate/{workspace}/lock: {e}") }),
+            204 | 404 => Ok(None),
+            status @ (401 | 403) => Err(LiveError::Unauthorized { endpoint, status }),
+            status => Err(LiveError::Api { endpoint, detail: format!("GET /v1/tfstate/{workspace}/lock: HTTP {status}") }),
+        }
+    }
+
+    async fn tfstate_unlock(&self, workspace: &str, lock: &serde_json::Value) -> Result<(), LiveError> {
+        let endpoint = self.client.endpoint().trim_end_matches('/').to_string();
+        let url = format!("{endpoint}/v1/tfstate/{workspace}");
+        let method = reqwest::Method::from_bytes(b"UNLOCK").map_err(|e| LiveError::Config(e.to_string()))?;
+        let answer = self
+            .http
+            .request(method, &url)
+            .bearer_auth(&self.api_key)
+            .json(lock)
+            .send()
+            .await
+            .map_err(|e| LiveError::Unreachable { endpoint: endpoint.clone(), detail: e.to_string() })?;
+        match answer.status().as_u16() {
+            200 => Ok(()),
+            status => Err(LiveError::Api { endpoint, detail: format!("UNLOCK /v1/tfstate/{workspace}: HTTP {status}") }),
+        }
+    }
+
+    async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, LiveError> {
+        let _ = limit;
+        let batch = self.client.events(after, std::time::Duration::ZERO).await.map_err(|e| classify(self.client.endpoint(), &e))?;
+        Ok(batch.events)
     }
 }
 

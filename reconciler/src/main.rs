@@ -25,7 +25,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Compare the HCL in a Git repository with the live platform. Exit 0: no drift, 2: drift, 1: error.
+    /// Compare the HCL in a Git repository with Terraform's state and the live platform. Exit 0: no drift (pending rollouts are not drift), 2: drift, 1: error.
     Drift(DriftArgs),
     /// Revert drift at or below --auto-sync-max (never critical) or approved; the rest awaits approval or a pull request. Exit 0: nothing left, 2: drift remains, 1: error.
     Sync(novacron_reconcile::cli::SyncArgs),
@@ -73,6 +73,12 @@ struct DriftArgs {
     /// Colour in the text report.
     #[arg(long, value_enum, default_value_t = Color::Auto)]
     color: Color,
+    /// A local Terraform state file to compare as the last-applied view.
+    #[arg(long, value_name = "FILE", conflicts_with = "workspace")]
+    tfstate: Option<PathBuf>,
+    /// The platform's Terraform state workspace (default: from the configuration's backend "http" address).
+    #[arg(long, value_name = "NAME")]
+    workspace: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -130,6 +136,8 @@ fn run() -> anyhow::Result<ExitCode> {
         vars: args.vars.clone(),
         ignore: args.ignore.clone(),
         cache_dir: args.cache_dir.clone().unwrap_or_else(novacron_reconcile::cli::default_cache_dir),
+        tfstate: args.tfstate.clone(),
+        workspace: args.workspace.clone(),
     };
     let api = ClientApi::new(&args.endpoint, &api_key)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;

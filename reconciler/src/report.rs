@@ -4,6 +4,8 @@ use novacron_schemas::Severity;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use crate::threeway::{RolloutChange, RolloutKind, ThreeWay};
+
 /// Everything one `drift` run found, in the order reports list it.
 #[derive(Debug, Clone, Serialize)]
 pub struct DriftReport {
@@ -19,6 +21,20 @@ pub struct DriftReport {
     pub ignored: Vec<IgnoredResource>,
     /// What could not be evaluated or compared (never counted as drift).
     pub warnings: Vec<String>,
+    /// The Terraform state compared as last applied; absent when there is none (two-way comparison).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_applied: Option<LastApplied>,
+}
+
+/// The Terraform state snapshot a report used as the last-applied view.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LastApplied {
+    /// Where it was read (`the platform's state workspace "prod"`, `state file ...`).
+    pub source: String,
+    /// Its serial.
+    pub serial: u64,
+    /// Its lineage.
+    pub lineage: String,
 }
 
 /// The counts at the top of a report.
@@ -41,6 +57,34 @@ pub struct Summary {
     pub coverage: f64,
     /// Entries that are not in sync, by their severity.
     pub by_severity: BySeverity,
+    /// Entries by where they stand across desired, last applied and live.
+    pub three_way: ThreeWayCounts,
+}
+
+/// A count per three-way classification.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct ThreeWayCounts {
+    /// Desired, last applied and live agree.
+    pub in_sync: usize,
+    /// Git moved; the rollout is pending.
+    pub rollout_pending: usize,
+    /// The platform moved out of band.
+    pub drift: usize,
+    /// Both moved.
+    pub conflict: usize,
+}
+
+impl ThreeWayCounts {
+    /// Counts one entry.
+    pub fn add(&mut self, t: ThreeWay) {
+        match t {
+            ThreeWay::InSync => self.in_sync += 1,
+            ThreeWay::RolloutPending => self.rollout_pending += 1,
+            ThreeWay::Drift => self.drift += 1,
+            ThreeWay::Conflict => self.conflict += 1,
+        }
+    }
 }
 
 /// A count per severity, highest first.
@@ -143,6 +187,56 @@ pub struct ResourceReport {
     /// Configured attributes whose value could not be evaluated, left out of the comparison.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unknown: Vec<String>,
+    /// Which side moved: Git (a pending rollout), the platform (drift), both (conflict), or neither.
+    pub three_way: ThreeWay,
+    /// What a pending rollout does to it (create, update or delete), when one is pending.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutKind>,
+    /// Desired vs last applied: what the pending rollout changes, as the reconciler sees it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rollout_changes: Vec<RolloutChange>,
+    /// Desired equals live but Terraform's state is behind (it is refreshed).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub state_behind: bool,
+    /// Who made the newest out-of-band change, and when (from the platform's change feed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub changed_by: Option<ChangedBy>,
+}
+
+/// The newest platform event on a drifted object: who changed it and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangedBy {
+    /// The API key name that made the change.
+    pub actor: String,
+    /// When (RFC 3339).
+    pub time: String,
+    /// `create`, `update` or `delete`.
+    pub action: String,
+}
+
+impl ResourceReport {
+    /// An entry with nothing compared yet.
+    pub fn new(address: String, resource_type: String, name: String) -> ResourceReport {
+        ResourceReport {
+            address,
+            resource_type,
+            name,
+            id: None,
+            status: Status::Missing,
+            severity: None,
+            desired_hash: None,
+            live_hash: None,
+            drift_percentage: 0.0,
+            changes: Vec::new(),
+            ignored_changes: Vec::new(),
+            unknown: Vec::new(),
+            three_way: ThreeWay::InSync,
+            rollout: None,
+            rollout_changes: Vec::new(),
+            state_behind: false,
+            changed_by: None,
+        }
+    }
 }
 
 /// One field-level difference.
@@ -171,9 +265,10 @@ pub struct IgnoredResource {
 }
 
 impl DriftReport {
-    /// True when anything counts as drift: drifted, missing or unmanaged entries.
+    /// True when anything counts as drift: the platform moved (drift or conflict). With
+    /// Terraform state a pending rollout is not drift; without it every difference is.
     pub fn has_drift(&self) -> bool {
-        self.summary.drifted + self.summary.missing + self.summary.unmanaged > 0
+        self.summary.three_way.drift + self.summary.three_way.conflict > 0
     }
 }
 

@@ -45,6 +45,8 @@ impl Env {
             vars: vec![],
             ignore: vec![],
             cache_dir: self.dir.path().join("cache"),
+            tfstate: None,
+            workspace: None,
         }
     }
 

@@ -26,7 +26,7 @@ async fn low_drift_is_reverted_critical_drift_gets_a_pull_request_then_approval_
     env.patch(Kind::Vm, &vm, json!({"metadata": {"env": "dev", "owner": "eve"}})).await;
     env.patch(Kind::Policy, &pol, json!({"enforcement_mode": "audit"})).await;
     let options = env.sync_options(true);
-    let first = run_sync(&options, &env.api(), &db, Some(&forge.forge())).await.expect("sync runs");
+    let first = run_sync(&options, &env.api(), &db, Some(&forge.forge()), None).await.expect("sync runs");
     assert_eq!(action(&first, "novacron_vm.web").outcome, SyncOutcome::Reverted, "{:?}", first.actions);
     assert_eq!(env.get(Kind::Vm, &vm).await["metadata"], json!({"env": "prod", "team": "web"}), "owner removed, env put back");
     let policy = action(&first, "novacron_policy.guard");
@@ -54,7 +54,7 @@ async fn low_drift_is_reverted_critical_drift_gets_a_pull_request_then_approval_
 
     // The same drift again: the same branch and commit, nothing pushed, the pull request left as it is.
     let audited = audit_list(&db, None).expect("audit").len();
-    let second = run_sync(&options, &env.api(), &db, Some(&forge.forge())).await.expect("sync runs");
+    let second = run_sync(&options, &env.api(), &db, Some(&forge.forge()), None).await.expect("sync runs");
     let again = second.remediation.clone().expect("remediation");
     assert_eq!((again.branch.as_str(), again.commit.as_str(), again.pushed), (remediation.branch.as_str(), remediation.commit.as_str(), false));
     assert_eq!((again.pull_request.number, again.pull_request.created, again.pull_request.changed), (remediation.pull_request.number, false, false));
@@ -64,7 +64,7 @@ async fn low_drift_is_reverted_critical_drift_gets_a_pull_request_then_approval_
     // A new revision of the repository, the same drift: the branch is force-updated onto it and
     // the existing pull request updated, not a second one opened.
     env.commit_unrelated();
-    let third = run_sync(&options, &env.api(), &db, Some(&forge.forge())).await.expect("sync runs");
+    let third = run_sync(&options, &env.api(), &db, Some(&forge.forge()), None).await.expect("sync runs");
     let moved = third.remediation.clone().expect("remediation");
     assert_eq!(
         (moved.branch.as_str(), moved.pushed, moved.pull_request.number, moved.pull_request.created, moved.pull_request.changed),
@@ -85,7 +85,7 @@ async fn low_drift_is_reverted_critical_drift_gets_a_pull_request_then_approval_
     let out = env.bin(&["approve", &policy.drift_id, "--actor", "alice"]);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(pending_approvals(&db, None).expect("pending")[0].approved_by.as_deref(), Some("alice"));
-    let fourth = run_sync(&options, &env.api(), &db, Some(&forge.forge())).await.expect("sync runs");
+    let fourth = run_sync(&options, &env.api(), &db, Some(&forge.forge()), None).await.expect("sync runs");
     assert_eq!(action(&fourth, "novacron_policy.guard").outcome, SyncOutcome::Reverted);
     assert_eq!(fourth.exit_code(), 0, "{:?}", fourth.actions);
     assert_eq!(env.get(Kind::Policy, &pol).await["enforcement_mode"], "block");
@@ -135,7 +135,7 @@ async fn a_change_between_compare_and_patch_is_never_overwritten() {
     // Someone else changes the same attribute meanwhile: 412, re-read, re-diff, conflict.
     env.patch(Kind::Vm, &vm, json!({"metadata": {"env": "dev", "team": "web"}})).await;
     let api = Interfering { inner: env.api(), env: &env, change: json!({"metadata": {"env": "staging", "team": "web"}}), done: false.into() };
-    let report = run_sync(&options, &api, &db, None).await.expect("sync runs");
+    let report = run_sync(&options, &api, &db, None, None).await.expect("sync runs");
     assert!(matches!(&action(&report, "novacron_vm.web").outcome, SyncOutcome::Conflict(why) if why.contains("metadata.env")), "{:?}", report.actions);
     assert_eq!(env.get(Kind::Vm, &vm).await["metadata"]["env"], "staging", "the unseen change stays");
     assert_eq!(report.exit_code(), 2);
@@ -143,7 +143,7 @@ async fn a_change_between_compare_and_patch_is_never_overwritten() {
 
     // Someone changes an attribute the HCL does not configure: the same revert is still right.
     let api = Interfering { inner: env.api(), env: &env, change: json!({"tags": ["hotfix"]}), done: false.into() };
-    let report = run_sync(&options, &api, &db, None).await.expect("sync runs");
+    let report = run_sync(&options, &api, &db, None, None).await.expect("sync runs");
     assert_eq!(action(&report, "novacron_vm.web").outcome, SyncOutcome::Reverted, "{:?}", report.actions);
     let live = env.get(Kind::Vm, &vm).await;
     assert_eq!((live["metadata"]["env"].as_str(), live["tags"].clone()), (Some("prod"), json!(["hotfix"])));
@@ -159,7 +159,7 @@ async fn a_forge_error_is_clear_and_audited_and_leaves_nothing_locally() {
     forge.fail_with(500);
     let db = StateDb::open(&env.state_path()).expect("state");
     env.patch(Kind::Policy, &pol, json!({"enforcement_mode": "audit"})).await;
-    let report = run_sync(&env.sync_options(true), &env.api(), &db, Some(&forge.forge())).await.expect("sync runs");
+    let report = run_sync(&env.sync_options(true), &env.api(), &db, Some(&forge.forge()), None).await.expect("sync runs");
     assert_eq!(report.exit_code(), 1);
     assert!(report.errors.iter().any(|e| e.contains("HTTP 500") && e.contains("/repos/acme/infra/pulls")), "{:?}", report.errors);
     assert!(report.errors.iter().all(|e| !e.contains("forge-t0ken")));
@@ -256,7 +256,7 @@ async fn over_smart_http_a_refused_push_is_audited_then_an_allowed_push_lands() 
     options.drift.repo = format!("{}/remote.git", server.base);
 
     // Fetching works anonymously; pushing is refused (403) until the server allows it.
-    let refused = run_sync(&options, &env.api(), &db, Some(&forge.forge())).await.expect("sync runs");
+    let refused = run_sync(&options, &env.api(), &db, Some(&forge.forge()), None).await.expect("sync runs");
     assert_eq!(refused.exit_code(), 1);
     assert!(refused.errors.iter().any(|e| e.contains("push of novacron/drift/") && e.contains("refused") && e.contains("403")), "{:?}", refused.errors);
     let audited = audit_list(&db, None).expect("audit");
@@ -266,7 +266,7 @@ async fn over_smart_http_a_refused_push_is_audited_then_an_allowed_push_lands() 
     assert_eq!(git(&env.remote, &["for-each-ref", "refs/heads/novacron"]), "");
 
     server.allow_push(true);
-    let pushed = run_sync(&options, &env.api(), &db, Some(&forge.forge())).await.expect("sync runs");
+    let pushed = run_sync(&options, &env.api(), &db, Some(&forge.forge()), None).await.expect("sync runs");
     assert_eq!(pushed.exit_code(), 2, "{:?}", pushed.errors);
     let branch = pushed.remediation.expect("remediation").branch;
     assert!(git(&env.remote, &["show", &format!("{branch}:main.tf")]).contains("enforcement_mode = \"audit\" # who may relax this?"));
@@ -285,7 +285,7 @@ async fn unmanaged_objects_are_adopted_in_the_pull_request_never_deleted() {
     git(&env.remote, &["symbolic-ref", "HEAD", "refs/heads/trunk"]);
     let forge = MockForge::start().await;
     let db = StateDb::open(&env.state_path()).expect("state");
-    let report = run_sync(&env.sync_options(true), &env.api(), &db, Some(&forge.forge())).await.expect("sync runs");
+    let report = run_sync(&env.sync_options(true), &env.api(), &db, Some(&forge.forge()), None).await.expect("sync runs");
     assert_eq!(report.exit_code(), 2, "an unmanaged object remains: {:?}", report.errors);
     assert!(env.get(Kind::Vm, &stray).await["id"] == stray, "never deleted");
     let remediation = report.remediation.clone().expect("a remediation change");

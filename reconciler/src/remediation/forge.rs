@@ -67,6 +67,24 @@ pub trait Forge: Send + Sync {
     /// The open pull request from `spec.head` gets `spec`'s title and body (left alone when it
     /// has them already); without one, one is opened.
     fn ensure_pull_request<'a>(&'a self, spec: &'a PullRequestSpec) -> Pin<Box<dyn Future<Output = Result<PullRequest, ForgeError>> + Send + 'a>>;
+
+    /// Sets the commit status `context` of commit `sha` (`state`: `success`, `pending`,
+    /// `failure`, `error`), with a one-line description.
+    fn set_commit_status<'a>(&'a self, sha: &'a str, status: &'a CommitStatus) -> Pin<Box<dyn Future<Output = Result<(), ForgeError>> + Send + 'a>>;
+
+    /// Adds a comment to commit `sha`.
+    fn comment_on_commit<'a>(&'a self, sha: &'a str, body: &'a str) -> Pin<Box<dyn Future<Output = Result<(), ForgeError>> + Send + 'a>>;
+}
+
+/// A commit status as the forge shows it beside the commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CommitStatus {
+    /// `success`, `pending`, `failure` or `error`.
+    pub state: &'static str,
+    /// E.g. `novacron/rollout`.
+    pub context: String,
+    /// One line (forges cut it at 140 characters).
+    pub description: String,
 }
 
 /// A GitHub-compatible REST API: `https://api.github.com`, `https://ghe.example.com/api/v3`, or
@@ -172,6 +190,22 @@ impl Forge for GitHubForge {
                     pull_of(&created, true).ok_or_else(|| unreadable(&pulls))
                 }
             }
+        })
+    }
+
+    fn set_commit_status<'a>(&'a self, sha: &'a str, status: &'a CommitStatus) -> Pin<Box<dyn Future<Output = Result<(), ForgeError>> + Send + 'a>> {
+        Box::pin(async move {
+            let path = format!("/repos/{}/{}/statuses/{sha}", self.owner, self.repo);
+            let description: String = status.description.chars().take(140).collect();
+            let body = json!({"state": status.state, "context": status.context, "description": description});
+            self.call(reqwest::Method::POST, &path, &[], Some(&body)).await.map(|_| ())
+        })
+    }
+
+    fn comment_on_commit<'a>(&'a self, sha: &'a str, body: &'a str) -> Pin<Box<dyn Future<Output = Result<(), ForgeError>> + Send + 'a>> {
+        Box::pin(async move {
+            let path = format!("/repos/{}/{}/commits/{sha}/comments", self.owner, self.repo);
+            self.call(reqwest::Method::POST, &path, &[], Some(&json!({"body": body}))).await.map(|_| ())
         })
     }
 }

@@ -10,7 +10,7 @@ use novacron_schemas::{Severity, sha256_hex};
 use serde::Serialize;
 use serde_json::json;
 
-pub use forge::{FORGE_TOKEN_ENV, Forge, ForgeError, GitHubForge, PullRequest, PullRequestSpec};
+pub use forge::{CommitStatus, FORGE_TOKEN_ENV, Forge, ForgeError, GitHubForge, PullRequest, PullRequestSpec};
 pub use push::{PushError, PushRequest, Pushed, commit_and_push};
 pub use rewrite::{Codified, codify};
 
@@ -18,7 +18,7 @@ use crate::command::{Detection, DriftOptions};
 use crate::git::{RepoSpec, default_branch, redact};
 use crate::render::render_markdown;
 use crate::report::{BySeverity, DriftReport, ResourceReport, Status};
-use crate::state::{AuditEntry, StateDb, StateError, audit_append};
+use crate::state::{AuditAction, AuditEntry, StateDb, StateError, audit_append};
 
 /// The drifts a remediation change is for.
 #[derive(Debug, Clone)]
@@ -90,9 +90,8 @@ pub async fn remediate(request: &RemediationRequest<'_>, forge: &dyn Forge, db: 
     let repo = redact(&request.options.repo);
     let ids: Vec<String> = request.drifts.iter().map(|(id, _)| id.clone()).collect();
     let branch = format!("novacron/drift/{}", set_id(&ids));
-    let audit = |action: &str, detail: serde_json::Value| {
-        audit_append(db, AuditEntry { actor: request.actor.to_string(), action: action.into(), repo: repo.clone(), subject: branch.clone(), detail })
-            .map(|_| ())
+    let audit = |action: AuditAction, detail: serde_json::Value| {
+        audit_append(db, AuditEntry { actor: request.actor.to_string(), action, repo: repo.clone(), subject: branch.clone(), detail }).map(|_| ())
     };
     let report = &request.detection.report;
     let drifted: Vec<&ResourceReport> = report.resources.iter().filter(|r| request.drifts.iter().any(|(_, a)| a == &r.address)).collect();
@@ -109,14 +108,14 @@ pub async fn remediate(request: &RemediationRequest<'_>, forge: &dyn Forge, db: 
     let Pushed { commit, updated } = match pushed {
         Ok(pushed) => pushed,
         Err(e) => {
-            audit("error", json!({"stage": "push", "branch": branch, "drift_ids": ids, "error": e.to_string()}))?;
+            audit(AuditAction::Error, json!({"stage": "push", "branch": branch, "drift_ids": ids, "error": e.to_string()}))?;
             return Err(e.into());
         }
     };
     // A sync repeated while the drift waits changes nothing and appends nothing.
     if updated {
         audit(
-            "push",
+            AuditAction::Push,
             json!({"branch": branch, "commit": commit, "base": report.revision, "drift_ids": ids, "rewritten": codified.rewritten.len(), "manual": codified.manual.len()}),
         )?;
     }
@@ -125,14 +124,14 @@ pub async fn remediate(request: &RemediationRequest<'_>, forge: &dyn Forge, db: 
         Ok(pull_request) => {
             if pull_request.changed {
                 audit(
-                    "pull_request",
+                    AuditAction::PullRequest,
                     json!({"branch": branch, "number": pull_request.number, "url": pull_request.url, "created": pull_request.created, "drift_ids": ids}),
                 )?;
             }
             Ok(RemediationOutcome { branch, commit, pushed: updated, pull_request, rewritten: codified.rewritten, manual: codified.manual })
         }
         Err(source) => {
-            audit("error", json!({"stage": "pull_request", "branch": branch, "drift_ids": ids, "error": source.to_string()}))?;
+            audit(AuditAction::Error, json!({"stage": "pull_request", "branch": branch, "drift_ids": ids, "error": source.to_string()}))?;
             Err(RemediationError::Forge { branch, source })
         }
     }
@@ -229,7 +228,16 @@ mod tests {
 
     #[test]
     fn base_branch_from_ref() {
-        let mut o = DriftOptions { repo: "r".into(), reference: None, path: ".".into(), vars: vec![], ignore: vec![], cache_dir: "c".into() };
+        let mut o = DriftOptions {
+            repo: "r".into(),
+            reference: None,
+            path: ".".into(),
+            vars: vec![],
+            ignore: vec![],
+            cache_dir: "c".into(),
+            tfstate: None,
+            workspace: None,
+        };
         assert_eq!(base_branch(&o, None), "main");
         assert_eq!(base_branch(&o, Some("trunk".into())), "trunk");
         o.reference = Some("refs/heads/prod".into());

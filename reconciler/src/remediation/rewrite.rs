@@ -299,6 +299,11 @@ resource "novacron_network" "core" {
                 .collect(),
             ignored_changes: vec![],
             unknown: vec![],
+            three_way: crate::report::ThreeWay::Drift,
+            rollout: None,
+            rollout_changes: vec![],
+            state_behind: false,
+            changed_by: None,
         }
     }
 

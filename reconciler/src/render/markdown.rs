@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use novacron_schemas::Severity;
 
-use super::{findings, summary_line, unified};
+use super::{findings, summary_line, three_way_note, unified};
 use crate::report::{BySeverity, DriftReport, Status};
 
 /// Most characters a markdown report may have (GitHub comments stop at 65,536).
@@ -19,6 +19,9 @@ pub fn render_markdown(report: &DriftReport) -> String {
     let verdict = if report.has_drift() { "Drift found" } else { "No drift" };
     let _ = writeln!(out, "## NovaCron drift report: {verdict}\n");
     let _ = writeln!(out, "Revision `{}`: {}\n", report.revision, summary_line(report));
+    if let Some(l) = &report.last_applied {
+        let _ = writeln!(out, "Last applied: {} (serial {}).\n", l.source, l.serial);
+    }
     let _ = writeln!(out, "| severity | resources |\n|---|---:|");
     for v in Severity::DESCENDING {
         let _ = writeln!(out, "| {v} | {} |", s.by_severity.get(v));
@@ -34,7 +37,10 @@ pub fn render_markdown(report: &DriftReport) -> String {
     let mut left_out = BySeverity::default();
     let mut left_count = 0;
     for r in &all {
-        let section = section(r);
+        let mut section = section(r);
+        if let Some(note) = three_way_note(report, r) {
+            section = section.replacen("</summary>\n", &format!("</summary>\n\n{}\n", note.replace('<', "&lt;")), 1);
+        }
         if out.len() + section.len() + TAIL_ROOM > MARKDOWN_LIMIT {
             left_out.add(r.severity.unwrap_or(Severity::Info));
             left_count += 1;
@@ -99,6 +105,11 @@ mod tests {
     #[test]
     fn markdown_report() {
         insta::assert_snapshot!(render_markdown(&sample_report()));
+    }
+
+    #[test]
+    fn markdown_three_way_report() {
+        insta::assert_snapshot!(render_markdown(&crate::render::sample::sample_three_way_report()));
     }
 
     #[test]

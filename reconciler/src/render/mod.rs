@@ -9,7 +9,7 @@ pub use text::render_text;
 use novacron_schemas::Severity;
 use similar::TextDiff;
 
-use crate::report::{Change, DriftReport, ResourceReport, Status};
+use crate::report::{Change, DriftReport, ResourceReport, RolloutKind, Status, ThreeWay};
 
 /// The report as pretty JSON, ending with a newline.
 pub fn render_json(report: &DriftReport) -> String {
@@ -53,7 +53,7 @@ fn unified(r: &ResourceReport) -> String {
 fn summary_line(report: &DriftReport) -> String {
     let s = &report.summary;
     let sev: Vec<String> = Severity::DESCENDING.iter().map(|v| format!("{v} {}", s.by_severity.get(*v))).collect();
-    format!(
+    let mut line = format!(
         "{} resources: {} in sync, {} drifted, {} missing, {} unmanaged, {} ignored; coverage {:.1}%; {}",
         s.resources,
         s.in_sync,
@@ -63,7 +63,33 @@ fn summary_line(report: &DriftReport) -> String {
         s.ignored,
         s.coverage * 100.0,
         sev.join(", ")
-    )
+    );
+    if report.last_applied.is_some() {
+        let t = &s.three_way;
+        line.push_str(&format!("; three-way: {} in sync, {} rollout pending, {} drift, {} conflict", t.in_sync, t.rollout_pending, t.drift, t.conflict));
+    }
+    line
+}
+
+/// One line saying which side moved, when Terraform's state was compared: the pending
+/// rollout's changes, or who changed the object out of band and when.
+fn three_way_note(report: &DriftReport, r: &ResourceReport) -> Option<String> {
+    report.last_applied.as_ref()?;
+    let who = r.changed_by.as_ref().map(|c| format!("; changed by {} at {} ({})", c.actor, c.time, c.action)).unwrap_or_default();
+    let rollout = |kind: &str| {
+        let paths: Vec<&str> = r.rollout_changes.iter().map(|c| c.path.as_str()).collect();
+        let what = if paths.is_empty() { String::new() } else { format!(": {}", paths.join(", ")) };
+        format!("rollout pending ({kind}{what}): Git moved; Terraform applies it, it is not drift")
+    };
+    Some(match (r.three_way, r.rollout) {
+        (ThreeWay::RolloutPending, Some(RolloutKind::Create)) => rollout("create"),
+        (ThreeWay::RolloutPending, Some(RolloutKind::Delete)) => rollout("delete"),
+        (ThreeWay::RolloutPending, _) => rollout("update"),
+        (ThreeWay::Drift, _) => format!("drift: changed on the platform since the last apply{who}"),
+        (ThreeWay::Conflict, _) => format!("conflict: changed in Git and on the platform since the last apply{who}"),
+        (ThreeWay::InSync, _) if r.state_behind => "in sync; Terraform's state is behind and is refreshed".to_string(),
+        (ThreeWay::InSync, _) => return None,
+    })
 }
 
 #[cfg(test)]
@@ -77,5 +103,10 @@ mod tests {
     fn json_report() {
         // The sample has a fixed `generated_at`; the rest is what the drift core computed.
         insta::assert_snapshot!(render_json(&sample::sample_report()));
+    }
+
+    #[test]
+    fn json_three_way_report() {
+        insta::assert_snapshot!(render_json(&sample::sample_three_way_report()));
     }
 }

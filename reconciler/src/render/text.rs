@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use novacron_schemas::Severity;
 
-use super::{findings, summary_line, unified};
+use super::{findings, summary_line, three_way_note, unified};
 use crate::report::{DriftReport, Status};
 
 const RED: &str = "\x1b[31m";
@@ -18,6 +18,9 @@ pub fn render_text(report: &DriftReport, color: bool) -> String {
     let paint = |code: &str, text: &str| if color { format!("{code}{text}{RESET}") } else { text.to_string() };
     let mut out = String::new();
     let _ = writeln!(out, "drift of revision {}", report.revision);
+    if let Some(l) = &report.last_applied {
+        let _ = writeln!(out, "last applied: {} (serial {})", l.source, l.serial);
+    }
     for r in findings(report) {
         let severity = r.severity.unwrap_or(Severity::Info);
         let sev_text = match severity {
@@ -33,6 +36,9 @@ pub fn render_text(report: &DriftReport, color: bool) -> String {
         };
         let id = r.id.as_deref().map(|i| format!(" ({i})")).unwrap_or_default();
         let _ = writeln!(out, "\n{mark} {}{id} [{sev_text}] {detail}", paint(BOLD, &r.address));
+        if let Some(note) = three_way_note(report, r) {
+            let _ = writeln!(out, "    {note}");
+        }
         if r.status == Status::Drifted {
             for line in unified(r).lines() {
                 let line = if line.starts_with('-') && !line.starts_with("---") {
@@ -77,6 +83,11 @@ mod tests {
     #[test]
     fn text_report() {
         insta::assert_snapshot!(render_text(&sample_report(), false));
+    }
+
+    #[test]
+    fn text_three_way_report() {
+        insta::assert_snapshot!(render_text(&crate::render::sample::sample_three_way_report(), false));
     }
 
     #[test]

@@ -27,6 +27,12 @@ pub struct ServeConfig {
     /// Where repository clones are cached (default: `<state>.cache` beside the database).
     #[serde(default)]
     pub cache_dir: Option<PathBuf>,
+    /// The terraform binary rollouts run (default: `NOVACRON_TERRAFORM`, else terraform on PATH).
+    #[serde(default)]
+    pub terraform: Option<PathBuf>,
+    /// The provider binary for Terraform (default: terraform-provider-novacron beside this program).
+    #[serde(default)]
+    pub provider: Option<PathBuf>,
     /// The repositories to reconcile.
     #[serde(default)]
     pub repo: Vec<RepoConfig>,
@@ -74,6 +80,18 @@ pub struct RepoConfig {
     /// What happens to drift above `auto_sync_max`.
     #[serde(default)]
     pub remediation: Remediation,
+    /// The highest rollout (plan) severity applied without approval (`none` for never); critical never is.
+    #[serde(default = "default_auto_apply_max")]
+    pub auto_apply_max: AutoApplyMax,
+    /// Rollouts may delete objects removed from Git.
+    #[serde(default)]
+    pub prune: bool,
+    /// The platform's Terraform state workspace (default: from the configuration's backend "http" address).
+    #[serde(default)]
+    pub workspace: Option<String>,
+    /// A local Terraform state file instead (relative paths are relative to the config file).
+    #[serde(default)]
+    pub tfstate: Option<PathBuf>,
     /// Forge REST API base for remediation pull requests (GitHub-compatible).
     #[serde(default)]
     pub forge_url: Option<String>,
@@ -97,7 +115,7 @@ pub struct RepoConfig {
     pub ignore: Vec<String>,
 }
 
-pub use crate::sync::AutoSyncMax;
+pub use crate::sync::{AutoApplyMax, AutoSyncMax};
 
 /// `remediation`: what happens to drift above the threshold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -157,6 +175,10 @@ fn default_auto_sync_max() -> AutoSyncMax {
     AutoSyncMax::Low
 }
 
+fn default_auto_apply_max() -> AutoApplyMax {
+    AutoApplyMax::Medium
+}
+
 fn interval<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(d)?;
     parse_duration(&text).map_err(serde::de::Error::custom)
@@ -189,6 +211,11 @@ impl ServeConfig {
         let base = file.parent().unwrap_or(Path::new("."));
         if config.state.is_relative() {
             config.state = base.join(&config.state);
+        }
+        for repo in &mut config.repo {
+            if let Some(file) = repo.tfstate.as_mut().filter(|f| f.is_relative()) {
+                *file = base.join(&*file);
+            }
         }
         if let Some(cache) = config.cache_dir.as_mut().filter(|c| c.is_relative()) {
             *cache = base.join(&*cache);

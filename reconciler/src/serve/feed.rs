@@ -102,24 +102,26 @@ mod tests {
 
     fn sample_report() -> DriftReport {
         use crate::report::{BySeverity, ResourceReport, Status, Summary};
-        let entry = |name: &str, id: Option<&str>, status| ResourceReport {
-            address: format!("novacron_vm.{name}"),
-            resource_type: "novacron_vm".into(),
-            name: name.into(),
-            id: id.map(str::to_string),
-            status,
-            severity: None,
-            desired_hash: None,
-            live_hash: None,
-            drift_percentage: 0.0,
-            changes: vec![],
-            ignored_changes: vec![],
-            unknown: vec![],
+        let entry = |name: &str, id: Option<&str>, status| {
+            let mut e = ResourceReport::new(format!("novacron_vm.{name}"), "novacron_vm".into(), name.into());
+            e.id = id.map(str::to_string);
+            e.status = status;
+            e
         };
         DriftReport {
             revision: "r".into(),
             generated_at: String::new(),
-            summary: Summary { resources: 3, in_sync: 1, drifted: 0, missing: 1, unmanaged: 1, ignored: 0, coverage: 0.5, by_severity: BySeverity::default() },
+            summary: Summary {
+                resources: 3,
+                in_sync: 1,
+                drifted: 0,
+                missing: 1,
+                unmanaged: 1,
+                ignored: 0,
+                coverage: 0.5,
+                by_severity: BySeverity::default(),
+                three_way: Default::default(),
+            },
             resources: vec![
                 entry("web", Some("vm-1"), Status::InSync),
                 entry("missing-one", None, Status::Missing),
@@ -127,6 +129,7 @@ mod tests {
             ],
             ignored: vec![],
             warnings: vec![],
+            last_applied: None,
         }
     }
 }

@@ -140,6 +140,8 @@ pub struct Service {
     /// One lock per repository URL: repos sharing a URL (other paths or refs) share a cached
     /// clone, and two fetches into one clone at once would collide on git's lock files.
     pub clone_locks: HashMap<String, Arc<tokio::sync::Mutex<()>>>,
+    /// How rollouts run Terraform (the API key inside is never printed).
+    pub runner_settings: crate::sync::RunnerSettings,
 }
 
 impl std::fmt::Debug for Service {
@@ -157,6 +159,14 @@ impl Service {
     /// The lock of the cached clone of `url`.
     pub fn clone_lock(&self, url: &str) -> Arc<tokio::sync::Mutex<()>> {
         self.clone_locks.get(&webhook::normalize_url(url)).cloned().unwrap_or_default()
+    }
+
+    /// The Terraform runner of repository `name` (its own working copy); `None` when Terraform
+    /// cannot be used here (rollouts are then reported as pending, with the reason).
+    pub fn runner(&self, name: &str) -> Option<Box<dyn crate::sync::RolloutRunner>> {
+        let mut settings = self.runner_settings.clone();
+        settings.cache_dir = settings.cache_dir.join(name);
+        crate::sync::terraform_runner(&settings)
     }
 
     /// The repository named `name`.
@@ -190,12 +200,19 @@ pub async fn start(settings: ServeSettings) -> Result<RunningServe, ServeError> 
     }
     let clone_locks = config.repo.iter().map(|r| (webhook::normalize_url(&r.url), Arc::default())).collect();
     let api = ClientApi::new(&config.endpoint, &api_key)?;
-    let client = Client::new(ClientConfig::new(config.endpoint.clone(), api_key)).map_err(|e| LiveError::Config(e.to_string()))?;
+    let client = Client::new(ClientConfig::new(config.endpoint.clone(), api_key.clone())).map_err(|e| LiveError::Config(e.to_string()))?;
     let cache_dir = config.cache_dir.clone().unwrap_or_else(|| {
         let mut name = config.state.as_os_str().to_owned();
         name.push(".cache");
         PathBuf::from(name)
     });
+    let runner_settings = crate::sync::RunnerSettings {
+        terraform: config.terraform.clone().or_else(|| std::env::var_os("NOVACRON_TERRAFORM").map(PathBuf::from)),
+        provider: config.provider.clone().or_else(|| std::env::var_os("NOVACRON_PROVIDER").map(PathBuf::from)),
+        cache_dir: cache_dir.join("terraform"),
+        endpoint: config.endpoint.clone(),
+        api_key,
+    };
     let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|source| ServeError::Listen { addr: config.listen, source })?;
     let addr = listener.local_addr().map_err(|source| ServeError::Listen { addr: config.listen, source })?;
     let service = Arc::new(Service {
@@ -210,6 +227,7 @@ pub async fn start(settings: ServeSettings) -> Result<RunningServe, ServeError> 
         state_path: config.state.clone(),
         feed_following: AtomicBool::new(false),
         clone_locks,
+        runner_settings,
     });
     let (stop, stopped) = watch::channel(false);
     let mut tasks: Vec<JoinHandle<()>> =

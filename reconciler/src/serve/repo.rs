@@ -204,7 +204,17 @@ mod tests {
 
     #[test]
     fn stored_summary_round_trips() {
-        let s = Summary { resources: 3, in_sync: 1, drifted: 1, missing: 1, unmanaged: 0, ignored: 0, coverage: 0.5, by_severity: Default::default() };
+        let s = Summary {
+            resources: 3,
+            in_sync: 1,
+            drifted: 1,
+            missing: 1,
+            unmanaged: 0,
+            ignored: 0,
+            coverage: 0.5,
+            by_severity: Default::default(),
+            three_way: Default::default(),
+        };
         let json = serde_json::to_value(&s).unwrap();
         assert_eq!(summary_from_json(&json), Some(s));
     }

@@ -12,7 +12,7 @@ use crate::command::DriftOptions;
 use crate::remediation::Forge;
 use crate::report::{Summary, now_rfc3339};
 use crate::state::pending_approvals;
-use crate::sync::{SyncError, SyncOptions, SyncOutcome, SyncReport, run_sync};
+use crate::sync::{SyncError, SyncOptions, SyncOutcome, SyncReport, Thresholds, run_sync};
 use novacron_schemas::Severity;
 
 /// Who `serve` acts as in the audit log.
@@ -167,11 +167,15 @@ async fn reconcile(service: &Service, repo: &RepoHandle) -> Result<SyncReport, S
         vars: c.vars.iter().map(|(k, v)| format!("{k}={v}")).collect(),
         ignore: c.ignore.clone(),
         cache_dir: service.cache_dir.clone(),
+        tfstate: c.tfstate.clone(),
+        workspace: c.workspace.clone(),
     };
     let clone_lock = service.clone_lock(&c.url);
     let _clone = clone_lock.lock().await;
-    let options = SyncOptions { drift, auto_sync_max: c.auto_sync_max, dry_run: false, remediation_pr: repo.forge.is_some(), actor: ACTOR.to_string() };
-    run_sync(&options, &service.api, &service.db, repo.forge.as_ref().map(|f| f as &dyn Forge)).await
+    let thresholds = Thresholds { auto_sync_max: c.auto_sync_max, auto_apply_max: c.auto_apply_max, prune: c.prune };
+    let options = SyncOptions { drift, thresholds, dry_run: false, remediation_pr: repo.forge.is_some(), actor: ACTOR.to_string() };
+    let runner = service.runner(&c.name.get_ref().to_string());
+    run_sync(&options, &service.api, &service.db, repo.forge.as_ref().map(|f| f as &dyn Forge), runner.as_deref()).await
 }
 
 #[cfg(test)]

@@ -101,7 +101,7 @@ pub fn approve(db: &StateDb, id: &str, actor: &str) -> Result<PendingDrift, Appr
     // Every approval call is recorded, a repeated one too (who asked, and that the first stands).
     let entry = AuditEntry {
         actor: actor.to_string(),
-        action: "approve".into(),
+        action: super::AuditAction::Approve,
         repo: drift.repo.clone(),
         subject: drift.address.clone(),
         detail: json!({"drift_id": drift.id, "severity": drift.severity, "object_id": drift.object_id, "approved_by": drift.approved_by}),

@@ -10,13 +10,66 @@ use super::{StateDb, StateError, now};
 /// The `prev_hash` of the first entry.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
+/// What an audit entry records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditAction {
+    /// A drift or finding first seen.
+    Detect,
+    /// A revert: its intent, outcome or recovery (`detail.phase`).
+    Sync,
+    /// A revert not sent because the object changed again meanwhile.
+    SyncConflict,
+    /// An approval of a drift or a plan.
+    Approve,
+    /// A remediation branch pushed.
+    Push,
+    /// A remediation pull request opened or changed.
+    PullRequest,
+    /// A failure that did not stop the run (`detail.stage`).
+    Error,
+    /// A rollout planned by Terraform and held for approval.
+    Plan,
+    /// A saved plan applied by Terraform (its intent and outcome, `detail.phase`).
+    Apply,
+    /// Terraform's state refreshed (`apply -refresh-only`) because desired already equals live.
+    Refresh,
+    /// An object adopted into Terraform's state (`terraform import`) before re-planning.
+    Adopt,
+    /// A state lock the reconciler's own stopped run left behind, released.
+    Unlock,
+    /// A rollout that failed (configuration rejected, lock held, platform error).
+    RolloutFailed,
+}
+
+impl AuditAction {
+    /// The name stored in the log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditAction::Detect => "detect",
+            AuditAction::Sync => "sync",
+            AuditAction::SyncConflict => "sync_conflict",
+            AuditAction::Approve => "approve",
+            AuditAction::Push => "push",
+            AuditAction::PullRequest => "pull_request",
+            AuditAction::Error => "error",
+            AuditAction::Plan => "plan",
+            AuditAction::Apply => "apply",
+            AuditAction::Refresh => "refresh",
+            AuditAction::Adopt => "adopt",
+            AuditAction::Unlock => "unlock",
+            AuditAction::RolloutFailed => "rollout_failed",
+        }
+    }
+}
+
 /// What to append. `detail` must never hold a sensitive value.
 #[derive(Debug, Clone)]
 pub struct AuditEntry {
     /// Who: a person (`--actor`) or the service.
     pub actor: String,
-    /// What: `detect`, `sync`, `approve`, `push`, `pull_request`, `sync_conflict`, `error`.
-    pub action: String,
+    /// What.
+    pub action: AuditAction,
     /// The desired-state repository (credentials redacted).
     pub repo: String,
     /// What it is about: a resource address, a drift id, a branch.
@@ -91,7 +144,7 @@ pub(super) fn append_in(tx: &rusqlite::Transaction<'_>, entry: AuditEntry) -> ru
         seq,
         time: now(),
         actor: entry.actor,
-        action: entry.action,
+        action: entry.action.as_str().to_string(),
         repo: entry.repo,
         subject: entry.subject,
         detail: entry.detail,
@@ -167,8 +220,8 @@ pub fn audit_verify(db: &StateDb) -> Result<VerifyOutcome, StateError> {
 mod tests {
     use super::*;
 
-    fn entry(action: &str, n: u32) -> AuditEntry {
-        AuditEntry { actor: "alice".into(), action: action.into(), repo: "file:///r".into(), subject: format!("novacron_vm.web{n}"), detail: json!({"n": n}) }
+    fn entry(action: AuditAction, n: u32) -> AuditEntry {
+        AuditEntry { actor: "alice".into(), action, repo: "file:///r".into(), subject: format!("novacron_vm.web{n}"), detail: json!({"n": n}) }
     }
 
     #[test]
@@ -176,8 +229,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = StateDb::open(&dir.path().join("s.db")).expect("open");
         assert_eq!(audit_verify(&db).expect("verify"), VerifyOutcome { ok: true, entries: 0, first_bad: None });
-        let a = audit_append(&db, entry("detect", 1)).expect("append");
-        let b = audit_append(&db, entry("sync", 2)).expect("append");
+        let a = audit_append(&db, entry(AuditAction::Detect, 1)).expect("append");
+        let b = audit_append(&db, entry(AuditAction::Sync, 2)).expect("append");
         assert_eq!(a.prev_hash, GENESIS_HASH);
         assert_eq!(b.prev_hash, a.hash);
         assert_eq!(audit_list(&db, Some(1)).expect("list"), vec![b.clone()]);
@@ -190,7 +243,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = StateDb::open(&dir.path().join("s.db")).expect("open");
         for n in 1..=4 {
-            audit_append(&db, entry("sync", n)).expect("append");
+            audit_append(&db, entry(AuditAction::Sync, n)).expect("append");
         }
         db.conn().execute("UPDATE audit SET actor = 'mallory' WHERE seq = 3", []).expect("tamper");
         assert_eq!(audit_verify(&db).expect("verify"), VerifyOutcome { ok: false, entries: 4, first_bad: Some(3) });

@@ -16,6 +16,38 @@ pub enum JournalState {
     Done,
 }
 
+/// How a journalled revert ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JournalOutcome {
+    /// The PATCH was applied.
+    Applied,
+    /// The PATCH got 412: the object changed since it was read.
+    Stale,
+    /// The platform refused or failed.
+    Failed,
+    /// Recovered after a stop: the object was found as desired (the PATCH had been applied).
+    FoundApplied,
+    /// Recovered after a stop: still drifted (the PATCH had not been applied).
+    NotApplied,
+    /// Recovered after a stop: the object is gone.
+    ObjectGone,
+}
+
+impl JournalOutcome {
+    /// The name stored in the journal.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JournalOutcome::Applied => "applied",
+            JournalOutcome::Stale => "stale",
+            JournalOutcome::Failed => "failed",
+            JournalOutcome::FoundApplied => "found_applied",
+            JournalOutcome::NotApplied => "not_applied",
+            JournalOutcome::ObjectGone => "object_gone",
+        }
+    }
+}
+
 /// One revert as journalled.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct JournalEntry {
@@ -60,11 +92,11 @@ pub fn journal_intent(db: &StateDb, entry: &JournalEntry, audit: AuditEntry) -> 
 }
 
 /// Records the outcome of intent `seq`, with its audit entry when given, in one transaction.
-pub fn journal_finish(db: &StateDb, seq: u64, outcome: &str, audit: Option<AuditEntry>) -> Result<(), StateError> {
+pub fn journal_finish(db: &StateDb, seq: u64, outcome: JournalOutcome, audit: Option<AuditEntry>) -> Result<(), StateError> {
     let err = db.query_err("record a sync outcome");
     let mut conn = db.conn();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&err)?;
-    tx.execute("UPDATE journal SET state = 'done', outcome = ?2, finished_at = ?3 WHERE seq = ?1", params![seq, outcome, now()]).map_err(&err)?;
+    tx.execute("UPDATE journal SET state = 'done', outcome = ?2, finished_at = ?3 WHERE seq = ?1", params![seq, outcome.as_str(), now()]).map_err(&err)?;
     if let Some(audit) = audit {
         append_in(&tx, with_journal(audit, seq)).map_err(&err)?;
     }
@@ -128,7 +160,7 @@ mod tests {
         };
         let audit = |phase: &str| AuditEntry {
             actor: "a".into(),
-            action: "sync".into(),
+            action: crate::state::AuditAction::Sync,
             repo: "r".into(),
             subject: "novacron_vm.web".into(),
             detail: serde_json::json!({"phase": phase}),
@@ -137,7 +169,7 @@ mod tests {
         let open = journal_open_intents(&db, "r").expect("open");
         assert_eq!(open, vec![JournalEntry { seq, ..entry.clone() }]);
         assert!(journal_open_intents(&db, "other").expect("open").is_empty());
-        journal_finish(&db, seq, "applied", Some(audit("done"))).expect("finish");
+        journal_finish(&db, seq, JournalOutcome::Applied, Some(audit("done"))).expect("finish");
         assert!(journal_open_intents(&db, "r").expect("open").is_empty());
         let entries = crate::state::audit_list(&db, None).expect("audit");
         assert_eq!(

@@ -3,13 +3,18 @@
 mod approval;
 mod audit;
 mod journal;
+mod plans;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 pub use approval::{ApprovalError, DriftRecord, PendingDrift, approve, pending_approvals, record_drifts, record_findings, resolve_drift};
-pub use audit::{AuditEntry, AuditRecord, VerifyOutcome, audit_append, audit_list, audit_verify};
-pub use journal::{JournalEntry, JournalState, journal_finish, journal_intent, journal_open_intents};
+pub use audit::{AuditAction, AuditEntry, AuditRecord, VerifyOutcome, audit_append, audit_list, audit_verify};
+pub use journal::{JournalEntry, JournalOutcome, JournalState, journal_finish, journal_intent, journal_open_intents};
+pub use plans::{
+    PendingPlan, PlanRecord, RolloutIntent, approve_plan, hold_plan, open_rollouts, pending_plans, plan_file, resolve_plan, rolled_out_revision,
+    rollout_finish, rollout_intent, rollout_started, set_rolled_out, supersede_plans,
+};
 use rusqlite::Connection;
 
 /// The default `--state` file, relative to the working directory.
@@ -45,7 +50,9 @@ pub struct StateDb {
     conn: Mutex<Connection>,
 }
 
-const SCHEMA: &str = "
+/// The schema as the first release wrote it (every statement idempotent, so databases made
+/// before versioning existed are taken as version 1).
+const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY,
     time TEXT NOT NULL,
@@ -97,6 +104,70 @@ CREATE TABLE IF NOT EXISTS journal (
 );
 ";
 
+/// Version 2: pending rollout plans, the Terraform run journal, rolled-out revisions.
+const SCHEMA_V2: &str = "
+CREATE TABLE plans (
+    id TEXT PRIMARY KEY,
+    repo TEXT NOT NULL,
+    path TEXT NOT NULL,
+    revision TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    changes TEXT NOT NULL,
+    plan BLOB NOT NULL,
+    created_at TEXT NOT NULL,
+    approved_by TEXT,
+    approved_at TEXT,
+    resolved_at TEXT,
+    resolution TEXT
+);
+CREATE INDEX plans_open ON plans (repo, path, resolved_at);
+CREATE TABLE rollouts (
+    seq INTEGER PRIMARY KEY,
+    repo TEXT NOT NULL,
+    path TEXT NOT NULL,
+    operation TEXT NOT NULL,
+    plan_id TEXT,
+    pid INTEGER,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    outcome TEXT
+);
+CREATE TABLE rolled_out (
+    repo TEXT NOT NULL,
+    path TEXT NOT NULL,
+    revision TEXT NOT NULL,
+    at TEXT NOT NULL,
+    PRIMARY KEY (repo, path)
+);
+";
+
+/// The migrations, in order: entry `i` brings a database from version `i` to `i + 1`.
+const MIGRATIONS: [&str; 2] = [SCHEMA_V1, SCHEMA_V2];
+
+/// The schema version this build writes (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
+
+/// Brings the database up to [`SCHEMA_VERSION`], one transaction per step; refuses a database
+/// written by a newer build.
+fn migrate(conn: &mut Connection) -> Result<(), String> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| e.to_string())?;
+    let current = usize::try_from(current).unwrap_or(0);
+    if current > SCHEMA_VERSION {
+        return Err(format!(
+            "it was written by a newer novacron-reconcile (schema version {current}, this build knows {SCHEMA_VERSION}); upgrade the reconciler"
+        ));
+    }
+    for (i, step) in MIGRATIONS.iter().enumerate().skip(current) {
+        let tx = conn.transaction().map_err(|e| e.to_string())?;
+        tx.execute_batch(step).map_err(|e| format!("migration to schema version {}: {e}", i + 1))?;
+        tx.pragma_update(None, "user_version", i64::try_from(i + 1).unwrap_or(i64::MAX)).map_err(|e| e.to_string())?;
+        tx.commit().map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
 impl StateDb {
     /// Opens (creating it and its directory when absent) the state database at `path`, in WAL mode.
     pub fn open(path: &Path) -> Result<StateDb, StateError> {
@@ -104,11 +175,11 @@ impl StateDb {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| open_err(format!("cannot create {}: {e}", dir.display())))?;
         }
-        let conn = Connection::open(path).map_err(|e| open_err(e.to_string()))?;
+        let mut conn = Connection::open(path).map_err(|e| open_err(e.to_string()))?;
         conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(|e| open_err(e.to_string()))?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(|e| open_err(e.to_string()))?;
         conn.pragma_update(None, "synchronous", "FULL").map_err(|e| open_err(e.to_string()))?;
-        conn.execute_batch(SCHEMA).map_err(|e| open_err(e.to_string()))?;
+        migrate(&mut conn).map_err(open_err)?;
         Ok(StateDb { path: path.to_path_buf(), conn: Mutex::new(conn) })
     }
 
@@ -147,6 +218,41 @@ mod tests {
         assert_eq!(db.path(), path);
         let mode: String = db.conn().query_row("PRAGMA journal_mode", [], |r| r.get(0)).expect("pragma");
         assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn a_database_of_the_first_release_is_upgraded_with_its_audit_chain_intact() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.db");
+        {
+            // Exactly what the first release did: its schema, no user_version, one audit entry.
+            let conn = Connection::open(&path).expect("open");
+            conn.execute_batch(SCHEMA_V1).expect("v1 schema");
+            conn.execute(
+                "INSERT INTO drifts (id, repo, address, kind, object_id, severity, desired_hash, live_hash, created_at, last_seen) VALUES ('d1', 'r', 'novacron_vm.web', 'novacron_vm', 'vm-1', 'low', 'a', 'b', 't', 't')",
+                [],
+            )
+            .expect("drift");
+        }
+        let db = StateDb::open(&path).expect("upgrade");
+        audit_append(&db, AuditEntry { actor: "a".into(), action: AuditAction::Detect, repo: "r".into(), subject: "s".into(), detail: serde_json::json!({}) })
+            .expect("append");
+        let version: i64 = db.conn().query_row("PRAGMA user_version", [], |r| r.get(0)).expect("version");
+        assert_eq!(version, SCHEMA_VERSION as i64);
+        assert_eq!(pending_approvals(&db, None).expect("drifts").len(), 1, "the old drift is still there");
+        assert!(pending_plans(&db, None).expect("plans table").is_empty());
+        drop(db);
+        let db = StateDb::open(&path).expect("reopen is a no-op");
+        assert_eq!(audit_verify(&db).expect("verify").first_bad, None);
+    }
+
+    #[test]
+    fn a_database_of_a_newer_release_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.db");
+        Connection::open(&path).expect("open").pragma_update(None, "user_version", 99).expect("version");
+        let err = StateDb::open(&path).expect_err("refused");
+        assert!(err.to_string().contains("newer novacron-reconcile"), "{err}");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::drift::{DesiredResource, LiveObject, compute_drift};
 use crate::ignore::IgnoreRules;
 use crate::live::{PatchOutcome, PlatformApi, etag_of};
 use crate::report::{ResourceReport, Status};
-use crate::state::{AuditEntry, JournalEntry, JournalState, StateDb, StateError, audit_append, journal_finish, journal_intent};
+use crate::state::{AuditAction, AuditEntry, JournalEntry, JournalOutcome, JournalState, StateDb, StateError, audit_append, journal_finish, journal_intent};
 
 /// Set to `after-intent` or `after-patch` (tests only): the sync stops there and sleeps, so a
 /// test can kill the process at that point.
@@ -140,7 +140,11 @@ pub async fn revert(job: &RevertJob<'_>, api: &impl PlatformApi, db: &StateDb) -
         let seq = journal_intent(
             db,
             &entry,
-            entry_of(job, "sync", json!({"phase": "intent", "drift_id": job.drift_id, "object_id": object_id, "attributes": job.attributes, "if_match": etag})),
+            entry_of(
+                job,
+                AuditAction::Sync,
+                json!({"phase": "intent", "drift_id": job.drift_id, "object_id": object_id, "attributes": job.attributes, "if_match": etag}),
+            ),
         )?;
         test_pause("after-intent", &job.entry.address).await;
         let outcome = api.patch_object(kind, &object_id, &patch, &etag).await;
@@ -152,8 +156,8 @@ pub async fn revert(job: &RevertJob<'_>, api: &impl PlatformApi, db: &StateDb) -
                 journal_finish(
                     db,
                     seq,
-                    "failed",
-                    Some(entry_of(job, "error", json!({"stage": "sync", "drift_id": job.drift_id, "object_id": object_id, "error": detail}))),
+                    JournalOutcome::Failed,
+                    Some(entry_of(job, AuditAction::Error, json!({"stage": "sync", "drift_id": job.drift_id, "object_id": object_id, "error": detail}))),
                 )?;
                 return Err(RevertError::Platform { address: job.entry.address.clone(), detail });
             }
@@ -163,14 +167,14 @@ pub async fn revert(job: &RevertJob<'_>, api: &impl PlatformApi, db: &StateDb) -
                 test_pause("after-patch", &job.entry.address).await;
                 let done = entry_of(
                     job,
-                    "sync",
+                    AuditAction::Sync,
                     json!({"phase": "done", "outcome": "applied", "drift_id": job.drift_id, "object_id": object_id, "version": now.fields.get("version")}),
                 );
-                journal_finish(db, seq, "applied", Some(done))?;
+                journal_finish(db, seq, JournalOutcome::Applied, Some(done))?;
                 return Ok(RevertResult::Applied);
             }
             PatchOutcome::Stale => {
-                journal_finish(db, seq, "stale", None)?;
+                journal_finish(db, seq, JournalOutcome::Stale, None)?;
                 let reread = reread(api, kind, &object_id, &job.entry.address).await?;
                 let verdict = match &reread {
                     None => Verdict::Conflict("the object was deleted meanwhile".into()),
@@ -178,7 +182,12 @@ pub async fn revert(job: &RevertJob<'_>, api: &impl PlatformApi, db: &StateDb) -
                 };
                 match verdict {
                     Verdict::InSync => {
-                        audit(db, job, "sync", json!({"phase": "done", "outcome": "already_in_sync", "drift_id": job.drift_id, "object_id": object_id}))?;
+                        audit(
+                            db,
+                            job,
+                            AuditAction::Sync,
+                            json!({"phase": "done", "outcome": "already_in_sync", "drift_id": job.drift_id, "object_id": object_id}),
+                        )?;
                         return Ok(RevertResult::AlreadyInSync);
                     }
                     Verdict::Same if attempt == 0 => {
@@ -222,16 +231,16 @@ async fn reread(api: &impl PlatformApi, kind: Kind, id: &str, address: &str) -> 
 }
 
 fn conflict(db: &StateDb, job: &RevertJob<'_>, object_id: &str, why: String) -> Result<RevertResult, RevertError> {
-    audit(db, job, "sync_conflict", json!({"drift_id": job.drift_id, "object_id": object_id, "reason": why}))?;
+    audit(db, job, AuditAction::SyncConflict, json!({"drift_id": job.drift_id, "object_id": object_id, "reason": why}))?;
     Ok(RevertResult::Conflict(why))
 }
 
-fn audit(db: &StateDb, job: &RevertJob<'_>, action: &str, detail: Value) -> Result<(), StateError> {
+fn audit(db: &StateDb, job: &RevertJob<'_>, action: AuditAction, detail: Value) -> Result<(), StateError> {
     audit_append(db, entry_of(job, action, detail)).map(|_| ())
 }
 
-fn entry_of(job: &RevertJob<'_>, action: &str, detail: Value) -> AuditEntry {
-    AuditEntry { actor: job.actor.to_string(), action: action.into(), repo: job.repo.to_string(), subject: job.entry.address.clone(), detail }
+fn entry_of(job: &RevertJob<'_>, action: AuditAction, detail: Value) -> AuditEntry {
+    AuditEntry { actor: job.actor.to_string(), action, repo: job.repo.to_string(), subject: job.entry.address.clone(), detail }
 }
 
 /// The test hook: sleeps (until killed) when [`TEST_PAUSE_ENV`] names this point.

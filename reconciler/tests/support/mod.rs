@@ -21,7 +21,7 @@ use novacron_platform::{PlatformConfig, RunningPlatform, TEST_API_KEY};
 use novacron_reconcile::command::DriftOptions;
 use novacron_reconcile::live::ClientApi;
 use novacron_reconcile::remediation::GitHubForge;
-use novacron_reconcile::sync::{AutoSyncMax, SyncOptions};
+use novacron_reconcile::sync::{AutoApplyMax, AutoSyncMax, SyncOptions, Thresholds};
 use serde_json::{Value, json};
 
 /// The desired state: a VM (labels low), a network, a policy (critical), with comments.
@@ -113,8 +113,17 @@ impl Env {
 
     pub fn sync_options(&self, remediation_pr: bool) -> SyncOptions {
         SyncOptions {
-            drift: DriftOptions { repo: self.repo_url(), reference: None, path: ".".into(), vars: vec![], ignore: vec![], cache_dir: self.cache_dir() },
-            auto_sync_max: AutoSyncMax::Low,
+            drift: DriftOptions {
+                repo: self.repo_url(),
+                reference: None,
+                path: ".".into(),
+                vars: vec![],
+                ignore: vec![],
+                cache_dir: self.cache_dir(),
+                tfstate: None,
+                workspace: None,
+            },
+            thresholds: Thresholds { auto_sync_max: AutoSyncMax::Low, auto_apply_max: AutoApplyMax::Medium, prune: false },
             dry_run: false,
             remediation_pr,
             actor: "tester".into(),
