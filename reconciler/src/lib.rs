@@ -16,3 +16,5 @@ pub mod serve;
 pub mod source;
 pub mod state;
 pub mod sync;
+pub mod tfstate;
+pub mod threeway;
