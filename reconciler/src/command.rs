@@ -121,14 +121,15 @@ pub async fn run_drift(options: &DriftOptions, api: &impl PlatformApi) -> Result
     Ok(report)
 }
 
-/// Reads the last-applied state from `source`.
+/// Reads the last-applied state from `source`. A source with no state yet is an empty state:
+/// nothing has been applied, so everything desired is a pending rollout.
 pub async fn read_applied(api: &impl PlatformApi, source: Option<&StateSource>) -> Result<Option<AppliedState>, DriftError> {
     match source {
         None => Ok(None),
-        Some(StateSource::File(path)) => Ok(read_state_file(path)?),
+        Some(StateSource::File(path)) => Ok(Some(read_state_file(path)?.unwrap_or_default())),
         Some(s @ StateSource::Platform { workspace }) => match api.read_tfstate(workspace).await? {
             Some(bytes) => Ok(Some(parse_state(&bytes, &s.to_string())?)),
-            None => Ok(None),
+            None => Ok(Some(AppliedState::default())),
         },
     }
 }

@@ -1,6 +1,7 @@
 //! Test fixtures for `tests/sync.rs`: the platform, a desired-state repo behind a bare remote, the binary, a recording forge.
 
 pub mod smart_http;
+pub mod terraform;
 
 mod git_cli;
 pub use git_cli::git;
@@ -79,6 +80,11 @@ pub struct Env {
 
 impl Env {
     pub async fn start() -> Env {
+        Env::start_with(MAIN_TF).await
+    }
+
+    /// The platform and a desired-state repo whose `main.tf` is `main_tf`.
+    pub async fn start_with(main_tf: &str) -> Env {
         let dir = tempfile::tempdir().expect("tempdir");
         let platform = novacron_platform::start(PlatformConfig::for_tests(dir.path().join("platform"))).await.expect("platform starts");
         let endpoint = platform.endpoint();
@@ -86,7 +92,7 @@ impl Env {
         let work = dir.path().join("work");
         std::fs::create_dir_all(&work).expect("mkdir");
         git(&work, &["init", "-q", "-b", "main"]);
-        std::fs::write(work.join("main.tf"), MAIN_TF).expect("write");
+        std::fs::write(work.join("main.tf"), main_tf).expect("write");
         git(&work, &["add", "main.tf"]);
         git(&work, &["commit", "-q", "-m", "desired state"]);
         let remote = dir.path().join("remote.git");
@@ -209,6 +215,26 @@ impl Env {
         tokio::task::block_in_place(|| command.output().expect("binary runs"))
     }
 
+    /// Commits a new `main.tf` to `main` of the remote (an engineer's change); returns the revision.
+    pub fn commit_main_tf(&mut self, text: &str, message: &str) -> String {
+        let work = self.dir.path().join("work");
+        std::fs::write(work.join("main.tf"), text).expect("write");
+        git(&work, &["commit", "-q", "-am", message]);
+        git(&work, &["push", "-q", self.remote.to_str().expect("utf-8"), "main"]);
+        self.revision = git(&self.remote, &["rev-parse", "main"]);
+        self.revision.clone()
+    }
+
+    /// The temporary directory of this test.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// The platform client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
     /// Commits an unrelated file to `main` of the remote: a new revision, the same drift.
     pub fn commit_unrelated(&mut self) {
         let work = self.dir.path().join("work");
@@ -291,6 +317,8 @@ impl MockForge {
         let app = axum::Router::new()
             .route("/repos/{owner}/{repo}/pulls", get(list_pulls).post(open_pull))
             .route("/repos/{owner}/{repo}/pulls/{number}", patch(update_pull))
+            .route("/repos/{owner}/{repo}/statuses/{sha}", axum::routing::post(commit_status))
+            .route("/repos/{owner}/{repo}/commits/{sha}/comments", axum::routing::post(commit_comment))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
@@ -340,6 +368,33 @@ async fn list_pulls(
         .map(|(n, h, title, body)| json!({"number": n, "html_url": format!("http://forge/{o}/{r}/pull/{n}"), "head": {"ref": h}, "title": title, "body": body}))
         .collect();
     (StatusCode::OK, Json(Value::Array(open)))
+}
+
+async fn commit_status(
+    State(state): State<Shared>,
+    UrlPath((o, r, sha)): UrlPath<(String, String, String)>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> (StatusCode, Json<Value>) {
+    if let Some(status) = record(&state, "POST", format!("/repos/{o}/{r}/statuses/{sha}"), HashMap::new(), &headers, body.clone()) {
+        return failure(status);
+    }
+    if !["success", "pending", "failure", "error"].contains(&body["state"].as_str().unwrap_or("")) {
+        return (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({"message": "Validation Failed", "errors": [{"field": "state", "code": "invalid"}]})));
+    }
+    (StatusCode::CREATED, Json(json!({"id": 1, "state": body["state"], "context": body["context"]})))
+}
+
+async fn commit_comment(
+    State(state): State<Shared>,
+    UrlPath((o, r, sha)): UrlPath<(String, String, String)>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> (StatusCode, Json<Value>) {
+    if let Some(status) = record(&state, "POST", format!("/repos/{o}/{r}/commits/{sha}/comments"), HashMap::new(), &headers, body.clone()) {
+        return failure(status);
+    }
+    (StatusCode::CREATED, Json(json!({"id": 7, "body": body["body"]})))
 }
 
 async fn open_pull(

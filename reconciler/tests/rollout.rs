@@ -1,0 +1,234 @@
+//! Three-way GitOps end to end with the real Terraform, the real platform, a real git remote and
+//! the recording forge: commits roll out through Terraform, out-of-band changes are healed as
+//! drift, the two are never confused, and both sides moving is a conflict for a person.
+
+mod support;
+
+use novacron_client::Kind;
+use novacron_platform::TEST_API_KEY;
+use novacron_reconcile::report::ThreeWay;
+use novacron_reconcile::state::{AuditAction, StateDb, audit_list, audit_verify, pending_plans};
+use novacron_reconcile::sync::{AutoApplyMax, RolloutOutcome, RunnerSettings, SyncOptions, SyncOutcome, SyncReport, run_sync, terraform_runner};
+use serde_json::json;
+use support::{Env, MockForge};
+
+const BASE: &str = r#"terraform {
+  required_providers {
+    novacron = { source = "novacron/novacron" }
+  }
+}
+
+resource "novacron_network" "core" {
+  name = "core"
+  cidr = "10.30.0.0/24"
+  firewall_rule {
+    direction = "ingress"
+    ports     = "22"
+    cidr      = "10.0.0.0/8"
+  }
+}
+
+resource "novacron_vm" "web" {
+  name        = "web"
+  cpu_cores   = 2
+  memory_gb   = MEMORY
+  template_id = "tpl-ubuntu-24-04"
+  network_id  = novacron_network.core.id
+  metadata    = { team = "TEAM" }
+}
+"#;
+
+const EXTRA: &str = r#"
+resource "novacron_vm" "extra" {
+  name        = "extra"
+  cpu_cores   = 1
+  memory_gb   = 2
+  template_id = "tpl-ubuntu-24-04"
+  network_id  = novacron_network.core.id
+}
+"#;
+
+fn config(memory: u32, team: &str, extra: bool, open_firewall: bool) -> String {
+    let mut text = BASE.replace("MEMORY", &memory.to_string()).replace("TEAM", team);
+    if open_firewall {
+        text = text.replace("cidr      = \"10.0.0.0/8\"", "cidr      = \"0.0.0.0/0\"");
+    }
+    if extra {
+        text.push_str(EXTRA);
+    }
+    text
+}
+
+struct Rollouts {
+    env: Env,
+    forge: MockForge,
+    db: StateDb,
+    settings: RunnerSettings,
+    terraform: std::path::PathBuf,
+    provider: std::path::PathBuf,
+}
+
+impl Rollouts {
+    fn tfstate(&self) -> std::path::PathBuf {
+        self.env.dir().join("tf/terraform.tfstate")
+    }
+
+    fn options(&self, apply_max: AutoApplyMax, prune: bool) -> SyncOptions {
+        let mut o = self.env.sync_options(true);
+        o.drift.tfstate = Some(self.tfstate());
+        o.thresholds.auto_apply_max = apply_max;
+        o.thresholds.prune = prune;
+        o
+    }
+
+    async fn sync(&self, apply_max: AutoApplyMax, prune: bool) -> SyncReport {
+        let runner = terraform_runner(&self.settings).expect("runner");
+        let forge = self.forge.forge();
+        let report = run_sync(&self.options(apply_max, prune), &self.env.api(), &self.db, Some(&forge), Some(runner.as_ref())).await.expect("sync runs");
+        assert!(report.errors.is_empty(), "sync errors: {:?}", report.errors);
+        report
+    }
+
+    fn engineer_plan_is_clean(&self, main_tf: &str, step: &str) {
+        let dir = self.env.dir().join(format!("engineer-{step}"));
+        // The provider from the same filesystem mirror the reconciler laid out for its own runs.
+        let rc = self.settings.cache_dir.join("rollout/cli.tfrc");
+        let (code, text) = support::terraform::engineer_plan(&self.terraform, &rc, &dir, main_tf, &self.tfstate(), &self.env.endpoint, TEST_API_KEY.1);
+        assert_eq!(code, 0, "{step}: the engineer's terraform plan must show no changes:\n{text}");
+    }
+
+    async fn vm(&self, name: &str) -> Option<serde_json::Value> {
+        let found = self.env.client().find_by_name(Kind::Vm, name).await.expect("list");
+        found.map(|o| serde_json::Value::Object(o.into_map()))
+    }
+
+    fn audits(&self, action: AuditAction) -> usize {
+        audit_list(&self.db, None).expect("audit").iter().filter(|e| e.action == action.as_str()).count()
+    }
+}
+
+fn outcome(report: &SyncReport) -> &RolloutOutcome {
+    &report.rollout.as_ref().expect("a rollout this run").outcome
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_roll_out_through_terraform_drift_is_healed_and_a_conflict_waits_for_a_person() {
+    let Some((terraform, provider)) = support::terraform::tools("rollout scenario") else { return };
+    let first = config(4, "web", false, false);
+    let env = Env::start_with(&first).await;
+    let forge = MockForge::start().await;
+    let db = StateDb::open(&env.state_path()).expect("state db");
+    let settings = RunnerSettings {
+        terraform: Some(terraform.clone()),
+        provider: Some(provider.clone()),
+        cache_dir: env.dir().join("tfcache"),
+        endpoint: env.endpoint.clone(),
+        api_key: TEST_API_KEY.1.to_string(),
+    };
+    let started = std::time::Instant::now();
+
+    let mut t = Rollouts { env, forge, db, settings, terraform, provider };
+
+    // The first revision on an empty state: everything is a create (medium), applied at the defaults.
+    let r = t.sync(AutoApplyMax::Medium, false).await;
+    assert_eq!(outcome(&r), &RolloutOutcome::Applied, "{:?}", r.rollout);
+    assert!(t.vm("web").await.is_some(), "web created by the rollout");
+    t.engineer_plan_is_clean(&first, "initial");
+
+    // A commit adds a VM while someone changes web's metadata out of band: the commit rolls out,
+    // the out-of-band change goes the drift way (reverted, its actor named), no pull request.
+    let second = config(4, "web", true, false);
+    let rev = t.env.commit_main_tf(&second, "add extra");
+    let web_id = t.vm("web").await.expect("web")["id"].as_str().expect("id").to_string();
+    t.env.patch(Kind::Vm, &web_id, json!({"metadata": {"team": "ops"}})).await;
+    let r = t.sync(AutoApplyMax::Medium, false).await;
+    assert_eq!(outcome(&r), &RolloutOutcome::Applied, "{:?}", r.rollout);
+    let rollout = r.rollout.as_ref().expect("rollout");
+    assert_eq!(rollout.revision, rev);
+    assert_eq!(rollout.changes.iter().map(|c| (c.address.as_str(), c.action.as_str())).collect::<Vec<_>>(), [("novacron_vm.extra", "create")]);
+    let web = r.actions.iter().find(|a| a.address == "novacron_vm.web").expect("web drift acted on");
+    assert_eq!(web.outcome, SyncOutcome::Reverted);
+    assert_eq!(web.changed_by.as_ref().map(|c| c.actor.as_str()), Some(TEST_API_KEY.0), "the out-of-band actor is named");
+    assert!(t.vm("extra").await.is_some(), "extra created");
+    assert_eq!(t.vm("web").await.expect("web")["metadata"]["team"], "web", "the drift was reverted");
+    let requests = t.forge.requests();
+    assert!(!requests.iter().any(|q| q.method == "POST" && q.path.ends_with("/pulls")), "no pull request removes the new VM: {requests:?}");
+    let status = requests.iter().find(|q| q.path.ends_with(&format!("/statuses/{rev}"))).expect("a commit status for the revision");
+    assert_eq!((status.body["state"].as_str(), status.body["context"].as_str()), (Some("success"), Some("novacron/rollout")));
+    t.engineer_plan_is_clean(&second, "extra");
+
+    // More memory with --auto-apply-max low: a pending plan, the same on a repeated run, applied
+    // once approved (through the CLI).
+    let third = config(8, "web", true, false);
+    t.env.commit_main_tf(&third, "more memory");
+    let r = t.sync(AutoApplyMax::Low, false).await;
+    let RolloutOutcome::Pending(why) = outcome(&r) else { panic!("pending: {:?}", r.rollout) };
+    assert!(why.contains("awaiting approval"), "{why}");
+    let plan_id = r.rollout.as_ref().expect("rollout").plan_id.clone();
+    let plans_before = t.audits(AuditAction::Plan);
+    let again = t.sync(AutoApplyMax::Low, false).await;
+    assert_eq!(again.rollout.as_ref().expect("rollout").plan_id, plan_id, "the same plan");
+    assert_eq!(t.audits(AuditAction::Plan), plans_before, "a repeated run records nothing new");
+    assert_eq!(t.vm("web").await.expect("web")["memory_gb"], 4, "not applied before approval");
+    let listed = t.env.bin(&["approvals", "list"]);
+    assert!(String::from_utf8_lossy(&listed.stdout).contains(&plan_id), "approvals list shows the plan");
+    let approved = t.env.bin(&["approve", &plan_id, "--actor", "alice"]);
+    assert!(approved.status.success(), "{}", String::from_utf8_lossy(&approved.stderr));
+    let r = t.sync(AutoApplyMax::Low, false).await;
+    assert_eq!(outcome(&r), &RolloutOutcome::Applied, "{:?}", r.rollout);
+    assert_eq!(r.rollout.as_ref().expect("rollout").approved_by.as_deref(), Some("alice"));
+    assert_eq!(t.vm("web").await.expect("web")["memory_gb"], 8);
+    assert!(pending_plans(&t.db, None).expect("plans").is_empty());
+
+    // Opening the firewall is critical: never applied by itself, even with --auto-apply-max high.
+    let fourth = config(8, "web", true, true);
+    let rev = t.env.commit_main_tf(&fourth, "open ssh to the world");
+    let r = t.sync(AutoApplyMax::High, false).await;
+    let rollout = r.rollout.as_ref().expect("rollout");
+    assert!(matches!(rollout.outcome, RolloutOutcome::Pending(_)), "{rollout:?}");
+    assert_eq!(rollout.severity, Some(novacron_schemas::Severity::Critical));
+    let net = t.env.client().find_by_name(Kind::Network, "core").await.expect("list").expect("core");
+    assert_eq!(net.get("firewall_rules").expect("rules")[0]["cidr"], "10.0.0.0/8", "not applied");
+    let comment = t.forge.requests().into_iter().find(|q| q.path.ends_with(&format!("/commits/{rev}/comments"))).expect("the graded plan as a commit comment");
+    assert!(comment.body["body"].as_str().expect("body").contains("critical"));
+    let id = rollout.plan_id.clone();
+    assert!(t.env.bin(&["approve", &id]).status.success());
+    assert_eq!(outcome(&t.sync(AutoApplyMax::High, false).await), &RolloutOutcome::Applied);
+
+    // Both sides change web: a conflict; nothing is applied or reverted.
+    let fifth = config(16, "web", true, true);
+    t.env.commit_main_tf(&fifth, "even more memory");
+    t.env.patch(Kind::Vm, &web_id, json!({"metadata": {"team": "ops"}})).await;
+    let r = t.sync(AutoApplyMax::High, false).await;
+    let web = r.report.resources.iter().find(|e| e.address == "novacron_vm.web").expect("web");
+    assert_eq!(web.three_way, ThreeWay::Conflict);
+    assert!(matches!(outcome(&r), RolloutOutcome::Pending(why) if why.contains("conflict")), "{:?}", r.rollout);
+    assert!(r.actions.iter().all(|a| a.address != "novacron_vm.web"), "no revert on a conflict");
+    let live = t.vm("web").await.expect("web");
+    assert_eq!((live["memory_gb"].clone(), live["metadata"]["team"].clone()), (json!(8), json!("ops")));
+
+    // The engineer settles it by codifying the live values (as a merged codify pull request does):
+    // desired equals live, the state is behind, `apply -refresh-only` brings it up to date.
+    let sixth = config(8, "ops", true, true);
+    t.env.commit_main_tf(&sixth, "codify the live metadata");
+    let refreshes = t.audits(AuditAction::Refresh);
+    let r = t.sync(AutoApplyMax::High, false).await;
+    assert!(t.audits(AuditAction::Refresh) > refreshes, "the refresh is audited");
+    assert!(r.report.resources.iter().all(|e| e.three_way == ThreeWay::InSync), "{:?}", r.report.summary.three_way);
+    t.engineer_plan_is_clean(&sixth, "codified");
+
+    // Removing a resource from Git deletes it only with prune.
+    let seventh = config(8, "ops", false, true);
+    t.env.commit_main_tf(&seventh, "remove extra");
+    let r = t.sync(AutoApplyMax::High, false).await;
+    assert!(matches!(outcome(&r), RolloutOutcome::Pending(why) if why.contains("prune")), "{:?}", r.rollout);
+    assert!(t.vm("extra").await.is_some(), "not deleted without prune");
+    let r = t.sync(AutoApplyMax::High, true).await;
+    assert_eq!(outcome(&r), &RolloutOutcome::Applied, "{:?}", r.rollout);
+    assert!(t.vm("extra").await.is_none(), "deleted with prune");
+    t.engineer_plan_is_clean(&seventh, "pruned");
+
+    assert_eq!(audit_verify(&t.db).expect("verify").first_bad, None, "the audit chain is intact");
+    eprintln!("rollout scenario: {:.1} s", started.elapsed().as_secs_f64());
+    t.env.stop().await;
+}
