@@ -2,6 +2,7 @@
 //! the recording forge: commits roll out through Terraform, out-of-band changes are healed as
 //! drift, the two are never confused, and both sides moving is a conflict for a person.
 
+#[allow(dead_code)]
 mod support;
 
 use novacron_client::Kind;
@@ -65,7 +66,6 @@ struct Rollouts {
     db: StateDb,
     settings: RunnerSettings,
     terraform: std::path::PathBuf,
-    provider: std::path::PathBuf,
 }
 
 impl Rollouts {
@@ -127,7 +127,7 @@ async fn commits_roll_out_through_terraform_drift_is_healed_and_a_conflict_waits
     };
     let started = std::time::Instant::now();
 
-    let mut t = Rollouts { env, forge, db, settings, terraform, provider };
+    let mut t = Rollouts { env, forge, db, settings, terraform };
 
     // The first revision on an empty state: everything is a create (medium), applied at the defaults.
     let r = t.sync(AutoApplyMax::Medium, false).await;

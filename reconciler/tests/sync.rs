@@ -1,5 +1,6 @@
 //! End to end `sync`, `approve` and `audit`: the real platform on 127.0.0.1:0, real git remotes, a recording forge.
 
+#[allow(dead_code)]
 mod support;
 
 use std::process::{Command, Stdio};
