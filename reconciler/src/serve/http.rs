@@ -114,6 +114,23 @@ async fn approve(State(svc): State<Arc<Service>>, Path(id): Path<String>, header
     if !constant_time_eq(given.trim().as_bytes(), token.as_bytes()) {
         return answer(StatusCode::UNAUTHORIZED, json!({"error": "missing or wrong bearer token"}));
     }
+    if id.starts_with("plan-") {
+        return match crate::state::approve_plan(&svc.db, &id, super::scheduler::ACTOR_HTTP) {
+            Ok(Some(plan)) => {
+                tracing::info!(approval = %id, revision = %plan.revision, "plan approved over HTTP; applying it at the next sync, which starts now");
+                for repo in svc.repos.iter().filter(|r| r.state_key() == plan.repo) {
+                    super::scheduler::refresh_approvals(&svc, repo);
+                    repo.trigger("approval");
+                }
+                answer(StatusCode::OK, json!({"approved": plan}))
+            }
+            Ok(None) => answer(StatusCode::NOT_FOUND, json!({"error": format!("no pending plan has id {id:?}; see /api/status")})),
+            Err(e) => {
+                tracing::error!(approval = %id, error = %e, "approval failed");
+                answer(StatusCode::SERVICE_UNAVAILABLE, json!({"error": e.to_string()}))
+            }
+        };
+    }
     match crate::state::approve(&svc.db, &id, super::scheduler::ACTOR_HTTP) {
         Ok(drift) => {
             tracing::info!(approval = %id, address = %drift.address, "approved over HTTP; reverting at the next sync, which starts now");

@@ -148,11 +148,22 @@ pub fn summary_after(sync: &SyncReport) -> Summary {
     summary
 }
 
-/// Reloads the drift awaiting approval of `repo` into its status.
+/// Reloads the drift and the rollout plans awaiting approval of `repo` into its status (plans
+/// marked `"kind": "plan"`, their one-line summary as `address`).
 pub fn refresh_approvals(service: &Service, repo: &RepoHandle) {
-    match pending_approvals(&service.db, Some(&repo.state_key())) {
-        Ok(pending) => repo.update_status(|s| s.pending_approvals = pending.iter().filter_map(|p| serde_json::to_value(p).ok()).collect()),
-        Err(e) => tracing::error!(repo = repo.name(), error = %e, "cannot read pending approvals"),
+    let key = repo.state_key();
+    match (pending_approvals(&service.db, Some(&key)), crate::state::pending_plans(&service.db, Some(&key))) {
+        (Ok(pending), Ok(plans)) => repo.update_status(|s| {
+            s.pending_approvals = pending.iter().filter_map(|p| serde_json::to_value(p).ok()).collect();
+            for p in plans.iter().filter(|p| p.path == crate::source::join_path("", &repo.config.path).unwrap_or_default()) {
+                if let Ok(mut v) = serde_json::to_value(p) {
+                    v["kind"] = serde_json::json!("plan");
+                    v["address"] = serde_json::json!(format!("rollout of {}: {} ({})", &p.revision[..p.revision.len().min(12)], p.summary, p.reason));
+                    s.pending_approvals.push(v);
+                }
+            }
+        }),
+        (Err(e), _) | (_, Err(e)) => tracing::error!(repo = repo.name(), error = %e, "cannot read pending approvals"),
     }
 }
 

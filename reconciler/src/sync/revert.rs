@@ -244,12 +244,19 @@ fn entry_of(job: &RevertJob<'_>, action: AuditAction, detail: Value) -> AuditEnt
 }
 
 /// The test hook: sleeps (until killed) when [`TEST_PAUSE_ENV`] names this point.
-async fn test_pause(point: &str, address: &str) {
+/// Pauses at `point` when the tests ask for it. Compiled only with the `test-hooks` feature,
+/// which the test build enables; the release binary has no such hook.
+#[cfg(feature = "test-hooks")]
+pub(crate) async fn test_pause(point: &str, address: &str) {
     if std::env::var(TEST_PAUSE_ENV).is_ok_and(|v| v == point) {
         eprintln!("novacron-reconcile: test hook: paused {point} for {address}");
         tokio::time::sleep(std::time::Duration::from_secs(600)).await;
     }
 }
+
+/// Without the `test-hooks` feature there is nothing to pause.
+#[cfg(not(feature = "test-hooks"))]
+pub(crate) async fn test_pause(_point: &str, _address: &str) {}
 
 #[cfg(test)]
 mod tests {
