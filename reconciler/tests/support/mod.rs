@@ -85,8 +85,15 @@ impl Env {
 
     /// The platform and a desired-state repo whose `main.tf` is `main_tf`.
     pub async fn start_with(main_tf: &str) -> Env {
+        Env::start_custom(main_tf, Duration::from_millis(50)).await
+    }
+
+    /// [`Env::start_with`] on a platform whose VMs stay `provisioning` for `provision_delay`.
+    pub async fn start_custom(main_tf: &str, provision_delay: Duration) -> Env {
         let dir = tempfile::tempdir().expect("tempdir");
-        let platform = novacron_platform::start(PlatformConfig::for_tests(dir.path().join("platform"))).await.expect("platform starts");
+        let mut config = PlatformConfig::for_tests(dir.path().join("platform"));
+        config.provision_delay = provision_delay;
+        let platform = novacron_platform::start(config).await.expect("platform starts");
         let endpoint = platform.endpoint();
         let client = Client::new(ClientConfig::new(endpoint.clone(), TEST_API_KEY.1)).expect("client");
         let work = dir.path().join("work");
