@@ -124,7 +124,10 @@ async fn terraform_state_reads_see_what_the_backend_stored_and_who_holds_the_loc
     assert_eq!(terraform_sends(&p.endpoint(), "POST", "/v1/tfstate/prod?ID=9f1c", state.to_string()).await, 200);
 
     let held = c.terraform_state_lock("prod").await.expect("lock").expect("held");
-    assert_eq!((held.id.as_str(), held.who.as_str(), held.operation.as_str(), held.created.as_str()), ("9f1c", "dev@laptop", "OperationTypeApply", "2026-12-01T10:00:00Z"));
+    assert_eq!(
+        (held.id.as_str(), held.who.as_str(), held.operation.as_str(), held.created.as_str()),
+        ("9f1c", "dev@laptop", "OperationTypeApply", "2026-12-01T10:00:00Z")
+    );
     let read = c.terraform_state("prod").await.expect("state").expect("stored");
     assert_eq!((read.serial(), read.lineage()), (Some(12), Some("5d2e")));
     assert_eq!(read.raw, state.to_string().into_bytes());
