@@ -889,6 +889,8 @@ async fn a_state_written_by_terraform_1_15_5_is_planned_by_1_0_3() {
     newer.apply().await.assert_contains(&["Apply complete! Resources: 1 added, 0 changed, 0 destroyed."]);
     let written = platform.client().terraform_state("cross-version").await.expect("state").expect("state");
     assert_eq!(written.json["terraform_version"], "1.15.5");
+    let instance = &written.json["resources"][0]["instances"][0];
+    assert!(instance.get("identity_schema_version").is_some(), "1.15.5 records a member 1.0.3 does not know: {instance}");
 
     let mut older = suite.terraform(TfVersion::V1_0_3, InstallMode::FilesystemMirror, &platform.endpoint());
     older.use_http_backend(&address);
@@ -898,6 +900,7 @@ async fn a_state_written_by_terraform_1_15_5_is_planned_by_1_0_3() {
     older.destroy().await.assert_contains(&["Destroy complete! Resources: 1 destroyed."]);
     let rewritten = platform.client().terraform_state("cross-version").await.expect("state").expect("state");
     assert_eq!(rewritten.json["terraform_version"], "1.0.3");
+    assert!(rewritten.json["resources"].as_array().is_some_and(Vec::is_empty), "1.0.3 destroyed the network and stored that");
     assert!(rewritten.serial() > written.serial());
     platform.assert_empty("after destroy by Terraform 1.0.3").await;
     platform.shutdown().await;
