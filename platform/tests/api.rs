@@ -538,6 +538,7 @@ async fn the_binary_refuses_to_start_without_keys_and_shuts_down_gracefully() {
         .args(["--listen", "127.0.0.1:0", "--chaos-latency-ms", "700", "--data"])
         .arg(dir.path())
         .env("NOVACRON_PLATFORM_API_KEYS", "ops:graceful-secret")
+        .env("NOVACRON_LOG", "debug")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -545,6 +546,10 @@ async fn the_binary_refuses_to_start_without_keys_and_shuts_down_gracefully() {
     let mut line = String::new();
     BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("read");
     let endpoint = line.trim().rsplit(' ').next().expect("endpoint").to_string();
+    // A Terraform state write and lock, logged at debug level, leave no trace of the state.
+    let stored = state_call(&endpoint, "POST", "/v1/tfstate/logged", Auth::Basic("graceful-secret"), state_body(1, "state-marker-s3cr3t")).await;
+    assert_eq!(stored.status, 200);
+    assert_eq!(state_call(&endpoint, "LOCK", "/v1/tfstate/logged", Auth::Basic("graceful-secret"), lock_info("log-lock", "w@h")).await.status, 200);
     let client = Client::new(ClientConfig::new(endpoint, "graceful-secret")).expect("client");
     // A request in flight when SIGTERM arrives still completes and is kept.
     let inflight = tokio::spawn(async move { client.create(Kind::Network, &json!({"name": "kept", "cidr": "10.20.0.0/24"})).await });
@@ -557,6 +562,8 @@ async fn the_binary_refuses_to_start_without_keys_and_shuts_down_gracefully() {
     let mut logs = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut logs).expect("logs");
     assert!(!logs.contains("graceful-secret"), "keys never reach the logs");
+    assert!(!logs.contains("state-marker-s3cr3t") && !logs.contains("lin-1"), "state bodies never reach the logs");
+    assert!(logs.contains("/v1/tfstate/{workspace}"), "the state calls were logged (by route): {logs}");
 
     let platform = start(PlatformConfig::for_tests(dir.path())).await.expect("restart");
     let c = client_for(&platform);
