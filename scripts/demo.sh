@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job on one machine: build the platform, the provider and the reconciler, start
-# the platform with a fresh database, apply examples/gitops with the real Terraform, show
-# that a second plan is clean, change two things behind Terraform's back, and let both
-# Terraform (plan) and novacron-reconcile (drift report) find them. Cleans up after itself.
+# the platform with a fresh database, apply examples/gitops with the real Terraform (its state
+# kept in the platform through backend "http"), show that a second plan is clean, change two
+# things behind Terraform's back, and let both Terraform (plan) and novacron-reconcile (drift
+# report) find them. Cleans up after itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -50,19 +51,27 @@ export NOVACRON_ENDPOINT="$ENDPOINT" NOVACRON_API_KEY="$KEY" TF_IN_AUTOMATION=1 
 export TF_CLI_CONFIG_FILE="$WORK/terraform.rc"
 printf 'provider_installation {\n  dev_overrides { "novacron/novacron" = "%s" }\n  direct {}\n}\n' "$BIN" >"$TF_CLI_CONFIG_FILE"
 export TF_DATA_DIR="$WORK/tfdata"
+# The state lives in the platform (examples/gitops has backend "http" { username = "terraform" }):
+# addresses through TF_HTTP_*, the API key only through TF_HTTP_PASSWORD.
+export TF_HTTP_ADDRESS="$ENDPOINT/v1/tfstate/gitops-demo"
+export TF_HTTP_LOCK_ADDRESS="$TF_HTTP_ADDRESS" TF_HTTP_UNLOCK_ADDRESS="$TF_HTTP_ADDRESS" TF_HTTP_PASSWORD="$KEY"
 TFARGS=(-chdir="$WORK/repo")
 
+step "terraform init (state backend: $TF_HTTP_ADDRESS)"
+"$TF" "${TFARGS[@]}" init -input=false -compact-warnings | grep -E 'backend|Terraform has been' || true
+
 step "terraform apply"
-"$TF" "${TFARGS[@]}" apply -auto-approve -input=false -compact-warnings -state="$WORK/terraform.tfstate"
+"$TF" "${TFARGS[@]}" apply -auto-approve -input=false -compact-warnings
+api() { curl -sS -H "Authorization: Bearer $KEY" "$@"; }
+api "$TF_HTTP_ADDRESS/versions" | python3 -c 'import json,sys; v=json.load(sys.stdin)["items"][0]; print("state in the platform: serial %s, %s bytes, stored by %s" % (v["serial"], v["size"], v["actor"]))'
 
 step "terraform plan right after apply (expect: no changes)"
-"$TF" "${TFARGS[@]}" plan -detailed-exitcode -input=false -compact-warnings -state="$WORK/terraform.tfstate" | tail -3 || true
+"$TF" "${TFARGS[@]}" plan -detailed-exitcode -input=false -compact-warnings | tail -3 || true
 
 step "novacron-reconcile drift (expect: in sync, exit 0)"
 "$BIN/novacron-reconcile" drift --repo "$WORK/repo" --cache-dir "$WORK/cache" --color always && echo "exit 0"
 
 step "out-of-band changes through the API"
-api() { curl -sS -H "Authorization: Bearer $KEY" "$@"; }
 VM=$(api "$ENDPOINT/v1/vms?name=web-2" | python3 -c 'import json,sys; print(json.load(sys.stdin)["items"][0]["id"])')
 NET=$(api "$ENDPOINT/v1/networks?name=core" | python3 -c 'import json,sys; print(json.load(sys.stdin)["items"][0]["id"])')
 api -X PATCH "$ENDPOINT/v1/vms/$VM" -d '{"memory_gb": 16}' >/dev/null && echo "web-2: memory_gb 4 -> 16"
@@ -71,15 +80,15 @@ api -X PATCH "$ENDPOINT/v1/networks/$NET" -d '{"firewall_rules": [{"direction": 
 
 step "terraform plan (expect: the drift, exit 2)"
 set +e
-"$TF" "${TFARGS[@]}" plan -detailed-exitcode -input=false -compact-warnings -state="$WORK/terraform.tfstate" | grep -E '^\s+[~+-] |# |Plan:'
+"$TF" "${TFARGS[@]}" plan -detailed-exitcode -input=false -compact-warnings | grep -E '^\s+[~+-] |# |Plan:'
 step "novacron-reconcile drift (expect: critical firewall drift, exit 2)"
 "$BIN/novacron-reconcile" drift --repo "$WORK/repo" --cache-dir "$WORK/cache" --color always
 echo "exit $?"
 set -e
 
 step "terraform apply repairs it"
-"$TF" "${TFARGS[@]}" apply -auto-approve -input=false -compact-warnings -state="$WORK/terraform.tfstate" | tail -1 || true
+"$TF" "${TFARGS[@]}" apply -auto-approve -input=false -compact-warnings | tail -1 || true
 "$BIN/novacron-reconcile" drift --repo "$WORK/repo" --cache-dir "$WORK/cache" --format text >/dev/null && echo "drift: in sync again"
 
 step "terraform destroy"
-"$TF" "${TFARGS[@]}" destroy -auto-approve -input=false -compact-warnings -state="$WORK/terraform.tfstate" | tail -1 || true
+"$TF" "${TFARGS[@]}" destroy -auto-approve -input=false -compact-warnings | tail -1 || true

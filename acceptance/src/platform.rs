@@ -100,6 +100,28 @@ impl TestPlatform {
         }
     }
 
+    /// `<endpoint>/v1/tfstate/<workspace>`: what Terraform's `backend "http"` takes as its
+    /// address, lock address and unlock address.
+    pub fn state_address(&self, workspace: &str) -> String {
+        format!("{}/v1/tfstate/{workspace}", self.endpoint())
+    }
+
+    /// Takes the lock on `workspace` the way another Terraform run would (LOCK with Terraform's
+    /// lock info), so a scenario can meet a lock someone else holds.
+    pub async fn lock_state(&self, workspace: &str, id: &str, who: &str) {
+        let info = serde_json::json!({
+            "ID": id, "Operation": "OperationTypeApply", "Info": "", "Who": who, "Version": "1.15.5", "Created": "2026-12-01T10:00:00Z", "Path": ""
+        });
+        let method = reqwest::Method::from_bytes(b"LOCK").expect("LOCK is a valid method token");
+        let sent =
+            reqwest::Client::new().request(method, self.state_address(workspace)).basic_auth("terraform", Some(API_KEY)).body(info.to_string()).send().await;
+        match sent {
+            Ok(resp) if resp.status().as_u16() == 200 => {}
+            Ok(resp) => panic!("LOCK {workspace} answered {}: {}", resp.status(), resp.text().await.unwrap_or_default()),
+            Err(e) => panic!("cannot LOCK {workspace}: {e}"),
+        }
+    }
+
     /// Sum of the `novacron_http_requests_total` samples whose labels contain `needle`
     /// (e.g. `status="503"`): how many answers of that kind the platform gave.
     pub async fn requests_with(&self, needle: &str) -> u64 {

@@ -203,6 +203,17 @@ impl Tf {
         self.env.insert(key.to_string(), value.to_string());
     }
 
+    /// Points a configuration's `backend "http" { username = "terraform" }` at `address` (state,
+    /// lock and unlock) through `TF_HTTP_*`, the API key going in `TF_HTTP_PASSWORD` only, as the
+    /// state-backend guide says: it never reaches `.terraform/` or a saved plan.
+    pub fn use_http_backend(&mut self, address: &str) {
+        for var in ["TF_HTTP_ADDRESS", "TF_HTTP_LOCK_ADDRESS", "TF_HTTP_UNLOCK_ADDRESS"] {
+            self.set_env(var, address);
+        }
+        let key = self.env.get("NOVACRON_API_KEY").cloned().unwrap_or_default();
+        self.set_env("TF_HTTP_PASSWORD", &key);
+    }
+
     /// Adds a value that must never appear in any command's stdout or stderr.
     pub fn add_secret(&mut self, secret: &str) {
         self.secrets.push(secret.to_string());

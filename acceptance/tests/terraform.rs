@@ -183,6 +183,32 @@ resource "novacron_vm" "app" {
 }
 "#;
 
+/// One network, with or without `backend "http"`: the address, lock and unlock addresses and the
+/// password come from `TF_HTTP_*` (see `Tf::use_http_backend`); only the username is written here.
+const STATE: &str = r#"terraform {
+@BACKEND@  required_providers {
+    novacron = {
+      source = "novacron/novacron"
+    }
+  }
+}
+
+provider "novacron" {}
+
+resource "novacron_network" "net" {
+  name = "state-@S@"
+  cidr = "@CIDR@"
+  mtu  = @MTU@
+}
+"#;
+
+/// The backend block [`STATE`] gets when its state lives in the platform.
+const HTTP_BACKEND: &str = "  backend \"http\" {\n    username = \"terraform\"\n  }\n\n";
+
+fn state_config(slug: &str, cidr: &str, mtu: u32, backend: bool) -> String {
+    fill(STATE, &[("BACKEND", if backend { HTTP_BACKEND } else { "" }), ("S", slug), ("CIDR", cidr), ("MTU", &mtu.to_string())])
+}
+
 /// One test per scenario and Terraform version, so a failure on one version does not hide
 /// the other's result: `<scenario>::terraform_1_15_5` and `<scenario>::terraform_1_0_3`.
 macro_rules! per_version {
@@ -213,6 +239,7 @@ per_version!(
     unreachable_platform_is_retried_then_reported_or_recovered,
     flaky_platform_answers_503_and_429_and_the_provider_retries,
     vm_create_waits_within_the_timeouts_block,
+    state_moves_into_the_platform_backend_and_is_locked_there,
 );
 
 /// Starts the platform for a scenario on one version, or `None` when it is skipped.
@@ -778,4 +805,103 @@ async fn converge(tf: &Tf, args: &[&str]) -> Output {
         Some(out) => panic!("`terraform {}` failed three times in a row:\n{out}", args.join(" ")),
         None => unreachable!("the loop runs at least once"),
     }
+}
+
+/// The `id` of the one `novacron_network` instance a Terraform state records.
+fn network_id_in_state(state: &Value) -> Option<&str> {
+    let resources = state["resources"].as_array()?;
+    let network = resources.iter().find(|r| r["type"] == "novacron_network")?;
+    network["instances"][0]["attributes"]["id"].as_str()
+}
+
+/// The guide's path on both versions: a local state moves into the platform with
+/// `init -migrate-state -force-copy`; an apply through the backend locks, writes a new version
+/// under its lock id and unlocks; a lock someone else holds makes `plan -lock-timeout=1s` fail
+/// naming the holder's id; `force-unlock -force` clears it, audited in the change feed.
+async fn state_moves_into_the_platform_backend_and_is_locked_there(version: TfVersion) {
+    let Some((suite, platform)) = scenario("state_moves_into_the_platform_backend_and_is_locked_there", version).await else { return };
+    let mut tf = suite.terraform(version, InstallMode::FilesystemMirror, &platform.endpoint());
+    let workspace = format!("accept-{}", version.slug());
+    let net = cidr(version, 8);
+    let client = platform.client();
+
+    tf.write("main.tf", &state_config(version.slug(), &net, 1500, false));
+    tf.init().await;
+    tf.apply().await.assert_contains(&["Apply complete! Resources: 1 added, 0 changed, 0 destroyed."]);
+    let network = platform.object_named(Kind::Network, &format!("state-{}", version.slug())).await;
+    assert!(client.terraform_state(&workspace).await.expect("state").is_none(), "nothing in the platform before the move");
+
+    tf.use_http_backend(&platform.state_address(&workspace));
+    tf.write("main.tf", &state_config(version.slug(), &net, 1500, true));
+    tf.ok(&["init", "-migrate-state", "-force-copy", "-input=false", "-no-color"]).await.assert_contains(&["Successfully configured the backend \"http\""]);
+    let moved = client.terraform_state(&workspace).await.expect("state").expect("the local state moved into the platform");
+    assert_eq!(network_id_in_state(&moved.json), Some(network.id()), "the moved state records the network");
+    tf.plan_clean().await;
+
+    // An apply through the backend: a new version, the lock released afterwards.
+    tf.write("main.tf", &state_config(version.slug(), &net, 1400, true));
+    tf.apply().await.assert_contains(&["Apply complete! Resources: 0 added, 1 changed, 0 destroyed."]);
+    let applied = client.terraform_state(&workspace).await.expect("state").expect("state");
+    assert!(applied.serial() > moved.serial(), "the apply stored a newer serial: {:?} after {:?}", applied.serial(), moved.serial());
+    assert_eq!(applied.lineage(), moved.lineage(), "same lineage: the state moved, it was not recreated");
+    let versions = client.terraform_state_versions(&workspace).await.expect("versions");
+    assert_eq!(versions.first().map(|v| v.serial), Some(applied.serial()), "the newest version is the current state");
+    assert!(versions.iter().all(|v| v.actor == novacron_platform::TEST_API_KEY.0), "the key's name is the actor: {versions:?}");
+    assert!(client.terraform_state_lock(&workspace).await.expect("lock").is_none(), "the apply released its lock");
+    tf.plan_clean().await;
+
+    // Someone else's lock.
+    let holder = format!("held-elsewhere-{}", version.slug());
+    platform.lock_state(&workspace, &holder, "ci@runner-3").await;
+    let blocked = tf.expect_code(&["plan", "-lock-timeout=1s", "-input=false", "-no-color"], 1).await;
+    blocked.assert_contains(&["Error acquiring the state lock", &holder]);
+    tf.ok(&["force-unlock", "-force", &holder]).await.assert_contains(&["successfully unlocked"]);
+    assert!(client.terraform_state_lock(&workspace).await.expect("lock").is_none(), "force-unlock removed the lock");
+    let feed = client.events(0, Duration::ZERO).await.expect("events");
+    let audit = feed.events.iter().find(|e| e.action == "force-unlock").expect("the force-unlock is in the change feed");
+    assert_eq!((audit.kind.as_str(), audit.id.as_str(), audit.actor.as_str()), ("tfstate", workspace.as_str(), novacron_platform::TEST_API_KEY.0));
+    assert!(audit.detail.as_deref().is_some_and(|d| d.contains(&holder)), "{audit:?}");
+
+    tf.destroy().await.assert_contains(&["Destroy complete! Resources: 1 destroyed."]);
+    let emptied = client.terraform_state(&workspace).await.expect("state").expect("state");
+    assert_eq!(network_id_in_state(&emptied.json), None, "destroy stored a state without the network");
+    platform.assert_empty(&format!("after destroy on {version}")).await;
+    platform.shutdown().await;
+}
+
+/// Terraform 1.0.3 plans (and destroys) from a state Terraform 1.15.5 wrote to the platform:
+/// both write state format 4, and the older one reads past the members it does not know.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_written_by_terraform_1_15_5_is_planned_by_1_0_3() {
+    let name = "a_state_written_by_terraform_1_15_5_is_planned_by_1_0_3";
+    let Some(suite) = Suite::for_version(name, TfVersion::V1_15_5) else { return };
+    if Suite::for_version(name, TfVersion::V1_0_3).is_none() {
+        return;
+    }
+    let platform = TestPlatform::start().await;
+    let address = platform.state_address("cross-version");
+    let config = state_config("cross", "10.60.0.0/24", 1500, true);
+
+    let mut newer = suite.terraform(TfVersion::V1_15_5, InstallMode::FilesystemMirror, &platform.endpoint());
+    newer.use_http_backend(&address);
+    newer.write("main.tf", &config);
+    newer.init().await;
+    newer.apply().await.assert_contains(&["Apply complete! Resources: 1 added, 0 changed, 0 destroyed."]);
+    let written = platform.client().terraform_state("cross-version").await.expect("state").expect("state");
+    assert_eq!(written.json["terraform_version"], "1.15.5");
+    let instance = &written.json["resources"][0]["instances"][0];
+    assert!(instance.get("identity_schema_version").is_some(), "1.15.5 records a member 1.0.3 does not know: {instance}");
+
+    let mut older = suite.terraform(TfVersion::V1_0_3, InstallMode::FilesystemMirror, &platform.endpoint());
+    older.use_http_backend(&address);
+    older.write("main.tf", &config);
+    older.init().await;
+    older.plan_clean().await;
+    older.destroy().await.assert_contains(&["Destroy complete! Resources: 1 destroyed."]);
+    let rewritten = platform.client().terraform_state("cross-version").await.expect("state").expect("state");
+    assert_eq!(rewritten.json["terraform_version"], "1.0.3");
+    assert!(rewritten.json["resources"].as_array().is_some_and(Vec::is_empty), "1.0.3 destroyed the network and stored that");
+    assert!(rewritten.serial() > written.serial());
+    platform.assert_empty("after destroy by Terraform 1.0.3").await;
+    platform.shutdown().await;
 }

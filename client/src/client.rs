@@ -14,6 +14,7 @@ use crate::error::Error;
 use crate::object::{Deleted, EventBatch, ListQuery, Object, Page, Response, WirePage};
 use crate::request::{Call, IDEMPOTENCY_KEY, JSON, MERGE_PATCH, Verb, new_idempotency_key, quote_etag};
 use crate::retry::{Outcome, Retry, RetryBudget, RetryPolicy};
+use crate::tfstate::{LockInfo, StateVersion, TerraformState, WireVersions};
 
 /// The page size `list_all` asks for.
 const LIST_ALL_PAGE_SIZE: u32 = 500;
@@ -158,6 +159,41 @@ impl Client {
         call.timeout = self.inner.timeout.saturating_add(Duration::from_secs(wait_secs));
         let answer = self.execute(&call).await?;
         decode(&call, &answer)
+    }
+
+    /// The current Terraform state of `workspace` (`GET /v1/tfstate/{workspace}`), or `None`
+    /// when none is stored. A body that is not JSON is an [`Error::Decode`] (which never quotes it).
+    pub async fn terraform_state(&self, workspace: &str) -> Result<Option<TerraformState>, Error> {
+        let call = self.call(Verb::Get, &["v1", "tfstate", workspace], &[]);
+        let answer = match self.execute(&call).await {
+            Ok(answer) => answer,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let json = serde_json::from_slice(&answer.body).map_err(|e| Error::Decode {
+            method: call.verb.as_str(),
+            path: call.path.clone(),
+            message: format!("the stored state is not JSON: {e}"),
+        })?;
+        Ok(Some(TerraformState { raw: answer.body, json }))
+    }
+
+    /// Who holds the lock on `workspace` (`GET /v1/tfstate/{workspace}/lock`), or `None` when it is free.
+    pub async fn terraform_state_lock(&self, workspace: &str) -> Result<Option<LockInfo>, Error> {
+        let call = self.call(Verb::Get, &["v1", "tfstate", workspace, "lock"], &[]);
+        match self.execute(&call).await {
+            Ok(answer) => decode(&call, &answer).map(Some),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The stored versions of `workspace`'s state, newest first (`GET /v1/tfstate/{workspace}/versions`);
+    /// empty when nothing was ever stored.
+    pub async fn terraform_state_versions(&self, workspace: &str) -> Result<Vec<StateVersion>, Error> {
+        let call = self.call(Verb::Get, &["v1", "tfstate", workspace, "versions"], &[]);
+        let answer = self.execute(&call).await?;
+        decode::<WireVersions>(&call, &answer).map(|v| v.items)
     }
 
     /// Checks readiness (`GET /readyz`). A single attempt, so it reports the state of now

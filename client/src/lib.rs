@@ -1,4 +1,4 @@
-//! Client for the NovaCron platform API v1: typed calls per kind, pagination, ETags, problem+json errors, retries.
+//! Client for the NovaCron platform API v1: typed calls per kind, pagination, ETags, problem+json errors, retries, Terraform state reads.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), novacron_client::Error> {
@@ -33,9 +33,11 @@ mod request;
 mod retry;
 #[cfg(test)]
 mod test_server;
+mod tfstate;
 
 pub use client::Client;
 pub use config::{ClientConfig, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT};
 pub use error::{Error, Problem, ProblemField};
 pub use novacron_schemas::Kind;
 pub use object::{Deleted, Event, EventBatch, ListQuery, Object, Page, Response};
+pub use tfstate::{LockInfo, StateVersion, TerraformState};

@@ -1,5 +1,5 @@
-//! The client's retry logic against the real platform on 127.0.0.1:0 with chaos injection and
-//! a rate limit switched on, and against an address where nothing listens.
+//! The client against the real platform on 127.0.0.1:0: retry logic with chaos injection and a
+//! rate limit switched on, against an address where nothing listens, and the Terraform state reads.
 
 use std::time::Duration;
 
@@ -100,5 +100,48 @@ async fn non_retryable_errors_are_not_retried() {
     let err = c.create(Kind::Network, &json!({"name": "x", "cidr": "10.0.0.0/33"})).await.expect_err("422");
     assert!(matches!(err, Error::Api { .. }), "a 422 comes back at once: {err:?}");
     assert_eq!(metric(&p.endpoint(), "status=\"422\"").await, 1, "sent exactly once");
+    p.shutdown().await.expect("shutdown");
+}
+
+/// Sends one state-protocol request the way Terraform's http backend does (basic auth).
+async fn terraform_sends(endpoint: &str, method: &str, path: &str, body: String) -> u16 {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+    let resp = reqwest::Client::new().request(method, format!("{endpoint}{path}")).basic_auth("terraform", Some(TEST_API_KEY.1)).body(body).send().await;
+    resp.expect("sent").status().as_u16()
+}
+
+#[tokio::test]
+async fn terraform_state_reads_see_what_the_backend_stored_and_who_holds_the_lock() {
+    let (p, _dir) = platform(|_| {}).await;
+    let c = client(p.endpoint(), 2);
+    assert!(c.terraform_state("prod").await.expect("no state yet").is_none());
+    assert!(c.terraform_state_lock("prod").await.expect("no lock yet").is_none());
+    assert!(c.terraform_state_versions("prod").await.expect("no versions yet").is_empty());
+
+    let lock = json!({"ID": "9f1c", "Operation": "OperationTypeApply", "Info": "", "Who": "dev@laptop", "Version": "1.0.3", "Created": "2026-12-01T10:00:00Z", "Path": ""});
+    assert_eq!(terraform_sends(&p.endpoint(), "LOCK", "/v1/tfstate/prod", lock.to_string()).await, 200);
+    let state = json!({"version": 4, "serial": 12, "lineage": "5d2e", "outputs": {"db_password": {"value": "s3cr3t-out", "sensitive": true}}, "resources": []});
+    assert_eq!(terraform_sends(&p.endpoint(), "POST", "/v1/tfstate/prod?ID=9f1c", state.to_string()).await, 200);
+
+    let held = c.terraform_state_lock("prod").await.expect("lock").expect("held");
+    assert_eq!(
+        (held.id.as_str(), held.who.as_str(), held.operation.as_str(), held.created.as_str()),
+        ("9f1c", "dev@laptop", "OperationTypeApply", "2026-12-01T10:00:00Z")
+    );
+    let read = c.terraform_state("prod").await.expect("state").expect("stored");
+    assert_eq!((read.serial(), read.lineage()), (Some(12), Some("5d2e")));
+    assert_eq!(read.raw, state.to_string().into_bytes());
+    assert_eq!(read.json, state);
+    assert!(!format!("{read:?}").contains("s3cr3t-out"), "Debug never shows state contents");
+    let versions = c.terraform_state_versions("prod").await.expect("versions");
+    assert_eq!(versions.len(), 1);
+    assert_eq!((versions[0].serial, versions[0].lineage.as_deref(), versions[0].actor.as_str()), (Some(12), Some("5d2e"), "tester"));
+    assert_eq!(versions[0].size, u64::try_from(state.to_string().len()).expect("small"));
+
+    // A wrong key is an error, never "no state"; a bad workspace name says what to fix.
+    let stranger = Client::new(ClientConfig::new(p.endpoint(), "not-the-key-at-all")).expect("client");
+    assert_eq!(stranger.terraform_state("prod").await.expect_err("401").status(), Some(401));
+    let err = c.terraform_state("-prod").await.expect_err("400");
+    assert_eq!(err.field_errors()[0].field, "workspace", "{err}");
     p.shutdown().await.expect("shutdown");
 }

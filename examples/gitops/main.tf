@@ -1,8 +1,19 @@
 # A network, a policy, two VMs and a volume on the NovaCron platform.
 # The sample desired-state repository: scripts/demo.sh applies it with Terraform and
-# checks it for drift with novacron-reconcile. By hand: set NOVACRON_ENDPOINT and
-# NOVACRON_API_KEY, then terraform apply here.
+# checks it for drift with novacron-reconcile. The state lives in the platform
+# (docs/guides/state-backend.md). By hand:
+#   export NOVACRON_ENDPOINT=http://127.0.0.1:8080 NOVACRON_API_KEY=...
+#   export TF_HTTP_ADDRESS=$NOVACRON_ENDPOINT/v1/tfstate/gitops-example
+#   export TF_HTTP_LOCK_ADDRESS=$TF_HTTP_ADDRESS TF_HTTP_UNLOCK_ADDRESS=$TF_HTTP_ADDRESS
+#   export TF_HTTP_PASSWORD=$NOVACRON_API_KEY   # the key only here, never in -backend-config
+#   terraform init && terraform apply
 terraform {
+  # Address, lock and unlock address from TF_HTTP_*; the API key from TF_HTTP_PASSWORD.
+  # Terraform sends the password only when a username is set; the platform ignores its value.
+  backend "http" {
+    username = "terraform"
+  }
+
   required_providers {
     novacron = {
       source = "novacron/novacron"

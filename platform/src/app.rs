@@ -138,7 +138,8 @@ impl App {
         })
     }
 
-    fn notify(&self) {
+    /// Wakes long-polling feed readers after a write appended events.
+    pub fn notify(&self) {
         if let Ok(seq) = self.store.read(q::last_event_seq) {
             self.events.send_replace(seq);
         }

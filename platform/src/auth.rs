@@ -1,4 +1,4 @@
-//! API keys: parsing `NAME:SECRET`, and constant-time lookup of a bearer token.
+//! API keys: parsing `NAME:SECRET`, reading the key from `Authorization` (bearer or basic), and constant-time lookup.
 
 use sha2::{Digest, Sha256};
 
@@ -49,9 +49,75 @@ pub fn authenticate<'a>(keys: &'a [ApiKey], token: &str) -> Option<&'a ApiKey> {
     found
 }
 
+/// The key an `Authorization` header carries: `Bearer <key>`, or, when `basic` is allowed, the
+/// password of `Basic base64(username:key)` (Terraform's http backend sends that; the username
+/// is ignored). `None` when the header has neither.
+pub fn presented_key(authorization: Option<&str>, basic: bool) -> Option<String> {
+    let value = authorization?.trim();
+    if let Some(token) = value.strip_prefix("Bearer ") {
+        return Some(token.trim().to_string());
+    }
+    if !basic {
+        return None;
+    }
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64_decode(encoded.trim())?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (_username, password) = text.split_once(':')?;
+    Some(password.to_string())
+}
+
+/// Standard base64 (RFC 4648, padding optional); `None` on any other character.
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    fn sextet(c: u8) -> Option<u32> {
+        match c {
+            b'A'..=b'Z' => Some(u32::from(c - b'A')),
+            b'a'..=b'z' => Some(u32::from(c - b'a') + 26),
+            b'0'..=b'9' => Some(u32::from(c - b'0') + 52),
+            b'+' => Some(62),
+            b'/' => Some(63),
+            _ => None,
+        }
+    }
+    let trimmed = text.trim_end_matches('=');
+    if text.len() - trimmed.len() > 2 || trimmed.len() % 4 == 1 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(trimmed.len() * 3 / 4);
+    for chunk in trimmed.as_bytes().chunks(4) {
+        let mut acc = 0u32;
+        for (i, c) in chunk.iter().enumerate() {
+            acc |= sextet(*c)? << (18 - 6 * i);
+        }
+        let bytes = acc.to_be_bytes();
+        out.extend_from_slice(&bytes[1..chunk.len()]);
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_come_from_bearer_or_the_basic_password() {
+        // base64("terraform:test-secret-key") and base64("u:k"), as coreutils base64 encodes them.
+        let basic = "Basic dGVycmFmb3JtOnRlc3Qtc2VjcmV0LWtleQ==";
+        assert_eq!(presented_key(Some(basic), true).as_deref(), Some("test-secret-key"));
+        assert_eq!(presented_key(Some(basic), false), None, "basic auth only where allowed");
+        assert_eq!(presented_key(Some("basic dTpr"), true).as_deref(), Some("k"));
+        assert_eq!(presented_key(Some("Bearer  abc "), false).as_deref(), Some("abc"));
+        assert_eq!(presented_key(Some("Basic !!!!"), true), None);
+        assert_eq!(presented_key(Some("Basic dGVycmFmb3Jt"), true), None, "no colon, no password");
+        assert_eq!(presented_key(None, true), None);
+        assert_eq!(base64_decode("YQ"), Some(b"a".to_vec()));
+        assert_eq!(base64_decode("YWI="), Some(b"ab".to_vec()));
+        assert_eq!(base64_decode("YWJj"), Some(b"abc".to_vec()));
+        assert_eq!(base64_decode("Y"), None);
+    }
 
     #[test]
     fn parses_and_authenticates() {

@@ -1,7 +1,8 @@
 //! novacron-platform: the reference server for the NovaCron platform API v1.
 //!
-//! Objects live in SQLite (WAL); every write is one transaction carrying its event. Tests
-//! and benchmarks start it in-process with [`start`] on `127.0.0.1:0`.
+//! Objects live in SQLite (WAL); every write is one transaction carrying its event. Terraform
+//! state lives beside them under `/v1/tfstate/{workspace}` (versions kept up to [`PlatformConfig::state_retention`]). Tests and
+//! benchmarks start it in-process with [`start`] on `127.0.0.1:0`.
 
 mod admission;
 mod api;
@@ -13,6 +14,7 @@ mod metrics;
 mod problem;
 mod store;
 mod templates;
+mod tfstate;
 mod time;
 
 use std::net::SocketAddr;
@@ -25,6 +27,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use auth::ApiKey;
+pub use tfstate::{DEFAULT_RETENTION as DEFAULT_STATE_RETENTION, MAX_STATE_BYTES};
 
 /// Everything a platform needs to start.
 #[derive(Debug, Clone)]
@@ -45,6 +48,8 @@ pub struct PlatformConfig {
     pub chaos_latency: Duration,
     /// Seed for the chaos error sequence.
     pub chaos_seed: u64,
+    /// Terraform state versions kept per workspace (`--state-retention`), at least 1.
+    pub state_retention: usize,
 }
 
 /// The API key [`PlatformConfig::for_tests`] accepts, as `NAME:SECRET`.
@@ -63,6 +68,7 @@ impl PlatformConfig {
             chaos_error_rate: 0.0,
             chaos_latency: Duration::ZERO,
             chaos_seed: 0,
+            state_retention: tfstate::DEFAULT_RETENTION,
         }
     }
 }
@@ -85,6 +91,9 @@ pub async fn start(config: PlatformConfig) -> anyhow::Result<RunningPlatform> {
     }
     if config.rate_limit_rps.is_some_and(|r| r.is_nan() || r <= 0.0) {
         anyhow::bail!("--rate-limit-rps must be a positive number");
+    }
+    if config.state_retention == 0 {
+        anyhow::bail!("--state-retention must be at least 1 (the current state is a stored version), not 0");
     }
     let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;

@@ -39,6 +39,9 @@ struct Args {
     /// Seed of the chaos error sequence.
     #[arg(long, default_value_t = 0)]
     chaos_seed: u64,
+    /// Terraform state versions kept per workspace under /v1/tfstate (older ones are dropped).
+    #[arg(long, default_value_t = novacron_platform::DEFAULT_STATE_RETENTION, value_name = "N")]
+    state_retention: usize,
     /// Log format.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -86,6 +89,7 @@ fn config(args: &Args) -> anyhow::Result<PlatformConfig> {
         chaos_error_rate: args.chaos_error_rate,
         chaos_latency: Duration::from_millis(args.chaos_latency_ms),
         chaos_seed: args.chaos_seed,
+        state_retention: args.state_retention,
     })
 }
 

@@ -16,9 +16,13 @@ pub enum ApiError {
         /// The fields at fault.
         errors: Vec<FieldError>,
     },
-    /// Missing or wrong API key; the same answer for both (401).
+    /// Missing or wrong API key; the same answer for both (401). `basic` where the basic-auth
+    /// password is accepted too (the Terraform state backend), so the answer says how to send it.
     #[error("unauthorized")]
-    Unauthorized,
+    Unauthorized {
+        /// Whether the route takes basic auth.
+        basic: bool,
+    },
     /// An enabled policy in `block` mode denied the write (403).
     #[error("denied by policy: {}", .violations.iter().map(|(p, m)| format!("{p}: {m}")).collect::<Vec<_>>().join("; "))]
     PolicyDenied {
@@ -125,7 +129,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::PolicyDenied { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -142,7 +146,7 @@ impl ApiError {
     fn slug(&self) -> &'static str {
         match self {
             ApiError::BadRequest { .. } => "bad-request",
-            ApiError::Unauthorized => "unauthorized",
+            ApiError::Unauthorized { .. } => "unauthorized",
             ApiError::PolicyDenied { .. } => "policy-denied",
             ApiError::NotFound { .. } => "not-found",
             ApiError::MethodNotAllowed { .. } => "method-not-allowed",
@@ -162,7 +166,13 @@ impl ApiError {
             ApiError::BadRequest { detail, errors } | ApiError::Conflict { detail, errors } | ApiError::Unprocessable { detail, errors } => {
                 (detail.clone(), errors.iter().map(|e| ProblemField { field: e.field.clone(), message: e.message.clone() }).collect())
             }
-            ApiError::Unauthorized => ("a valid API key is required: send Authorization: Bearer <key>".to_string(), vec![]),
+            ApiError::Unauthorized { basic: false } => ("a valid API key is required: send Authorization: Bearer <key>".to_string(), vec![]),
+            ApiError::Unauthorized { basic: true } => (
+                "a valid API key is required: Terraform's backend \"http\" sends it as the basic-auth password \
+                 (set username = \"terraform\" in the backend block and the key in TF_HTTP_PASSWORD); other clients send Authorization: Bearer <key>"
+                    .to_string(),
+                vec![],
+            ),
             ApiError::PolicyDenied { violations } => (
                 format!("denied by {} policy violation(s)", violations.len()),
                 violations.iter().map(|(p, m)| ProblemField { field: format!("policy/{p}"), message: m.clone() }).collect(),
@@ -202,6 +212,20 @@ struct ProblemField {
     message: String,
 }
 
+/// A problem answer carrying extension members beside the standard ones (RFC 9457 allows
+/// them): a 423 merges the lock holder's info in, so Terraform, which reads the body as lock
+/// info, finds the holder's `ID` there.
+pub fn problem_with_members(status: StatusCode, slug: &str, detail: String, members: &serde_json::Map<String, serde_json::Value>) -> Response {
+    let mut body = members.clone();
+    body.insert("type".into(), format!("https://novacron.dev/problems/{slug}").into());
+    body.insert("title".into(), status.canonical_reason().unwrap_or("Error").into());
+    body.insert("status".into(), status.as_u16().into());
+    body.insert("detail".into(), detail.into());
+    let mut resp = (status, serde_json::Value::Object(body).to_string()).into_response();
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    resp
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let ApiError::Internal(msg) = &self {
@@ -215,8 +239,11 @@ impl IntoResponse for ApiError {
             ApiError::RateLimited { retry_after_secs } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             }
-            ApiError::Unauthorized => {
-                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"novacron\""));
+            ApiError::Unauthorized { basic } => {
+                if *basic {
+                    headers.append(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"novacron terraform state\", charset=\"UTF-8\""));
+                }
+                headers.append(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"novacron\""));
             }
             _ => {}
         }

@@ -1,7 +1,9 @@
-//! SQLite persistence: objects, the event log, idempotency records and write-only secrets.
+//! SQLite persistence: objects, the event log, idempotency records, write-only secrets and Terraform state.
 //!
 //! One writer connection behind a mutex (every write is one transaction) and a few reader
-//! connections for concurrent GETs; WAL mode lets readers proceed during a write.
+//! connections for concurrent GETs; WAL mode lets readers proceed during a write. The schema
+//! grows by numbered migrations (see [`MIGRATIONS`]); `PRAGMA user_version` records how many
+//! a database has had.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -55,7 +57,10 @@ pub struct Store {
     next_reader: AtomicUsize,
 }
 
-const SCHEMA: &str = "
+/// Migration 1: the schema every database had before migrations were numbered. Its statements
+/// are `IF NOT EXISTS`, so a database made then (user_version 0, tables present) takes it as a
+/// no-op and keeps its rows.
+const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS objects (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     kind TEXT NOT NULL,
@@ -105,6 +110,82 @@ CREATE TABLE IF NOT EXISTS secrets (
 );
 ";
 
+/// Migration 2: Terraform state (`/v1/tfstate/{workspace}`). Every stored body is a version
+/// row; the newest row of a workspace is its current state. A workspace has at most one lock.
+const SCHEMA_V2: &str = "
+CREATE TABLE IF NOT EXISTS tfstate_versions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    workspace TEXT NOT NULL,
+    serial INTEGER,
+    lineage TEXT,
+    time TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    body BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tfstate_versions_workspace ON tfstate_versions (workspace, seq);
+CREATE TABLE IF NOT EXISTS tfstate_locks (
+    workspace TEXT PRIMARY KEY,
+    lock_id TEXT NOT NULL,
+    info TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    time TEXT NOT NULL
+);
+";
+
+/// The migrations in order: step `n` (1-based) brings a database from user_version `n - 1` to
+/// `n`. Append only; never edit a step that has shipped.
+pub const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2];
+
+/// Why a database could not be brought to the current schema.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrationError {
+    /// The database records more migrations than this build knows: a newer server made it.
+    #[error("{path} has schema version {found}, newer than the {known} this novacron-platform knows; run a newer novacron-platform or point --data elsewhere")]
+    TooNew {
+        /// The database file.
+        path: String,
+        /// Its user_version.
+        found: i64,
+        /// The number of migrations this build has.
+        known: usize,
+    },
+    /// A migration step failed; its transaction was rolled back, so the database is as it was before that step.
+    #[error("{path}: migration {step} failed (rolled back; the database is at schema version {at}): {source}")]
+    Step {
+        /// The database file.
+        path: String,
+        /// The step that failed (1-based).
+        step: usize,
+        /// The schema version the database stays at.
+        at: usize,
+        /// What SQLite said.
+        source: rusqlite::Error,
+    },
+}
+
+/// Brings `conn` to the newest schema: each pending step runs in its own transaction that also
+/// sets `user_version`, so a crash leaves the database at a step boundary. Returns the version
+/// the database started at.
+pub fn migrate(conn: &mut Connection, path: &Path) -> Result<usize, MigrationError> {
+    let shown = path.display().to_string();
+    let step_error = |step: usize, source: rusqlite::Error| MigrationError::Step { path: shown.clone(), step, at: step - 1, source };
+    let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(|e| step_error(1, e))?;
+    let start = usize::try_from(found).unwrap_or(usize::MAX);
+    if start > MIGRATIONS.len() {
+        return Err(MigrationError::TooNew { path: shown, found, known: MIGRATIONS.len() });
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(start) {
+        let step = index + 1;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(|e| step_error(step, e))?;
+        tx.execute_batch(sql).map_err(|e| step_error(step, e))?;
+        tx.pragma_update(None, "user_version", i64::try_from(step).unwrap_or(i64::MAX)).map_err(|e| step_error(step, e))?;
+        tx.commit().map_err(|e| step_error(step, e))?;
+    }
+    Ok(start)
+}
+
 /// How long idempotency keys are remembered.
 const IDEMPOTENCY_TTL_MS: i64 = 24 * 3600 * 1000;
 
@@ -122,8 +203,11 @@ impl Store {
     pub fn open(data_dir: &Path) -> anyhow::Result<Store> {
         std::fs::create_dir_all(data_dir).map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", data_dir.display()))?;
         let path = data_dir.join("platform.db");
-        let writer = open(&path).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
-        writer.execute_batch(SCHEMA)?;
+        let mut writer = open(&path).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
+        let from = migrate(&mut writer, &path)?;
+        if from < MIGRATIONS.len() {
+            tracing::info!(path = %path.display(), from, to = MIGRATIONS.len(), "database schema migrated");
+        }
         let readers = (0..4).map(|_| open(&path).map(Mutex::new)).collect::<Result<Vec<_>, _>>()?;
         Ok(Store { writer: Mutex::new(writer), readers, next_reader: AtomicUsize::new(0) })
     }
@@ -378,4 +462,135 @@ pub struct ListFilter {
     pub name: Option<String>,
     /// Template operating system family.
     pub os: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The schema exactly as novacron-platform created it before migrations were numbered
+    /// (user_version 0). Frozen here on purpose: it must not follow later edits.
+    const PRE_MIGRATION_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS objects (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    UNIQUE (kind, id),
+    UNIQUE (kind, name)
+);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    time TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    detail TEXT
+);
+CREATE TABLE IF NOT EXISTS idempotency (
+    actor TEXT NOT NULL,
+    key TEXT NOT NULL,
+    request_hash TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    PRIMARY KEY (actor, key)
+);
+-- Expired keys are swept on every keyed POST: the index keeps that a range scan of the
+-- expired rows instead of a scan of every remembered key.
+CREATE INDEX IF NOT EXISTS idempotency_created ON idempotency (created_ms);
+CREATE TABLE IF NOT EXISTS ip_allocations (
+    network_id TEXT NOT NULL,
+    host_index INTEGER NOT NULL,
+    vm_id TEXT NOT NULL UNIQUE,
+    PRIMARY KEY (network_id, host_index)
+);
+CREATE INDEX IF NOT EXISTS objects_network_ref ON objects (kind, json_extract(body, '$.network_id'));
+CREATE INDEX IF NOT EXISTS objects_attached_ref ON objects (kind, json_extract(body, '$.attached_to'));
+CREATE TABLE IF NOT EXISTS secrets (
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL,
+    attribute TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (kind, id, attribute)
+);
+";
+
+    fn user_version(conn: &Connection) -> i64 {
+        conn.pragma_query_value(None, "user_version", |r| r.get(0)).expect("user_version")
+    }
+
+    #[test]
+    fn a_database_from_before_migrations_upgrades_with_its_data() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("platform.db");
+        {
+            let old = Connection::open(&path).expect("create");
+            old.execute_batch(PRE_MIGRATION_SCHEMA).expect("old schema");
+            old.execute(
+                "INSERT INTO objects (kind, id, name, version, body) VALUES ('networks', 'net-1', 'core', 3, '{\"id\":\"net-1\",\"name\":\"core\",\"cidr\":\"10.0.0.0/24\"}')",
+                [],
+            )
+            .expect("object");
+            old.execute("INSERT INTO events (time, actor, action, kind, id, name) VALUES ('t', 'alice', 'create', 'networks', 'net-1', 'core')", [])
+                .expect("event");
+            old.execute("INSERT INTO secrets (kind, id, attribute, value) VALUES ('vms', 'vm-1', 'user_data', 'x')", []).expect("secret");
+            assert_eq!(user_version(&old), 0);
+        }
+        let store = Store::open(dir.path()).expect("the old database opens and migrates");
+        let net = store.read(|c| q::get(c, "networks", "net-1")).expect("read").expect("the object survived");
+        assert_eq!((net.name.as_str(), net.version), ("core", 3));
+        assert_eq!(net.fields().get("cidr"), Some(&Value::from("10.0.0.0/24")));
+        let events = store.read(|c| q::events_after(c, 0, 10)).expect("events");
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].actor, "alice");
+        assert_eq!(store.read(|c| Ok(user_version(c))).expect("version"), i64::try_from(MIGRATIONS.len()).expect("small"));
+        let secrets: i64 = store.read(|c| c.query_row("SELECT COUNT(*) FROM secrets", [], |r| r.get(0))).expect("count");
+        assert_eq!(secrets, 1);
+        let state_tables: i64 = store
+            .read(|c| {
+                c.query_row("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN ('tfstate_versions', 'tfstate_locks')", [], |r| r.get(0))
+            })
+            .expect("tables");
+        assert_eq!(state_tables, 2);
+        drop(store);
+
+        // Opening again runs nothing and changes nothing.
+        let mut conn = Connection::open(&path).expect("reopen");
+        assert_eq!(migrate(&mut conn, &path).expect("no-op"), MIGRATIONS.len());
+        assert_eq!(user_version(&conn), i64::try_from(MIGRATIONS.len()).expect("small"));
+    }
+
+    #[test]
+    fn a_database_from_a_newer_server_is_refused_untouched() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("platform.db");
+        let mut conn = Connection::open(&path).expect("create");
+        let newer = i64::try_from(MIGRATIONS.len() + 1).expect("small");
+        conn.pragma_update(None, "user_version", newer).expect("set");
+        let err = migrate(&mut conn, &path).expect_err("too new");
+        assert!(matches!(err, MigrationError::TooNew { .. }), "{err}");
+        assert!(err.to_string().contains("run a newer novacron-platform"), "{err}");
+        assert_eq!(user_version(&conn), newer);
+    }
+
+    #[test]
+    fn a_failing_step_rolls_back_and_keeps_the_version() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("platform.db");
+        let mut conn = Connection::open(&path).expect("create");
+        conn.execute_batch(MIGRATIONS[0]).expect("step 1");
+        conn.pragma_update(None, "user_version", 1).expect("at 1");
+        // A view named like step 2's table makes its index fail half way through the step.
+        conn.execute_batch("CREATE VIEW tfstate_versions AS SELECT 1 AS seq").expect("obstacle");
+        let err = migrate(&mut conn, &path).expect_err("step 2 fails");
+        assert!(matches!(err, MigrationError::Step { step: 2, at: 1, .. }), "{err}");
+        assert_eq!(user_version(&conn), 1);
+        let locks: i64 = conn.query_row("SELECT COUNT(*) FROM sqlite_master WHERE name = 'tfstate_locks'", [], |r| r.get(0)).expect("count");
+        assert_eq!(locks, 0, "nothing of the failed step stays");
+    }
 }

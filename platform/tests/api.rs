@@ -538,6 +538,7 @@ async fn the_binary_refuses_to_start_without_keys_and_shuts_down_gracefully() {
         .args(["--listen", "127.0.0.1:0", "--chaos-latency-ms", "700", "--data"])
         .arg(dir.path())
         .env("NOVACRON_PLATFORM_API_KEYS", "ops:graceful-secret")
+        .env("NOVACRON_LOG", "debug")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -545,6 +546,10 @@ async fn the_binary_refuses_to_start_without_keys_and_shuts_down_gracefully() {
     let mut line = String::new();
     BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("read");
     let endpoint = line.trim().rsplit(' ').next().expect("endpoint").to_string();
+    // A Terraform state write and lock, logged at debug level, leave no trace of the state.
+    let stored = state_call(&endpoint, "POST", "/v1/tfstate/logged", Auth::Basic("graceful-secret"), state_body(1, "state-marker-s3cr3t")).await;
+    assert_eq!(stored.status, 200);
+    assert_eq!(state_call(&endpoint, "LOCK", "/v1/tfstate/logged", Auth::Basic("graceful-secret"), lock_info("log-lock", "w@h")).await.status, 200);
     let client = Client::new(ClientConfig::new(endpoint, "graceful-secret")).expect("client");
     // A request in flight when SIGTERM arrives still completes and is kept.
     let inflight = tokio::spawn(async move { client.create(Kind::Network, &json!({"name": "kept", "cidr": "10.20.0.0/24"})).await });
@@ -557,9 +562,242 @@ async fn the_binary_refuses_to_start_without_keys_and_shuts_down_gracefully() {
     let mut logs = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut logs).expect("logs");
     assert!(!logs.contains("graceful-secret"), "keys never reach the logs");
+    assert!(!logs.contains("state-marker-s3cr3t") && !logs.contains("lin-1"), "state bodies never reach the logs");
+    assert!(logs.contains("/v1/tfstate/{workspace}"), "the state calls were logged (by route): {logs}");
 
     let platform = start(PlatformConfig::for_tests(dir.path())).await.expect("restart");
     let c = client_for(&platform);
     assert_eq!(c.find_by_name(Kind::Network, "kept").await.expect("find").map(|o| o.id().to_string()), Some(created.value.id().to_string()));
     platform.shutdown().await.expect("shutdown");
+}
+
+/// How a state call authenticates.
+#[derive(Clone, Copy)]
+enum Auth<'a> {
+    /// As Terraform's http backend: basic auth, username `terraform`, the key as password.
+    Basic(&'a str),
+    Bearer(&'a str),
+    Anonymous,
+}
+
+struct StateAnswer {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    bytes: Vec<u8>,
+}
+
+impl StateAnswer {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.bytes)
+            .unwrap_or_else(|e| panic!("status {}: the body is not JSON ({e}): {}", self.status, String::from_utf8_lossy(&self.bytes)))
+    }
+}
+
+/// One request to the state backend with any method (LOCK and UNLOCK included).
+async fn state_call(endpoint: &str, method: &str, path: &str, auth: Auth<'_>, body: impl Into<Vec<u8>>) -> StateAnswer {
+    let http = reqwest::Client::new();
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+    let mut req = http.request(method, format!("{endpoint}{path}")).body(body.into());
+    req = match auth {
+        Auth::Basic(key) => req.basic_auth("terraform", Some(key)),
+        Auth::Bearer(key) => req.bearer_auth(key),
+        Auth::Anonymous => req,
+    };
+    let resp = req.send().await.expect("request sent");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let bytes = resp.bytes().await.expect("body").to_vec();
+    StateAnswer { status, headers, bytes }
+}
+
+fn lock_info(id: &str, who: &str) -> Vec<u8> {
+    json!({"ID": id, "Operation": "OperationTypeApply", "Info": "", "Who": who, "Version": "1.15.5", "Created": "2026-12-01T10:00:00Z", "Path": ""})
+        .to_string()
+        .into_bytes()
+}
+
+fn state_body(serial: u64, marker: &str) -> Vec<u8> {
+    // Deliberately not canonical JSON (two spaces, a trailing newline): the platform stores bytes, not a re-encoding.
+    format!("{{\n  \"version\": 4,\n  \"terraform_version\": \"1.15.5\",\n  \"serial\": {serial},\n  \"lineage\": \"lin-1\",\n  \"outputs\": {{\"marker\": {{\"value\": \"{marker}\", \"type\": \"string\"}}}},\n  \"resources\": []\n}}\n").into_bytes()
+}
+
+#[tokio::test]
+async fn terraform_state_lock_write_unlock_follow_the_http_backend_protocol() {
+    let h = harness().await;
+    let e = h.platform.endpoint();
+    let key = Auth::Basic(TEST_API_KEY.1);
+    let ws = "/v1/tfstate/prod";
+
+    let none = state_call(&e, "GET", ws, key, "").await;
+    assert_eq!(none.status, 404);
+    assert!(none.json()["detail"].as_str().expect("detail").contains("no Terraform state"), "{}", none.json());
+    assert_eq!(state_call(&e, "GET", "/v1/tfstate/prod/lock", key, "").await.status, 404);
+
+    // LOCK: 200; a second holder gets 423 with the first one's lock info; the same id again is fine.
+    assert_eq!(state_call(&e, "LOCK", ws, key, lock_info("lock-a", "alice@laptop")).await.status, 200);
+    let holder = state_call(&e, "GET", "/v1/tfstate/prod/lock", key, "").await;
+    assert_eq!(holder.status, 200);
+    assert_eq!((holder.json()["ID"].as_str(), holder.json()["Who"].as_str()), (Some("lock-a"), Some("alice@laptop")));
+    let refused = state_call(&e, "LOCK", ws, key, lock_info("lock-b", "bob@ci")).await;
+    assert_eq!(refused.status, 423);
+    assert_eq!(refused.headers["content-type"], "application/problem+json");
+    let body = refused.json();
+    assert_eq!((body["ID"].as_str(), body["Who"].as_str(), body["Operation"].as_str()), (Some("lock-a"), Some("alice@laptop"), Some("OperationTypeApply")));
+    assert!(body["detail"].as_str().expect("detail").contains("terraform force-unlock lock-a"), "{body}");
+    assert_eq!(state_call(&e, "LOCK", ws, key, lock_info("lock-a", "alice@laptop")).await.status, 200);
+
+    // POST while locked: only under the holder's id.
+    assert_eq!(state_call(&e, "POST", ws, key, state_body(1, "x")).await.status, 423, "no ID while locked");
+    let wrong = state_call(&e, "POST", "/v1/tfstate/prod?ID=lock-b", key, state_body(1, "x")).await;
+    assert_eq!((wrong.status, wrong.json()["ID"].as_str()), (423, Some("lock-a")));
+    assert_eq!(state_call(&e, "GET", ws, key, "").await.status, 404, "refused writes store nothing");
+    let stored = state_call(&e, "POST", "/v1/tfstate/prod?ID=lock-a", key, state_body(1, "first")).await;
+    assert_eq!(stored.status, 200);
+    assert_eq!((stored.json()["serial"].as_u64(), stored.json()["actor"].as_str()), (Some(1), Some("tester")));
+    let read = state_call(&e, "GET", ws, key, "").await;
+    assert_eq!((read.status, read.bytes.as_slice()), (200, state_body(1, "first").as_slice()), "the body comes back byte for byte");
+    assert_eq!(read.headers["content-type"], "application/json");
+
+    // UNLOCK with another id: 409 naming the holder; with the holder's: 200.
+    let not_mine = state_call(&e, "UNLOCK", ws, key, lock_info("lock-b", "bob@ci")).await;
+    assert_eq!((not_mine.status, not_mine.json()["ID"].as_str()), (409, Some("lock-a")));
+    assert_eq!(state_call(&e, "UNLOCK", ws, key, lock_info("lock-a", "alice@laptop")).await.status, 200);
+    assert_eq!(state_call(&e, "GET", "/v1/tfstate/prod/lock", key, "").await.status, 404);
+    assert_eq!(state_call(&e, "UNLOCK", ws, key, lock_info("lock-a", "alice@laptop")).await.status, 200, "unlocking a free workspace is a no-op");
+
+    // A write under a lock that is gone is refused; without a lock it is accepted.
+    let gone = state_call(&e, "POST", "/v1/tfstate/prod?ID=lock-a", key, state_body(2, "late")).await;
+    assert_eq!(gone.status, 409);
+    assert!(gone.json()["detail"].as_str().expect("detail").contains("not held"), "{}", gone.json());
+    assert_eq!(state_call(&e, "POST", ws, key, state_body(2, "unlocked")).await.status, 200);
+    assert_eq!(state_call(&e, "GET", ws, key, "").await.bytes, state_body(2, "unlocked"));
+
+    // Workspaces are independent; DELETE is 200 and refused while someone else holds the lock.
+    assert_eq!(state_call(&e, "GET", "/v1/tfstate/staging", key, "").await.status, 404);
+    assert_eq!(state_call(&e, "LOCK", ws, key, lock_info("lock-c", "carol@host")).await.status, 200);
+    assert_eq!(state_call(&e, "DELETE", ws, key, "").await.status, 423);
+    assert_eq!(state_call(&e, "DELETE", "/v1/tfstate/prod?ID=lock-c", key, "").await.status, 200);
+    assert_eq!(state_call(&e, "GET", ws, key, "").await.status, 404);
+    assert_eq!(state_call(&e, "UNLOCK", ws, key, lock_info("lock-c", "carol@host")).await.status, 200);
+    h.platform.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn terraform_force_unlock_is_allowed_and_audited_in_the_event_feed() {
+    let h = harness_with(|c| c.api_keys.push(novacron_platform::ApiKey::parse("ops:ops-secret-key").expect("key"))).await;
+    let e = h.platform.endpoint();
+    assert_eq!(state_call(&e, "LOCK", "/v1/tfstate/prod", Auth::Basic(TEST_API_KEY.1), lock_info("stuck-1", "ci@runner-7")).await.status, 200);
+    let held = h.client.terraform_state_lock("prod").await.expect("lock").expect("held");
+    assert_eq!((held.id.as_str(), held.who.as_str(), held.operation.as_str()), ("stuck-1", "ci@runner-7", "OperationTypeApply"));
+
+    // `terraform force-unlock` sends UNLOCK with an empty body.
+    let forced = state_call(&e, "UNLOCK", "/v1/tfstate/prod", Auth::Basic("ops-secret-key"), "").await;
+    assert_eq!(forced.status, 200);
+    assert_eq!(forced.json()["forced"]["ID"], "stuck-1");
+    assert!(h.client.terraform_state_lock("prod").await.expect("lock").is_none());
+    // The feed records who did it, and the typed client reads an event of a kind that is no object kind.
+    let feed = h.client.events(0, Duration::ZERO).await.expect("the feed parses with a tfstate event in it");
+    let audit: Vec<_> = feed.events.iter().filter(|ev| ev.action == "force-unlock").collect();
+    assert_eq!(audit.len(), 1, "{:?}", feed.events);
+    assert_eq!((audit[0].kind.as_str(), audit[0].id.as_str(), audit[0].actor.as_str()), ("tfstate", "prod", "ops"));
+    let detail = audit[0].detail.as_deref().expect("detail");
+    assert!(detail.contains("stuck-1") && detail.contains("ci@runner-7"), "{detail}");
+    // Forcing a free workspace changes nothing and records nothing.
+    assert_eq!(state_call(&e, "UNLOCK", "/v1/tfstate/prod", Auth::Basic("ops-secret-key"), "").await.status, 200);
+    assert_eq!(h.client.events(0, Duration::ZERO).await.expect("feed").events.len(), feed.events.len());
+    h.platform.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn terraform_state_versions_keep_the_retention_count_and_survive_a_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let retained = |c: &mut PlatformConfig| c.state_retention = 3;
+    let mut config = PlatformConfig::for_tests(dir.path());
+    retained(&mut config);
+    let platform = start(config).await.expect("start");
+    let e = platform.endpoint();
+    let key = Auth::Bearer(TEST_API_KEY.1);
+    for serial in 1..=5 {
+        assert_eq!(state_call(&e, "POST", "/v1/tfstate/team-a.prod", key, state_body(serial, "m")).await.status, 200);
+    }
+    assert_eq!(state_call(&e, "LOCK", "/v1/tfstate/team-a.prod", key, lock_info("held-over", "x@y")).await.status, 200);
+    let listed = state_call(&e, "GET", "/v1/tfstate/team-a.prod/versions", key, "").await;
+    assert_eq!(listed.status, 200);
+    let items = listed.json()["items"].as_array().expect("items").clone();
+    assert_eq!(items.iter().map(|v| v["serial"].as_u64().expect("serial")).collect::<Vec<_>>(), [5, 4, 3], "newest first, three kept");
+    let newest = state_body(5, "m");
+    assert_eq!(items[0]["sha256"], novacron_schemas::sha256_hex(&newest));
+    assert_eq!(items[0]["size"], newest.len());
+    assert_eq!((items[0]["actor"].as_str(), items[0]["lineage"].as_str()), (Some("tester"), Some("lin-1")));
+    assert!(items[0]["time"].as_str().is_some_and(|t| t.ends_with('Z')));
+    assert!(items.iter().all(|v| v.as_object().is_some_and(|o| !o.contains_key("body"))), "bodies are never listed");
+    assert!(!String::from_utf8_lossy(&listed.bytes).contains("terraform_version"));
+    platform.shutdown().await.expect("shutdown");
+
+    let mut config = PlatformConfig::for_tests(dir.path());
+    retained(&mut config);
+    let platform = start(config).await.expect("restart");
+    let c = client_for(&platform);
+    let state = c.terraform_state("team-a.prod").await.expect("state").expect("kept across the restart");
+    assert_eq!((state.serial(), state.lineage(), state.raw.as_slice()), (Some(5), Some("lin-1"), newest.as_slice()));
+    let versions = c.terraform_state_versions("team-a.prod").await.expect("versions");
+    assert_eq!(versions.iter().map(|v| v.serial).collect::<Vec<_>>(), [Some(5), Some(4), Some(3)]);
+    assert_eq!(c.terraform_state_lock("team-a.prod").await.expect("lock").map(|l| l.id), Some("held-over".to_string()), "locks survive a restart");
+    assert!(c.terraform_state("elsewhere").await.expect("state").is_none());
+    assert!(c.terraform_state_versions("elsewhere").await.expect("versions").is_empty());
+    platform.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn terraform_state_takes_basic_or_bearer_and_answers_401_terraform_can_explain() {
+    let h = harness().await;
+    let e = h.platform.endpoint();
+    assert_eq!(state_call(&e, "GET", "/v1/tfstate/prod", Auth::Basic(TEST_API_KEY.1), "").await.status, 404, "basic auth gets in");
+    assert_eq!(state_call(&e, "GET", "/v1/tfstate/prod", Auth::Bearer(TEST_API_KEY.1), "").await.status, 404, "bearer gets in");
+    for (auth, what) in [(Auth::Anonymous, "no credentials"), (Auth::Basic("wrong-password-1"), "a wrong password")] {
+        for method in ["GET", "POST", "LOCK", "UNLOCK", "DELETE"] {
+            let refused = state_call(&e, method, "/v1/tfstate/prod", auth, lock_info("l", "w")).await;
+            assert_eq!(refused.status, 401, "{method} with {what}");
+            let challenges: Vec<&str> = refused.headers.get_all("www-authenticate").iter().filter_map(|v| v.to_str().ok()).collect();
+            assert!(challenges.iter().any(|c| c.starts_with("Basic realm=")), "{challenges:?}");
+            let detail = refused.json()["detail"].as_str().expect("detail").to_string();
+            assert!(detail.contains("TF_HTTP_PASSWORD") && detail.contains("username"), "{detail}");
+            assert!(!detail.contains("wrong-password-1"));
+        }
+    }
+    assert_eq!(state_call(&e, "LOCK", "/v1/tfstate/prod/lock", Auth::Anonymous, "").await.status, 401);
+    // Basic auth is for the state backend only; the object API stays bearer.
+    assert_eq!(state_call(&e, "GET", "/v1/vms", Auth::Basic(TEST_API_KEY.1), "").await.status, 401);
+    h.platform.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn bad_terraform_state_requests_name_the_field_and_store_nothing() {
+    let h = harness().await;
+    let e = h.platform.endpoint();
+    let key = Auth::Basic(TEST_API_KEY.1);
+    for bad in ["-prod", ".hidden", "a%20b", &"w".repeat(65)] {
+        let refused = state_call(&e, "GET", &format!("/v1/tfstate/{bad}"), key, "").await;
+        assert_eq!(refused.status, 400, "{bad}");
+        assert_eq!(refused.json()["errors"][0]["field"], "workspace", "{bad}");
+        assert!(refused.json()["errors"][0]["message"].as_str().expect("message").contains("letters, digits"), "{bad}");
+    }
+    assert_eq!(state_call(&e, "POST", "/v1/tfstate/-prod", key, state_body(1, "m")).await.status, 400);
+    let not_state = state_call(&e, "POST", "/v1/tfstate/prod", key, "secret-token=hunter2").await;
+    assert_eq!((not_state.status, not_state.json()["errors"][0]["field"].as_str()), (400, Some("body")));
+    assert!(!String::from_utf8_lossy(&not_state.bytes).contains("hunter2"), "errors never quote the state");
+    let no_id = state_call(&e, "LOCK", "/v1/tfstate/prod", key, r#"{"Who":"me"}"#).await;
+    assert_eq!((no_id.status, no_id.json()["errors"][0]["field"].as_str()), (400, Some("ID")));
+    let unknown = state_call(&e, "POST", "/v1/tfstate/prod?lock=1", key, state_body(1, "m")).await;
+    assert_eq!((unknown.status, unknown.json()["errors"][0]["field"].as_str()), (400, Some("lock")));
+    let put = state_call(&e, "PUT", "/v1/tfstate/prod", key, state_body(1, "m")).await;
+    assert_eq!(put.status, 405);
+    assert_eq!(put.headers["allow"], "GET, POST, DELETE, LOCK, UNLOCK");
+    let huge = vec![b' '; novacron_platform::MAX_STATE_BYTES + 1];
+    let too_large = state_call(&e, "POST", "/v1/tfstate/prod", key, huge).await;
+    assert_eq!(too_large.status, 413);
+    assert!(too_large.json()["detail"].as_str().expect("detail").contains(&novacron_platform::MAX_STATE_BYTES.to_string()));
+    assert_eq!(state_call(&e, "GET", "/v1/tfstate/prod", key, "").await.status, 404, "nothing was stored");
+    assert!(h.client.terraform_state_versions("prod").await.expect("versions").is_empty());
+    h.platform.shutdown().await.expect("shutdown");
 }

@@ -13,9 +13,10 @@ pub struct Event {
     /// The name of the API key that caused it, `platform` for changes the platform makes
     /// itself, or `policy:<name>` for audit records.
     pub actor: String,
-    /// `create`, `update`, `delete`, `provisioned`, `deleted` or `audit`.
+    /// `create`, `update`, `delete`, `provisioned`, `deleted`, `audit`, or (kind `tfstate`) `force-unlock`.
     pub action: String,
-    /// The kind's collection, e.g. `vms`.
+    /// The kind's collection, e.g. `vms`; `tfstate` for Terraform state events, whose `id` and
+    /// `name` are the workspace. Consumers skip kinds they do not know.
     pub kind: String,
     /// The object's id.
     pub id: String,

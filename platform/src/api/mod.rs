@@ -4,6 +4,7 @@
 mod events;
 mod objects;
 mod ops;
+mod tfstate;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,10 +14,10 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 
 use crate::app::App;
-use crate::auth::authenticate;
+use crate::auth::{authenticate, presented_key};
 use crate::problem::ApiError;
 
 /// The authenticated caller: the NAME of the API key used.
@@ -27,6 +28,9 @@ pub struct Actor(pub String);
 pub fn router(app: Arc<App>) -> Router {
     let v1 = Router::new()
         .route("/v1/events", get(events::poll))
+        .route("/v1/tfstate/{workspace}", any(tfstate::dispatch))
+        .route("/v1/tfstate/{workspace}/lock", get(tfstate::read_lock))
+        .route("/v1/tfstate/{workspace}/versions", get(tfstate::list_versions))
         .route("/v1/{kind}", get(objects::list).post(objects::create))
         .route("/v1/{kind}/{id}", get(objects::read).patch(objects::update).delete(objects::remove))
         .route_layer(middleware::from_fn_with_state(app.clone(), guard));
@@ -40,12 +44,13 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
-/// Authentication, then the rate limit, then chaos: for every `/v1` call.
+/// Authentication, then the rate limit, then chaos: for every `/v1` call. The Terraform state
+/// routes also take the key as the basic-auth password, which is all Terraform's http backend sends.
 async fn guard(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
-    let token =
-        req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(str::trim).unwrap_or_default();
-    let Some(key) = authenticate(&app.config.api_keys, token) else {
-        return ApiError::Unauthorized.into_response();
+    let basic = req.uri().path().starts_with("/v1/tfstate/");
+    let token = presented_key(req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()), basic).unwrap_or_default();
+    let Some(key) = authenticate(&app.config.api_keys, &token) else {
+        return ApiError::Unauthorized { basic }.into_response();
     };
     req.extensions_mut().insert(Actor(key.name.clone()));
     if let Some(limiter) = &app.limiter

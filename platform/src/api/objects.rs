@@ -68,30 +68,35 @@ fn written_response(kind: Kind, w: Written, created: bool) -> Response {
     resp
 }
 
-/// Reads a JSON body of at most [`MAX_BODY_BYTES`].
-async fn json_body(headers: &HeaderMap, body: Body) -> Result<Value, ApiError> {
+/// Reads a body of at most `limit` bytes; a larger one (declared or sent) is a 413.
+pub(super) async fn bounded_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
-        return Err(ApiError::PayloadTooLarge { limit: MAX_BODY_BYTES });
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::PayloadTooLarge { limit });
     }
-    let bytes = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
-        Ok(b) => b,
+    match axum::body::to_bytes(body, limit).await {
+        Ok(b) => Ok(b),
         Err(e) => {
             let too_large = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-            return Err(if too_large {
-                ApiError::PayloadTooLarge { limit: MAX_BODY_BYTES }
+            Err(if too_large {
+                ApiError::PayloadTooLarge { limit }
             } else {
                 ApiError::BadRequest { detail: format!("could not read the request body: {e}"), errors: vec![] }
-            });
+            })
         }
-    };
+    }
+}
+
+/// Reads a JSON body of at most [`MAX_BODY_BYTES`].
+async fn json_body(headers: &HeaderMap, body: Body) -> Result<Value, ApiError> {
+    let bytes = bounded_body(headers, body, MAX_BODY_BYTES).await?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::BadRequest { detail: "the body is empty; send a JSON object".into(), errors: vec![] });
     }
     serde_json::from_slice(&bytes).map_err(|e| ApiError::BadRequest { detail: format!("malformed JSON: {e}"), errors: vec![] })
 }
 
-fn parse_query(raw: Option<String>) -> Vec<(String, String)> {
+pub(super) fn parse_query(raw: Option<String>) -> Vec<(String, String)> {
     raw.map(|q| {
         q.split('&')
             .filter(|p| !p.is_empty())

@@ -98,6 +98,7 @@ mod tests {
         assert!(touched(event("networks", "vm-1", "x")).is_empty());
         assert!(touched(event("vms", "vm-9", "stray")).is_empty(), "unmanaged objects trigger nothing");
         assert!(touched(event("templates", "t", "web")).is_empty());
+        assert!(touched(event("tfstate", "web", "web")).is_empty(), "Terraform state events (kind tfstate) name no object");
     }
 
     fn sample_report() -> DriftReport {
