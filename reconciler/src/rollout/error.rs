@@ -34,6 +34,12 @@ pub enum RolloutError {
         /// The name.
         name: String,
     },
+    /// The revision has no directory at the configured path.
+    #[error("the revision has no directory {path:?}: fix the path of the Terraform root module")]
+    NoSuchPath {
+        /// The path inside the repository.
+        path: String,
+    },
     /// A file system operation on the working copy failed.
     #[error("cannot {what}: {source}")]
     Io {
@@ -119,6 +125,7 @@ impl RolloutError {
             RolloutError::TerraformNotFound { .. } => "terraform_not_found",
             RolloutError::ProviderNotFound { .. } => "provider_not_found",
             RolloutError::BadName { .. } => "bad_name",
+            RolloutError::NoSuchPath { .. } => "no_such_path",
             RolloutError::Io { .. } => "io",
             RolloutError::ConfigRejected { .. } => "config_rejected",
             RolloutError::LockHeld { .. } => "lock_held",

@@ -11,11 +11,11 @@ use serde_json::Value;
 use super::*;
 use crate::source::MemoryTree;
 
-const PROVIDER_BLOCK: &str = "terraform {\n  required_providers {\n    novacron = { source = \"novacron/novacron\" }\n  }\n}\n";
+pub(super) const PROVIDER_BLOCK: &str = "terraform {\n  required_providers {\n    novacron = { source = \"novacron/novacron\" }\n  }\n}\n";
 
 const USER_DATA: &str = "#cloud-config\npassword: live-test-very-secret\n";
 
-fn main_tf(memory_gb: u32, team: &str) -> String {
+pub(super) fn main_tf(memory_gb: u32, team: &str) -> String {
     format!(
         r#"resource "novacron_network" "core" {{
   name = "core"
@@ -62,14 +62,14 @@ fn tools() -> Option<(PathBuf, PathBuf)> {
     None
 }
 
-struct Live {
-    platform: RunningPlatform,
-    settings: TerraformSettings,
-    dir: tempfile::TempDir,
+pub(super) struct Live {
+    pub(super) platform: RunningPlatform,
+    pub(super) settings: TerraformSettings,
+    pub(super) dir: tempfile::TempDir,
 }
 
 impl Live {
-    async fn start(provision_delay: Duration) -> Option<Live> {
+    pub(super) async fn start(provision_delay: Duration) -> Option<Live> {
         let (terraform, provider) = tools()?;
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = PlatformConfig::for_tests(dir.path().join("platform"));
@@ -86,11 +86,11 @@ impl Live {
         Some(Live { platform, settings, dir })
     }
 
-    fn tree(files: &[(&str, &str)]) -> MemoryTree {
+    pub(super) fn tree(files: &[(&str, &str)]) -> MemoryTree {
         MemoryTree::new(files.iter().copied())
     }
 
-    async fn get(&self, path: &str) -> Value {
+    pub(super) async fn get(&self, path: &str) -> Value {
         let response =
             reqwest::Client::new().get(format!("{}{path}", self.platform.endpoint())).bearer_auth(TEST_API_KEY.1).send().await.expect("platform answers");
         assert!(response.status().is_success(), "GET {path}: {}", response.status());
@@ -114,7 +114,7 @@ impl Live {
     }
 }
 
-async fn timed<T>(label: &str, f: impl std::future::Future<Output = T>) -> T {
+pub(super) async fn timed<T>(label: &str, f: impl std::future::Future<Output = T>) -> T {
     let started = Instant::now();
     let out = f.await;
     eprintln!("timing: {label:<28} {:>7.0} ms", started.elapsed().as_secs_f64() * 1000.0);
@@ -122,7 +122,7 @@ async fn timed<T>(label: &str, f: impl std::future::Future<Output = T>) -> T {
 }
 
 /// No error, however it came about, carries the API key.
-fn no_key(e: &RolloutError) -> String {
+pub(super) fn no_key(e: &RolloutError) -> String {
     let text = e.to_string();
     assert!(!text.contains(TEST_API_KEY.1) && !format!("{e:?}").contains(TEST_API_KEY.1), "{text}");
     assert!(!text.contains('\n'), "one line: {text:?}");

@@ -96,7 +96,9 @@ impl WorkingCopy {
         }
         let mut diagnostics: Vec<Diagnostic> = if json { json_diagnostics(&done.stdout) } else { Vec::new() };
         if diagnostics.iter().all(|d| d.severity != "error") {
-            diagnostics.extend(text_diagnostics(&format!("{}\n{}", done.stderr, done.stdout)));
+            // Parsed apart: a diagnostic's detail must not run on into the other stream.
+            diagnostics.extend(text_diagnostics(&done.stderr));
+            diagnostics.extend(text_diagnostics(&done.stdout));
         }
         Err(classify(command, kind, &diagnostics, &done.status.to_string()))
     }

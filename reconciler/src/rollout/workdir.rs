@@ -130,6 +130,9 @@ pub fn prepare(settings: &TerraformSettings, key: &str, tree: &dyn SourceTree, p
     safe_name("rollout key", key)?;
     let terraform = settings.resolve_binary()?;
     let module = join_path("", path).ok_or_else(|| RolloutError::BadName { what: "module path", name: path.to_string() })?;
+    if tree.files(&module).is_none() {
+        return Err(RolloutError::NoSuchPath { path: module });
+    }
     let shared = settings.cache_dir.join("rollout");
     let root = shared.join("work").join(key);
     let src = root.join("src");
@@ -144,6 +147,9 @@ pub fn prepare(settings: &TerraformSettings, key: &str, tree: &dyn SourceTree, p
             if let Some(parent) = target.parent() {
                 std::fs::create_dir_all(parent).map_err(RolloutError::io(format!("create {}", parent.display())))?;
             }
+            // The mirror serves this reconciler's own provider build, whose checksum no committed
+            // lock file can know: its entry goes, so that `init` records the mirror's.
+            let text = if name == ".terraform.lock.hcl" && settings.provider.is_some() { without_locked_provider(&text) } else { text };
             std::fs::write(&target, text).map_err(RolloutError::io(format!("write {}", target.display())))?;
         }
     }
@@ -195,6 +201,25 @@ fn module_dirs(tree: &dyn SourceTree, root: &str) -> Vec<String> {
                 out.push(child);
             }
         }
+    }
+    out
+}
+
+/// A dependency lock file without its `novacron/novacron` entry. Terraform writes lock files
+/// with each top-level block opening on its own line and closing with `}` at column 0.
+fn without_locked_provider(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut skipping = false;
+    for line in text.split_inclusive('\n') {
+        if !skipping && line.starts_with("provider \"registry.terraform.io/novacron/novacron\"") {
+            skipping = true;
+            continue;
+        }
+        if skipping {
+            skipping = line.trim_end() != "}";
+            continue;
+        }
+        out.push_str(line);
     }
     out
 }
@@ -422,6 +447,17 @@ mod tests {
         for bad in ["", "..", "a/b", "a b"] {
             assert!(matches!(prepare(&s, bad, &MemoryTree::new([]), ""), Err(RolloutError::BadName { .. })), "{bad:?}");
         }
+        let e = prepare(&s, "k", &MemoryTree::new([("main.tf", "")]), "infra").expect_err("no such directory");
+        assert!(matches!(&e, RolloutError::NoSuchPath { path } if path == "infra"), "{e:?}");
+    }
+
+    #[test]
+    fn a_committed_lock_file_loses_the_novacron_entry_only() {
+        let lock = "# This file is maintained automatically by \"terraform init\".\n\nprovider \"registry.terraform.io/hashicorp/random\" {\n  version = \"3.6.0\"\n  hashes = [\n    \"h1:a=\",\n  ]\n}\n\nprovider \"registry.terraform.io/novacron/novacron\" {\n  version     = \"1.2.0\"\n  constraints = \"~> 1.2\"\n  hashes = [\n    \"h1:b=\",\n  ]\n}\n";
+        let out = without_locked_provider(lock);
+        assert!(out.contains("hashicorp/random") && out.contains("h1:a="), "{out}");
+        assert!(!out.contains("novacron/novacron") && !out.contains("h1:b="), "{out}");
+        assert!(out.ends_with("}\n\n"), "{out:?}");
     }
 
     #[test]
