@@ -13,6 +13,8 @@ mod terraform;
 mod workdir;
 
 #[cfg(test)]
+mod live_platform_tests;
+#[cfg(test)]
 mod live_tests;
 
 pub use error::{Diagnostic, RolloutError};
