@@ -37,7 +37,8 @@ pub trait PlatformApi {
         async { Ok(None) }
     }
 
-    /// Releases the workspace's state lock held under `lock` (its lock info, with its ID).
+    /// Releases the workspace's state lock held under `lock` (its lock info, with its ID): the
+    /// holder's own unlock, which the client library leaves to Terraform; only recovery uses it.
     fn tfstate_unlock(&self, workspace: &str, lock: &serde_json::Value) -> impl Future<Output = Result<(), LiveError>> + Send {
         let _ = (workspace, lock);
         async { Err(LiveError::Config("this platform API cannot release state locks".into())) }
@@ -139,40 +140,13 @@ impl PlatformApi for ClientApi {
     }
 
     async fn read_tfstate(&self, workspace: &str) -> Result<Option<Vec<u8>>, LiveError> {
-        let endpoint = self.client.endpoint().trim_end_matches('/').to_string();
-        let url = format!("{endpoint}/v1/tfstate/{workspace}");
-        let answer = self
-            .http
-            .get(&url)
-            .bearer_auth(&self.api_key)
-            .send()
-            .await
-            .map_err(|e| LiveError::Unreachable { endpoint: endpoint.clone(), detail: e.to_string() })?;
-        let status = answer.status().as_u16();
-        match status {
-            200 => Ok(Some(answer.bytes().await.map_err(|e| LiveError::Unreachable { endpoint, detail: e.to_string() })?.to_vec())),
-            404 => Ok(None),
-            401 | 403 => Err(LiveError::Unauthorized { endpoint, status }),
-            _ => Err(LiveError::Api { endpoint, detail: format!("GET /v1/tfstate/{workspace}: HTTP {status}") }),
-        }
+        let state = self.client.terraform_state(workspace).await.map_err(|e| classify(self.client.endpoint(), &e))?;
+        Ok(state.map(|s| s.raw))
     }
 
     async fn tfstate_lock(&self, workspace: &str) -> Result<Option<serde_json::Value>, LiveError> {
-        let endpoint = self.client.endpoint().trim_end_matches('/').to_string();
-        let url = format!("{endpoint}/v1/tfstate/{workspace}/lock");
-        let answer = self
-            .http
-            .get(&url)
-            .bearer_auth(&self.api_key)
-            .send()
-            .await
-            .map_err(|e| LiveError::Unreachable { endpoint: endpoint.clone(), detail: e.to_string() })?;
-        match answer.status().as_u16() {
-            200 => answer.json().await.map(Some).map_err(|e| LiveError::Api { endpoint, detail: format!("GET /v1/tfstate/{workspace}/lock: {e}") }),
-            204 | 404 => Ok(None),
-            status @ (401 | 403) => Err(LiveError::Unauthorized { endpoint, status }),
-            status => Err(LiveError::Api { endpoint, detail: format!("GET /v1/tfstate/{workspace}/lock: HTTP {status}") }),
-        }
+        let lock = self.client.terraform_state_lock(workspace).await.map_err(|e| classify(self.client.endpoint(), &e))?;
+        Ok(lock.and_then(|l| serde_json::to_value(l).ok()))
     }
 
     async fn tfstate_unlock(&self, workspace: &str, lock: &serde_json::Value) -> Result<(), LiveError> {
