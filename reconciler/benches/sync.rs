@@ -72,6 +72,7 @@ async fn round(n: usize, round: usize) -> (Duration, usize, Duration) {
         cache_dir: dir.path().join("cache"),
         tfstate: None,
         workspace: None,
+        http_address: None,
     };
     let options = SyncOptions {
         drift,

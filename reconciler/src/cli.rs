@@ -211,6 +211,7 @@ pub fn run_sync_cli(args: &SyncArgs) -> anyhow::Result<ExitCode> {
             cache_dir: args.cache_dir.clone().unwrap_or_else(default_cache_dir),
             tfstate: args.tfstate.clone(),
             workspace: args.workspace.clone(),
+            http_address: std::env::var("TF_HTTP_ADDRESS").ok(),
         },
         thresholds: Thresholds { auto_sync_max: args.auto_sync_max.drift(), auto_apply_max: args.auto_apply_max.rollout(), prune: args.prune },
         dry_run: args.dry_run,

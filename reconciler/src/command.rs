@@ -10,7 +10,7 @@ use crate::ignore::IgnoreRules;
 use crate::live::{LiveError, PlatformApi, read_live};
 use crate::report::{DriftReport, LastApplied, now_rfc3339};
 use crate::source::SourceTree;
-use crate::tfstate::{AppliedState, StateReadError, StateSource, declared_backend, parse_state, read_state_file};
+use crate::tfstate::{AppliedState, StateReadError, StateSource, declared_backend, parse_state, read_state_file, workspace_of_address};
 use crate::threeway::{annotate, classify, match_ids};
 
 /// What a `drift` run compares.
@@ -33,6 +33,9 @@ pub struct DriftOptions {
     /// `--workspace NAME`: the platform's state workspace (default: from the configuration's
     /// `backend "http"` address).
     pub workspace: Option<String>,
+    /// The backend address Terraform would take from `TF_HTTP_ADDRESS` when the backend block
+    /// names none (the CLI passes the variable in; the library reads no environment).
+    pub http_address: Option<String>,
 }
 
 impl DriftOptions {
@@ -47,6 +50,7 @@ impl DriftOptions {
             cache_dir,
             tfstate: None,
             workspace: None,
+            http_address: None,
         }
     }
 
@@ -62,9 +66,12 @@ impl DriftOptions {
         let root = self.path.trim_matches('/').trim_start_matches("./");
         match declared_backend(files, if root == "." { "" } else { root }) {
             Some((kind, Some(ws))) if kind == "http" => (Some(StateSource::Platform { workspace: ws }), None),
+            Some((kind, None)) if kind == "http" && self.http_address.as_deref().and_then(workspace_of_address).is_some() => {
+                (self.http_address.as_deref().and_then(workspace_of_address).map(|workspace| StateSource::Platform { workspace }), None)
+            }
             Some((kind, None)) if kind == "http" => (
                 None,
-                Some("the configuration's backend \"http\" names no literal address: give --workspace NAME (the platform's state workspace) to compare with Terraform's state; comparing desired with live only".into()),
+                Some("the configuration's backend \"http\" names no literal address: give --workspace NAME (the platform's state workspace) or set TF_HTTP_ADDRESS as for Terraform to compare with Terraform's state; comparing desired with live only".into()),
             ),
             Some((kind, _)) => (None, Some(format!("the configuration's backend {kind:?} is not read: give --tfstate FILE or --workspace NAME to compare with Terraform's state; comparing desired with live only"))),
             None => (None, None),

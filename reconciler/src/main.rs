@@ -138,6 +138,7 @@ fn run() -> anyhow::Result<ExitCode> {
         cache_dir: args.cache_dir.clone().unwrap_or_else(novacron_reconcile::cli::default_cache_dir),
         tfstate: args.tfstate.clone(),
         workspace: args.workspace.clone(),
+        http_address: std::env::var("TF_HTTP_ADDRESS").ok(),
     };
     let api = ClientApi::new(&args.endpoint, &api_key)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;

@@ -47,6 +47,7 @@ impl Env {
             cache_dir: self.dir.path().join("cache"),
             tfstate: None,
             workspace: None,
+            http_address: None,
         }
     }
 

@@ -108,12 +108,8 @@ async fn killed_with_sigkill_mid_apply_then_rerun_adopts_what_was_created_and_re
     let _ = std::process::Command::new("kill").args(["-KILL", &child.id().to_string()]).status();
     let _ = std::process::Command::new("kill").args(["-KILL", &format!("-{pid}")]).status();
     let _ = child.wait();
-    let holder = reqwest::Client::new()
-        .get(format!("{}/v1/tfstate/{WORKSPACE}/lock", env.endpoint))
-        .bearer_auth(TEST_API_KEY.1)
-        .send()
-        .await
-        .expect("lock holder");
+    let holder =
+        reqwest::Client::new().get(format!("{}/v1/tfstate/{WORKSPACE}/lock", env.endpoint)).bearer_auth(TEST_API_KEY.1).send().await.expect("lock holder");
     assert_eq!(holder.status(), 200, "the killed apply left its lock");
 
     let report = run_sync(&options(&env), &env.api(), &db, None, Some(runner.as_ref())).await.expect("sync runs");

@@ -237,6 +237,7 @@ mod tests {
             cache_dir: "c".into(),
             tfstate: None,
             workspace: None,
+            http_address: None,
         };
         assert_eq!(base_branch(&o, None), "main");
         assert_eq!(base_branch(&o, Some("trunk".into())), "trunk");

@@ -138,7 +138,7 @@ async fn plan_apply_stale_plan_import_and_rejected_config_through_real_terraform
 
     // Revision 1: create a network and a VM.
     let wc = prepare(s, "prod", &tree, "infra").expect("prepare");
-    timed("init (cold)", wc.init()).await.expect("init");
+    assert_eq!(timed("init (cold)", wc.init()).await.expect("init"), InitOutcome::Ran);
     let saved = timed("plan + show (2 creates)", wc.plan()).await.expect("plan");
     let file = live.dir.path().join("show.tfplan");
     std::fs::write(&file, &saved.bytes).expect("write plan");
@@ -161,11 +161,17 @@ async fn plan_apply_stale_plan_import_and_rejected_config_through_real_terraform
     let state = std::fs::read_to_string(live.state_file()).expect("local state written");
     assert!(state.contains(&vm_id), "the state records the VM");
 
+    // The same revision again (the next step of a rollout): init has nothing to do.
+    let wc = prepare(s, "prod", &tree, "infra").expect("prepare rev1 again");
+    assert_eq!(timed("init (same inputs: skipped)", wc.init()).await.expect("init"), InitOutcome::Skipped);
+    let again = wc.plan().await.expect("plan after a skipped init");
+    assert!(!again.plan.has_changes(), "{}", again.plan.render());
+
     // Revision 2: a sizing and a label change, graded by the schema.
     let rev2 = main_tf(8, "platform");
     let tree2 = Live::tree(&[("infra/providers.tf", PROVIDER_BLOCK), ("infra/main.tf", &rev2)]);
     let wc = prepare(s, "prod", &tree2, "infra").expect("prepare rev2");
-    timed("init (warm)", wc.init()).await.expect("init warm");
+    assert_eq!(timed("init (warm)", wc.init()).await.expect("init warm"), InitOutcome::Ran);
     let first = timed("plan + show (1 update)", wc.plan()).await.expect("plan rev2");
     let vm = first.plan.changes.iter().find(|c| c.address == "novacron_vm.web").expect("vm");
     assert_eq!((vm.action, vm.id.as_deref()), (Action::Update, Some(vm_id.as_str())));

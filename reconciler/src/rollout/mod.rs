@@ -22,7 +22,7 @@ pub use grade::{
     CREATE_SEVERITY, DESTRUCTIVE_SEVERITY, GradedChange, POLICY_CREATE_SEVERITY, PlanGrade, UNDESCRIBED_SEVERITY, grade_change, grade_plan, schema_attribute,
 };
 pub use plan::{Action, AttributeChange, ChangeValue, PlanJsonError, PlanModel, ResourceChange};
-pub use terraform::{PidSink, SavedPlan, StopOutcome, stop_recorded};
+pub use terraform::{InitOutcome, PidSink, SavedPlan, StopOutcome, stop_recorded};
 pub use workdir::{
     BACKEND_OVERRIDE_FILE, BACKEND_USERNAME, Backend, PROVIDER_BINARY, PROVIDER_VERSION, TERRAFORM_ENV, TerraformSettings, WorkingCopy, backend_override,
     default_provider, prepare,

@@ -10,7 +10,7 @@ use rustix::process::{Pid, Signal, kill_process_group};
 
 use super::error::{Diagnostic, FailureKind, RolloutError, classify, json_diagnostics, scrub, text_diagnostics};
 use super::plan::PlanModel;
-use super::workdir::WorkingCopy;
+use super::workdir::{INIT_LOCK_FILE, INIT_MARKER, WorkingCopy};
 
 /// Called with the pid of each terraform child as it starts (also its process group id), so
 /// the caller can journal it and [`stop_recorded`] it after a crash.
@@ -31,6 +31,15 @@ impl fmt::Debug for SavedPlan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SavedPlan").field("bytes", &format_args!("<{} bytes>", self.bytes.len())).field("plan", &self.plan).finish()
     }
+}
+
+/// Whether [`WorkingCopy::init`] ran terraform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InitOutcome {
+    /// `terraform init` ran.
+    Ran,
+    /// Nothing `init` depends on changed since it last succeeded here.
+    Skipped,
 }
 
 /// What one terraform child printed, secrets scrubbed.
@@ -112,10 +121,24 @@ impl WorkingCopy {
     }
 
     /// `terraform init -input=false -reconfigure`: installs the provider from the mirror and
-    /// configures the backend (quick when `.terraform/` is left from the previous revision).
-    pub async fn init(&self) -> Result<(), RolloutError> {
+    /// configures the backend. Skipped when nothing it depends on changed since the last
+    /// successful init of this working copy (same files, backend, CLI config and binaries).
+    pub async fn init(&self) -> Result<InitOutcome, RolloutError> {
+        let marker = self.root.join(INIT_MARKER);
+        let lock = self.module_dir.join(".terraform.lock.hcl");
+        let same = std::fs::read_to_string(&marker).is_ok_and(|m| m == self.init_fingerprint);
+        if same && lock.is_file() && self.module_dir.join(".terraform").is_dir() {
+            return Ok(InitOutcome::Skipped);
+        }
+        let _ = std::fs::remove_file(&marker);
         let args = ["-input=false", "-reconfigure", "-no-color"].map(String::from);
-        self.run_ok("init", &args, false, FailureKind::Planning, &|_| {}).await.map(drop)
+        self.run_ok("init", &args, false, FailureKind::Planning, &|_| {}).await?;
+        if lock.is_file() {
+            let saved = self.root.join(INIT_LOCK_FILE);
+            std::fs::copy(&lock, &saved).map_err(RolloutError::io(format!("keep {}", lock.display())))?;
+        }
+        std::fs::write(&marker, &self.init_fingerprint).map_err(RolloutError::io(format!("write {}", marker.display())))?;
+        Ok(InitOutcome::Ran)
     }
 
     /// `terraform plan -refresh=false -out=...` then `terraform show -json` of that plan.

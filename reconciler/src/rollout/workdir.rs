@@ -18,6 +18,11 @@ pub const BACKEND_OVERRIDE_FILE: &str = "zz_novacron_backend_override.tf";
 /// The basic-auth user the platform backend sees (the password is the API key, from `TF_HTTP_PASSWORD`).
 pub const BACKEND_USERNAME: &str = "novacron-reconcile";
 
+/// In a working copy's root: the fingerprint of the inputs of its last successful `init`.
+pub(crate) const INIT_MARKER: &str = "init.fingerprint";
+/// In a working copy's root: the dependency lock file that `init` wrote.
+pub(crate) const INIT_LOCK_FILE: &str = "init.lock.hcl";
+
 /// Where Terraform keeps the state of a rollout.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Backend {
@@ -99,6 +104,8 @@ pub struct WorkingCopy {
     pub(crate) env: Vec<(String, String)>,
     pub(crate) secrets: Vec<String>,
     pub(crate) lock_timeout: Duration,
+    /// SHA-256 of everything `init` depends on.
+    pub(crate) init_fingerprint: String,
 }
 
 /// Shows paths only: the environment holds the API key.
@@ -139,6 +146,8 @@ pub fn prepare(settings: &TerraformSettings, key: &str, tree: &dyn SourceTree, p
     let module_dir = if module.is_empty() { src.clone() } else { src.join(&module) };
     std::fs::create_dir_all(&src).map_err(RolloutError::io(format!("create {}", src.display())))?;
     clean(&src, &module_dir.join(".terraform"))?;
+    // What `init` depends on: every file written, the backend, the CLI config, both binaries.
+    let mut inputs: Vec<u8> = Vec::new();
     for dir in module_dirs(tree, &module) {
         for name in tree.files(&dir).unwrap_or_default() {
             let rel = if dir.is_empty() { name.clone() } else { format!("{dir}/{name}") };
@@ -150,13 +159,17 @@ pub fn prepare(settings: &TerraformSettings, key: &str, tree: &dyn SourceTree, p
             // The mirror serves this reconciler's own provider build, whose checksum no committed
             // lock file can know: its entry goes, so that `init` records the mirror's.
             let text = if name == ".terraform.lock.hcl" && settings.provider.is_some() { without_locked_provider(&text) } else { text };
+            for part in [rel.as_bytes(), text.as_bytes()] {
+                inputs.extend_from_slice(&(part.len() as u64).to_le_bytes());
+                inputs.extend_from_slice(part);
+            }
             std::fs::write(&target, text).map_err(RolloutError::io(format!("write {}", target.display())))?;
         }
     }
     std::fs::create_dir_all(&module_dir).map_err(RolloutError::io(format!("create {}", module_dir.display())))?;
     let override_path = module_dir.join(BACKEND_OVERRIDE_FILE);
-    std::fs::write(&override_path, backend_override(&settings.backend, &settings.endpoint)?)
-        .map_err(RolloutError::io(format!("write {}", override_path.display())))?;
+    let override_text = backend_override(&settings.backend, &settings.endpoint)?;
+    std::fs::write(&override_path, &override_text).map_err(RolloutError::io(format!("write {}", override_path.display())))?;
 
     let home = shared.join("home");
     let plugin_cache = shared.join("plugin-cache");
@@ -168,7 +181,24 @@ pub fn prepare(settings: &TerraformSettings, key: &str, tree: &dyn SourceTree, p
         None => None,
     };
     let cli_config = shared.join("cli.tfrc");
-    write_atomically(&cli_config, cli_config_text(&plugin_cache, mirror.as_deref()).as_bytes())?;
+    let cli_text = cli_config_text(&plugin_cache, mirror.as_deref());
+    write_atomically(&cli_config, cli_text.as_bytes())?;
+    let stat = |p: &Path| std::fs::metadata(p).map(|m| format!("{}:{}:{:?}", p.display(), m.len(), m.modified().ok())).unwrap_or_default();
+    let binaries = format!("{}|{}", stat(&terraform), settings.provider.as_deref().map(stat).unwrap_or_default());
+    for part in [override_text.as_bytes(), cli_text.as_bytes(), binaries.as_bytes()] {
+        inputs.extend_from_slice(&(part.len() as u64).to_le_bytes());
+        inputs.extend_from_slice(part);
+    }
+    let init_fingerprint = novacron_schemas::sha256_hex(&inputs);
+    // The same inputs as the last successful init: put back the lock file it wrote, so that
+    // `init` may be skipped (the revision's own lock file lacks the mirror's checksum).
+    if std::fs::read_to_string(root.join(INIT_MARKER)).is_ok_and(|m| m == init_fingerprint) {
+        let saved = root.join(INIT_LOCK_FILE);
+        let lock = module_dir.join(".terraform.lock.hcl");
+        if saved.is_file() {
+            std::fs::copy(&saved, &lock).map_err(RolloutError::io(format!("restore {}", lock.display())))?;
+        }
+    }
 
     let mut env: Vec<(String, String)> = ["PATH", "TMPDIR", "LANG"].into_iter().filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v))).collect();
     for (k, v) in [
@@ -183,7 +213,7 @@ pub fn prepare(settings: &TerraformSettings, key: &str, tree: &dyn SourceTree, p
     ] {
         env.push((k.to_string(), v));
     }
-    Ok(WorkingCopy { root, module_dir, terraform, env, secrets: vec![settings.api_key.clone()], lock_timeout: settings.lock_timeout })
+    Ok(WorkingCopy { root, module_dir, terraform, env, secrets: vec![settings.api_key.clone()], lock_timeout: settings.lock_timeout, init_fingerprint })
 }
 
 /// The root module directory and every local module directory it calls, transitively.
@@ -449,6 +479,28 @@ mod tests {
         }
         let e = prepare(&s, "k", &MemoryTree::new([("main.tf", "")]), "infra").expect_err("no such directory");
         assert!(matches!(&e, RolloutError::NoSuchPath { path } if path == "infra"), "{e:?}");
+    }
+
+    #[test]
+    fn the_init_fingerprint_follows_the_inputs_and_brings_back_the_lock_file_of_the_last_init() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let s = settings(tmp.path(), None);
+        let a = MemoryTree::new([("main.tf", "# a\n")]);
+        let first = prepare(&s, "k", &a, "").expect("prepare");
+        assert_eq!(prepare(&s, "k", &a, "").expect("prepare").init_fingerprint, first.init_fingerprint);
+        let b = MemoryTree::new([("main.tf", "# b\n")]);
+        assert_ne!(prepare(&s, "k", &b, "").expect("prepare").init_fingerprint, first.init_fingerprint);
+        let mut other = s.clone();
+        other.backend = Backend::Platform { workspace: "staging".into() };
+        assert_ne!(prepare(&other, "k", &a, "").expect("prepare").init_fingerprint, first.init_fingerprint);
+
+        // As a successful init of `a` leaves it: then preparing `a` again restores its lock file.
+        std::fs::write(first.root.join(INIT_MARKER), &first.init_fingerprint).expect("marker");
+        std::fs::write(first.root.join(INIT_LOCK_FILE), "# lock of the last init\n").expect("lock");
+        let again = prepare(&s, "k", &a, "").expect("prepare");
+        assert_eq!(std::fs::read_to_string(again.module_dir().join(".terraform.lock.hcl")).expect("restored"), "# lock of the last init\n");
+        let changed = prepare(&s, "k", &b, "").expect("prepare");
+        assert!(!changed.module_dir().join(".terraform.lock.hcl").exists(), "another revision starts without it");
     }
 
     #[test]

@@ -180,6 +180,7 @@ async fn reconcile(service: &Service, repo: &RepoHandle) -> Result<SyncReport, S
         cache_dir: service.cache_dir.clone(),
         tfstate: c.tfstate.clone(),
         workspace: c.workspace.clone(),
+        http_address: std::env::var("TF_HTTP_ADDRESS").ok(),
     };
     let clone_lock = service.clone_lock(&c.url);
     let _clone = clone_lock.lock().await;

@@ -135,6 +135,7 @@ impl Env {
                 cache_dir: self.cache_dir(),
                 tfstate: None,
                 workspace: None,
+                http_address: None,
             },
             thresholds: Thresholds { auto_sync_max: AutoSyncMax::Low, auto_apply_max: AutoApplyMax::Medium, prune: false },
             dry_run: false,
