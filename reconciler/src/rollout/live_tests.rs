@@ -267,8 +267,47 @@ async fn a_held_lock_names_its_holder_and_a_recorded_run_is_stopped() {
     assert!(matches!(outcome, StopOutcome::Stopped { .. }), "{outcome:?}");
     let (_wc, result) = apply.await.expect("join");
     assert!(result.is_err(), "a stopped apply does not succeed");
-    let pgid = rustix::process::Pid::from_raw(i32::try_from(pid).expect("pid")).expect("pid");
-    assert!(rustix::process::test_kill_process_group(pgid).is_err(), "terraform and its provider are gone");
+    assert!(!group_alive(pid), "terraform and its provider are gone");
     assert_eq!(stop_recorded(pid, Duration::ZERO).await.expect("stop again"), StopOutcome::NotRunning);
     other.refresh_only(&|_| {}).await.expect("the lock was released");
+
+    // A run whose future is dropped (a cancelled task, a timeout) takes its process group with it.
+    let tf = main_tf(4, "web")
+        .replace("\"core\"", "\"dropped\"")
+        .replace("\"web\"", "\"dropped\"")
+        .replace("10.40.0.0/24", "10.42.0.0/24")
+        .replace("novacron_network.core.id", "novacron_network.dropped.id");
+    let dropped_tree = Live::tree(&[("providers.tf", PROVIDER_BLOCK), ("dropped.tf", &tf)]);
+    let mut own_state = live.settings.clone();
+    own_state.backend = Backend::LocalFile(live.dir.path().join("dropped/terraform.tfstate"));
+    let dropped = prepare(&own_state, "dropped", &dropped_tree, "").expect("prepare");
+    dropped.init().await.expect("init");
+    let saved = dropped.plan().await.expect("plan");
+    let (pid_tx, pid_rx) = std::sync::mpsc::channel();
+    let sink = move |pid: u32| {
+        let _ = pid_tx.send(pid);
+    };
+    let task = tokio::spawn(async move { dropped.apply_saved(&saved.bytes, &sink).await });
+    let pid = tokio::task::spawn_blocking(move || pid_rx.recv_timeout(Duration::from_secs(30))).await.expect("join").expect("pid");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(group_alive(pid), "the apply is still running (VMs take 20 s)");
+    task.abort();
+    assert!(task.await.expect_err("aborted").is_cancelled());
+    let started = Instant::now();
+    while group_alive(pid) {
+        assert!(started.elapsed() < Duration::from_secs(5), "the dropped run's process group is still there");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Whether any live (not zombie) process is in process group `pgid`, read from `/proc`.
+fn group_alive(pgid: u32) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return false };
+    entries.filter_map(Result::ok).any(|e| {
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        let mut fields = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default().split_whitespace();
+        let state = fields.next();
+        let pgrp = fields.nth(1).and_then(|p| p.parse::<u32>().ok());
+        pgrp == Some(pgid) && state.is_some_and(|s| s != "Z")
+    })
 }
