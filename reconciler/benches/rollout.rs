@@ -10,10 +10,12 @@
 #[path = "../tests/support/git_cli.rs"]
 mod git_cli;
 use git_cli::git;
+#[path = "support/serve_child.rs"]
+mod serve_child;
+use serve_child::spawn_serve;
 
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use novacron_client::{Client, ClientConfig, Kind};
@@ -56,31 +58,6 @@ fn write_repo(dir: &Path, endpoint: &str, vms: u64, bumped: u64) {
     std::fs::write(dir.join("main.tf"), main).expect("write");
     let map: serde_json::Map<String, Value> = (0..vms).map(|i| (format!("vm-{i:04}"), json!({"memory": if i < bumped { 8 } else { 4 }}))).collect();
     std::fs::write(dir.join("terraform.tfvars.json"), json!({"vms": map}).to_string()).expect("write");
-}
-
-fn spawn_serve(config: &Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_novacron-reconcile"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("NOVACRON_BENCH_KEY", TEST_API_KEY.1)
-        .env("NOVACRON_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("serve starts");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(addr) = line.split_whitespace().find_map(|w| w.strip_prefix("addr=")) {
-                let _ = tx.send(addr.to_string());
-            } else if line.contains("WARN") || line.contains("ERROR") {
-                eprintln!("serve: {line}");
-            }
-        }
-    });
-    let addr = rx.recv_timeout(Duration::from_secs(60)).expect("serve logs its address");
-    (child, addr)
 }
 
 async fn repo_status(http: &reqwest::Client, base: &str) -> Value {
@@ -141,7 +118,7 @@ fn main() {
         repo.display()
     );
     std::fs::write(&config, text).expect("config");
-    let (mut child, addr) = spawn_serve(&config);
+    let (mut child, addr) = spawn_serve(&config, TEST_API_KEY.1);
     let base = format!("http://{addr}");
     let http = reqwest::Client::new();
     runtime.block_on(async {

@@ -9,10 +9,12 @@
 #[path = "../tests/support/git_cli.rs"]
 mod git_cli;
 use git_cli::git;
+#[path = "support/serve_child.rs"]
+mod serve_child;
+use serve_child::spawn_serve;
 
-use std::io::BufRead;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use novacron_client::{Client, ClientConfig, Kind};
@@ -72,30 +74,6 @@ async fn seed(client: &Client, vms: u64) -> Vec<String> {
 }
 
 /// Starts the release binary on `config`; returns it and the address it logged.
-fn spawn_serve(config: &Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_novacron-reconcile"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("NOVACRON_BENCH_KEY", TEST_API_KEY.1)
-        .env("NOVACRON_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("serve starts");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(addr) = line.split_whitespace().find_map(|w| w.strip_prefix("addr=")) {
-                let _ = tx.send(addr.to_string());
-            } else if line.contains("WARN") || line.contains("ERROR") {
-                eprintln!("serve: {line}");
-            }
-        }
-    });
-    let addr = rx.recv_timeout(Duration::from_secs(60)).expect("serve logs its address");
-    (child, addr)
-}
 
 struct Probe {
     http: reqwest::Client,
@@ -169,7 +147,7 @@ fn main() {
     std::fs::write(&config, text).expect("config");
     // Let provisioning settle so its events are not part of the measurements.
     std::thread::sleep(Duration::from_secs(2));
-    let (mut child, addr) = spawn_serve(&config);
+    let (mut child, addr) = spawn_serve(&config, TEST_API_KEY.1);
     let probe = Probe { http: reqwest::Client::new(), base: format!("http://{addr}") };
     runtime.block_on(async {
         let started = Instant::now();

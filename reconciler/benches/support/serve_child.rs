@@ -1,0 +1,33 @@
+//! Starting the `serve` binary for a benchmark: the child, and the address it logs.
+
+use std::io::BufRead;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// Starts the release binary on `config` with the API key in `NOVACRON_BENCH_KEY`; returns it
+/// and the address it logged. Its warnings and errors are echoed on stderr.
+pub fn spawn_serve(config: &Path, api_key: &str) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_novacron-reconcile"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("NOVACRON_BENCH_KEY", api_key)
+        .env("NOVACRON_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("serve starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(addr) = line.split_whitespace().find_map(|w| w.strip_prefix("addr=")) {
+                let _ = tx.send(addr.to_string());
+            } else if line.contains("WARN") || line.contains("ERROR") {
+                eprintln!("serve: {line}");
+            }
+        }
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(60)).expect("serve logs its address");
+    (child, addr)
+}
