@@ -2,11 +2,16 @@
 
 mod attrs;
 mod eval;
+mod expr;
 pub mod funcs;
 pub mod parse;
 pub mod resolve;
+mod template;
+mod value;
 
 pub use eval::{Evaluation, evaluate};
+pub use expr::EvalError;
+pub use resolve::{Evaluated, evaluate_expression};
 
 /// Why the desired state could not be evaluated. Attribute values that cannot be evaluated
 /// are not errors: they become unknown, with a warning.
