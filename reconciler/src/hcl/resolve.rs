@@ -52,6 +52,9 @@ fn is_resource_root(root: &str) -> bool {
     root.starts_with("novacron_")
 }
 
+/// What a failed evaluation says instead of its reason when a sensitive value was involved.
+const SENSITIVE_DETAILS: &str = "the arguments are invalid (details hidden: a sensitive value is involved)";
+
 /// A value and whether it derives from `sensitive()`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Evaluated {
@@ -71,11 +74,16 @@ impl Refs<'_> {
     pub fn evaluate(&self, expr: &Expression, inst: &Instance) -> Result<Evaluated, EvalError> {
         let bound = Bound { refs: self, inst };
         let mut ev = Evaluator::with_references(self.files, &bound);
-        let value = ev.eval(expr).map_err(|e| match e {
+        let result = ev.eval(expr);
+        let sensitive = ev.sensitive;
+        let value = result.map_err(|e| match e {
             EvalError::Reference(name) => EvalError::Unknown(self.unknown.get(&name).cloned().unwrap_or_else(|| format!("{name} is not declared"))),
+            // A message may quote an argument; one derived from sensitive() must not be shown.
+            EvalError::Call { function, .. } if sensitive => EvalError::Call { function, message: SENSITIVE_DETAILS.into() },
+            EvalError::Invalid(_) if sensitive => EvalError::Invalid(SENSITIVE_DETAILS.into()),
             other => other,
         })?;
-        Ok(Evaluated { value, sensitive: ev.sensitive })
+        Ok(Evaluated { value, sensitive })
     }
 
     /// The whole value of a bare root variable (`each`, `count`, `path`, `terraform`).
@@ -260,6 +268,23 @@ mod tests {
         assert!(err.contains("no live object"), "{err}");
         assert!(refs.eval(&expr("nosuchfn(1)"), &inst).is_err());
         assert_eq!(refs.eval(&expr("try(data.x.y.z, \"fallback\")"), &inst), Ok(Value::from("fallback")));
+    }
+
+    #[test]
+    fn errors_involving_sensitive_values_do_not_quote_them() {
+        let refs = Refs::default();
+        let err = refs.eval(&expr(r#"tonumber(sensitive("hunter2"))"#), &Instance::default()).expect_err("not a number");
+        assert!(!err.contains("hunter2") && err.contains("tonumber()") && err.contains("sensitive"), "{err}");
+        let err = refs.eval(&expr(r#"tonumber("plain")"#), &Instance::default()).expect_err("not a number");
+        assert!(err.contains("plain"), "{err}");
+    }
+
+    #[test]
+    fn templatestring_renders_a_referenced_template() {
+        let mut refs = Refs::default();
+        refs.locals.insert("t".into(), Value::from("Hello, ${name}!%{ for x in xs } ${x}%{ endfor }"));
+        let got = refs.eval(&expr(r#"templatestring(local.t, {name = "world", xs = [1, 2]})"#), &Instance::default());
+        assert_eq!(got, Ok(Value::from("Hello, world! 1 2")));
     }
 
     #[test]

@@ -42,8 +42,8 @@ pub fn decimal(f: f64) -> Result<Value, String> {
 /// Normalises a number (a literal `1.0` is the integer `1`).
 pub fn normalize(n: &Number) -> Value {
     match n.as_i64() {
-        Some(_) if !n.is_f64() => Value::Number(n.clone()),
-        _ => n.as_f64().map_or_else(|| Value::Number(n.clone()), |f| number(f).unwrap_or_else(|_| Value::Number(n.clone()))),
+        Some(_) if !n.is_f64() => Value::Number(*n),
+        _ => n.as_f64().map_or_else(|| Value::Number(*n), |f| number(f).unwrap_or_else(|_| Value::Number(*n))),
     }
 }
 
@@ -102,7 +102,7 @@ pub fn parse_number(s: &str) -> Option<Value> {
 /// A value as a number (`tonumber`, arithmetic operands).
 pub fn to_number(v: &Value) -> Result<Number, String> {
     match v {
-        Value::Number(n) => Ok(n.clone()),
+        Value::Number(n) => Ok(*n),
         Value::String(s) => match parse_number(s) {
             Some(Value::Number(n)) => Ok(n),
             _ => Err(format!("cannot convert {s:?} to number: only strings containing a number are allowed")),

@@ -28,7 +28,7 @@ pub fn call(name: &str, args: &[Value]) -> Outcome {
         }),
         "urlencode" => fixed::<1>(args).and_then(|[s]| Ok(Value::from(urlencode(&str_arg(s, "str")?)))),
         "csvdecode" => fixed::<1>(args).and_then(|[s]| csvdecode(&str_arg(s, "str")?)),
-        "yamlencode" => fixed::<1>(args).and_then(|[v]| Ok(Value::from(super::yaml::encode(v)))),
+        "yamlencode" => fixed::<1>(args).map(|[v]| Value::from(super::yaml::encode(v))),
         "yamldecode" => fixed::<1>(args).and_then(|[s]| super::yaml::decode(&str_arg(s, "src")?).map_err(Failure::Error)),
         _ => return None,
     })

@@ -246,7 +246,7 @@ fn general(f: f64, precision: Option<usize>) -> String {
         None => 6,
         Some(p) => {
             let p = p.max(1) as i32;
-            if p > digits.len() as i32 && digits.len() as i32 >= e + 1 { digits.len() as i32 } else { p }
+            if p > digits.len() as i32 && digits.len() as i32 > e { digits.len() as i32 } else { p }
         }
     };
     if e < -4 || e >= eprec {
