@@ -5,11 +5,12 @@ use std::path::PathBuf;
 
 use crate::drift::{DesiredResource, LiveObject, compute_drift};
 use crate::git::{GitError, IGNORE_FILE, RepoSpec, Snapshot, fetch_snapshot};
-use crate::hcl::{HclError, evaluate};
+use crate::hcl::{DataSources, HclError, data_source_kinds, evaluate};
 use crate::ignore::IgnoreRules;
 use crate::live::{LiveError, PlatformApi, read_live};
 use crate::report::{DriftReport, now_rfc3339};
 use crate::source::SourceTree;
+use novacron_schemas::Kind;
 
 /// What a `drift` run compares.
 #[derive(Debug, Clone)]
@@ -63,11 +64,22 @@ pub async fn run_drift(options: &DriftOptions, api: &impl PlatformApi) -> Result
     let snapshot = tokio::task::spawn_blocking(move || fetch_snapshot(&spec)).await.map_err(|e| DriftError::Internal(e.to_string()))??;
     let progress = Progress::start("reading live objects");
     let live = read_live(api).await?;
+    let templates = read_templates(options, &snapshot, api).await?;
     progress.done();
     let progress = Progress::start("evaluating and comparing");
-    let report = drift_of_snapshot(options, &snapshot, &live);
+    let data = DataSources { templates: templates.as_deref() };
+    let report = drift_of_snapshot(options, &snapshot, &live, &data);
     progress.done();
     report
+}
+
+/// The template catalogue, read once per run when a `data "novacron_template"` block needs it
+/// (`novacron_vm` and `novacron_network` data sources read from the live objects).
+async fn read_templates(options: &DriftOptions, snapshot: &Snapshot, api: &impl PlatformApi) -> Result<Option<Vec<LiveObject>>, LiveError> {
+    if !data_source_kinds(&snapshot.files, &options.path).contains(&Kind::Template) {
+        return Ok(None);
+    }
+    api.list_all(Kind::Template).await.map(Some)
 }
 
 /// A status line on stderr while a slow step runs, only when stderr is a terminal.
@@ -91,9 +103,9 @@ impl Progress {
     }
 }
 
-/// The comparison part of [`run_drift`], for a snapshot and live objects already in hand.
-pub fn drift_of_snapshot(options: &DriftOptions, snapshot: &Snapshot, live: &[crate::drift::LiveObject]) -> Result<DriftReport, DriftError> {
-    detect_in_snapshot(options, snapshot, live).map(|(report, _, _)| report)
+/// The comparison part of [`run_drift`], for a snapshot, live objects and data source reads already in hand.
+pub fn drift_of_snapshot(options: &DriftOptions, snapshot: &Snapshot, live: &[LiveObject], data: &DataSources<'_>) -> Result<DriftReport, DriftError> {
+    detect_in_snapshot(options, snapshot, live, data).map(|(report, _, _)| report)
 }
 
 /// Everything one detection produced: what `sync` acts on.
@@ -116,7 +128,8 @@ pub async fn detect(options: &DriftOptions, api: &impl PlatformApi) -> Result<De
     let spec = RepoSpec { repo: options.repo.clone(), reference: options.reference.clone(), cache_dir: options.cache_dir.clone() };
     let snapshot = tokio::task::spawn_blocking(move || fetch_snapshot(&spec)).await.map_err(|e| DriftError::Internal(e.to_string()))??;
     let live = read_live(api).await?;
-    let (report, desired, rules) = detect_in_snapshot(options, &snapshot, &live)?;
+    let templates = read_templates(options, &snapshot, api).await?;
+    let (report, desired, rules) = detect_in_snapshot(options, &snapshot, &live, &DataSources { templates: templates.as_deref() })?;
     Ok(Detection { report, desired, live, rules, snapshot })
 }
 
@@ -124,9 +137,10 @@ fn detect_in_snapshot(
     options: &DriftOptions,
     snapshot: &Snapshot,
     live: &[LiveObject],
+    data: &DataSources<'_>,
 ) -> Result<(DriftReport, Vec<DesiredResource>, IgnoreRules), DriftError> {
     let hcl_err = |problem| DriftError::Hcl { repo: crate::git::redact(&options.repo), revision: snapshot.revision.clone(), problem: Box::new(problem) };
-    let evaluation = evaluate(&snapshot.files, &options.path, &options.vars, live).map_err(hcl_err)?;
+    let evaluation = evaluate(&snapshot.files, &options.path, &options.vars, live, data).map_err(hcl_err)?;
     let ignore_text = snapshot.files.read(IGNORE_FILE).unwrap_or_default();
     let rules = IgnoreRules::parse(&ignore_text, options.ignore.iter().map(String::as_str));
     let result = compute_drift(&evaluation.resources, live, &rules);
