@@ -5,6 +5,7 @@ mod data;
 mod eval;
 mod expr;
 pub mod funcs;
+pub mod locate;
 pub mod parse;
 pub mod resolve;
 mod template;
