@@ -259,7 +259,7 @@ resource "novacron_vm" "app" {{
     assert_eq!(app.unknown, ["template_id"], "a data source with an unknown argument is unknown, not drift");
     assert!(app.changes.iter().all(|c| c.path != "template_id"));
     assert!(
-        report.warnings.iter().any(|w| w.starts_with("novacron_vm.app: template_id is unknown")
+        report.warnings.iter().any(|w| w.starts_with("main.tf:12:17: novacron_vm.app: template_id is unknown")
             && w.contains("data.novacron_template.ubuntu is unknown: its argument name is unknown (var.image has no value")),
         "{:?}",
         report.warnings

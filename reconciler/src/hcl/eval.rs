@@ -5,12 +5,13 @@ use std::collections::HashMap;
 
 use hcl::eval::Context;
 use hcl::{Expression, Map, Value};
-use novacron_schemas::Kind;
+use novacron_schemas::{AttrType, Kind};
 
 use super::HclError;
 use super::attrs::{evaluate_instance, to_hcl};
 use super::data::{DataSources, read_instance, root_dir};
 use super::funcs::{FileAccess, function_context};
+use super::locate;
 use super::parse::{DataBlock, ModuleCall, ModuleConfig, ResourceBlock, read_module};
 use super::resolve::{Instance, Refs, references};
 use super::variables::{Bound, Given, Unknown, bind, root_values};
@@ -42,6 +43,7 @@ pub fn evaluate(tree: &dyn SourceTree, root: &str, vars: &[String], live: &[Live
         live: live.iter().map(|o| ((o.kind, o.name()), o)).collect(),
         all_live: live.iter().collect(),
         data: *data,
+        positions: HashMap::new(),
         out: Evaluation::default(),
     };
     let constants = Refs { ctx: Some(&ctx), ..Refs::default() };
@@ -93,6 +95,8 @@ struct Evaluator<'t> {
     live: HashMap<(Kind, &'t str), &'t LiveObject>,
     all_live: Vec<&'t LiveObject>,
     data: DataSources<'t>,
+    /// Positions found for warnings, by (file, block label, attribute, blamed function).
+    positions: HashMap<(String, String, String, Option<String>), String>,
     out: Evaluation,
 }
 
@@ -291,6 +295,39 @@ impl Evaluator<'_> {
         Ok(outputs)
     }
 
+    /// `file:line:column: ` of an attribute (or of the function its reason blames) in a `.tf`
+    /// file, or nothing; remembered per block, attribute and function, so the instances of one
+    /// block parse its file once.
+    fn position(&mut self, block: &ResourceBlock, attr: &str, reason: &str) -> String {
+        if !block.file.ends_with(".tf") {
+            return String::new();
+        }
+        let function = locate::failing_function(reason);
+        let key = (block.file.clone(), block.label.clone(), attr.to_string(), function.map(str::to_string));
+        if let Some(known) = self.positions.get(&key) {
+            return known.clone();
+        }
+        // A block attribute is reported by its API name (`firewall_rules`), written as its block (`firewall_rule`).
+        let written = block
+            .kind
+            .schema()
+            .attributes
+            .iter()
+            .find(|a| a.name == attr)
+            .and_then(|a| match &a.ty {
+                AttrType::Blocks { block_name, .. } => Some(block_name.as_str()),
+                _ => None,
+            })
+            .unwrap_or(attr);
+        let found = self
+            .tree
+            .read(&block.file)
+            .and_then(|text| locate::attribute_position(&text, &["resource", block.kind.terraform_type(), &block.label], &[written], function))
+            .map_or(String::new(), |(line, column)| format!("{}:{line}:{column}: ", block.file));
+        self.positions.insert(key, found.clone());
+        found
+    }
+
     fn data_block(&mut self, block: &DataBlock, refs: &mut Refs<'_>, prefix: &str) {
         let ty = block.kind.terraform_type();
         let address = format!("{prefix}data.{ty}.{}", block.label);
@@ -348,7 +385,8 @@ impl Evaluator<'_> {
             for (attr, reason) in &ev.unknown {
                 let hidden = block.attributes.iter().any(|(a, e)| a == attr && mentions(e, sensitive));
                 let reason = if hidden { "details hidden: it uses a sensitive variable" } else { reason.as_str() };
-                self.out.warnings.push(format!("{address}: {attr} is unknown ({reason}); left out of the comparison"));
+                let at = self.position(block, attr, reason);
+                self.out.warnings.push(format!("{at}{address}: {attr} is unknown ({reason}); left out of the comparison"));
             }
             let live = self.live.get(&(block.kind, name.as_str())).copied();
             // What `novacron_x.y.attr` gives: the live object, overlaid with the configuration.

@@ -99,7 +99,11 @@ fn evaluates_variables_locals_count_for_each_modules_and_references() {
     assert_eq!(web1.attributes["network_id"], json!("net-42"), "reference resolved to the live id");
     assert_eq!(web1.attributes["metadata"], json!({"role": "WEB", "index": "1"}));
     assert_eq!(web1.unknown, ["template_id"]);
-    assert!(ev.warnings.iter().any(|w| w.starts_with("novacron_vm.web[0]: template_id is unknown") && w.contains("data source")), "{:?}", ev.warnings);
+    assert!(
+        ev.warnings.iter().any(|w| w.starts_with("infra/main.tf:24:17: novacron_vm.web[0]: template_id is unknown") && w.contains("data source")),
+        "{:?}",
+        ev.warnings
+    );
     assert_eq!(find(&ev, "novacron_storage.disk[\"large\"]").attributes["size_gb"], json!(80));
     let db = find(&ev, "module.db.novacron_vm.this[0]");
     assert_eq!((db.name.as_str(), &db.attributes["memory_gb"], &db.attributes["network_id"]), ("db", &json!(16), &json!("net-42")));
