@@ -49,7 +49,7 @@ pub fn call(name: &str, args: &[Value]) -> Outcome {
         "contains" => fixed::<2>(args).and_then(|[l, v]| Ok(Value::Bool(list_arg(l, "list")?.iter().any(|x| equal(x, v))))),
         "distinct" => fixed::<1>(args).and_then(|[l]| {
             let mut out: Vec<Value> = Vec::new();
-            for v in list_arg(l, "list")? {
+            for v in &unify(list_arg(l, "list")?.clone()).map_err(|e| format!("invalid value for \"list\" parameter: {e}"))? {
                 if !out.iter().any(|o| equal(o, v)) {
                     out.push(v.clone());
                 }

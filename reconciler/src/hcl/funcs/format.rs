@@ -195,7 +195,7 @@ fn verb_text(verb: char, s: &Spec, arg: &Value) -> Result<String, Failure> {
             let f = f64_of(&to_number(arg).map_err(|e| bad(&e))?);
             let body = match verb {
                 'e' | 'E' => exp(f.abs(), s.precision.unwrap_or(6)),
-                'f' | 'F' => format!("{:.*}", s.precision.unwrap_or(6), f.abs()),
+                'f' | 'F' => fixed_point(f.abs(), s.precision.unwrap_or(6)),
                 _ => general(f.abs(), s.precision),
             };
             let body = if verb.is_ascii_uppercase() { body.to_uppercase() } else { body };
@@ -217,9 +217,115 @@ fn signed(negative: bool, body: String, s: &Spec) -> String {
     }
 }
 
-/// Go's `%e`: `d.dddddde±dd`.
+/// The decimal digits of `f` as Terraform holds the number (its shortest decimal form, since
+/// Terraform keeps decimals exactly) and the position of the decimal point.
+fn decimal_digits(f: f64) -> (Vec<u8>, i32) {
+    let text = format!("{f:e}");
+    let (mantissa, exp) = text.split_once('e').unwrap_or((&text, "0"));
+    let digits: Vec<u8> = mantissa.bytes().filter(u8::is_ascii_digit).map(|b| b - b'0').collect();
+    (digits, exp.parse::<i32>().unwrap_or(0) + 1)
+}
+
+/// Rounds `digits` to `keep` digits, half to even (Go's decimal rounding); may carry into a new digit.
+fn round_digits(mut digits: Vec<u8>, point: i32, keep: i32) -> (Vec<u8>, i32) {
+    if keep < 0 {
+        return (vec![0], point);
+    }
+    let keep = keep as usize;
+    if digits.len() <= keep {
+        digits.resize(keep, 0);
+        return (digits, point);
+    }
+    let whole = digits.clone();
+    let rest = digits.split_off(keep);
+    let up = match rest[0] {
+        d if d > 5 => true,
+        5 if rest[1..].iter().any(|&d| d != 0) => true,
+        // A decimal tie: Terraform holds the number as the nearest 512-bit binary float, which
+        // lies above or below the tie unless the decimal is exact in binary (then half to even).
+        5 => binary_above(&whole, point).unwrap_or_else(|| digits.last().is_some_and(|d| d % 2 == 1)),
+        _ => false,
+    };
+    let mut point = point;
+    if up {
+        let mut i = digits.len();
+        loop {
+            if i == 0 {
+                digits.insert(0, 1);
+                if digits.len() > keep.max(1) {
+                    digits.pop();
+                }
+                point += 1;
+                break;
+            }
+            i -= 1;
+            if digits[i] == 9 {
+                digits[i] = 0;
+            } else {
+                digits[i] += 1;
+                break;
+            }
+        }
+    }
+    (digits, point)
+}
+
+/// Whether the nearest 512-bit binary float (round half to even, as Terraform parses numbers)
+/// to the decimal `0.digits × 10^point` is above it; `None` when the decimal is exact in binary.
+fn binary_above(digits: &[u8], point: i32) -> Option<bool> {
+    use num_bigint::BigUint;
+    const PRECISION: u64 = 512;
+    let scale = i32::try_from(digits.len()).ok()? - point;
+    if scale <= 0 {
+        return None;
+    }
+    let n = digits.iter().fold(BigUint::from(0u32), |acc, &d| acc * 10u32 + u32::from(d));
+    let d = BigUint::from(10u32).pow(u32::try_from(scale).ok()?);
+    let mut shift = (PRECISION + d.bits()).saturating_sub(n.bits());
+    let (q, r) = loop {
+        let shifted = &n << shift;
+        let q = &shifted / &d;
+        match q.bits() {
+            b if b > PRECISION => shift = shift.checked_sub(1)?,
+            b if b < PRECISION => shift += 1,
+            _ => break (q, shifted % &d),
+        }
+    };
+    if r == BigUint::from(0u32) {
+        return None;
+    }
+    let twice = &r << 1u32;
+    Some(twice > d || (twice == d && q.bit(0)))
+}
+
+/// `%f` with `precision` decimals, rounded from the decimal form.
+fn fixed_point(f: f64, precision: usize) -> String {
+    if f == 0.0 {
+        return format!("{:.precision$}", 0.0);
+    }
+    let (digits, point) = decimal_digits(f);
+    let (digits, point) = round_digits(digits, point, point + precision as i32);
+    let text: String = digits.iter().map(|d| char::from(b'0' + d)).collect();
+    let (int, frac) = if point <= 0 {
+        ("0".to_string(), format!("{}{text}", "0".repeat((-point) as usize)))
+    } else {
+        let p = (point as usize).min(text.len());
+        (text[..p].to_string(), text[p..].to_string())
+    };
+    let frac: String = frac.chars().chain(std::iter::repeat('0')).take(precision).collect();
+    if precision == 0 { int } else { format!("{int}.{frac}") }
+}
+
+/// Go's `%e`: `d.dddddde±dd`, rounded from the decimal form.
 fn exp(f: f64, precision: usize) -> String {
-    go_exponent(&format!("{f:.precision$e}"))
+    if f == 0.0 {
+        return go_exponent(&format!("{:.precision$e}", 0.0));
+    }
+    let (digits, point) = decimal_digits(f);
+    let (digits, point) = round_digits(digits, point, precision as i32 + 1);
+    let text: String = digits.iter().map(|d| char::from(b'0' + d)).collect();
+    let mantissa = if precision == 0 { text[..1].to_string() } else { format!("{}.{}", &text[..1], &text[1..]) };
+    go_exponent(&format!("{mantissa}e{}", point - 1))
 }
 
 fn go_exponent(rust: &str) -> String {

@@ -45,8 +45,8 @@ fn s2(args: &[Value], names: [&str; 2], f: impl Fn(&str, &str) -> Value) -> Resu
 /// Calls a string function, or `None` when `name` is not one.
 pub fn call(name: &str, args: &[Value]) -> Outcome {
     Some(match name {
-        "lower" => s1(args, str::to_lowercase),
-        "upper" => s1(args, str::to_uppercase),
+        "lower" => s1(args, |s| s.chars().map(lower_char).collect()),
+        "upper" => s1(args, |s| s.chars().map(upper_char).collect()),
         "trimspace" => s1(args, |s| s.trim().to_string()),
         "strrev" => s1(args, |s| s.chars().rev().collect()),
         "title" => s1(args, title),
@@ -85,6 +85,25 @@ pub fn call(name: &str, args: &[Value]) -> Outcome {
         "formatlist" => super::format::formatlist(args),
         _ => return None,
     })
+}
+
+/// Go's simple (one-to-one) case mapping: a letter whose full mapping is several letters
+/// (`ß` to `SS`) stays as it is.
+fn upper_char(c: char) -> char {
+    let mut up = c.to_uppercase();
+    match (up.next(), up.next()) {
+        (Some(u), None) => u,
+        _ => c,
+    }
+}
+
+fn lower_char(c: char) -> char {
+    let mut low = c.to_lowercase();
+    match (low.next(), low.next()) {
+        (Some(l), None) => l,
+        (Some(l), Some(_)) if l.is_ascii() => l,
+        _ => c,
+    }
 }
 
 /// Go's `strings.Title`: a letter after a separator becomes upper case.
@@ -152,7 +171,7 @@ fn replace(args: &[Value]) -> Result<Value, Failure> {
 
 fn captures(re: &Regex, caps: &regex::Captures<'_>) -> Result<Value, Failure> {
     let names: Vec<Option<&str>> = re.capture_names().skip(1).collect();
-    let text = |i: usize| caps.get(i).map_or(Value::from(""), |m| Value::from(m.as_str()));
+    let text = |i: usize| caps.get(i).map_or(Value::Null, |m| Value::from(m.as_str()));
     if names.is_empty() {
         return Ok(text(0));
     }

@@ -12,6 +12,7 @@ pub fn encode(v: &Value) -> String {
     match v {
         Value::Array(items) if !items.is_empty() => block_list(items, 0, &mut out),
         Value::Object(m) if !m.is_empty() => block_map(m, 0, &mut out),
+        Value::Array(_) | Value::Object(_) => out.push_str(if v.is_array() { "[]\n" } else { "{}\n" }),
         Value::String(s) if literal_block(s) => block_string(s, 0, &mut out),
         Value::String(s) => {
             out.push_str(&quoted(s));
@@ -272,7 +273,7 @@ pub fn decode(text: &str) -> Result<Value, String> {
         return Err(e);
     }
     match builder.documents.len() {
-        0 => Ok(Value::Null),
+        0 => Err("the YAML source is empty: it holds no document".into()),
         1 => Ok(builder.documents.pop().unwrap_or(Value::Null)),
         _ => Err("the string contains more than one YAML document".into()),
     }
