@@ -269,3 +269,49 @@ pub fn int_arg(v: &Value, what: &str) -> Result<i64, Failure> {
 pub fn function_context() -> hcl::eval::Context<'static> {
     hcl::eval::Context::new()
 }
+
+#[cfg(test)]
+mod tests {
+    use hcl::Value;
+
+    use crate::hcl::{EvalError, evaluate_expression};
+    use crate::source::MemoryTree;
+
+    fn tree() -> MemoryTree {
+        MemoryTree::new([("infra/user-data.sh", "#!/bin/sh\necho ${name}\n"), ("outside.txt", "x")])
+    }
+
+    fn eval(src: &str) -> Result<Value, EvalError> {
+        evaluate_expression(src, &tree()).map(|e| e.value)
+    }
+
+    #[test]
+    fn functions_of_each_category() {
+        assert_eq!(eval(r#"format("%s-%03d", "web", 7)"#), Ok(Value::from("web-007")));
+        assert_eq!(eval(r#"cidrsubnet("fd00::/48", 16, 1)"#), Ok(Value::from("fd00:0:0:1::/64")));
+        assert_eq!(eval(r#"jsonencode({b = "<&>", a = 1})"#), Ok(Value::from(r#"{"a":1,"b":"\u003c\u0026\u003e"}"#)));
+        assert_eq!(eval(r#"formatdate("YYYY-MM-DD", timeadd("2024-02-28T23:00:00Z", "25h"))"#), Ok(Value::from("2024-03-01")));
+        assert_eq!(eval(r#"sha1("hello world")"#), Ok(Value::from("2aae6c35c94fcfb415dbe95f408b9ce91ee846ed")));
+        assert_eq!(eval(r#"templatefile("infra/user-data.sh", {name = "web"})"#), Ok(Value::from("#!/bin/sh\necho web\n")));
+        assert_eq!(eval("7.5 * 2"), Ok(Value::from(15)));
+    }
+
+    #[test]
+    fn paths_escaping_the_repository_are_refused() {
+        for path in ["../outside.txt", "infra/../../outside.txt", "/etc/passwd"] {
+            let err = eval(&format!("file({path:?})")).expect_err("refused");
+            assert!(matches!(&err, EvalError::Call { function, .. } if function == "file"), "{err:?}");
+            assert!(err.to_string().contains("outside the repository") || err.to_string().contains("escapes the repository"), "{err}");
+        }
+    }
+
+    #[test]
+    fn nondeterministic_and_wrong_calls() {
+        let err = eval("upper(timestamp())").expect_err("unknown");
+        assert!(err.is_unknown() && err.to_string().contains("timestamp() is nondeterministic"), "{err}");
+        let err = eval(r#"cidrhost("10.0.0.0/30", 9)"#).expect_err("bad host");
+        assert_eq!(err.to_string(), "cidrhost(): prefix of 30 does not accommodate a host numbered 9");
+        let err = eval(r#"upper("a", "b")"#).expect_err("two arguments");
+        assert_eq!(err.to_string(), "upper(): too many arguments: the function takes 1 argument, got 2");
+    }
+}
