@@ -10,6 +10,7 @@ use hcl::expr::FuncCall;
 use hcl::{Expression, Map, ObjectKey, Value};
 
 use super::resolve::{Instance, Refs};
+use super::value;
 
 /// A type constraint as a `variable` block's `type` gives it.
 #[derive(Debug, Clone, PartialEq)]
@@ -192,11 +193,11 @@ fn convert_at(value: &Value, ty: &TypeConstraint, path: &str) -> Result<Value, C
     }
     match (ty, value) {
         (TypeConstraint::Any, v) => Ok(v.clone()),
-        (TypeConstraint::String, Value::String(_)) => Ok(value.clone()),
-        (TypeConstraint::String, Value::Number(n)) => Ok(Value::from(n.to_string())),
-        (TypeConstraint::String, Value::Bool(b)) => Ok(Value::from(b.to_string())),
+        (TypeConstraint::String, Value::String(_) | Value::Number(_) | Value::Bool(_)) => {
+            value::to_string(value).map(Value::from).or_else(|_| fail(path, "a string is required"))
+        }
         (TypeConstraint::Number, Value::Number(_)) => Ok(value.clone()),
-        (TypeConstraint::Number, Value::String(s)) => match parse_number(s) {
+        (TypeConstraint::Number, Value::String(s)) => match value::parse_number(s) {
             Some(n) => Ok(n),
             None => fail(path, "a number is required, and this string is not one"),
         },
@@ -205,26 +206,18 @@ fn convert_at(value: &Value, ty: &TypeConstraint, path: &str) -> Result<Value, C
         (TypeConstraint::Bool, Value::String(_)) => fail(path, "a bool is required; a string converts only when it is \"true\" or \"false\""),
         (TypeConstraint::String | TypeConstraint::Number | TypeConstraint::Bool, v) => fail(path, format!("{} is required, not {}", article(ty), kind_of(v))),
         (TypeConstraint::List(item), Value::Array(items)) => {
-            items.iter().enumerate().map(|(i, v)| convert_at(v, item, &format!("{path}[{i}]"))).collect::<Result<_, _>>().map(Value::Array)
+            let out = items.iter().enumerate().map(|(i, v)| convert_at(v, item, &format!("{path}[{i}]"))).collect::<Result<Vec<_>, _>>()?;
+            same_type(out, path).map(Value::Array)
         }
+        // Sets are deduplicated and ordered as Terraform orders them (numbers numerically, strings lexically).
         (TypeConstraint::Set(item), Value::Array(items)) => {
-            let mut out: Vec<Value> = Vec::with_capacity(items.len());
-            for (i, v) in items.iter().enumerate() {
-                let v = convert_at(v, item, &format!("{path}[{i}]"))?;
-                if !out.contains(&v) {
-                    out.push(v);
-                }
-            }
-            // Terraform orders sets of strings lexically and sets of numbers numerically.
-            if out.iter().all(Value::is_string) {
-                out.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
-            } else if out.iter().all(Value::is_number) {
-                out.sort_by(|a, b| a.as_f64().partial_cmp(&b.as_f64()).unwrap_or(std::cmp::Ordering::Equal));
-            }
-            Ok(Value::Array(out))
+            let out = items.iter().enumerate().map(|(i, v)| convert_at(v, item, &format!("{path}[{i}]"))).collect::<Result<Vec<_>, _>>()?;
+            value::to_set(out).map(Value::Array).or_else(|e| fail(path, e))
         }
         (TypeConstraint::Map(item), Value::Object(m)) => {
-            m.iter().map(|(k, v)| Ok((k.clone(), convert_at(v, item, &format!("{path}[{}]", quote(k)))?))).collect::<Result<Map<_, _>, _>>().map(Value::Object)
+            let out = m.iter().map(|(k, v)| Ok((k.clone(), convert_at(v, item, &format!("{path}[{}]", quote(k)))?))).collect::<Result<Vec<_>, _>>()?;
+            let (keys, values): (Vec<String>, Vec<Value>) = out.into_iter().unzip();
+            Ok(Value::Object(keys.into_iter().zip(same_type(values, path)?).collect()))
         }
         (TypeConstraint::Object(attrs), Value::Object(m)) => {
             let mut out = Map::new();
@@ -253,6 +246,12 @@ fn convert_at(value: &Value, ty: &TypeConstraint, path: &str) -> Result<Value, C
     }
 }
 
+/// The elements of a list or map, of one type as Terraform requires (`list(any)` of a number
+/// and a string is a list of strings).
+fn same_type(values: Vec<Value>, path: &str) -> Result<Vec<Value>, ConversionError> {
+    value::unify(values).or_else(|e| fail(path, format!("all elements must have the same type: {e}")))
+}
+
 fn article(ty: &TypeConstraint) -> String {
     match ty {
         TypeConstraint::Any => "any value".into(),
@@ -269,14 +268,6 @@ fn article(ty: &TypeConstraint) -> String {
 
 fn quote(key: &str) -> String {
     serde_json::Value::String(key.to_string()).to_string()
-}
-
-/// A string as Terraform reads a number (`"4"`, `"2.5"`, `" 1e3"` is not one).
-fn parse_number(s: &str) -> Option<Value> {
-    if let Ok(i) = s.parse::<i64>() {
-        return Some(Value::from(i));
-    }
-    s.parse::<f64>().ok().filter(|f| f.is_finite()).and_then(hcl::Number::from_f64).map(Value::Number)
 }
 
 #[cfg(test)]
@@ -306,6 +297,9 @@ mod tests {
         assert_eq!(convert(&Value::from("true"), &ty("bool")), Ok(Value::Bool(true)));
         assert_eq!(convert(&hcl::value!(["b", "a", "b"]), &ty("set(string)")), Ok(hcl::value!(["a", "b"])));
         assert_eq!(convert(&hcl::value!({ a = 1 }), &ty("map(string)")), Ok(hcl::value!({ a = "1" })));
+        assert_eq!(convert(&hcl::value!([1, "a", true]), &ty("list(any)")), Ok(hcl::value!(["1", "a", "true"])));
+        assert_eq!(convert(&hcl::value!([10, 9, 10]), &ty("set(number)")), Ok(hcl::value!([9, 10])));
+        assert_eq!(convert(&Value::from(2.5), &ty("string")), Ok(Value::from("2.5")));
         let nested = ty("map(object({ size = number, disk = optional(object({ type = optional(string, \"ssd\"), gb = optional(number, 10) }), {}) }))");
         assert_eq!(
             convert(&hcl::value!({ a = { size = 1, extra = true }, b = { size = "2", disk = { gb = 40 } } }), &nested),
