@@ -166,7 +166,11 @@ fn validate(decl: &VariableDecl, bound: &mut Bound, label: &str, refs: &Refs<'_>
         match scope.eval(condition, &none) {
             Ok(Value::Bool(true)) => {}
             Ok(Value::Bool(false)) => {
+                // Terraform refuses to show an error_message built from a sensitive value; so does this.
                 let message = match scope.eval(message, &none) {
+                    _ if decl.sensitive && message.to_string().contains(&format!("var.{}", decl.name)) => {
+                        "its validation rule failed (the error_message is not shown: it uses the sensitive value)".to_string()
+                    }
                     Ok(Value::String(s)) => s,
                     _ => "its validation rule failed (the error_message could not be evaluated)".to_string(),
                 };

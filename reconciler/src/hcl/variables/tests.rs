@@ -120,3 +120,13 @@ fn module_inputs_are_converted_and_validated_in_the_module() {
     let ok = run(&[("main.tf", &main.replace("200", "30")), ("m/main.tf", module)], &[]).expect("evaluates");
     assert_eq!(attrs(&ok, "module.v[\"a\"].novacron_storage.this")["size_gb"], json!(20));
 }
+
+#[test]
+fn an_error_message_built_from_a_sensitive_value_is_not_shown() {
+    let main = "variable \"token\" {\n  type = string\n  sensitive = true\n  validation {\n    condition = length(var.token) > 10\n    error_message = \"token ${var.token} is too short.\"\n  }\n}\n";
+    let err = run(&[("main.tf", main), ("terraform.tfvars", "token = \"hunter2\"\n")], &[]).expect_err("too short");
+    assert_eq!(
+        err.to_string(),
+        "main.tf: invalid value for var.token: its validation rule failed (the error_message is not shown: it uses the sensitive value)"
+    );
+}
