@@ -1,4 +1,4 @@
-//! Evaluates a configuration module by module: variables, locals, resources, module calls and
+//! Evaluates a configuration module by module: variables, locals, data sources, resources, module calls and
 //! outputs in dependency order, expanding `count` and `for_each`.
 
 use std::collections::HashMap;
@@ -266,7 +266,11 @@ impl Evaluator<'_> {
             ..Refs::default()
         };
         for foreign in &config.foreign_data {
-            refs.unknown.insert(format!("data.{foreign}"), format!("data.{foreign} is not a novacron data source, which the reconciler does not read"));
+            let why = format!("data.{foreign} is not a novacron data source, which the reconciler does not read");
+            if let Some((ty, _)) = foreign.split_once('.') {
+                refs.unknown.entry(format!("data.{ty}")).or_insert_with(|| why.clone());
+            }
+            refs.unknown.insert(format!("data.{foreign}"), why);
         }
         let sensitive = vars.sensitive;
         let mut outputs = Map::new();

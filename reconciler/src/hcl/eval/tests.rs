@@ -196,7 +196,7 @@ resource "novacron_network" "m" {
         json!([{"direction": "egress"}, {"direction": "ingress", "ports": "22", "cidr": "10.0.0.0/8"}, {"direction": "ingress", "ports": "443"}])
     );
     let m = find(&ev, "novacron_network.m");
-    assert_eq!(m.unknown, ["firewall_rules"], "a dynamic block over a data source is unknown");
+    assert_eq!(m.unknown, ["firewall_rules"], "a dynamic block over another provider's data source is unknown");
 }
 
 #[test]
@@ -249,4 +249,19 @@ fn files_resolve_against_the_root_module_and_path_module_is_relative_to_it() {
     assert_eq!((&p.attributes["rule"], &p.attributes["description"]), (&json!("package p\n"), &json!(".")));
     let q = find(&ev, "module.m.novacron_policy.q");
     assert_eq!((&q.attributes["rule"], &q.attributes["description"]), (&json!("package q\n"), &json!("../shared/m")));
+}
+
+#[test]
+fn other_providers_data_sources_are_unknown_saying_so() {
+    let t = MemoryTree::new([(
+        "main.tf",
+        "data \"http\" \"ip\" {\n  url = \"https://example.com\"\n}\nresource \"novacron_policy\" \"p\" {\n  name = \"p\"\n  rule = data.http.ip.response_body\n}\n",
+    )]);
+    let ev = evaluate(&t, "", &[], &[], &DataSources::default()).expect("evaluates");
+    assert_eq!(find(&ev, "novacron_policy.p").unknown, ["rule"]);
+    assert!(
+        ev.warnings.iter().any(|w| w.starts_with("main.tf:6:10: novacron_policy.p: rule is unknown (data.http.ip is not a novacron data source")),
+        "{:?}",
+        ev.warnings
+    );
 }
