@@ -299,7 +299,24 @@ pub fn parse_json(file: &str, text: &str) -> Result<Body, HclError> {
     for (section, content) in root {
         let Some(content) = content.as_object() else { continue };
         match section.as_str() {
-            "variable" | "output" | "module" => {
+            "variable" => {
+                for (name, v) in content {
+                    // `validation` is a list of blocks (or one block); the rest are attributes.
+                    let mut fields = v.as_object().cloned().unwrap_or_default();
+                    let validations = match fields.remove("validation") {
+                        Some(serde_json::Value::Array(list)) => list,
+                        Some(one) => vec![one],
+                        None => Vec::new(),
+                    };
+                    let mut block =
+                        hcl::Block::builder("variable").add_label(name.as_str()).add_attributes(json_attrs(&serde_json::Value::Object(fields), None)?);
+                    for rule in &validations {
+                        block = block.add_block(hcl::Block::builder("validation").add_attributes(json_attrs(rule, None)?).build());
+                    }
+                    body = body.add_block(block.build());
+                }
+            }
+            "output" | "module" => {
                 for (name, v) in content {
                     body = body.add_block(hcl::Block::builder(section.as_str()).add_label(name.as_str()).add_attributes(json_attrs(v, None)?).build());
                 }

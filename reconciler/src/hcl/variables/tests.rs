@@ -130,3 +130,15 @@ fn an_error_message_built_from_a_sensitive_value_is_not_shown() {
         "main.tf: invalid value for var.token: its validation rule failed (the error_message is not shown: it uses the sensitive value)"
     );
 }
+
+#[test]
+fn json_syntax_variables_have_types_and_validations() {
+    let main = r#"{"variable": {"size": {"type": "list(number)", "validation": [{"condition": "${alltrue([for s in var.size : s > 0])}", "error_message": "sizes must be positive."}]}}}"#;
+    let err = run(&[("main.tf.json", main), ("terraform.tfvars", "size = [\"1\", -2]\n")], &[]).expect_err("negative");
+    assert_eq!(err.to_string(), "main.tf.json: invalid value for var.size: sizes must be positive.");
+    let err = run(&[("main.tf.json", main), ("terraform.tfvars", "size = { a = 1 }\n")], &[]).expect_err("not a list");
+    assert_eq!(
+        err.to_string(),
+        "main.tf.json: invalid value for var.size (from terraform.tfvars): a list is required, not an object; give a value of type list(number)"
+    );
+}
