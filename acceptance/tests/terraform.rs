@@ -7,6 +7,9 @@
 //! missing version is skipped with a printed reason; `NOVACRON_ACCEPTANCE=0` skips all) and
 //! needs the provider binary (`cargo test --workspace` builds it).
 
+#[path = "terraform/reconcile.rs"]
+mod reconcile;
+
 use std::time::Duration;
 
 use novacron_acceptance::platform::{client_for, closed_port};

@@ -28,6 +28,7 @@ mod client;
 mod config;
 mod error;
 mod headers;
+pub mod lookup;
 mod object;
 mod request;
 mod retry;

@@ -72,7 +72,7 @@ pub struct Response<T> {
 }
 
 /// Filters and paging for a list call.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ListQuery {
     /// Only objects with exactly this name.
     pub name: Option<String>,

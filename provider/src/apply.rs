@@ -3,7 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use novacron_client::{Client, Deleted, Error as ApiError, ListQuery, Object};
+use novacron_client::lookup::{self, Candidates, LookupArgs};
+use novacron_client::{Client, Deleted, Error as ApiError, Object};
 use novacron_schemas::{Kind, sha256_hex};
 use serde_json::{Map, Value as Json};
 use tokio::sync::watch;
@@ -241,55 +242,45 @@ pub async fn import(ctx: &Ctx, t: &TypeSchema, id: &str, diags: &mut Diagnostics
     }
 }
 
-/// ReadDataSource: finds one object by id, name or (templates) filters.
+/// ReadDataSource: finds one object by id, name or (templates) filters; the choice among the
+/// candidates is `novacron_client::lookup::select`, which the reconciler shares.
 pub async fn read_data_source(ctx: &Ctx, t: &TypeSchema, config: &Val, diags: &mut Diagnostics) -> Val {
-    let id = config.get("id").as_str().map(str::to_string);
-    let name = config.get("name").as_str().map(str::to_string);
-    let found = if let Some(id) = &id {
-        match ctx.client.get(t.kind, id).await {
+    let text = |k: &str| config.get(k).as_str().map(str::to_string);
+    let args = LookupArgs {
+        id: text("id"),
+        name: text("name"),
+        os: text("os"),
+        os_version: text("os_version"),
+        arch: text("arch"),
+        most_recent: config.get("most_recent") == &Val::Bool(true),
+    };
+    let found = match args.candidates() {
+        Candidates::ById(id) => match ctx.client.get(t.kind, &id).await {
             Ok(r) => vec![r.value],
             Err(e) if e.is_not_found() => vec![],
             Err(e) => {
                 report_api_error(diags, &t.block, &format!("Reading data source {}", t.type_name), &e);
                 return Val::Null;
             }
-        }
-    } else {
-        let query = ListQuery { name: name.clone(), os: config.get("os").as_str().map(str::to_string), ..Default::default() };
-        match ctx.client.list_matching(t.kind, &query).await {
+        },
+        Candidates::List(query) => match ctx.client.list_matching(t.kind, &query).await {
             Ok(items) => items,
             Err(e) => {
                 report_api_error(diags, &t.block, &format!("Reading data source {}", t.type_name), &e);
                 return Val::Null;
             }
-        }
+        },
     };
-    let mut matches: Vec<Object> = found
-        .into_iter()
-        .filter(|o| ["os_version", "arch"].iter().all(|k| config.get(k).as_str().is_none_or(|want| o.get(k).and_then(Json::as_str) == Some(want))))
-        .collect();
-    let filters: Vec<String> =
-        ["id", "name", "os", "os_version", "arch"].iter().filter_map(|k| config.get(k).as_str().map(|v| format!("{k} = {v:?}"))).collect();
-    if matches.is_empty() {
-        diags.error(format!("No {} matches", t.type_name), format!("nothing on the platform matches {}; check the values", filters.join(", ")));
-        return Val::Null;
-    }
-    if matches.len() > 1 {
-        if config.get("most_recent") == &Val::Bool(true) {
-            matches.sort_by(|a, b| {
-                let key = |o: &Object| o.get("released_at").and_then(Json::as_str).unwrap_or_default().to_string();
-                key(b).cmp(&key(a))
-            });
-            matches.truncate(1);
-        } else {
-            let names: Vec<&str> = matches.iter().map(Object::name).collect();
-            let hint = if t.kind == Kind::Template { "add filters or set most_recent = true" } else { "look it up by id" };
-            diags.error(format!("{} {} objects match", matches.len(), t.type_name), format!("{} all match {}; {hint}", names.join(", "), filters.join(", ")));
-            return Val::Null;
+    match lookup::select(t.kind, &args, found) {
+        Ok(object) => {
+            let keep = crate::value::Val::Obj([("most_recent".to_string(), config.get("most_recent").clone())].into_iter().collect());
+            block_from_object(&t.block, object.as_map(), &keep)
+        }
+        Err(e) => {
+            diags.error(e.summary(), e.to_string());
+            Val::Null
         }
     }
-    let keep = crate::value::Val::Obj([("most_recent".to_string(), config.get("most_recent").clone())].into_iter().collect());
-    block_from_object(&t.block, matches[0].as_map(), &keep)
 }
 
 /// Validates the `timeouts` block durations.

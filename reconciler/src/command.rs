@@ -5,13 +5,14 @@ use std::path::PathBuf;
 
 use crate::drift::{DesiredResource, LiveObject, compute_drift_matched};
 use crate::git::{GitError, IGNORE_FILE, RepoSpec, Snapshot, fetch_snapshot};
-use crate::hcl::{HclError, evaluate};
+use crate::hcl::{DataSources, HclError, data_source_kinds, evaluate};
 use crate::ignore::IgnoreRules;
 use crate::live::{LiveError, PlatformApi, read_live};
 use crate::report::{DriftReport, LastApplied, now_rfc3339};
 use crate::source::SourceTree;
 use crate::tfstate::{AppliedState, StateReadError, StateSource, declared_backend, parse_state, read_state_file, workspace_of_address};
 use crate::threeway::{annotate, classify, match_ids};
+use novacron_schemas::Kind;
 
 /// What a `drift` run compares.
 #[derive(Debug, Clone)]
@@ -119,9 +120,11 @@ pub async fn run_drift(options: &DriftOptions, api: &impl PlatformApi) -> Result
     let (source, warning) = options.state_source(&snapshot.files);
     let (live, applied) = tokio::join!(read_live(api), read_applied(api, source.as_ref()));
     let (live, applied) = (live?, applied?);
+    let templates = read_templates(options, &snapshot, api).await?;
     progress.done();
     let progress = Progress::start("evaluating and comparing");
-    let mut report = detect_in_snapshot(options, &snapshot, &live, applied.as_ref(), source.as_ref()).map(|(report, _, _)| report)?;
+    let data = DataSources { templates: templates.as_deref() };
+    let mut report = detect_in_snapshot(options, &snapshot, &live, &data, applied.as_ref(), source.as_ref()).map(|(report, _, _)| report)?;
     report.warnings.extend(warning);
     progress.done();
     attribute_changes(api, &mut report).await;
@@ -181,6 +184,16 @@ pub async fn attribute_changes(api: &impl PlatformApi, report: &mut DriftReport)
     }
 }
 
+/// The template catalogue, read once per run when a `data "novacron_template"` block needs it
+/// (`novacron_vm` and `novacron_network` data sources read from the live objects).
+async fn read_templates(options: &DriftOptions, snapshot: &Snapshot, api: &impl PlatformApi) -> Result<Option<Vec<LiveObject>>, LiveError> {
+    // The text test spares parsing the configuration twice when no file names templates at all.
+    if !snapshot.files.mentions("novacron_template") || !data_source_kinds(&snapshot.files, &options.path).contains(&Kind::Template) {
+        return Ok(None);
+    }
+    api.list_all(Kind::Template).await.map(Some)
+}
+
 /// A status line on stderr while a slow step runs, only when stderr is a terminal.
 struct Progress {
     shown: bool,
@@ -202,10 +215,10 @@ impl Progress {
     }
 }
 
-/// The comparison part of [`run_drift`], for a snapshot and live objects already in hand
-/// (two-way: no Terraform state).
-pub fn drift_of_snapshot(options: &DriftOptions, snapshot: &Snapshot, live: &[crate::drift::LiveObject]) -> Result<DriftReport, DriftError> {
-    detect_in_snapshot(options, snapshot, live, None, None).map(|(report, _, _)| report)
+/// The comparison part of [`run_drift`], for a snapshot, live objects and data source reads
+/// already in hand (two-way: no Terraform state).
+pub fn drift_of_snapshot(options: &DriftOptions, snapshot: &Snapshot, live: &[LiveObject], data: &DataSources<'_>) -> Result<DriftReport, DriftError> {
+    detect_in_snapshot(options, snapshot, live, data, None, None).map(|(report, _, _)| report)
 }
 
 /// Everything one detection produced: what `sync` acts on.
@@ -238,7 +251,9 @@ pub async fn detect(options: &DriftOptions, api: &impl PlatformApi) -> Result<De
     let (state_source, warning) = options.state_source(&snapshot.files);
     let (live, applied) = tokio::join!(read_live(api), read_applied(api, state_source.as_ref()));
     let (live, applied) = (live?, applied?);
-    let (mut report, desired, rules) = detect_in_snapshot(options, &snapshot, &live, applied.as_ref(), state_source.as_ref())?;
+    let templates = read_templates(options, &snapshot, api).await?;
+    let data = DataSources { templates: templates.as_deref() };
+    let (mut report, desired, rules) = detect_in_snapshot(options, &snapshot, &live, &data, applied.as_ref(), state_source.as_ref())?;
     report.warnings.extend(warning);
     attribute_changes(api, &mut report).await;
     let path = crate::source::join_path("", &options.path).unwrap_or_default();
@@ -249,11 +264,12 @@ fn detect_in_snapshot(
     options: &DriftOptions,
     snapshot: &Snapshot,
     live: &[LiveObject],
+    data: &DataSources<'_>,
     applied: Option<&AppliedState>,
     source: Option<&StateSource>,
 ) -> Result<(DriftReport, Vec<DesiredResource>, IgnoreRules), DriftError> {
     let hcl_err = |problem| DriftError::Hcl { repo: crate::git::redact(&options.repo), revision: snapshot.revision.clone(), problem: Box::new(problem) };
-    let evaluation = evaluate(&snapshot.files, &options.path, &options.vars, live).map_err(hcl_err)?;
+    let evaluation = evaluate(&snapshot.files, &options.path, &options.vars, live, data).map_err(hcl_err)?;
     let ignore_text = snapshot.files.read(IGNORE_FILE).unwrap_or_default();
     let rules = IgnoreRules::parse(&ignore_text, options.ignore.iter().map(String::as_str));
     let ids = applied.map(match_ids).unwrap_or_default();

@@ -1,4 +1,4 @@
-//! The desired-state repository: clone or fetch into a cache (git2), resolve `--ref`, snapshot the HCL files.
+//! The desired-state repository: clone or fetch into a cache (git2), resolve `--ref`, snapshot the configuration and the files it reads.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -9,8 +9,11 @@ use git2::{
 
 use crate::source::MemoryTree;
 
-/// Files read from a revision: configuration, variable files and the ignore file.
+/// Files read from a revision whatever their size: configuration, variable files and the ignore file.
 const WANTED_SUFFIXES: [&str; 4] = [".tf", ".tf.json", ".tfvars", ".tfvars.json"];
+/// Other files (what `file()` and `templatefile()` read: cloud-init, templates, policies) are
+/// read up to this size; larger ones and binary ones are left out.
+const MAX_OTHER_FILE: usize = 1 << 20;
 /// The ignore file at the repository root.
 pub const IGNORE_FILE: &str = ".novacronignore";
 
@@ -30,7 +33,8 @@ pub struct RepoSpec {
 pub struct Snapshot {
     /// The commit SHA.
     pub revision: String,
-    /// `*.tf`, `*.tf.json`, `*.tfvars` and `.novacronignore` files of the commit.
+    /// `*.tf`, `*.tf.json`, `*.tfvars` and `.novacronignore` files of the commit, and its other
+    /// UTF-8 files up to 1 MiB (for `file()` and `templatefile()`).
     pub files: MemoryTree,
     /// Whether the cache was created by this run (`false`: an existing clone was fetched into).
     pub cloned: bool,
@@ -278,17 +282,21 @@ fn resolve(repo: &Repository, shown: &str, reference: Option<&str>, default_bran
 
 fn read_files(repo: &Repository, commit: Oid) -> Result<MemoryTree, git2::Error> {
     let tree = repo.find_commit(commit)?.tree()?;
-    let mut wanted: Vec<(String, Oid)> = Vec::new();
+    let mut wanted: Vec<(String, Oid, bool)> = Vec::new();
     tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
-        if let (Some(ObjectType::Blob), Some(name)) = (entry.kind(), entry.name())
-            && (WANTED_SUFFIXES.iter().any(|s| name.ends_with(s)) || (dir.is_empty() && name == IGNORE_FILE))
-        {
-            wanted.push((format!("{dir}{name}"), entry.id()));
+        if let (Some(ObjectType::Blob), Some(name)) = (entry.kind(), entry.name()) {
+            let config = WANTED_SUFFIXES.iter().any(|s| name.ends_with(s)) || (dir.is_empty() && name == IGNORE_FILE);
+            wanted.push((format!("{dir}{name}"), entry.id(), config));
         }
         TreeWalkResult::Ok
     })?;
+    let odb = repo.odb()?;
     let mut files = Vec::with_capacity(wanted.len());
-    for (path, id) in wanted {
+    for (path, id, config) in wanted {
+        // The header gives the size without inflating a large blob.
+        if !config && odb.read_header(id).map_or(true, |(size, _)| size > MAX_OTHER_FILE) {
+            continue;
+        }
         let blob = repo.find_blob(id)?;
         if let Ok(text) = std::str::from_utf8(blob.content()) {
             files.push((path, text.to_string()));

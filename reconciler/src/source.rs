@@ -25,6 +25,13 @@ impl MemoryTree {
     }
 }
 
+impl MemoryTree {
+    /// Whether any file's text contains `needle` (a cheap test before parsing for something).
+    pub fn mentions(&self, needle: &str) -> bool {
+        self.files.values().any(|text| text.contains(needle))
+    }
+}
+
 impl SourceTree for MemoryTree {
     fn files(&self, dir: &str) -> Option<Vec<String>> {
         let prefix = if dir.is_empty() { String::new() } else { format!("{dir}/") };

@@ -233,7 +233,8 @@ async fn unknown_values_are_warnings_and_sensitive_values_never_appear() {
     let repo = env.dir.path().join("repo");
     let tf = format!(
         r##"
-data "novacron_template" "ubuntu" {{ name = "ubuntu-24-04" }}
+variable "image" {{}}
+data "novacron_template" "ubuntu" {{ name = var.image }}
 resource "novacron_network" "core" {{
   name = "core"
   cidr = "10.30.0.0/24"
@@ -258,9 +259,14 @@ resource "novacron_vm" "app" {{
 
     let report = env.drift(&env.options(&repo)).await.expect("drift runs");
     let app = entry(&report, "novacron_vm.app");
-    assert_eq!(app.unknown, ["template_id"], "a data source is unknown, not drift");
+    assert_eq!(app.unknown, ["template_id"], "a data source with an unknown argument is unknown, not drift");
     assert!(app.changes.iter().all(|c| c.path != "template_id"));
-    assert!(report.warnings.iter().any(|w| w.starts_with("novacron_vm.app: template_id is unknown") && w.contains("data source")), "{:?}", report.warnings);
+    assert!(
+        report.warnings.iter().any(|w| w.starts_with("main.tf:12:17: novacron_vm.app: template_id is unknown")
+            && w.contains("data.novacron_template.ubuntu is unknown: its argument name is unknown (var.image has no value")),
+        "{:?}",
+        report.warnings
+    );
     assert_eq!(paths(app), [("user_data", Severity::Medium)]);
     assert!(app.changes[0].sensitive);
     for text in [render_json(&report), render_text(&report, true), render_markdown(&report), format!("{report:?}")] {
@@ -492,6 +498,38 @@ async fn bad_configurations_are_one_line_errors() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("is it running there?"), "{stderr}");
     drop(env);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cycles_failing_validations_and_wrong_types_are_one_line_errors_that_write_no_report() {
+    let env = Env::start().await;
+    let variables = "variable \"env\" {\n  type = string\n  validation {\n    condition     = contains([\"dev\", \"prod\"], var.env)\n    error_message = \"env must be dev or prod.\"\n  }\n}\nvariable \"size\" {\n  type    = number\n  default = 2\n}\nresource \"novacron_storage\" \"data\" {\n  name    = \"data-${var.env}\"\n  size_gb = var.size\n}\n";
+    let cases = [
+        (
+            "cycle",
+            vec![("main.tf", "locals {\n  a = local.b\n  b = \"${local.c}-x\"\n  c = upper(local.a)\n}\n")],
+            "root module: dependency cycle through local.a -> local.b -> local.c -> local.a",
+        ),
+        ("validation", vec![("main.tf", variables), ("terraform.tfvars", "env = \"qa\"\n")], "main.tf: invalid value for var.env: env must be dev or prod."),
+        (
+            "type",
+            vec![("main.tf", variables), ("terraform.tfvars", "env = \"dev\"\nsize = \"hunter2-sized\"\n")],
+            "main.tf: invalid value for var.size (from terraform.tfvars): a number is required, and this string is not one; give a value of type number",
+        ),
+    ];
+    let out_file = env.dir.path().join("bad-input.json");
+    for (name, files, expected) in cases {
+        let repo = env.dir.path().join(name);
+        git2_commit(&repo, &files, name);
+        let args = vec!["--repo".to_string(), repo.display().to_string(), "--output".into(), out_file.display().to_string()];
+        let (code, stdout, stderr) = binary(&env, args, TEST_API_KEY.1).await;
+        assert_eq!(code, 1, "{name}: {stderr}");
+        assert!(stderr.contains(expected), "{name}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{name}: one line: {stderr}");
+        assert!(!stderr.contains("hunter2") && !stderr.contains("panicked"), "{name}: {stderr}");
+        assert!(stdout.is_empty() && !out_file.exists(), "{name}: no report, not even a partial one");
+    }
+    env.stop().await;
 }
 
 /// A git "remote" over HTTP that refuses every request with 401, as a host does for bad credentials.

@@ -1,17 +1,20 @@
-//! Evaluates a configuration module by module: variables, locals, resources, module calls and
+//! Evaluates a configuration module by module: variables, locals, data sources, resources, module calls and
 //! outputs in dependency order, expanding `count` and `for_each`.
 
 use std::collections::HashMap;
 
 use hcl::eval::Context;
 use hcl::{Expression, Map, Value};
-use novacron_schemas::Kind;
+use novacron_schemas::{AttrType, Kind};
 
 use super::HclError;
 use super::attrs::{evaluate_instance, to_hcl};
-use super::funcs::{function_context, parse_number};
-use super::parse::{ModuleCall, ModuleConfig, ResourceBlock, parse_native, read_module};
+use super::data::{DataSources, read_instance, root_dir};
+use super::funcs::{FileAccess, function_context};
+use super::locate;
+use super::parse::{DataBlock, ModuleCall, ModuleConfig, ResourceBlock, read_module};
 use super::resolve::{Instance, Refs, references};
+use super::variables::{Bound, Given, Unknown, bind, root_values};
 use crate::drift::{DesiredResource, LiveObject};
 use crate::source::{SourceTree, join_path};
 
@@ -28,15 +31,31 @@ pub struct Evaluation {
 }
 
 /// Evaluates the configuration in directory `root` of `tree`. `vars` are `--var NAME=VALUE`
-/// flags; `live` resolves references to other resources' ids (by kind and name).
-pub fn evaluate(tree: &dyn SourceTree, root: &str, vars: &[String], live: &[LiveObject]) -> Result<Evaluation, HclError> {
-    let root = root.trim_matches('/').trim_start_matches("./");
-    let root = if root == "." { "" } else { root };
+/// flags; `live` resolves references to other resources' ids (by kind and name) and serves the
+/// `novacron_vm` / `novacron_network` data sources; `data` holds what the other data sources read.
+pub fn evaluate(tree: &dyn SourceTree, root: &str, vars: &[String], live: &[LiveObject], data: &DataSources<'_>) -> Result<Evaluation, HclError> {
+    let root = root_dir(root);
     let config = read_module(tree, root)?.ok_or_else(|| HclError::NoSuchPath { path: root.to_string() })?;
     let ctx = function_context();
-    let mut ev = Evaluator { tree, live: live.iter().map(|o| ((o.kind, o.name()), o)).collect(), out: Evaluation::default() };
-    let (values, unknown) = root_variables(tree, root, &config, vars, &ctx)?;
-    ev.module(&ctx, &config, root, "", values, unknown, 0)?;
+    let mut ev = Evaluator {
+        tree,
+        root,
+        live: live.iter().map(|o| ((o.kind, o.name()), o)).collect(),
+        all_live: live.iter().collect(),
+        data: *data,
+        positions: HashMap::new(),
+        out: Evaluation::default(),
+    };
+    let constants = Refs { ctx: Some(&ctx), ..Refs::default() };
+    let given = root_values(tree, root, vars, &constants)?;
+    let declared: Vec<&str> = config.variables.iter().map(|v| v.name.as_str()).collect();
+    let mut undeclared: Vec<&String> = given.keys().filter(|k| !declared.contains(&k.as_str())).collect();
+    undeclared.sort();
+    for name in undeclared {
+        ev.out.warnings.push(format!("a value is given for var.{name}, which the root module does not declare; ignored"));
+    }
+    let bound = bind(&config.variables, given, &Unknown::new(), "", &constants)?;
+    ev.module(&ctx, &config, root, "", bound, 0)?;
     let mut seen: HashMap<(Kind, &str), &str> = HashMap::new();
     for r in &ev.out.resources {
         if let Some(first) = seen.insert((r.kind, r.name.as_str()), r.address.as_str()) {
@@ -51,83 +70,40 @@ pub fn evaluate(tree: &dyn SourceTree, root: &str, vars: &[String], live: &[Live
     Ok(ev.out)
 }
 
-type Unknown = HashMap<String, String>;
-
-/// Variable values of the root module: defaults, then `terraform.tfvars`, then `*.auto.tfvars`
-/// (in name order), then `--var` flags, each overriding the one before.
-fn root_variables(
-    tree: &dyn SourceTree,
-    root: &str,
-    config: &ModuleConfig,
-    flags: &[String],
-    ctx: &Context<'_>,
-) -> Result<(Map<String, Value>, Unknown), HclError> {
-    let refs = Refs { ctx: Some(ctx), ..Refs::default() };
-    let none = Instance::default();
-    let mut values = Map::new();
-    let mut unknown = Unknown::new();
-    for (name, default) in &config.variables {
-        match default.as_ref().map(|d| refs.eval(d, &none)) {
-            Some(Ok(v)) => {
-                values.insert(name.clone(), v);
-            }
-            Some(Err(reason)) => {
-                unknown.insert(format!("var.{name}"), format!("the default of var.{name} is unknown: {reason}"));
-            }
-            None => {
-                unknown.insert(format!("var.{name}"), format!("var.{name} has no value: set it in terraform.tfvars or with --var {name}=VALUE"));
-            }
-        }
-    }
-    let mut files: Vec<String> = tree.files(root).unwrap_or_default();
-    files.retain(|f| f.ends_with(".auto.tfvars") || f.ends_with(".auto.tfvars.json"));
-    files.sort();
-    files.insert(0, "terraform.tfvars.json".into());
-    files.insert(0, "terraform.tfvars".into());
-    for name in files {
-        let path = if root.is_empty() { name.clone() } else { format!("{root}/{name}") };
-        let Some(text) = tree.read(&path) else { continue };
-        let body = if name.ends_with(".json") { json_vars(&path, &text)? } else { parse_native(&path, &text)? };
-        for attr in body.attributes() {
-            match refs.eval(&attr.expr, &none) {
-                Ok(v) => {
-                    unknown.remove(&format!("var.{}", attr.key));
-                    values.insert(attr.key.to_string(), v);
-                }
-                Err(reason) => return Err(HclError::Invalid { file: path.clone(), message: format!("{}: {reason}", attr.key) }),
-            }
-        }
-    }
-    for flag in flags {
-        let (name, raw) = flag.split_once('=').filter(|(n, _)| !n.trim().is_empty()).ok_or(HclError::BadVar)?;
-        // A value that parses as an HCL expression is one (`4`, `["a"]`); anything else is a string.
-        let parsed = hcl::parse(&format!("v = {raw}")).ok().and_then(|b| b.attributes().next().map(|a| a.expr.clone()));
-        let value = match parsed.filter(|e| !matches!(e, Expression::Variable(_) | Expression::Traversal(_))) {
-            Some(e) => refs.eval(&e, &none).unwrap_or_else(|_| Value::from(raw)),
-            None => parse_number(raw).unwrap_or_else(|| Value::from(raw)),
-        };
-        unknown.remove(&format!("var.{}", name.trim()));
-        values.insert(name.trim().to_string(), value);
-    }
-    Ok((values, unknown))
+/// `dir` relative to the root module's directory, as Terraform gives `path.module` (`.` for the root).
+fn relative_to(root: &str, dir: &str) -> String {
+    let root: Vec<&str> = root.split('/').filter(|p| !p.is_empty()).collect();
+    let dir: Vec<&str> = dir.split('/').filter(|p| !p.is_empty()).collect();
+    let common = root.iter().zip(&dir).take_while(|(a, b)| a == b).count();
+    let mut parts: Vec<&str> = vec![".."; root.len() - common];
+    parts.extend(&dir[common..]);
+    if parts.is_empty() { ".".to_string() } else { parts.join("/") }
 }
 
-fn json_vars(path: &str, text: &str) -> Result<hcl::Body, HclError> {
-    let value: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| HclError::Syntax { file: path.into(), line: e.line(), column: e.column(), message: e.to_string() })?;
-    let attrs = value.as_object().into_iter().flatten().map(|(k, v)| hcl::Attribute::new(k.as_str(), Expression::from(to_hcl(v))));
-    Ok(hcl::Body::builder().add_attributes(attrs).build())
+/// Whether `expr` mentions one of the `sensitive` variables (then a reason must not be shown).
+fn mentions(expr: &Expression, sensitive: &[String]) -> bool {
+    if sensitive.is_empty() {
+        return false;
+    }
+    let text = expr.to_string();
+    sensitive.iter().any(|name| text.contains(&format!("var.{name}")))
 }
 
 struct Evaluator<'t> {
     tree: &'t dyn SourceTree,
+    root: &'t str,
     live: HashMap<(Kind, &'t str), &'t LiveObject>,
+    all_live: Vec<&'t LiveObject>,
+    data: DataSources<'t>,
+    /// Positions found for warnings, by (file, block label, attribute, blamed function).
+    positions: HashMap<(String, String, String, Option<String>), String>,
     out: Evaluation,
 }
 
 /// A declaration of one module, keyed the way references name it.
 enum Node<'c> {
     Local(&'c str, &'c Expression),
+    Data(&'c DataBlock),
     Resource(&'c ResourceBlock),
     Module(&'c ModuleCall),
     Output(&'c str, &'c Expression),
@@ -137,6 +113,7 @@ impl Node<'_> {
     fn key(&self) -> String {
         match self {
             Node::Local(n, _) => format!("local.{n}"),
+            Node::Data(d) => format!("data.{}.{}", d.kind.terraform_type(), d.label),
             Node::Resource(r) => format!("{}.{}", r.kind.terraform_type(), r.label),
             Node::Module(m) => format!("module.{}", m.label),
             Node::Output(n, _) => format!("output.{n}"),
@@ -147,6 +124,10 @@ impl Node<'_> {
         let mut out = Vec::new();
         match self {
             Node::Local(_, e) | Node::Output(_, e) => references(e, &mut out),
+            Node::Data(d) => {
+                d.count.iter().chain(d.for_each.iter()).for_each(|e| references(e, &mut out));
+                d.args.iter().for_each(|(_, e)| references(e, &mut out));
+            }
             Node::Resource(r) => {
                 r.count.iter().chain(r.for_each.iter()).for_each(|e| references(e, &mut out));
                 r.attributes.iter().for_each(|(_, e)| references(e, &mut out));
@@ -266,25 +247,32 @@ fn instance_key(suffix: &str) -> String {
 }
 
 impl Evaluator<'_> {
-    #[allow(clippy::too_many_arguments, reason = "one call site per module level; a struct would only rename the same values")]
-    fn module(
-        &mut self,
-        ctx: &Context<'_>,
-        config: &ModuleConfig,
-        dir: &str,
-        prefix: &str,
-        vars: Map<String, Value>,
-        unknown: Unknown,
-        depth: usize,
-    ) -> Result<Map<String, Value>, HclError> {
+    fn module(&mut self, ctx: &Context<'_>, config: &ModuleConfig, dir: &str, prefix: &str, vars: Bound, depth: usize) -> Result<Map<String, Value>, HclError> {
         let module = if prefix.is_empty() { "root module".to_string() } else { prefix.trim_end_matches('.').to_string() };
+        self.out.warnings.extend(vars.warnings);
         let mut nodes: Vec<Node<'_>> = Vec::new();
         nodes.extend(config.locals.iter().map(|(n, e)| Node::Local(n, e)));
+        nodes.extend(config.data.iter().map(Node::Data));
         nodes.extend(config.resources.iter().map(Node::Resource));
         nodes.extend(config.modules.iter().map(Node::Module));
         nodes.extend(config.outputs.iter().map(|(n, e)| Node::Output(n, e)));
         let order = dependency_order(&nodes, &module)?;
-        let mut refs = Refs { vars, unknown, path_module: if dir.is_empty() { ".".into() } else { dir.to_string() }, ctx: Some(ctx), ..Refs::default() };
+        let mut refs = Refs {
+            vars: vars.values,
+            unknown: vars.unknown,
+            path_module: relative_to(self.root, dir),
+            ctx: Some(ctx),
+            files: FileAccess::rooted(self.tree, self.root),
+            ..Refs::default()
+        };
+        for foreign in &config.foreign_data {
+            let why = format!("data.{foreign} is not a novacron data source, which the reconciler does not read");
+            if let Some((ty, _)) = foreign.split_once('.') {
+                refs.unknown.entry(format!("data.{ty}")).or_insert_with(|| why.clone());
+            }
+            refs.unknown.insert(format!("data.{foreign}"), why);
+        }
+        let sensitive = vars.sensitive;
         let mut outputs = Map::new();
         let none = Instance::default();
         for i in order {
@@ -294,6 +282,7 @@ impl Evaluator<'_> {
                         refs.locals.insert(name.to_string(), v);
                     }
                     Err(reason) => {
+                        let reason = if mentions(expr, &sensitive) { "details hidden: it uses a sensitive variable".to_string() } else { reason };
                         refs.unknown.insert(format!("local.{name}"), format!("local.{name} is unknown: {reason}"));
                     }
                 },
@@ -302,14 +291,77 @@ impl Evaluator<'_> {
                         outputs.insert(name.to_string(), v);
                     }
                 }
-                Node::Resource(block) => self.resource(block, &mut refs, prefix),
+                Node::Data(block) => self.data_block(block, &mut refs, prefix),
+                Node::Resource(block) => self.resource(block, &mut refs, prefix, &sensitive),
                 Node::Module(call) => self.module_call(ctx, call, &mut refs, dir, prefix, depth)?,
             }
         }
         Ok(outputs)
     }
 
-    fn resource(&mut self, block: &ResourceBlock, refs: &mut Refs<'_>, prefix: &str) {
+    /// `file:line:column: ` of an attribute (or of the function its reason blames) in a `.tf`
+    /// file, or nothing; remembered per block, attribute and function, so the instances of one
+    /// block parse its file once.
+    fn position(&mut self, block: &ResourceBlock, attr: &str, reason: &str) -> String {
+        if !block.file.ends_with(".tf") {
+            return String::new();
+        }
+        let function = locate::failing_function(reason);
+        let key = (block.file.clone(), block.label.clone(), attr.to_string(), function.map(str::to_string));
+        if let Some(known) = self.positions.get(&key) {
+            return known.clone();
+        }
+        // A block attribute is reported by its API name (`firewall_rules`), written as its block (`firewall_rule`).
+        let written = block
+            .kind
+            .schema()
+            .attributes
+            .iter()
+            .find(|a| a.name == attr)
+            .and_then(|a| match &a.ty {
+                AttrType::Blocks { block_name, .. } => Some(block_name.as_str()),
+                _ => None,
+            })
+            .unwrap_or(attr);
+        let found = self
+            .tree
+            .read(&block.file)
+            .and_then(|text| locate::attribute_position(&text, &["resource", block.kind.terraform_type(), &block.label], &[written], function))
+            .map_or(String::new(), |(line, column)| format!("{}:{line}:{column}: ", block.file));
+        self.positions.insert(key, found.clone());
+        found
+    }
+
+    fn data_block(&mut self, block: &DataBlock, refs: &mut Refs<'_>, prefix: &str) {
+        let ty = block.kind.terraform_type();
+        let address = format!("{prefix}data.{ty}.{}", block.label);
+        let (instances, shape) = match expand(refs, block.count.as_ref(), block.for_each.as_ref()) {
+            Ok(x) => x,
+            Err(reason) => {
+                refs.unknown.insert(format!("data.{ty}.{}", block.label), format!("{address} could not be expanded: {reason}"));
+                return;
+            }
+        };
+        let mut values = Vec::with_capacity(instances.len());
+        for (suffix, inst) in instances {
+            match read_instance(block, refs, &inst, &self.all_live, &self.data) {
+                Ok(v) => values.push((instance_key(&suffix), v)),
+                Err(reason) => {
+                    // What uses it says so in its own warning; the reason is recorded once here.
+                    let why = format!("{address}{suffix} is unknown: {reason}");
+                    refs.unknown.entry(format!("data.{ty}")).or_insert_with(|| why.clone());
+                    refs.unknown.insert(format!("data.{ty}.{}", block.label), why);
+                    return;
+                }
+            }
+        }
+        let by_type = refs.data.entry(ty.to_string()).or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(m) = by_type {
+            m.insert(block.label.clone(), gather(shape, values));
+        }
+    }
+
+    fn resource(&mut self, block: &ResourceBlock, refs: &mut Refs<'_>, prefix: &str, sensitive: &[String]) {
         let ty = block.kind.terraform_type();
         let key = format!("{ty}.{}", block.label);
         let base = format!("{prefix}{key}");
@@ -335,7 +387,10 @@ impl Evaluator<'_> {
                 continue;
             };
             for (attr, reason) in &ev.unknown {
-                self.out.warnings.push(format!("{address}: {attr} is unknown ({reason}); left out of the comparison"));
+                let hidden = block.attributes.iter().any(|(a, e)| a == attr && mentions(e, sensitive));
+                let reason = if hidden { "details hidden: it uses a sensitive variable" } else { reason.as_str() };
+                let at = self.position(block, attr, reason);
+                self.out.warnings.push(format!("{at}{address}: {attr} is unknown ({reason}); left out of the comparison"));
             }
             let live = self.live.get(&(block.kind, name.as_str())).copied();
             // What `novacron_x.y.attr` gives: the live object, overlaid with the configuration.
@@ -379,34 +434,27 @@ impl Evaluator<'_> {
             }
         };
         let mut values = Vec::new();
+        let constants = Refs { ctx: Some(ctx), ..Refs::default() };
         for (suffix, inst) in instances {
-            let mut vars = Map::new();
+            let mut given = HashMap::new();
             let mut unknown = Unknown::new();
+            let from = format!("the call of {base}{suffix}");
             for (name, expr) in &call.inputs {
+                if !child.variables.iter().any(|v| &v.name == name) {
+                    self.out.warnings.push(format!("{base}{suffix}: argument {name} is not a variable of module {source:?}; ignored"));
+                    continue;
+                }
                 match refs.eval(expr, &inst) {
                     Ok(v) => {
-                        vars.insert(name.clone(), v);
+                        given.insert(name.clone(), Given::Value(v, from.clone()));
                     }
                     Err(reason) => {
                         unknown.insert(format!("var.{name}"), format!("input {name} of {base}{suffix} is unknown: {reason}"));
                     }
                 }
             }
-            let defaults = Refs { ctx: Some(ctx), ..Refs::default() };
-            for (name, default) in &child.variables {
-                if vars.contains_key(name) || unknown.contains_key(&format!("var.{name}")) {
-                    continue;
-                }
-                match default.as_ref().map(|d| defaults.eval(d, &Instance::default())) {
-                    Some(Ok(v)) => {
-                        vars.insert(name.clone(), v);
-                    }
-                    _ => {
-                        unknown.insert(format!("var.{name}"), format!("input {name} of {base}{suffix} has no value"));
-                    }
-                }
-            }
-            let outputs = self.module(ctx, &child, &child_dir, &format!("{base}{suffix}."), vars, unknown, depth + 1)?;
+            let bound = bind(&child.variables, given, &unknown, &format!("{base}{suffix}"), &constants)?;
+            let outputs = self.module(ctx, &child, &child_dir, &format!("{base}{suffix}."), bound, depth + 1)?;
             values.push((instance_key(&suffix), Value::Object(outputs)));
         }
         refs.modules.insert(call.label.clone(), gather(shape, values));

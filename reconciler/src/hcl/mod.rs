@@ -1,12 +1,22 @@
 //! Evaluation of the desired state: the `novacron_*` resources of a Terraform configuration, as API objects.
 
 mod attrs;
+mod data;
 mod eval;
+mod expr;
 pub mod funcs;
+pub mod locate;
 pub mod parse;
 pub mod resolve;
+mod template;
+pub mod types;
+mod value;
+mod variables;
 
+pub use data::{DataSources, data_source_kinds};
 pub use eval::{Evaluation, evaluate};
+pub use expr::EvalError;
+pub use resolve::{Evaluated, evaluate_expression};
 
 /// Why the desired state could not be evaluated. Attribute values that cannot be evaluated
 /// are not errors: they become unknown, with a warning.
@@ -61,4 +71,38 @@ pub enum HclError {
     /// A `--var` flag is not `NAME=VALUE` (the flag itself is not shown: it may be a secret).
     #[error("a --var flag has no '=': expected NAME=VALUE")]
     BadVar,
+    /// A variable's value is not of its declared type (the value is not shown: it may be a secret).
+    #[error("{file}: invalid value for {variable} (from {origin}): {problem}; give a value of type {expected}")]
+    VariableType {
+        /// The file declaring the variable.
+        file: String,
+        /// `var.x`, or `module.m["k"].var.x` inside a module.
+        variable: String,
+        /// Where the value came from: `terraform.tfvars`, `a --var flag`, `the call of module.m`.
+        origin: String,
+        /// The declared type, e.g. `map(object({size = number}))`.
+        expected: String,
+        /// Where and why the conversion failed.
+        problem: String,
+    },
+    /// A `validation` block of a variable rejects its value.
+    #[error("{file}: invalid value for {variable}: {message}")]
+    Validation {
+        /// The file declaring the variable.
+        file: String,
+        /// `var.x` or `module.m.var.x`.
+        variable: String,
+        /// The block's `error_message`.
+        message: String,
+    },
+    /// A `nullable = false` variable without a default was given null.
+    #[error("{file}: {variable} must not be null (nullable = false, from {origin}); give it a value or a default")]
+    NullVariable {
+        /// The file declaring the variable.
+        file: String,
+        /// `var.x` or `module.m.var.x`.
+        variable: String,
+        /// Where the null came from.
+        origin: String,
+    },
 }

@@ -15,8 +15,8 @@ const META_ARGS: [&str; 4] = ["depends_on", "provider", "count", "for_each"];
 /// The declarations of one module directory.
 #[derive(Debug, Default)]
 pub struct ModuleConfig {
-    /// `variable` blocks with their defaults.
-    pub variables: Vec<(String, Option<Expression>)>,
+    /// `variable` blocks.
+    pub variables: Vec<VariableDecl>,
     /// `locals` entries.
     pub locals: Vec<(String, Expression)>,
     /// `novacron_*` resources.
@@ -25,6 +25,46 @@ pub struct ModuleConfig {
     pub modules: Vec<ModuleCall>,
     /// `output` values.
     pub outputs: Vec<(String, Expression)>,
+    /// `data "novacron_*"` blocks.
+    pub data: Vec<DataBlock>,
+    /// Types of the other `data` blocks (`data "http" ...`): references to them are unknown.
+    pub foreign_data: Vec<String>,
+}
+
+/// One `variable "name"` block.
+#[derive(Debug, Clone)]
+pub struct VariableDecl {
+    /// The variable's name.
+    pub name: String,
+    /// The file it is in, for messages.
+    pub file: String,
+    /// `type`, when given.
+    pub ty: Option<Expression>,
+    /// `default`, when given.
+    pub default: Option<Expression>,
+    /// `nullable` (default true): with false, null means "use the default".
+    pub nullable: bool,
+    /// `sensitive = true`: its value never appears in a message.
+    pub sensitive: bool,
+    /// `validation` blocks: `(condition, error_message)`.
+    pub validations: Vec<(Expression, Expression)>,
+}
+
+/// One `data "novacron_*" "name"` block.
+#[derive(Debug, Clone)]
+pub struct DataBlock {
+    /// The kind behind the data source type (`Kind::Template` for `novacron_template`).
+    pub kind: Kind,
+    /// The block's name label.
+    pub label: String,
+    /// The file it is in.
+    pub file: String,
+    /// `count`, when given.
+    pub count: Option<Expression>,
+    /// `for_each`, when given.
+    pub for_each: Option<Expression>,
+    /// Its arguments (`name`, `os`, `most_recent`, ...).
+    pub args: Vec<(String, Expression)>,
 }
 
 /// One `resource "novacron_*" "name"` block.
@@ -120,10 +160,21 @@ fn collect(config: &mut ModuleConfig, file: &str, body: Body) -> Result<(), HclE
         let Structure::Block(block) = structure else { continue };
         let labels: Vec<String> = block.labels.iter().map(|l| l.as_str().to_string()).collect();
         match (block.identifier.as_str(), labels.as_slice()) {
-            ("variable", [name]) => {
-                let default = block.body.attributes().find(|a| a.key.as_str() == "default").map(|a| a.expr.clone());
-                config.variables.push((name.clone(), default));
-            }
+            ("variable", [name]) => config.variables.push(variable(name, file, &block.body)?),
+            ("data", [ty, name]) => match Kind::from_terraform_type(ty).filter(|k| [Kind::Template, Kind::Vm, Kind::Network].contains(k)) {
+                Some(kind) => {
+                    let attr = |key: &str| block.body.attributes().find(|a| a.key.as_str() == key).map(|a| a.expr.clone());
+                    config.data.push(DataBlock {
+                        kind,
+                        label: name.clone(),
+                        file: file.to_string(),
+                        count: attr("count"),
+                        for_each: attr("for_each"),
+                        args: block.body.attributes().filter(|a| !META_ARGS.contains(&a.key.as_str())).map(|a| (a.key.to_string(), a.expr.clone())).collect(),
+                    });
+                }
+                None => config.foreign_data.push(format!("{ty}.{name}")),
+            },
             ("locals", []) => {
                 config.locals.extend(block.body.attributes().map(|a| (a.key.to_string(), a.expr.clone())));
             }
@@ -162,6 +213,35 @@ fn collect(config: &mut ModuleConfig, file: &str, body: Body) -> Result<(), HclE
         }
     }
     Ok(())
+}
+
+fn variable(name: &str, file: &str, body: &Body) -> Result<VariableDecl, HclError> {
+    let attr = |key: &str| body.attributes().find(|a| a.key.as_str() == key).map(|a| a.expr.clone());
+    let flag = |key: &str, default: bool| match attr(key) {
+        None => Ok(default),
+        Some(Expression::Bool(b)) => Ok(b),
+        Some(_) => Err(HclError::Invalid { file: file.to_string(), message: format!("variable {name:?}: {key} must be true or false") }),
+    };
+    let mut validations = Vec::new();
+    for v in body.blocks().filter(|b| b.identifier.as_str() == "validation") {
+        let arg = |key: &str| v.body.attributes().find(|a| a.key.as_str() == key).map(|a| a.expr.clone());
+        let (Some(condition), Some(message)) = (arg("condition"), arg("error_message")) else {
+            return Err(HclError::Invalid {
+                file: file.to_string(),
+                message: format!("variable {name:?}: a validation block needs condition and error_message"),
+            });
+        };
+        validations.push((condition, message));
+    }
+    Ok(VariableDecl {
+        name: name.to_string(),
+        file: file.to_string(),
+        ty: attr("type"),
+        default: attr("default"),
+        nullable: flag("nullable", true)?,
+        sensitive: flag("sensitive", false)?,
+        validations,
+    })
 }
 
 fn resource_block(kind: Kind, label: &str, file: &str, body: &Body) -> ResourceBlock {
@@ -219,7 +299,24 @@ pub fn parse_json(file: &str, text: &str) -> Result<Body, HclError> {
     for (section, content) in root {
         let Some(content) = content.as_object() else { continue };
         match section.as_str() {
-            "variable" | "output" | "module" => {
+            "variable" => {
+                for (name, v) in content {
+                    // `validation` is a list of blocks (or one block); the rest are attributes.
+                    let mut fields = v.as_object().cloned().unwrap_or_default();
+                    let validations = match fields.remove("validation") {
+                        Some(serde_json::Value::Array(list)) => list,
+                        Some(one) => vec![one],
+                        None => Vec::new(),
+                    };
+                    let mut block =
+                        hcl::Block::builder("variable").add_label(name.as_str()).add_attributes(json_attrs(&serde_json::Value::Object(fields), None)?);
+                    for rule in &validations {
+                        block = block.add_block(hcl::Block::builder("validation").add_attributes(json_attrs(rule, None)?).build());
+                    }
+                    body = body.add_block(block.build());
+                }
+            }
+            "output" | "module" => {
                 for (name, v) in content {
                     body = body.add_block(hcl::Block::builder(section.as_str()).add_label(name.as_str()).add_attributes(json_attrs(v, None)?).build());
                 }
@@ -227,11 +324,11 @@ pub fn parse_json(file: &str, text: &str) -> Result<Body, HclError> {
             "locals" => {
                 body = body.add_block(hcl::Block::builder("locals").add_attributes(json_attrs(&serde_json::Value::Object(content.clone()), None)?).build())
             }
-            "resource" => {
+            "resource" | "data" => {
                 for (ty, by_name) in content {
                     let kind = Kind::from_terraform_type(ty);
                     for (name, v) in by_name.as_object().into_iter().flatten() {
-                        let mut block = hcl::Block::builder("resource").add_label(ty.as_str()).add_label(name.as_str());
+                        let mut block = hcl::Block::builder(section.as_str()).add_label(ty.as_str()).add_label(name.as_str());
                         block = block.add_attributes(json_attrs(v, kind)?);
                         for (block_name, items) in json_blocks(v, kind) {
                             block = block.add_block(hcl::Block::builder(block_name.as_str()).add_attributes(json_attrs(&items, None)?).build());

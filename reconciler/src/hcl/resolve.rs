@@ -1,14 +1,17 @@
-//! Substitutes values for references (`var.`, `local.`, `each.`, `novacron_network.core.id`, ...) and evaluates `try`.
+//! Resolves references (`var.`, `local.`, `each.`, `novacron_network.core.id`, ...) for the expression evaluator.
 //!
-//! References are resolved by rewriting the expression before hcl-rs evaluates it, so one
-//! function-only context serves every expression and no per-instance context is cloned.
+//! The evaluator (`expr.rs`) asks for a name when it meets one, so no expression is rewritten
+//! or cloned and one evaluator serves every instance.
 
 use std::collections::HashMap;
 
-use hcl::eval::{Context, Evaluate};
-use hcl::expr::{FuncCall, TemplateExpr, Traversal, TraversalOperator};
+use hcl::eval::Context;
+use hcl::expr::TraversalOperator;
 use hcl::template::{Directive, Element, Template};
 use hcl::{Expression, Map, Value};
+
+use super::expr::{EvalError, Evaluator, References};
+use super::funcs::FileAccess;
 
 /// What references can resolve to in one module instance.
 #[derive(Debug, Default)]
@@ -21,12 +24,16 @@ pub struct Refs<'a> {
     pub resources: HashMap<String, Value>,
     /// `module.<name>` outputs evaluated so far.
     pub modules: HashMap<String, Value>,
+    /// `data.<type>` read so far: an object of the data sources of that type by name.
+    pub data: HashMap<String, Value>,
     /// Why a local, resource or module is unknown, by its reference (`local.x`).
     pub unknown: HashMap<String, String>,
     /// `path.module`.
     pub path_module: String,
-    /// The functions.
+    /// Kept for the configuration level's signatures; the evaluator has its own functions.
     pub ctx: Option<&'a Context<'a>>,
+    /// The files of the revision, for `file()`, `templatefile()` and the like.
+    pub files: FileAccess<'a>,
 }
 
 /// The per-instance part: `each` and `count`.
@@ -40,93 +47,43 @@ pub struct Instance {
     pub extra: Vec<(String, Value)>,
 }
 
-/// The roots the resolver knows; anything else is left for hcl-rs (for-expression variables)
-/// or fails evaluation (data sources, other providers' resources), which makes it unknown.
+/// The roots the resolver knows; anything else is undeclared (other providers' resources).
 fn is_resource_root(root: &str) -> bool {
     root.starts_with("novacron_")
+}
+
+/// What a failed evaluation says instead of its reason when a sensitive value was involved.
+const SENSITIVE_DETAILS: &str = "the arguments are invalid (details hidden: a sensitive value is involved)";
+
+/// A value and whether it derives from `sensitive()`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluated {
+    /// The value.
+    pub value: Value,
+    /// Whether `sensitive()` marked it (its text must not reach a message).
+    pub sensitive: bool,
 }
 
 impl Refs<'_> {
     /// Evaluates `expr` in this scope; the error is a one-line reason for a warning.
     pub fn eval(&self, expr: &Expression, inst: &Instance) -> Result<Value, String> {
-        let mut notes = Vec::new();
-        let resolved = self.resolve(expr, inst, &mut notes);
-        let empty = Context::new();
-        let ctx = self.ctx.unwrap_or(&empty);
-        resolved.evaluate(ctx).map_err(|e| notes.into_iter().next().unwrap_or_else(|| one_line(&e.to_string())))
+        self.evaluate(expr, inst).map(|e| e.value).map_err(|e| one_line(&e.to_string()))
     }
 
-    fn resolve(&self, expr: &Expression, inst: &Instance, notes: &mut Vec<String>) -> Expression {
-        let mut out = expr.clone();
-        self.rewrite(&mut out, inst, notes);
-        out
-    }
-
-    fn rewrite(&self, expr: &mut Expression, inst: &Instance, notes: &mut Vec<String>) {
-        match expr {
-            Expression::Variable(v) => {
-                if let Some(value) = self.root_value(v.as_str(), inst) {
-                    *expr = Expression::from(value.clone());
-                }
-            }
-            Expression::Traversal(t) => {
-                if let Some(replacement) = self.traversal(t, inst, notes) {
-                    *expr = replacement;
-                    return;
-                }
-                self.rewrite(&mut t.expr, inst, notes);
-                for op in &mut t.operators {
-                    if let TraversalOperator::Index(i) = op {
-                        self.rewrite(i, inst, notes);
-                    }
-                }
-            }
-            Expression::FuncCall(call) if call.name.namespace.is_empty() && call.name.name.as_str() == "try" => {
-                *expr = self.try_call(call, inst, notes).unwrap_or_else(|| expr.clone());
-            }
-            Expression::FuncCall(call) => call.args.iter_mut().for_each(|a| self.rewrite(a, inst, notes)),
-            Expression::Array(items) => items.iter_mut().for_each(|a| self.rewrite(a, inst, notes)),
-            Expression::Object(obj) => {
-                let entries: Vec<_> = std::mem::take(obj).into_iter().collect();
-                for (mut k, mut v) in entries {
-                    if let hcl::ObjectKey::Expression(e) = &mut k {
-                        self.rewrite(e, inst, notes);
-                    }
-                    self.rewrite(&mut v, inst, notes);
-                    obj.insert(k, v);
-                }
-            }
-            Expression::Parenthesis(e) => self.rewrite(e, inst, notes),
-            Expression::Conditional(c) => {
-                self.rewrite(&mut c.cond_expr, inst, notes);
-                self.rewrite(&mut c.true_expr, inst, notes);
-                self.rewrite(&mut c.false_expr, inst, notes);
-            }
-            Expression::Operation(op) => match op.as_mut() {
-                hcl::expr::Operation::Unary(u) => self.rewrite(&mut u.expr, inst, notes),
-                hcl::expr::Operation::Binary(b) => {
-                    self.rewrite(&mut b.lhs_expr, inst, notes);
-                    self.rewrite(&mut b.rhs_expr, inst, notes);
-                }
-            },
-            Expression::ForExpr(f) => {
-                self.rewrite(&mut f.collection_expr, inst, notes);
-                if let Some(k) = &mut f.key_expr {
-                    self.rewrite(k, inst, notes);
-                }
-                self.rewrite(&mut f.value_expr, inst, notes);
-                if let Some(c) = &mut f.cond_expr {
-                    self.rewrite(c, inst, notes);
-                }
-            }
-            Expression::TemplateExpr(t) => {
-                if let Some(replacement) = self.template(t, inst, notes) {
-                    *expr = replacement;
-                }
-            }
-            Expression::Null | Expression::Bool(_) | Expression::Number(_) | Expression::String(_) => {}
-            _ => {}
-        }
+    /// Evaluates `expr` in this scope, keeping the kind of failure and the sensitivity.
+    pub fn evaluate(&self, expr: &Expression, inst: &Instance) -> Result<Evaluated, EvalError> {
+        let bound = Bound { refs: self, inst };
+        let mut ev = Evaluator::with_references(self.files, &bound);
+        let result = ev.eval(expr);
+        let sensitive = ev.sensitive;
+        let value = result.map_err(|e| match e {
+            EvalError::Reference(name) => EvalError::Unknown(self.unknown.get(&name).cloned().unwrap_or_else(|| format!("{name} is not declared"))),
+            // A message may quote an argument; one derived from sensitive() must not be shown.
+            EvalError::Call { function, .. } if sensitive => EvalError::Call { function, message: SENSITIVE_DETAILS.into() },
+            EvalError::Invalid(_) if sensitive => EvalError::Invalid(SENSITIVE_DETAILS.into()),
+            other => other,
+        })?;
+        Ok(Evaluated { value, sensitive })
     }
 
     /// The whole value of a bare root variable (`each`, `count`, `path`, `terraform`).
@@ -138,131 +95,57 @@ impl Refs<'_> {
             "each" => inst.each.clone(),
             "count" => inst.count.clone(),
             "path" => Some(Value::Object(Map::from_iter([
+                ("cwd".to_string(), Value::from(".")),
                 ("module".to_string(), Value::from(self.path_module.clone())),
                 ("root".to_string(), Value::from(".")),
-                ("cwd".to_string(), Value::from(".")),
             ]))),
             "terraform" => Some(Value::Object(Map::from_iter([("workspace".to_string(), Value::from("default"))]))),
             _ => None,
         }
     }
 
-    /// Resolves a traversal rooted at a known name, applying as many operators as possible
-    /// by reference so large locals are never cloned whole.
-    fn traversal(&self, t: &mut Traversal, inst: &Instance, notes: &mut Vec<String>) -> Option<Expression> {
-        let Expression::Variable(root) = &t.expr else { return None };
-        let root = root.as_str().to_string();
-        let first = match t.operators.first() {
-            Some(TraversalOperator::GetAttr(name)) => Some(name.as_str().to_string()),
-            _ => None,
-        };
-        let (base, used): (&Value, usize) = match (root.as_str(), &first) {
-            ("var", Some(n)) => (self.lookup(self.vars.get(n), &format!("var.{n}"), notes)?, 1),
-            ("local", Some(n)) => (self.lookup(self.locals.get(n), &format!("local.{n}"), notes)?, 1),
-            ("module", Some(n)) => (self.lookup(self.modules.get(n), &format!("module.{n}"), notes)?, 1),
-            ("data", Some(n)) => {
-                let label = match t.operators.get(1) {
-                    Some(TraversalOperator::GetAttr(label)) => format!(".{label}"),
-                    _ => String::new(),
-                };
-                notes.push(format!("data.{n}{label} is a data source, which is not read"));
-                return None;
-            }
-            (r, Some(n)) if is_resource_root(r) => (self.lookup(self.resources.get(&format!("{r}.{n}")), &format!("{r}.{n}"), notes)?, 1),
-            (r, _) => {
-                let owned = self.root_value(r, inst)?;
-                let rest: Vec<TraversalOperator> = t.operators.clone();
-                return Some(self.apply(&owned, &rest, inst, notes));
-            }
-        };
-        let rest: Vec<TraversalOperator> = t.operators[used..].to_vec();
-        Some(self.apply(base, &rest, inst, notes))
+    fn lookup<'v>(&self, found: Option<&'v Value>, name: String) -> Result<&'v Value, String> {
+        found.ok_or_else(|| self.unknown.get(&name).cloned().unwrap_or_else(|| format!("{name} is not declared")))
+    }
+}
+
+/// Evaluates one standalone expression as an output of a root module at the top of `files`
+/// would be: no variables or resources, `path.module` `.`, `terraform.workspace` `default`,
+/// and file functions reading `files`.
+pub fn evaluate_expression(text: &str, files: &dyn crate::source::SourceTree) -> Result<Evaluated, EvalError> {
+    let body = hcl::parse(&format!("x = {text}\n")).map_err(|e| EvalError::Invalid(format!("syntax error: {}", one_line(&e.to_string()))))?;
+    let expr = body.attributes().next().map(|a| a.expr.clone()).ok_or_else(|| EvalError::Invalid("no expression".into()))?;
+    let refs = Refs { path_module: ".".into(), files: FileAccess::new(files), ..Refs::default() };
+    refs.evaluate(&expr, &Instance::default())
+}
+
+/// One module instance's references, as the evaluator asks for them.
+struct Bound<'r> {
+    refs: &'r Refs<'r>,
+    inst: &'r Instance,
+}
+
+impl References for Bound<'_> {
+    fn root(&self, name: &str) -> Option<Value> {
+        self.refs.root_value(name, self.inst)
     }
 
-    fn lookup<'v>(&self, found: Option<&'v Value>, name: &str, notes: &mut Vec<String>) -> Option<&'v Value> {
-        if found.is_none() {
-            notes.push(self.unknown.get(name).cloned().unwrap_or_else(|| format!("{name} is not declared")));
+    fn attr(&self, root: &str, attr: &str) -> Option<Result<&Value, String>> {
+        let r = self.refs;
+        if self.inst.extra.iter().any(|(n, _)| n == root) {
+            return None;
         }
-        found
-    }
-
-    /// Applies `ops` to `value` while they are attribute or index lookups with a known key;
-    /// what remains stays a traversal for hcl-rs.
-    fn apply(&self, value: &Value, ops: &[TraversalOperator], inst: &Instance, notes: &mut Vec<String>) -> Expression {
-        let mut current = value;
-        let mut i = 0;
-        while i < ops.len() {
-            let next = match &ops[i] {
-                TraversalOperator::GetAttr(name) => current.as_object().and_then(|o| o.get(name.as_str())),
-                TraversalOperator::LegacyIndex(n) => usize::try_from(*n).ok().and_then(|n| current.as_array().and_then(|a| a.get(n))),
-                TraversalOperator::Index(key) => match self.eval(key, inst) {
-                    Ok(Value::String(k)) => current.as_object().and_then(|o| o.get(&k)),
-                    Ok(Value::Number(n)) => n.as_u64().and_then(|n| usize::try_from(n).ok()).and_then(|n| current.as_array().and_then(|a| a.get(n))),
-                    _ => None,
-                },
-                _ => None,
-            };
-            match next {
-                Some(v) => current = v,
-                None => break,
-            }
-            i += 1;
-        }
-        let base = Expression::from(current.clone());
-        if i == ops.len() {
-            return base;
-        }
-        let mut rest: Vec<TraversalOperator> = ops[i..].to_vec();
-        for op in &mut rest {
-            if let TraversalOperator::Index(e) = op {
-                self.rewrite(e, inst, notes);
-            }
-        }
-        if let Some(TraversalOperator::GetAttr(name)) = ops.get(i) {
-            notes.push(format!("attribute {name} is not known"));
-        }
-        Expression::Traversal(Box::new(Traversal::new(base, rest)))
-    }
-
-    fn try_call(&self, call: &FuncCall, inst: &Instance, notes: &mut Vec<String>) -> Option<Expression> {
-        for arg in &call.args {
-            if let Ok(v) = self.eval(arg, inst) {
-                return Some(Expression::from(v));
-            }
-        }
-        notes.push("no argument of try() could be evaluated".into());
-        None
-    }
-
-    /// Rewrites the interpolations of a template; a template that then evaluates becomes its string.
-    fn template(&self, t: &TemplateExpr, inst: &Instance, notes: &mut Vec<String>) -> Option<Expression> {
-        let mut template = Template::from_expr(t).ok()?;
-        self.rewrite_template(&mut template, inst, notes);
-        let empty = Context::new();
-        match template.evaluate(self.ctx.unwrap_or(&empty)) {
-            Ok(s) => Some(Expression::String(s)),
-            Err(_) => Some(Expression::TemplateExpr(Box::new(TemplateExpr::QuotedString(template.to_string())))),
-        }
-    }
-
-    fn rewrite_template(&self, template: &mut Template, inst: &Instance, notes: &mut Vec<String>) {
-        for element in template.elements_mut() {
-            match element {
-                Element::Literal(_) => {}
-                Element::Interpolation(i) => self.rewrite(&mut i.expr, inst, notes),
-                Element::Directive(Directive::If(d)) => {
-                    self.rewrite(&mut d.cond_expr, inst, notes);
-                    self.rewrite_template(&mut d.true_template, inst, notes);
-                    if let Some(f) = &mut d.false_template {
-                        self.rewrite_template(f, inst, notes);
-                    }
-                }
-                Element::Directive(Directive::For(d)) => {
-                    self.rewrite(&mut d.collection_expr, inst, notes);
-                    self.rewrite_template(&mut d.template, inst, notes);
-                }
-            }
-        }
+        Some(match root {
+            "var" => r.lookup(r.vars.get(attr), format!("var.{attr}")),
+            "local" => r.lookup(r.locals.get(attr), format!("local.{attr}")),
+            "module" => r.lookup(r.modules.get(attr), format!("module.{attr}")),
+            "data" => match r.data.get(attr) {
+                Some(v) => Ok(v),
+                None => Err(r.unknown.get(&format!("data.{attr}")).cloned().unwrap_or_else(|| format!("data.{attr} is a data source, which is not read"))),
+            },
+            _ if is_resource_root(root) => r.lookup(r.resources.get(&format!("{root}.{attr}")), format!("{root}.{attr}")),
+            _ => return None,
+        })
     }
 }
 
@@ -275,6 +158,9 @@ pub fn references(expr: &Expression, out: &mut Vec<String>) {
                 let root = root.as_str();
                 if root == "local" || root == "module" || is_resource_root(root) {
                     out.push(format!("{root}.{name}"));
+                }
+                if let ("data", Some(TraversalOperator::GetAttr(label))) = (root, t.operators.get(1)) {
+                    out.push(format!("data.{name}.{label}"));
                 }
             }
             references(&t.expr, out);
@@ -337,7 +223,8 @@ fn template_references(template: &Template, out: &mut Vec<String>) {
     }
 }
 
-fn one_line(text: &str) -> String {
+/// Collapses a message onto one line.
+pub fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
@@ -362,7 +249,11 @@ mod tests {
         assert_eq!(refs.eval(&expr("local.sizes[each.key]"), &inst), Ok(Value::from(8)));
         assert_eq!(refs.eval(&expr("novacron_network.core.id"), &inst), Ok(Value::from("net-1")));
         assert_eq!(refs.eval(&expr(r#"upper(lookup(local.sizes, "x", "none"))"#), &inst), Ok(Value::from("NONE")));
-        assert_eq!(refs.eval(&expr("[for k, v in local.sizes : \"${k}=${v}\"]"), &inst), Ok(hcl::value!(["small=2", "large=8"])));
+        assert_eq!(
+            refs.eval(&expr("[for k, v in local.sizes : \"${k}=${v}\"]"), &inst),
+            Ok(hcl::value!(["large=8", "small=2"])),
+            "map keys in lexical order, as Terraform iterates them"
+        );
     }
 
     #[test]
@@ -377,6 +268,23 @@ mod tests {
         assert!(err.contains("no live object"), "{err}");
         assert!(refs.eval(&expr("nosuchfn(1)"), &inst).is_err());
         assert_eq!(refs.eval(&expr("try(data.x.y.z, \"fallback\")"), &inst), Ok(Value::from("fallback")));
+    }
+
+    #[test]
+    fn errors_involving_sensitive_values_do_not_quote_them() {
+        let refs = Refs::default();
+        let err = refs.eval(&expr(r#"tonumber(sensitive("hunter2"))"#), &Instance::default()).expect_err("not a number");
+        assert!(!err.contains("hunter2") && err.contains("tonumber()") && err.contains("sensitive"), "{err}");
+        let err = refs.eval(&expr(r#"tonumber("plain")"#), &Instance::default()).expect_err("not a number");
+        assert!(err.contains("plain"), "{err}");
+    }
+
+    #[test]
+    fn templatestring_renders_a_referenced_template() {
+        let mut refs = Refs::default();
+        refs.locals.insert("t".into(), Value::from("Hello, ${name}!%{ for x in xs } ${x}%{ endfor }"));
+        let got = refs.eval(&expr(r#"templatestring(local.t, {name = "world", xs = [1, 2]})"#), &Instance::default());
+        assert_eq!(got, Ok(Value::from("Hello, world! 1 2")));
     }
 
     #[test]

@@ -88,7 +88,7 @@ fn tree() -> MemoryTree {
 #[test]
 fn evaluates_variables_locals_count_for_each_modules_and_references() {
     let live = [live(Kind::Network, "net-42", "prod-app-net")];
-    let ev = evaluate(&tree(), "infra", &["memory=6".to_string()], &live).expect("evaluates");
+    let ev = evaluate(&tree(), "infra", &["memory=6".to_string()], &live, &DataSources::default()).expect("evaluates");
     let net = find(&ev, "novacron_network.core");
     assert_eq!(net.name, "prod-app-net");
     assert_eq!(net.attributes["cidr"], json!("10.0.1.0/24"));
@@ -99,7 +99,11 @@ fn evaluates_variables_locals_count_for_each_modules_and_references() {
     assert_eq!(web1.attributes["network_id"], json!("net-42"), "reference resolved to the live id");
     assert_eq!(web1.attributes["metadata"], json!({"role": "WEB", "index": "1"}));
     assert_eq!(web1.unknown, ["template_id"]);
-    assert!(ev.warnings.iter().any(|w| w.starts_with("novacron_vm.web[0]: template_id is unknown") && w.contains("data source")), "{:?}", ev.warnings);
+    assert!(
+        ev.warnings.iter().any(|w| w.starts_with("infra/main.tf:24:17: novacron_vm.web[0]: template_id is unknown") && w.contains("data source")),
+        "{:?}",
+        ev.warnings
+    );
     assert_eq!(find(&ev, "novacron_storage.disk[\"large\"]").attributes["size_gb"], json!(80));
     let db = find(&ev, "module.db.novacron_vm.this[0]");
     assert_eq!((db.name.as_str(), &db.attributes["memory_gb"], &db.attributes["network_id"]), ("db", &json!(16), &json!("net-42")));
@@ -109,7 +113,7 @@ fn evaluates_variables_locals_count_for_each_modules_and_references() {
 
 #[test]
 fn a_reference_to_a_resource_without_a_live_object_is_unknown() {
-    let ev = evaluate(&tree(), "infra", &[], &[]).expect("evaluates");
+    let ev = evaluate(&tree(), "infra", &[], &[], &DataSources::default()).expect("evaluates");
     let web = find(&ev, "novacron_vm.web[0]");
     assert!(web.unknown.contains(&"network_id".to_string()));
     assert!(!web.attributes.contains_key("network_id"));
@@ -119,14 +123,14 @@ fn a_reference_to_a_resource_without_a_live_object_is_unknown() {
 #[test]
 fn bad_input_is_an_error() {
     let dup = MemoryTree::new([("main.tf", "resource \"novacron_vm\" \"a\" { name = \"x\" }\nresource \"novacron_vm\" \"b\" { name = \"x\" }\n")]);
-    let err = evaluate(&dup, "", &[], &[]).expect_err("duplicate");
+    let err = evaluate(&dup, "", &[], &[], &DataSources::default()).expect_err("duplicate");
     assert_eq!(err.to_string(), "novacron_vm.a and novacron_vm.b are both novacron_vm named \"x\": names are unique per kind, so rename one");
     let cycle = MemoryTree::new([("main.tf", "locals {\n a = local.b\n b = local.a\n}\n")]);
-    assert!(matches!(evaluate(&cycle, "", &[], &[]), Err(HclError::Cycle { .. })));
-    assert!(matches!(evaluate(&tree(), "nope", &[], &[]), Err(HclError::NoSuchPath { .. })));
-    assert!(matches!(evaluate(&tree(), "infra", &["novalue".into()], &[]), Err(HclError::BadVar)));
+    assert!(matches!(evaluate(&cycle, "", &[], &[], &DataSources::default()), Err(HclError::Cycle { .. })));
+    assert!(matches!(evaluate(&tree(), "nope", &[], &[], &DataSources::default()), Err(HclError::NoSuchPath { .. })));
+    assert!(matches!(evaluate(&tree(), "infra", &["novalue".into()], &[], &DataSources::default()), Err(HclError::BadVar)));
     let missing_module = MemoryTree::new([("main.tf", "module \"m\" { source = \"./nowhere\" }\n")]);
-    assert!(evaluate(&missing_module, "", &[], &[]).expect_err("missing").to_string().contains("./nowhere"));
+    assert!(evaluate(&missing_module, "", &[], &[], &DataSources::default()).expect_err("missing").to_string().contains("./nowhere"));
 }
 
 #[test]
@@ -135,7 +139,7 @@ fn registry_modules_and_unknown_functions_are_warnings() {
         "main.tf",
         "module \"r\" { source = \"example/vm/novacron\" }\nresource \"novacron_vm\" \"a\" {\n name = \"a\"\n cpu_cores = mystery(1)\n memory_gb = try(module.r.memory, 4)\n}\n",
     )]);
-    let ev = evaluate(&t, "", &[], &[]).expect("evaluates");
+    let ev = evaluate(&t, "", &[], &[], &DataSources::default()).expect("evaluates");
     let a = find(&ev, "novacron_vm.a");
     assert_eq!(a.unknown, ["cpu_cores"]);
     assert_eq!(a.attributes["memory_gb"], json!(4));
@@ -148,7 +152,7 @@ fn indented_heredocs_strip_like_terraform() {
         "main.tf",
         "resource \"novacron_policy\" \"p\" {\n  name = \"p\"\n  rule = <<-REGO\n    package x\n\n    deny contains msg if {\n      false\n    }\n  REGO\n}\n",
     )]);
-    let ev = evaluate(&t, "", &[], &[]).expect("evaluates");
+    let ev = evaluate(&t, "", &[], &[], &DataSources::default()).expect("evaluates");
     assert_eq!(find(&ev, "novacron_policy.p").attributes["rule"], json!("package x\n\ndeny contains msg if {\n  false\n}\n"));
 }
 
@@ -186,13 +190,13 @@ resource "novacron_network" "m" {
 }
 "#,
     )]);
-    let ev = evaluate(&t, "", &[], &[]).expect("evaluates");
+    let ev = evaluate(&t, "", &[], &[], &DataSources::default()).expect("evaluates");
     assert_eq!(
         find(&ev, "novacron_network.n").attributes["firewall_rules"],
         json!([{"direction": "egress"}, {"direction": "ingress", "ports": "22", "cidr": "10.0.0.0/8"}, {"direction": "ingress", "ports": "443"}])
     );
     let m = find(&ev, "novacron_network.m");
-    assert_eq!(m.unknown, ["firewall_rules"], "a dynamic block over a data source is unknown");
+    assert_eq!(m.unknown, ["firewall_rules"], "a dynamic block over another provider's data source is unknown");
 }
 
 #[test]
@@ -219,8 +223,45 @@ resource "novacron_policy" "p" {
             "variable \"name\" {}\nvariable \"memory\" {}\nresource \"novacron_vm\" \"this\" {\n  name = var.name\n  memory_gb = var.memory\n}\noutput \"vm_name\" { value = novacron_vm.this.name }\n",
         ),
     ]);
-    let ev = evaluate(&t, "", &[], &[]).expect("evaluates");
+    let ev = evaluate(&t, "", &[], &[], &DataSources::default()).expect("evaluates");
     assert_eq!(find(&ev, "module.web[\"us\"].novacron_vm.this").attributes["memory_gb"], json!(4));
     assert_eq!(find(&ev, "module.web[\"eu\"].novacron_vm.this").name, "web-eu");
     assert_eq!(find(&ev, "novacron_policy.p").attributes["description"], json!("web-eu,web-us"));
+}
+
+#[test]
+fn files_resolve_against_the_root_module_and_path_module_is_relative_to_it() {
+    let t = MemoryTree::new([
+        (
+            "infra/main.tf",
+            "resource \"novacron_policy\" \"p\" {\n  name = \"p\"\n  rule = file(\"rules/p.rego\")\n  description = path.module\n}\nmodule \"m\" {\n  source = \"../shared/m\"\n}\n",
+        ),
+        ("infra/rules/p.rego", "package p\n"),
+        (
+            "shared/m/main.tf",
+            "resource \"novacron_policy\" \"q\" {\n  name = \"q\"\n  rule = file(\"${path.module}/q.rego\")\n  description = path.module\n}\n",
+        ),
+        ("shared/m/q.rego", "package q\n"),
+    ]);
+    let ev = evaluate(&t, "./infra/", &[], &[], &DataSources::default()).expect("evaluates");
+    assert!(ev.warnings.is_empty(), "{:?}", ev.warnings);
+    let p = find(&ev, "novacron_policy.p");
+    assert_eq!((&p.attributes["rule"], &p.attributes["description"]), (&json!("package p\n"), &json!(".")));
+    let q = find(&ev, "module.m.novacron_policy.q");
+    assert_eq!((&q.attributes["rule"], &q.attributes["description"]), (&json!("package q\n"), &json!("../shared/m")));
+}
+
+#[test]
+fn other_providers_data_sources_are_unknown_saying_so() {
+    let t = MemoryTree::new([(
+        "main.tf",
+        "data \"http\" \"ip\" {\n  url = \"https://example.com\"\n}\nresource \"novacron_policy\" \"p\" {\n  name = \"p\"\n  rule = data.http.ip.response_body\n}\n",
+    )]);
+    let ev = evaluate(&t, "", &[], &[], &DataSources::default()).expect("evaluates");
+    assert_eq!(find(&ev, "novacron_policy.p").unknown, ["rule"]);
+    assert!(
+        ev.warnings.iter().any(|w| w.starts_with("main.tf:6:10: novacron_policy.p: rule is unknown (data.http.ip is not a novacron data source")),
+        "{:?}",
+        ev.warnings
+    );
 }
