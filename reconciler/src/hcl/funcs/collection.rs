@@ -40,7 +40,7 @@ pub fn call(name: &str, args: &[Value]) -> Outcome {
             if args.is_empty() {
                 return Some(Err("not enough arguments: at least one argument is required".into()));
             }
-            Ok(args.iter().find(|v| v.as_array().is_some_and(|a| !a.is_empty())).cloned().unwrap_or(Value::Array(Vec::new())))
+            args.iter().find(|v| v.as_array().is_some_and(|a| !a.is_empty())).cloned().ok_or_else(|| "no non-null arguments".into())
         }
         "compact" => {
             fixed::<1>(args).and_then(|[l]| Ok(Value::Array(list_arg(l, "list")?.iter().filter(|v| !v.is_null() && v.as_str() != Some("")).cloned().collect())))

@@ -146,6 +146,11 @@ fn verb_text(verb: char, s: &Spec, arg: &Value) -> Result<String, Failure> {
         'v' if s.sharp => json(arg)?,
         'v' => match arg {
             Value::Array(_) | Value::Object(_) | Value::Null => json(arg)?,
+            // A number under %v is formatted as %g (1234567 is 1.234567e+06).
+            Value::Number(n) => {
+                let f = f64_of(n);
+                signed(f < 0.0, general(f.abs(), s.precision), s)
+            }
             other => to_string(other).map_err(|e| bad(&e))?,
         },
         't' => to_bool(arg).map_err(|e| bad(&e))?.to_string(),
