@@ -60,14 +60,17 @@ impl TerraformSettings {
         TerraformSettings { binary: None, provider: default_provider(), cache_dir, endpoint, api_key, backend, lock_timeout: Duration::ZERO }
     }
 
-    /// The Terraform binary to run: the configured one if it exists, else `terraform` on PATH.
+    /// The Terraform binary to run: the configured path if it exists (a bare name such as
+    /// `terraform-1.15.5` is looked up on PATH), else `terraform` on PATH.
     pub fn resolve_binary(&self) -> Result<PathBuf, RolloutError> {
+        let on_path = |name: &Path| std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|d| d.join(name)).find(|p| p.is_file()));
         match &self.binary {
             Some(path) if path.is_file() => Ok(path.clone()),
+            Some(path) if path.components().count() == 1 && !path.is_absolute() => {
+                on_path(path).ok_or_else(|| RolloutError::TerraformNotFound { looked_for: format!("`{}` on PATH", path.display()) })
+            }
             Some(path) => Err(RolloutError::TerraformNotFound { looked_for: path.display().to_string() }),
-            None => std::env::var_os("PATH")
-                .and_then(|paths| std::env::split_paths(&paths).map(|d| d.join("terraform")).find(|p| p.is_file()))
-                .ok_or_else(|| RolloutError::TerraformNotFound { looked_for: "`terraform` on PATH".into() }),
+            None => on_path(Path::new("terraform")).ok_or_else(|| RolloutError::TerraformNotFound { looked_for: "`terraform` on PATH".into() }),
         }
     }
 }
@@ -131,8 +134,9 @@ fn safe_name(what: &'static str, name: &str) -> Result<(), RolloutError> {
 /// Writes a clean working copy of `tree`'s root module at `path` (and the local modules it
 /// calls) under `<cache>/rollout/<key>/src`, keeping the root module's `.terraform/` from the
 /// previous revision so that `init` is quick, plus the backend override and the CLI config.
-/// Files the module reads that are neither in a module directory nor a local module's (e.g.
-/// `templates/` sub-directories) are not copied: a [`SourceTree`] lists files, not directories.
+/// Other directories are copied when a module names a file in them through `${path.module}/`
+/// or `${path.root}/`; a file reached any other way is not (a [`SourceTree`] lists files, not
+/// directories).
 pub fn prepare(settings: &TerraformSettings, key: &str, tree: &dyn SourceTree, path: &str) -> Result<WorkingCopy, RolloutError> {
     safe_name("rollout key", key)?;
     let terraform = settings.resolve_binary()?;
@@ -216,8 +220,9 @@ pub fn prepare(settings: &TerraformSettings, key: &str, tree: &dyn SourceTree, p
     Ok(WorkingCopy { root, module_dir, terraform, env, secrets: vec![settings.api_key.clone()], lock_timeout: settings.lock_timeout, init_fingerprint })
 }
 
-/// The root module directory and every local module directory it calls, transitively.
-/// A module that does not parse is still copied; Terraform reports its errors.
+/// The root module directory, every local module directory it calls (transitively), and the
+/// directories of files they name as `${path.module}/...` or `${path.root}/...` (`file()`,
+/// `templatefile()`). A module that does not parse is still copied; Terraform reports its errors.
 fn module_dirs(tree: &dyn SourceTree, root: &str) -> Vec<String> {
     let mut out = vec![root.to_string()];
     let mut next = 0;
@@ -230,6 +235,31 @@ fn module_dirs(tree: &dyn SourceTree, root: &str) -> Vec<String> {
             if let Some(child) = join_path(&dir, &source).filter(|c| !out.contains(c)) {
                 out.push(child);
             }
+        }
+    }
+    let modules = out.clone();
+    for dir in &modules {
+        for name in tree.files(dir).unwrap_or_default().iter().filter(|n| n.ends_with(".tf") || n.ends_with(".tf.json")) {
+            let text = tree.read(&if dir.is_empty() { name.clone() } else { format!("{dir}/{name}") }).unwrap_or_default();
+            for (base, rel) in referenced_paths(&text).into_iter().map(|(is_root, rel)| (if is_root { root } else { dir.as_str() }, rel)) {
+                let Some((parent, _file)) = rel.rsplit_once('/') else { continue };
+                if let Some(data_dir) = join_path(base, parent).filter(|d| !out.contains(d) && tree.files(d).is_some()) {
+                    out.push(data_dir);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The relative paths after `${path.module}/` (`false`) and `${path.root}/` (`true`) in a file's text.
+fn referenced_paths(text: &str) -> Vec<(bool, String)> {
+    let mut out = Vec::new();
+    for (marker, is_root) in [("${path.module}/", false), ("${path.root}/", true)] {
+        for (at, _) in text.match_indices(marker) {
+            let rest = &text[at + marker.len()..];
+            let end = rest.find(|c: char| c == '"' || c == '$' || c == '}' || c == ')' || c == ',' || c.is_whitespace()).unwrap_or(rest.len());
+            out.push((is_root, rest[..end].to_string()));
         }
     }
     out
@@ -504,6 +534,30 @@ mod tests {
     }
 
     #[test]
+    fn files_named_through_path_module_are_copied_with_their_directory() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let s = settings(tmp.path(), None);
+        let tree = MemoryTree::new([
+            ("shop/main.tf", "module \"web\" {\n  source = \"./modules/web\"\n}\nlocals {\n  a = file(\"${path.module}/files/cloud-init.yaml\")\n}\n"),
+            ("shop/files/cloud-init.yaml", "#cloud-config\n"),
+            (
+                "shop/modules/web/main.tf",
+                "locals {\n  t = templatefile(\"${path.module}/../../templates/user-data.tftpl\", {})\n  r = file(\"${path.root}/root-only/x.txt\")\n}\n",
+            ),
+            ("shop/templates/user-data.tftpl", "hello ${name}\n"),
+            ("shop/root-only/x.txt", "x\n"),
+            ("unrelated/y.txt", "y\n"),
+        ]);
+        let wc = prepare(&s, "k", &tree, "shop").expect("prepare");
+        let src = wc.module_dir().parent().expect("src").to_path_buf();
+        for f in ["shop/files/cloud-init.yaml", "shop/templates/user-data.tftpl", "shop/root-only/x.txt", "shop/modules/web/main.tf"] {
+            assert!(src.join(f).is_file(), "{f} is copied");
+        }
+        assert!(!src.join("unrelated").exists());
+        assert_eq!(referenced_paths("file(\"${path.module}/a/b.txt\") ${path.root}/c"), [(false, "a/b.txt".to_string()), (true, "c".to_string())]);
+    }
+
+    #[test]
     fn a_committed_lock_file_loses_the_novacron_entry_only() {
         let lock = "# This file is maintained automatically by \"terraform init\".\n\nprovider \"registry.terraform.io/hashicorp/random\" {\n  version = \"3.6.0\"\n  hashes = [\n    \"h1:a=\",\n  ]\n}\n\nprovider \"registry.terraform.io/novacron/novacron\" {\n  version     = \"1.2.0\"\n  constraints = \"~> 1.2\"\n  hashes = [\n    \"h1:b=\",\n  ]\n}\n";
         let out = without_locked_provider(lock);
@@ -520,5 +574,10 @@ mod tests {
         let e = s.resolve_binary().expect_err("missing");
         let text = e.to_string();
         assert!(text.contains("--terraform") && text.contains(TERRAFORM_ENV) && text.contains("no-terraform"), "{text}");
+        s.binary = Some(PathBuf::from("sh"));
+        assert!(s.resolve_binary().expect("a bare name is looked up on PATH").is_absolute());
+        s.binary = Some(PathBuf::from("no-such-terraform-anywhere"));
+        let text = s.resolve_binary().expect_err("not on PATH").to_string();
+        assert!(text.contains("`no-such-terraform-anywhere` on PATH") && text.contains("--terraform"), "{text}");
     }
 }
