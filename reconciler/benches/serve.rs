@@ -73,8 +73,6 @@ async fn seed(client: &Client, vms: u64) -> Vec<String> {
     all.into_iter().map(|(_, id)| id).collect()
 }
 
-/// Starts the release binary on `config`; returns it and the address it logged.
-
 struct Probe {
     http: reqwest::Client,
     base: String,
