@@ -57,6 +57,30 @@ async fn lock(env: &Env, method: &str, body: &serde_json::Value) -> u16 {
     answer.status().as_u16()
 }
 
+/// SIGKILL to the process group of the journalled terraform run, after checking that `pid` is a
+/// terraform process leading its own group (never this test's group, never anything else).
+fn kill_terraform_group(pid: u32) {
+    assert!(pid > 1, "the journal holds a real pid, not {pid}");
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the terraform run is alive");
+    let fields: Vec<&str> = stat.rsplit_once(')').expect("stat").1.split_whitespace().collect();
+    let pgrp: u32 = fields[2].parse().expect("pgrp");
+    let own: u32 = std::fs::read_to_string("/proc/self/stat")
+        .expect("own stat")
+        .rsplit_once(')')
+        .expect("stat")
+        .1
+        .split_whitespace()
+        .nth(2)
+        .expect("pgrp")
+        .parse()
+        .expect("pgrp");
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    assert!(pgrp == pid && pgrp != own, "pid {pid} leads group {pgrp} (ours is {own})");
+    assert!(String::from_utf8_lossy(&cmdline).contains("terraform"), "pid {pid} is not terraform");
+    let status = std::process::Command::new("kill").args(["-KILL", "--", &format!("-{pid}")]).status().expect("kill runs");
+    assert!(status.success(), "kill of group {pid}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lock_someone_else_holds_is_reported_with_its_holder_and_never_broken() {
     let Some((terraform, provider)) = support::terraform::tools("lock contention") else { return };
@@ -106,7 +130,7 @@ async fn killed_with_sigkill_mid_apply_then_rerun_adopts_what_was_created_and_re
     let open = open_rollouts(&db, &novacron_reconcile::git::redact(&url)).expect("journal");
     let pid = open.iter().find_map(|r| r.pid).expect("the journal holds the terraform pid");
     let _ = std::process::Command::new("kill").args(["-KILL", &child.id().to_string()]).status();
-    let _ = std::process::Command::new("kill").args(["-KILL", &format!("-{pid}")]).status();
+    kill_terraform_group(pid);
     let _ = child.wait();
     let holder =
         reqwest::Client::new().get(format!("{}/v1/tfstate/{WORKSPACE}/lock", env.endpoint)).bearer_auth(TEST_API_KEY.1).send().await.expect("lock holder");
