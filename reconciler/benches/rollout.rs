@@ -12,7 +12,7 @@ mod git_cli;
 use git_cli::git;
 #[path = "support/serve_child.rs"]
 mod serve_child;
-use serve_child::spawn_serve;
+use serve_child::{deliver_push, spawn_serve};
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 
 use novacron_client::{Client, ClientConfig, Kind};
 use novacron_platform::{PlatformConfig, TEST_API_KEY};
-use novacron_reconcile::serve::webhook::signature_header;
 use serde_json::{Value, json};
 
 const SECRET: &str = "bench-webhook-secret";
@@ -130,18 +129,8 @@ fn main() {
             write_repo(&repo, &endpoint, vms, n % vms + 1);
             git(&repo, &["commit", "-q", "-am", &format!("vm-{:04} gets 8 GB", n % vms)]);
             let sha = git(&repo, &["rev-parse", "HEAD"]);
-            let body = json!({"ref": "refs/heads/main", "repository": {"clone_url": repo.display().to_string()}}).to_string();
             let t0 = Instant::now();
-            let answer = http
-                .post(format!("{base}/hooks/github"))
-                .header("X-GitHub-Event", "push")
-                .header("X-GitHub-Delivery", format!("bench-{n}-{sha}"))
-                .header("X-Hub-Signature-256", signature_header(SECRET.as_bytes(), body.as_bytes()))
-                .body(body)
-                .send()
-                .await
-                .expect("webhook");
-            assert_eq!(answer.status(), 202, "webhook refused");
+            deliver_push(&http, &base, SECRET, &repo, &format!("bench-{n}-{sha}")).await;
             let seen = until_rolled_out(&http, &base, &sha, objects).await;
             let vm = client.find_by_name(Kind::Vm, &format!("vm-{:04}", n % vms)).await.expect("list").expect("vm");
             assert_eq!(vm.get("memory_gb"), Some(&json!(8)), "the push was applied");

@@ -11,7 +11,7 @@ mod git_cli;
 use git_cli::git;
 #[path = "support/serve_child.rs"]
 mod serve_child;
-use serve_child::spawn_serve;
+use serve_child::{deliver_push, spawn_serve};
 
 use std::path::Path;
 use std::process::Command;
@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 
 use novacron_client::{Client, ClientConfig, Kind};
 use novacron_platform::{PlatformConfig, TEST_API_KEY};
-use novacron_reconcile::serve::webhook::signature_header;
 use serde_json::{Value, json};
 
 const SECRET: &str = "bench-webhook-secret";
@@ -101,18 +100,7 @@ impl Probe {
         git(repo, &["add", "."]);
         git(repo, &["commit", "-q", "-m", &format!("push {n}")]);
         let sha = git(repo, &["rev-parse", "HEAD"]);
-        let body = json!({"ref": "refs/heads/main", "repository": {"clone_url": repo.display().to_string()}}).to_string();
-        let answer = self
-            .http
-            .post(format!("{}/hooks/github", self.base))
-            .header("X-GitHub-Event", "push")
-            .header("X-GitHub-Delivery", format!("bench-{n}-{sha}"))
-            .header("X-Hub-Signature-256", signature_header(SECRET.as_bytes(), body.as_bytes()))
-            .body(body)
-            .send()
-            .await
-            .expect("webhook");
-        assert_eq!(answer.status(), 202, "webhook refused");
+        deliver_push(&self.http, &self.base, SECRET, repo, &format!("bench-{n}-{sha}")).await;
         sha
     }
 }

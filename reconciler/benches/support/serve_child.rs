@@ -1,4 +1,4 @@
-//! Starting the `serve` binary for a benchmark: the child, and the address it logs.
+//! The `serve` binary for a benchmark: starting it (the child, and the address it logs) and delivering signed push webhooks to it.
 
 use std::io::BufRead;
 use std::path::Path;
@@ -30,4 +30,20 @@ pub fn spawn_serve(config: &Path, api_key: &str) -> (Child, String) {
     });
     let addr = rx.recv_timeout(Duration::from_secs(60)).expect("serve logs its address");
     (child, addr)
+}
+
+/// Delivers a signed GitHub push webhook for `sha` of the local repository `repo` to the
+/// service at `base`; panics unless it is accepted (202).
+pub async fn deliver_push(http: &reqwest::Client, base: &str, secret: &str, repo: &Path, delivery: &str) {
+    let body = serde_json::json!({"ref": "refs/heads/main", "repository": {"clone_url": repo.display().to_string()}}).to_string();
+    let answer = http
+        .post(format!("{base}/hooks/github"))
+        .header("X-GitHub-Event", "push")
+        .header("X-GitHub-Delivery", delivery)
+        .header("X-Hub-Signature-256", novacron_reconcile::serve::webhook::signature_header(secret.as_bytes(), body.as_bytes()))
+        .body(body)
+        .send()
+        .await
+        .expect("webhook");
+    assert_eq!(answer.status(), 202, "webhook refused");
 }
