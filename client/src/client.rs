@@ -10,6 +10,7 @@ use reqwest::{Url, redirect};
 
 use crate::answer::{Answer, api_failure, decode, respond, transport_failure};
 use crate::config::ClientConfig;
+use crate::dry_run::DryRun;
 use crate::error::Error;
 use crate::object::{Deleted, EventBatch, ListQuery, Object, Page, Response, WirePage};
 use crate::request::{Call, IDEMPOTENCY_KEY, JSON, MERGE_PATCH, Verb, new_idempotency_key, quote_etag};
@@ -137,6 +138,26 @@ impl Client {
         }
         let answer = self.execute(&call).await?;
         respond(&call, answer)
+    }
+
+    /// Dry-runs a create (`POST /v1/{kind}?dry_run=true`): the platform validates `body` and
+    /// runs policy admission as a create would, writes nothing, and answers with the object
+    /// it would store and each policy's verdict, also when a `block` policy denies
+    /// ([`DryRun::allowed`] is then false). Invalid bodies, taken names and broken references
+    /// fail as a real create would. Retried like any safe call; no `Idempotency-Key` is sent.
+    pub async fn dry_run_create(&self, kind: Kind, body: &serde_json::Value) -> Result<DryRun, Error> {
+        let call = self.call(Verb::Post, &["v1", kind.collection()], &[]).dry_run().body(body, JSON);
+        let answer = self.execute(&call).await?;
+        decode(&call, &answer)
+    }
+
+    /// Dry-runs a merge patch (`PATCH /v1/{kind}/{id}?dry_run=true`): the merged object and
+    /// each policy's verdict on it, nothing written. A patch that changes nothing is judged
+    /// too, on the object as it is. Retried like any safe call.
+    pub async fn dry_run_update(&self, kind: Kind, id: &str, patch: &serde_json::Value) -> Result<DryRun, Error> {
+        let call = self.call(Verb::Patch, &["v1", kind.collection(), id], &[]).dry_run().body(patch, MERGE_PATCH);
+        let answer = self.execute(&call).await?;
+        decode(&call, &answer)
     }
 
     /// Deletes an object (`DELETE /v1/{kind}/{id}`): gone at once (204), or, for VMs,
@@ -350,6 +371,26 @@ mod tests {
         assert_eq!(seen.len(), 1);
         assert_eq!(seen[0].header("content-type"), Some("application/merge-patch+json"));
         assert_eq!(seen[0].header("if-match"), None);
+    }
+
+    #[tokio::test]
+    async fn dry_runs_send_the_flag_without_a_key_and_are_retried_on_503() {
+        let unavailable = || reply("503 Service Unavailable", &[], r#"{"status":503,"detail":"chaos"}"#);
+        let answer = r#"{"object":{"name":"big","cpu_cores":16},"allowed":false,
+            "verdicts":[{"policy":"max-cores","mode":"block","messages":["too many cores"]}]}"#;
+        let stub = Stub::start(vec![unavailable(), reply("200 OK", &[], answer), unavailable(), reply("200 OK", &[], r#"{"object":{},"verdicts":[]}"#)]);
+        let c = client(&stub, 2);
+        let created = c.dry_run_create(Kind::Vm, &json!({"name": "big", "cpu_cores": 16})).await.expect("a dry-run POST is retried");
+        assert!(!created.allowed);
+        assert_eq!(created.verdicts[0].policy, "max-cores");
+        let patched = c.dry_run_update(Kind::Vm, "vm-1", &json!({"cpu_cores": 2})).await.expect("a dry-run PATCH without If-Match is retried");
+        assert!(patched.allowed && patched.verdicts.is_empty());
+        let seen = stub.seen();
+        let lines: Vec<&str> = seen.iter().map(|s| s.line.as_str()).collect();
+        assert_eq!(lines, ["POST /v1/vms?dry_run=true", "POST /v1/vms?dry_run=true", "PATCH /v1/vms/vm-1?dry_run=true", "PATCH /v1/vms/vm-1?dry_run=true"]);
+        assert_eq!(seen[0].header("idempotency-key"), None, "dry runs are not keyed");
+        assert_eq!(seen[0].header("content-type"), Some("application/json"));
+        assert_eq!(seen[2].header("content-type"), Some("application/merge-patch+json"));
     }
 
     #[tokio::test]

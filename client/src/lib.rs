@@ -1,4 +1,4 @@
-//! Client for the NovaCron platform API v1: typed calls per kind, pagination, ETags, problem+json errors, retries, Terraform state reads.
+//! Client for the NovaCron platform API v1: typed calls per kind, dry runs, pagination, ETags, problem+json errors, retries, Terraform state reads.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), novacron_client::Error> {
@@ -14,7 +14,7 @@
 //!
 //! Retries: connect errors, timeouts, 429 and 500/502/503/504 are retried on calls that are
 //! safe to repeat (GET, DELETE, PATCH with `If-Match`, POST with an `Idempotency-Key`, which
-//! [`Client::create`] always sends). PATCH without `If-Match` is retried only when the
+//! [`Client::create`] always sends, and dry runs, which write nothing). PATCH without `If-Match` is retried only when the
 //! server cannot have applied it (connect errors, 429). Delays grow from 100 ms, doubling
 //! to 5 s, with full jitter; `Retry-After` is honoured up to 60 s. All clones of a client
 //! share one retry budget (a token bucket: 20 tokens, 0.2 earned per call, 1 spent per
@@ -26,6 +26,7 @@
 mod answer;
 mod client;
 mod config;
+mod dry_run;
 mod error;
 mod headers;
 pub mod lookup;
@@ -38,6 +39,7 @@ mod tfstate;
 
 pub use client::Client;
 pub use config::{ClientConfig, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT};
+pub use dry_run::{DryRun, PolicyVerdict};
 pub use error::{Error, Problem, ProblemField};
 pub use novacron_schemas::Kind;
 pub use object::{Deleted, Event, EventBatch, ListQuery, Object, Page, Response};

@@ -65,6 +65,8 @@ pub(crate) struct Call {
     pub(crate) timeout: Duration,
     /// False for calls that must report the current state at once (health checks).
     pub(crate) retry: bool,
+    /// A dry run (`dry_run=true`): the server writes nothing, so repeating it is always safe.
+    pub(crate) dry_run: bool,
 }
 
 impl Call {
@@ -83,7 +85,18 @@ impl Call {
             Some(q) => format!("{}?{q}", url.path()),
             None => url.path().to_string(),
         };
-        Call { verb, url, path, headers: Vec::new(), body: None, timeout, retry: true }
+        Call { verb, url, path, headers: Vec::new(), body: None, timeout, retry: true, dry_run: false }
+    }
+
+    /// Makes this write a dry run: adds `dry_run=true` to the query.
+    pub(crate) fn dry_run(mut self) -> Call {
+        self.url.query_pairs_mut().append_pair("dry_run", "true");
+        self.path = match self.url.query() {
+            Some(q) => format!("{}?{q}", self.url.path()),
+            None => self.url.path().to_string(),
+        };
+        self.dry_run = true;
+        self
     }
 
     /// Attaches a JSON body, serialized once so that retries resend the same bytes.
@@ -103,11 +116,12 @@ impl Call {
     /// Whether repeating the call is safe if an earlier attempt may have been applied.
     pub(crate) fn idempotency(&self) -> Idempotency {
         let has = |name: &str| self.headers.iter().any(|(n, _)| n.as_str() == name);
-        let safe = match self.verb {
-            Verb::Get | Verb::Delete => true,
-            Verb::Post => has(IDEMPOTENCY_KEY),
-            Verb::Patch => has(IF_MATCH.as_str()),
-        };
+        let safe = self.dry_run
+            || match self.verb {
+                Verb::Get | Verb::Delete => true,
+                Verb::Post => has(IDEMPOTENCY_KEY),
+                Verb::Patch => has(IF_MATCH.as_str()),
+            };
         if safe { Idempotency::Safe } else { Idempotency::Unsafe }
     }
 }
@@ -166,6 +180,15 @@ mod tests {
         assert_eq!(keyed.idempotency(), Idempotency::Safe);
         let guarded = call(Verb::Patch).header(IF_MATCH, "\"3\"", "If-Match").expect("valid");
         assert_eq!(guarded.idempotency(), Idempotency::Safe);
+        assert_eq!(call(Verb::Post).dry_run().idempotency(), Idempotency::Safe, "a dry run writes nothing");
+        assert_eq!(call(Verb::Patch).dry_run().idempotency(), Idempotency::Safe, "a dry run writes nothing");
+    }
+
+    #[test]
+    fn dry_runs_add_the_flag_to_url_and_path() {
+        let c = Call::new(Verb::Patch, &base("http://h"), &["v1", "vms", "vm-1"], &[], T).dry_run();
+        assert_eq!(c.url.as_str(), "http://h/v1/vms/vm-1?dry_run=true");
+        assert_eq!(c.path, "/v1/vms/vm-1?dry_run=true");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 /// Whether repeating a request is safe when its first attempt may have been processed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Idempotency {
-    /// GET, DELETE, PATCH with `If-Match`, POST with `Idempotency-Key`: repeat on any transient failure.
+    /// GET, DELETE, PATCH with `If-Match`, POST with `Idempotency-Key`, dry runs: repeat on any transient failure.
     Safe,
     /// PATCH without `If-Match`: repeat only when the server cannot have processed it.
     Unsafe,

@@ -1,9 +1,10 @@
 //! The client against the real platform on 127.0.0.1:0: retry logic with chaos injection and a
-//! rate limit switched on, against an address where nothing listens, and the Terraform state reads.
+//! rate limit switched on, against an address where nothing listens, dry runs, and the Terraform
+//! state reads.
 
 use std::time::Duration;
 
-use novacron_client::{Client, ClientConfig, Error, Kind};
+use novacron_client::{Client, ClientConfig, Error, Kind, PolicyVerdict};
 use novacron_platform::{PlatformConfig, RunningPlatform, TEST_API_KEY, start};
 use serde_json::json;
 
@@ -100,6 +101,32 @@ async fn non_retryable_errors_are_not_retried() {
     let err = c.create(Kind::Network, &json!({"name": "x", "cidr": "10.0.0.0/33"})).await.expect_err("422");
     assert!(matches!(err, Error::Api { .. }), "a 422 comes back at once: {err:?}");
     assert_eq!(metric(&p.endpoint(), "status=\"422\"").await, 1, "sent exactly once");
+    p.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn dry_runs_are_retried_through_chaos_and_write_nothing() {
+    let (p, _dir) = platform(|c| {
+        c.chaos_error_rate = 0.4;
+        c.chaos_seed = 7;
+    })
+    .await;
+    let c = client(p.endpoint(), 10);
+    let net = c.create(Kind::Network, &json!({"name": "core", "cidr": "10.40.0.0/24"})).await.expect("network").value;
+    let rule = "package novacron.sizing\n\ndeny contains msg if {\n    input.object.cpu_cores > 8\n    msg := \"at most 8 cores\"\n}\n";
+    c.create(Kind::Policy, &json!({"name": "max-cores", "rule": rule})).await.expect("policy");
+    let vm = json!({"name": "big", "cpu_cores": 16, "memory_gb": 4, "template_id": "tpl-debian-12", "network_id": net.id()});
+    for _ in 0..10 {
+        let dry = c.dry_run_create(Kind::Vm, &vm).await.expect("a dry-run POST survives injected 503s");
+        assert!(!dry.allowed);
+        assert_eq!(dry.verdicts, vec![PolicyVerdict { policy: "max-cores".into(), mode: "block".into(), messages: vec!["at most 8 cores".into()] }]);
+        // Without If-Match an ordinary PATCH is not retried on 503; a dry run is.
+        let dry = c.dry_run_update(Kind::Network, net.id(), &json!({"mtu": 9000})).await.expect("a dry-run PATCH survives injected 503s");
+        assert_eq!((dry.allowed, dry.object["mtu"].as_i64()), (true, Some(9000)));
+    }
+    assert!(metric(&p.endpoint(), "status=\"503\"").await > 0, "the chaos knob really injected failures");
+    assert!(c.list_all(Kind::Vm).await.expect("vms").is_empty(), "no dry run created a vm");
+    assert_eq!(c.get(Kind::Network, net.id()).await.expect("network").value, net, "no dry run changed the network");
     p.shutdown().await.expect("shutdown");
 }
 

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use regorus::{Engine, Value as RegoValue};
+use serde::Serialize;
 use serde_json::Value;
 
 /// A compiled policy module and the path of its `deny` rule.
@@ -14,13 +15,77 @@ struct Compiled {
     deny_rule: String,
 }
 
-/// What the enabled policies said about one write that was not blocked.
-#[derive(Debug, Default)]
-pub struct Verdict {
+/// How a policy's violations are enforced (`enforcement_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Violations refuse the write (403).
+    Block,
+    /// Violations are returned in `Warning` headers; the write goes ahead.
+    Warn,
+    /// Violations are recorded as `audit` events; the write goes ahead.
+    Audit,
+}
+
+impl Mode {
+    /// Reads a stored `enforcement_mode`. The schema admits only the three names; anything
+    /// else is treated as `audit`, as admission always has.
+    pub fn from_setting(setting: &str) -> Mode {
+        match setting {
+            "block" => Mode::Block,
+            "warn" => Mode::Warn,
+            _ => Mode::Audit,
+        }
+    }
+}
+
+/// What one enabled policy said about a write: its violations, or why it could not judge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PolicyVerdict {
+    /// The policy's name.
+    pub policy: String,
+    /// How the messages are enforced. A `block` policy that fails to evaluate yields a
+    /// `block` verdict (fail closed); a `warn` or `audit` one keeps its own mode.
+    pub mode: Mode,
+    /// The violation messages (never empty).
+    pub messages: Vec<String>,
+}
+
+/// The verdicts of every enabled policy that reported something about one write, in the
+/// order admission evaluates them (highest priority first, then by name). Policies that
+/// admit the write are not listed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Verdicts(pub Vec<PolicyVerdict>);
+
+/// What a real write carries out for verdicts that did not block it.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Admitted {
     /// `warn` violations: returned in `Warning` headers.
     pub warnings: Vec<String>,
     /// `audit` violations: (policy name, messages), recorded as events.
     pub audits: Vec<(String, Vec<String>)>,
+}
+
+impl Verdicts {
+    /// False when any verdict blocks.
+    pub fn allowed(&self) -> bool {
+        !self.0.iter().any(|v| v.mode == Mode::Block)
+    }
+
+    /// How a real write enforces these verdicts: `Err` with (policy, message) pairs for every
+    /// `block` violation, otherwise the `Warning` texts and the audits to record.
+    pub fn enforce(&self) -> Result<Admitted, Vec<(String, String)>> {
+        let mut admitted = Admitted::default();
+        let mut denied = Vec::new();
+        for verdict in &self.0 {
+            match verdict.mode {
+                Mode::Block => denied.extend(verdict.messages.iter().map(|m| (verdict.policy.clone(), m.clone()))),
+                Mode::Warn => admitted.warnings.extend(verdict.messages.iter().map(|m| format!("policy {}: {m}", verdict.policy))),
+                Mode::Audit => admitted.audits.push((verdict.policy.clone(), verdict.messages.clone())),
+            }
+        }
+        if denied.is_empty() { Ok(admitted) } else { Err(denied) }
+    }
 }
 
 /// An enabled policy as stored.
@@ -33,8 +98,8 @@ pub struct PolicyRow {
     pub version: i64,
     /// The Rego module.
     pub rule: String,
-    /// `block`, `warn` or `audit`.
-    pub mode: String,
+    /// How its violations are enforced.
+    pub mode: Mode,
     /// Higher first.
     pub priority: i64,
 }
@@ -91,38 +156,39 @@ impl Admission {
         }
     }
 
-    /// Runs every enabled policy (highest priority first) on `{kind, action, object}`.
-    /// Returns `Err` with (policy, message) pairs when a `block` policy has violations; a
-    /// `block` policy that fails to evaluate denies too (fail closed).
-    pub fn evaluate(&self, policies: &[PolicyRow], kind: &str, action: &str, object: &Value) -> Result<Verdict, Vec<(String, String)>> {
-        let mut verdict = Verdict::default();
+    /// Runs every enabled policy (highest priority first) on `{kind, action, object}` and
+    /// returns the verdict of each one that reported violations or failed to evaluate. This is
+    /// the one evaluation behind both real writes ([`Verdicts::enforce`]) and dry runs.
+    pub fn evaluate(&self, policies: &[PolicyRow], kind: &str, action: &str, object: &Value) -> Verdicts {
         if policies.is_empty() {
-            return Ok(verdict);
+            return Verdicts::default();
         }
         let input = serde_json::json!({ "kind": kind, "action": action, "object": object });
         let input = match RegoValue::from_json_str(&input.to_string()) {
             Ok(v) => v,
-            Err(e) => return Err(vec![("admission".into(), format!("cannot build policy input: {e}"))]),
+            // Without an input no policy can judge: refuse, as a block policy failing would.
+            Err(e) => {
+                return Verdicts(vec![PolicyVerdict {
+                    policy: "admission".into(),
+                    mode: Mode::Block,
+                    messages: vec![format!("cannot build policy input: {e}")],
+                }]);
+            }
         };
-        let mut denied = Vec::new();
         let mut ordered: Vec<&PolicyRow> = policies.iter().collect();
         ordered.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.name.cmp(&b.name)));
+        let mut verdicts = Vec::new();
         for policy in ordered {
             let messages = match self.judge(policy, &input) {
                 Judgement::Violations(v) => v,
-                Judgement::Failed(e) if policy.mode == "block" => vec![format!("policy failed closed: {e}")],
+                Judgement::Failed(e) if policy.mode == Mode::Block => vec![format!("policy failed closed: {e}")],
                 Judgement::Failed(e) => vec![format!("policy could not be evaluated: {e}")],
             };
-            if messages.is_empty() {
-                continue;
-            }
-            match policy.mode.as_str() {
-                "block" => denied.extend(messages.into_iter().map(|m| (policy.name.clone(), m))),
-                "warn" => verdict.warnings.extend(messages.into_iter().map(|m| format!("policy {}: {m}", policy.name))),
-                _ => verdict.audits.push((policy.name.clone(), messages)),
+            if !messages.is_empty() {
+                verdicts.push(PolicyVerdict { policy: policy.name.clone(), mode: policy.mode, messages });
             }
         }
-        if denied.is_empty() { Ok(verdict) } else { Err(denied) }
+        Verdicts(verdicts)
     }
 }
 
@@ -137,8 +203,8 @@ fn rego_text(v: &RegoValue) -> String {
 mod tests {
     use super::*;
 
-    fn policy(name: &str, mode: &str, rule: &str) -> PolicyRow {
-        PolicyRow { id: format!("pol-{name}"), name: name.into(), version: 1, rule: rule.into(), mode: mode.into(), priority: 100 }
+    fn policy(name: &str, mode: Mode, priority: i64, rule: &str) -> PolicyRow {
+        PolicyRow { id: format!("pol-{name}"), name: name.into(), version: 1, rule: rule.into(), mode, priority }
     }
 
     const MAX_CPU: &str = r#"package novacron.limits
@@ -148,19 +214,71 @@ deny contains msg if {
     msg := sprintf("vm %s asks for %d cores; the limit is 8", [input.object.name, input.object.cpu_cores])
 }"#;
 
+    const OWNER: &str = r#"package novacron.labels
+deny contains "vms need an owner label" if {
+    input.kind == "vm"
+    not input.object.metadata.owner
+}"#;
+
+    /// Compiles, but `deny` is a number: evaluating it fails.
+    const BROKEN_DENY: &str = "package novacron.broken\ndeny := 5\n";
+
+    fn verdict(policy: &str, mode: Mode, messages: &[&str]) -> PolicyVerdict {
+        PolicyVerdict { policy: policy.into(), mode, messages: messages.iter().map(|m| m.to_string()).collect() }
+    }
+
     #[test]
     fn block_warn_audit() {
         let admission = Admission::default();
         let big = serde_json::json!({"name": "big", "cpu_cores": 16});
         let small = serde_json::json!({"name": "small", "cpu_cores": 2});
-        let block = [policy("cpu", "block", MAX_CPU)];
-        let denied = admission.evaluate(&block, "vm", "create", &big).unwrap_err();
-        assert_eq!(denied, vec![("cpu".to_string(), "vm big asks for 16 cores; the limit is 8".to_string())]);
-        assert!(admission.evaluate(&block, "vm", "create", &small).is_ok());
-        let warn = admission.evaluate(&[policy("cpu", "warn", MAX_CPU)], "vm", "create", &big).expect("warn accepts");
-        assert_eq!(warn.warnings, vec!["policy cpu: vm big asks for 16 cores; the limit is 8"]);
-        let audit = admission.evaluate(&[policy("cpu", "audit", MAX_CPU)], "vm", "create", &big).expect("audit accepts");
-        assert_eq!(audit.audits.len(), 1);
+        let block = [policy("cpu", Mode::Block, 100, MAX_CPU)];
+        let verdicts = admission.evaluate(&block, "vm", "create", &big);
+        assert_eq!(verdicts, Verdicts(vec![verdict("cpu", Mode::Block, &["vm big asks for 16 cores; the limit is 8"])]));
+        assert!(!verdicts.allowed());
+        assert_eq!(verdicts.enforce().unwrap_err(), vec![("cpu".to_string(), "vm big asks for 16 cores; the limit is 8".to_string())]);
+        let admitted = admission.evaluate(&block, "vm", "create", &small);
+        assert_eq!(admitted, Verdicts::default(), "a policy that admits is not listed");
+        assert!(admitted.allowed());
+        let warn = admission.evaluate(&[policy("cpu", Mode::Warn, 100, MAX_CPU)], "vm", "create", &big);
+        assert!(warn.allowed());
+        assert_eq!(warn.enforce().expect("warn accepts").warnings, vec!["policy cpu: vm big asks for 16 cores; the limit is 8"]);
+        let audit = admission.evaluate(&[policy("cpu", Mode::Audit, 100, MAX_CPU)], "vm", "create", &big).enforce().expect("audit accepts");
+        assert_eq!(audit, Admitted { warnings: vec![], audits: vec![("cpu".to_string(), vec!["vm big asks for 16 cores; the limit is 8".to_string()])] });
+    }
+
+    #[test]
+    fn verdicts_follow_priority_then_name() {
+        let admission = Admission::default();
+        let big = serde_json::json!({"name": "big", "cpu_cores": 16});
+        let policies = [policy("owner", Mode::Audit, 10, OWNER), policy("cpu-warn", Mode::Warn, 50, MAX_CPU), policy("cpu-block", Mode::Block, 50, MAX_CPU)];
+        let verdicts = admission.evaluate(&policies, "vm", "create", &big);
+        let order: Vec<(&str, Mode)> = verdicts.0.iter().map(|v| (v.policy.as_str(), v.mode)).collect();
+        assert_eq!(order, [("cpu-block", Mode::Block), ("cpu-warn", Mode::Warn), ("owner", Mode::Audit)]);
+    }
+
+    #[test]
+    fn a_policy_that_fails_to_evaluate_blocks_only_in_block_mode() {
+        let admission = Admission::default();
+        let vm = serde_json::json!({"name": "v", "cpu_cores": 1});
+        let blocked = admission.evaluate(&[policy("broken", Mode::Block, 100, BROKEN_DENY)], "vm", "create", &vm);
+        assert_eq!(blocked.0.len(), 1);
+        assert_eq!(blocked.0[0].mode, Mode::Block);
+        assert!(blocked.0[0].messages[0].starts_with("policy failed closed: `deny` must be a set"), "{blocked:?}");
+        assert!(blocked.enforce().is_err());
+        let warned = admission.evaluate(&[policy("broken", Mode::Warn, 100, BROKEN_DENY)], "vm", "create", &vm);
+        assert_eq!(warned.0[0].mode, Mode::Warn);
+        assert!(warned.0[0].messages[0].starts_with("policy could not be evaluated: "), "{warned:?}");
+        assert!(warned.allowed());
+    }
+
+    #[test]
+    fn modes_read_from_settings() {
+        assert_eq!([Mode::from_setting("block"), Mode::from_setting("warn"), Mode::from_setting("audit")], [Mode::Block, Mode::Warn, Mode::Audit]);
+        assert_eq!(
+            serde_json::to_value(verdict("p", Mode::Warn, &["m"])).expect("json"),
+            serde_json::json!({"policy": "p", "mode": "warn", "messages": ["m"]})
+        );
     }
 
     #[test]

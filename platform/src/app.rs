@@ -1,5 +1,6 @@
 //! The platform's operations on objects: create, read, list, update and delete, each write
-//! one transaction with its admission check, event and idempotency record.
+//! one transaction with its admission check, event and idempotency record; and dry runs of
+//! create and update, which do the same work in a transaction that is rolled back.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -10,7 +11,7 @@ use tokio::sync::watch;
 use tokio::task::AbortHandle;
 
 use crate::PlatformConfig;
-use crate::admission::{Admission, PolicyRow, Verdict};
+use crate::admission::{Admission, Admitted, Mode, PolicyRow, Verdicts};
 use crate::kinds::{self, SecretChange};
 use crate::limits::{Chaos, RateLimiter};
 use crate::metrics::Metrics;
@@ -51,6 +52,28 @@ pub struct Written {
     pub replayed: bool,
 }
 
+/// The answer to a dry run: what a write would store and what the policies say about it.
+#[derive(Debug)]
+pub struct Rehearsal {
+    /// The object as it would be stored, in the public shape of a GET. A create's has no `id`:
+    /// none is assigned until the object is really created.
+    pub object: Map<String, Value>,
+    /// Every enabled policy's verdict that reported something, in evaluation order.
+    pub verdicts: Verdicts,
+}
+
+/// A write worked out inside a transaction but not yet carried out.
+struct Draft {
+    /// The object to store.
+    object: StoredObject,
+    /// Its body, parsed (the policy input and the dry-run answer).
+    fields: Map<String, Value>,
+    /// Write-only values to store or clear beside it.
+    secrets: Vec<SecretChange>,
+    /// An update that changes nothing: `object` is the stored object.
+    unchanged: bool,
+}
+
 /// The result of a delete.
 pub enum Removal {
     /// Gone now (204).
@@ -84,20 +107,42 @@ fn enabled_policies(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<Vec<Poli
                 name: p.name,
                 version: p.version,
                 rule: f.get("rule")?.as_str()?.to_string(),
-                mode: f.get("enforcement_mode").and_then(Value::as_str).unwrap_or("block").to_string(),
+                mode: Mode::from_setting(f.get("enforcement_mode").and_then(Value::as_str).unwrap_or("block")),
                 priority: f.get("priority").and_then(Value::as_i64).unwrap_or(100),
             })
         })
         .collect())
 }
 
-/// Policy input view of an object: the public body (write-only values are never in it).
-fn admit(app: &App, tx: &rusqlite::Transaction<'_>, kind: Kind, action: &str, body: &Map<String, Value>) -> Result<Verdict, ApiError> {
+/// The verdicts of the enabled policies on an object as it would be stored (the public body:
+/// write-only values are never in it). Policies themselves are not admitted by policies.
+fn judge(app: &App, tx: &rusqlite::Transaction<'_>, kind: Kind, action: &str, object: &Map<String, Value>) -> Result<Verdicts, ApiError> {
     if kind == Kind::Policy {
-        return Ok(Verdict::default());
+        return Ok(Verdicts::default());
     }
     let policies = enabled_policies(tx)?;
-    app.admission.evaluate(&policies, kind.singular(), action, &Value::Object(body.clone())).map_err(|violations| ApiError::PolicyDenied { violations })
+    Ok(app.admission.evaluate(&policies, kind.singular(), action, &Value::Object(object.clone())))
+}
+
+/// What a real write does with the verdicts: 403 for a block, otherwise warnings and audits.
+fn admit(app: &App, tx: &rusqlite::Transaction<'_>, kind: Kind, action: &str, object: &Map<String, Value>) -> Result<Admitted, ApiError> {
+    judge(app, tx, kind, action, object)?.enforce().map_err(|violations| ApiError::PolicyDenied { violations })
+}
+
+fn refuse_read_only(kind: Kind) -> Result<(), ApiError> {
+    if kind.schema().read_only_kind {
+        return Err(ApiError::MethodNotAllowed { detail: format!("{} are a read-only catalogue", kind.collection()) });
+    }
+    Ok(())
+}
+
+/// Write-only attributes a patch sets to null (their values are cleared).
+fn cleared_write_only(kind: Kind, patch: &Value) -> Vec<String> {
+    let schema = kind.schema();
+    match patch {
+        Value::Object(p) => p.iter().filter(|(k, v)| v.is_null() && schema.attribute(k).is_some_and(|a| a.write_only)).map(|(k, _)| k.clone()).collect(),
+        _ => vec![],
+    }
 }
 
 fn record_audits(tx: &rusqlite::Transaction<'_>, kind: Kind, id: &str, name: &str, audits: &[(String, Vec<String>)]) -> rusqlite::Result<()> {
@@ -164,11 +209,8 @@ impl App {
 
     /// Creates an object (POST).
     pub fn create(self: &Arc<Self>, kind: Kind, actor: &str, body: &Value, idempotency_key: Option<&str>) -> Result<Written, ApiError> {
-        let schema = kind.schema();
-        if schema.read_only_kind {
-            return Err(ApiError::MethodNotAllowed { detail: format!("{} are a read-only catalogue", kind.collection()) });
-        }
-        let settable = schema.validate_create(body).map_err(|e| ApiError::from_fields(kind.singular(), e))?;
+        refuse_read_only(kind)?;
+        let settable = kind.schema().validate_create(body).map_err(|e| ApiError::from_fields(kind.singular(), e))?;
         kinds::check_static(kind, &settable)?;
         let request_hash = sha256_hex(format!("{}\n{}", kind.collection(), canonical_json(body)).as_bytes());
         let status = if kind == Kind::Vm { 202 } else { 201 };
@@ -190,27 +232,12 @@ impl App {
                 let version = fields.get("version").and_then(Value::as_i64).unwrap_or(1);
                 return Ok(Written { status: answer.status, object: stored(id, name, version, &fields), warnings: vec![], replayed: true });
             }
-            let name = settable.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
-            if let Some(existing) = q::get_by_name(tx, kind.collection(), &name)? {
-                return Err(ApiError::Conflict {
-                    detail: format!("a {kind} named {name:?} already exists ({}); pick another name or import it", existing.id),
-                    errors: vec![novacron_schemas::FieldError { field: "name".into(), message: format!("{name} is taken"), violation: Violation::Format }],
-                });
-            }
-            let id = new_id(kind);
-            let m = kinds::materialize(kind, tx, &id, None, settable.clone(), &[])?;
-            let mut fields = m.body;
-            let now = now_rfc3339();
-            fields.insert("id".into(), Value::String(id.clone()));
-            fields.insert("created_at".into(), Value::String(now.clone()));
-            fields.insert("updated_at".into(), Value::String(now));
-            fields.insert("version".into(), Value::from(1));
-            let Verdict { warnings, audits } = admit(self, tx, kind, "create", &fields)?;
-            let object = stored(&id, &name, 1, &fields);
+            let Draft { object, fields, secrets, .. } = self.draft_create(tx, kind, &settable)?;
+            let Admitted { warnings, audits } = admit(self, tx, kind, "create", &fields)?;
             q::insert(tx, kind.collection(), &object)?;
-            apply_secrets(tx, kind, &id, &m.secrets)?;
-            q::append_event(tx, actor, "create", kind.collection(), &id, &name, None)?;
-            record_audits(tx, kind, &id, &name, &audits)?;
+            apply_secrets(tx, kind, &object.id, &secrets)?;
+            q::append_event(tx, actor, "create", kind.collection(), &object.id, &object.name, None)?;
+            record_audits(tx, kind, &object.id, &object.name, &audits)?;
             if let Some(key) = idempotency_key {
                 q::remember_answer(tx, actor, key, &IdempotentAnswer { request_hash: request_hash.clone(), status, body: object.body.clone() })?;
             }
@@ -225,68 +252,128 @@ impl App {
         Ok(written)
     }
 
+    /// A dry run of [`App::create`]: the same validation, name check, references, computed
+    /// values and policy evaluation, in a transaction that is rolled back, so no object,
+    /// address, secret, event or idempotency record remains, and nothing is provisioned.
+    pub fn rehearse_create(&self, kind: Kind, body: &Value) -> Result<Rehearsal, ApiError> {
+        refuse_read_only(kind)?;
+        let settable = kind.schema().validate_create(body).map_err(|e| ApiError::from_fields(kind.singular(), e))?;
+        kinds::check_static(kind, &settable)?;
+        self.store.rehearse(|tx| -> Result<Rehearsal, ApiError> {
+            let Draft { fields: mut object, .. } = self.draft_create(tx, kind, &settable)?;
+            let verdicts = judge(self, tx, kind, "create", &object)?;
+            object.remove("id");
+            Ok(Rehearsal { object, verdicts })
+        })
+    }
+
+    /// The object a create would store: name uniqueness (409), then the kind's computed values
+    /// and reference checks. Inside `tx`, which may reserve rows (a VM's address).
+    fn draft_create(&self, tx: &rusqlite::Transaction<'_>, kind: Kind, settable: &Map<String, Value>) -> Result<Draft, ApiError> {
+        let name = settable.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+        if let Some(existing) = q::get_by_name(tx, kind.collection(), &name)? {
+            return Err(ApiError::Conflict {
+                detail: format!("a {kind} named {name:?} already exists ({}); pick another name or import it", existing.id),
+                errors: vec![novacron_schemas::FieldError { field: "name".into(), message: format!("{name} is taken"), violation: Violation::Format }],
+            });
+        }
+        let id = new_id(kind);
+        let m = kinds::materialize(kind, tx, &id, None, settable.clone(), &[])?;
+        let mut fields = m.body;
+        let now = now_rfc3339();
+        fields.insert("id".into(), Value::String(id.clone()));
+        fields.insert("created_at".into(), Value::String(now.clone()));
+        fields.insert("updated_at".into(), Value::String(now));
+        fields.insert("version".into(), Value::from(1));
+        Ok(Draft { object: stored(&id, &name, 1, &fields), fields, secrets: m.secrets, unchanged: false })
+    }
+
     /// Applies a JSON merge patch (PATCH), optionally guarded by `If-Match`.
     pub fn update(self: &Arc<Self>, kind: Kind, actor: &str, id: &str, patch: &Value, if_match: Option<i64>) -> Result<Written, ApiError> {
-        let schema = kind.schema();
-        if schema.read_only_kind {
-            return Err(ApiError::MethodNotAllowed { detail: format!("{} are a read-only catalogue", kind.collection()) });
-        }
-        let cleared: Vec<String> = match patch {
-            Value::Object(p) => p.iter().filter(|(k, v)| v.is_null() && schema.attribute(k).is_some_and(|a| a.write_only)).map(|(k, _)| k.clone()).collect(),
-            _ => vec![],
-        };
+        refuse_read_only(kind)?;
+        let cleared = cleared_write_only(kind, patch);
         let written = self.store.write(|tx| -> Result<Written, ApiError> {
-            let current = q::get(tx, kind.collection(), id)?.ok_or_else(|| not_found(kind, id))?;
-            let previous = current.fields();
-            if previous.get("status").and_then(Value::as_str) == Some("deleting") {
-                return Err(ApiError::Conflict { detail: format!("{kind} {} is being deleted and cannot change", current.name), errors: vec![] });
+            let Draft { object, fields, secrets, unchanged } = self.draft_update(tx, kind, id, patch, if_match, &cleared)?;
+            if unchanged {
+                return Ok(Written { status: 200, object, warnings: vec![], replayed: false });
             }
-            if let Some(expected) = if_match
-                && expected != current.version
-            {
-                return Err(ApiError::PreconditionFailed {
-                    detail: format!(
-                        "If-Match \"{expected}\" does not match the current version \"{}\"; GET the object and apply your change again",
-                        current.version
-                    ),
-                });
-            }
-            let current_settable: Map<String, Value> = previous
-                .iter()
-                .filter(|(k, _)| schema.attribute(k).is_some_and(|a| !a.read_only && !a.write_only))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            let settable = schema.validate_patch(&current_settable, patch).map_err(|e| ApiError::from_fields(kind.singular(), e))?;
-            kinds::check_static(kind, &settable)?;
-            let name = settable.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
-            if name != current.name
-                && let Some(other) = q::get_by_name(tx, kind.collection(), &name)?
-            {
-                return Err(ApiError::Conflict { detail: format!("a {kind} named {name:?} already exists ({}); pick another name", other.id), errors: vec![] });
-            }
-            let m = kinds::materialize(kind, tx, id, Some(&previous), settable, &cleared)?;
-            let mut fields = m.body;
-            for key in ["id", "created_at", "updated_at", "version"] {
-                if let Some(v) = previous.get(key) {
-                    fields.insert(key.into(), v.clone());
-                }
-            }
-            if fields == previous {
-                return Ok(Written { status: 200, object: current, warnings: vec![], replayed: false });
-            }
-            let version = current.version + 1;
-            fields.insert("updated_at".into(), Value::String(now_rfc3339()));
-            fields.insert("version".into(), Value::from(version));
-            let Verdict { warnings, audits } = admit(self, tx, kind, "update", &fields)?;
-            let object = stored(id, &name, version, &fields);
+            let Admitted { warnings, audits } = admit(self, tx, kind, "update", &fields)?;
             q::update(tx, kind.collection(), &object)?;
-            apply_secrets(tx, kind, id, &m.secrets)?;
-            q::append_event(tx, actor, "update", kind.collection(), id, &name, None)?;
-            record_audits(tx, kind, id, &name, &audits)?;
+            apply_secrets(tx, kind, id, &secrets)?;
+            q::append_event(tx, actor, "update", kind.collection(), id, &object.name, None)?;
+            record_audits(tx, kind, id, &object.name, &audits)?;
             Ok(Written { status: 200, object, warnings, replayed: false })
         })?;
         self.notify();
         Ok(written)
+    }
+
+    /// A dry run of [`App::update`]: the merged object and the policies' verdicts on it, with
+    /// the same checks as a real patch (including `If-Match`), in a rolled-back transaction.
+    /// A patch that changes nothing is judged too, on the object as it is, so a reviewer
+    /// learns whether the current object is admitted.
+    pub fn rehearse_update(&self, kind: Kind, id: &str, patch: &Value, if_match: Option<i64>) -> Result<Rehearsal, ApiError> {
+        refuse_read_only(kind)?;
+        let cleared = cleared_write_only(kind, patch);
+        self.store.rehearse(|tx| -> Result<Rehearsal, ApiError> {
+            let Draft { fields: object, .. } = self.draft_update(tx, kind, id, patch, if_match, &cleared)?;
+            let verdicts = judge(self, tx, kind, "update", &object)?;
+            Ok(Rehearsal { object, verdicts })
+        })
+    }
+
+    /// The object an update would store: the stored object (404, `deleting` 409, `If-Match`
+    /// 412), the merged and validated attributes, name uniqueness, computed values and
+    /// references. Inside `tx`, which may reserve rows (a moved VM's address).
+    fn draft_update(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        kind: Kind,
+        id: &str,
+        patch: &Value,
+        if_match: Option<i64>,
+        cleared: &[String],
+    ) -> Result<Draft, ApiError> {
+        let schema = kind.schema();
+        let current = q::get(tx, kind.collection(), id)?.ok_or_else(|| not_found(kind, id))?;
+        let previous = current.fields();
+        if previous.get("status").and_then(Value::as_str) == Some("deleting") {
+            return Err(ApiError::Conflict { detail: format!("{kind} {} is being deleted and cannot change", current.name), errors: vec![] });
+        }
+        if let Some(expected) = if_match
+            && expected != current.version
+        {
+            return Err(ApiError::PreconditionFailed {
+                detail: format!(
+                    "If-Match \"{expected}\" does not match the current version \"{}\"; GET the object and apply your change again",
+                    current.version
+                ),
+            });
+        }
+        let current_settable: Map<String, Value> =
+            previous.iter().filter(|(k, _)| schema.attribute(k).is_some_and(|a| !a.read_only && !a.write_only)).map(|(k, v)| (k.clone(), v.clone())).collect();
+        let settable = schema.validate_patch(&current_settable, patch).map_err(|e| ApiError::from_fields(kind.singular(), e))?;
+        kinds::check_static(kind, &settable)?;
+        let name = settable.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+        if name != current.name
+            && let Some(other) = q::get_by_name(tx, kind.collection(), &name)?
+        {
+            return Err(ApiError::Conflict { detail: format!("a {kind} named {name:?} already exists ({}); pick another name", other.id), errors: vec![] });
+        }
+        let m = kinds::materialize(kind, tx, id, Some(&previous), settable, cleared)?;
+        let mut fields = m.body;
+        for key in ["id", "created_at", "updated_at", "version"] {
+            if let Some(v) = previous.get(key) {
+                fields.insert(key.into(), v.clone());
+            }
+        }
+        if fields == previous {
+            return Ok(Draft { object: current, fields: previous, secrets: m.secrets, unchanged: true });
+        }
+        let version = current.version + 1;
+        fields.insert("updated_at".into(), Value::String(now_rfc3339()));
+        fields.insert("version".into(), Value::from(version));
+        Ok(Draft { object: stored(id, &name, version, &fields), fields, secrets: m.secrets, unchanged: false })
     }
 
     /// Deletes an object (DELETE). VMs go `deleting` and disappear after the provisioning delay.

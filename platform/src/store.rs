@@ -232,6 +232,17 @@ impl Store {
         tx.commit()?;
         Ok(out)
     }
+
+    /// Runs `f` in a write transaction that is always rolled back. Dry runs use it: they do
+    /// the work of a write on the data a write would see — including reservations made in the
+    /// transaction, such as a VM's address — and leave nothing behind.
+    pub fn rehearse<T, E: From<rusqlite::Error>>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T, E>) -> Result<T, E> {
+        let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let out = f(&tx);
+        tx.rollback()?;
+        out
+    }
 }
 
 /// Queries usable on a reader connection or inside a write transaction.
@@ -563,6 +574,25 @@ CREATE TABLE IF NOT EXISTS secrets (
         let mut conn = Connection::open(&path).expect("reopen");
         assert_eq!(migrate(&mut conn, &path).expect("no-op"), MIGRATIONS.len());
         assert_eq!(user_version(&conn), i64::try_from(MIGRATIONS.len()).expect("small"));
+    }
+
+    #[test]
+    fn a_rehearsal_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(dir.path()).expect("open");
+        let obj = StoredObject { id: "net-1".into(), name: "core".into(), version: 1, body: "{}".into() };
+        let seen = store
+            .rehearse(|tx| -> rusqlite::Result<Option<u128>> {
+                q::insert(tx, "networks", &obj)?;
+                q::append_event(tx, "alice", "create", "networks", "net-1", "core", None)?;
+                q::allocate_host(tx, "net-1", "vm-1", 10, None)
+            })
+            .expect("rehearsal");
+        assert_eq!(seen, Some(0), "the work inside sees its own writes");
+        assert!(store.read(|c| q::get(c, "networks", "net-1")).expect("read").is_none());
+        assert_eq!(store.read(q::last_event_seq).expect("seq"), 0);
+        let again = store.write(|tx| q::allocate_host(tx, "net-1", "vm-2", 10, None)).expect("write");
+        assert_eq!(again, Some(0), "the rehearsed address was not kept");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use novacron_client::{Client, ClientConfig, Deleted, Error, Kind, ListQuery, Object};
+use novacron_client::{Client, ClientConfig, Deleted, Error, Kind, ListQuery, Object, PolicyVerdict};
 use novacron_platform::{PlatformConfig, RunningPlatform, TEST_API_KEY, start};
 use serde_json::{Value, json};
 
@@ -65,6 +65,34 @@ fn fields_of(e: &Error) -> Vec<String> {
 async fn raw(h: &Harness, method: &str, path: &str, key: Option<&str>, body: Vec<u8>) -> (u16, Value, reqwest::header::HeaderMap) {
     let http = reqwest::Client::new();
     let mut req = http.request(method.parse().expect("method"), format!("{}{path}", h.platform.endpoint())).body(body);
+    if let Some(k) = key {
+        req = req.bearer_auth(k);
+    }
+    let resp = req.send().await.expect("request sent");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let text = resp.text().await.expect("body");
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)), headers)
+}
+
+/// Raw HTTP with extra headers and a JSON body, for calls the typed client does not make
+/// (a dry run with an `Idempotency-Key` or `If-Match`, malformed query parameters).
+async fn raw_with<const N: usize>(
+    h: &Harness,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    headers: [(&str, &str); N],
+    body: Value,
+) -> (u16, Value, reqwest::header::HeaderMap) {
+    let http = reqwest::Client::new();
+    let mut req = http
+        .request(method.parse().expect("method"), format!("{}{path}", h.platform.endpoint()))
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    for (name, value) in headers {
+        req = req.header(name, value);
+    }
     if let Some(k) = key {
         req = req.bearer_auth(k);
     }
@@ -287,6 +315,188 @@ async fn policy_block_warn_and_audit() {
     c.create(Kind::Vm, &json!({"name": "big3", "cpu_cores": 64, "memory_gb": 4, "template_id": "tpl-debian-12", "network_id": net.id()}))
         .await
         .expect("disabled policies are not evaluated");
+    h.platform.shutdown().await.expect("shutdown");
+}
+
+const OWNER_LABEL: &str = r#"package novacron.labels
+
+deny contains msg if {
+    input.kind == "vm"
+    not input.object.metadata.owner
+    msg := sprintf("vm %s has no owner label", [input.object.name])
+}
+"#;
+
+const BIG_MEMORY: &str = r#"package novacron.memory
+
+deny contains msg if {
+    input.kind == "vm"
+    input.object.memory_gb > 16
+    msg := sprintf("vm %s asks for %d GB", [input.object.name, input.object.memory_gb])
+}
+"#;
+
+/// Policies in all three modes, highest priority first: block on cores, warn on a missing
+/// owner label, audit on memory.
+async fn three_policies(c: &Client) {
+    for (name, rule, mode, priority) in
+        [("max-cores", MAX_CORES, "block", 300), ("owner-label", OWNER_LABEL, "warn", 200), ("big-memory", BIG_MEMORY, "audit", 100)]
+    {
+        c.create(Kind::Policy, &json!({"name": name, "rule": rule, "enforcement_mode": mode, "priority": priority})).await.expect("policy");
+    }
+}
+
+fn verdict(policy: &str, mode: &str, message: &str) -> PolicyVerdict {
+    PolicyVerdict { policy: policy.into(), mode: mode.into(), messages: vec![message.into()] }
+}
+
+async fn last_seq(c: &Client) -> u64 {
+    c.events(0, Duration::ZERO).await.expect("events").next
+}
+
+#[tokio::test]
+async fn dry_run_create_reports_every_verdict_and_writes_nothing() {
+    let h = harness().await;
+    let c = &h.client;
+    let net = network(c, "core", "10.20.0.0/24").await;
+    three_policies(c).await;
+    let before = last_seq(c).await;
+    let secret = "#cloud-config\npassword: hunter2\n";
+    let big = json!({"name": "big", "cpu_cores": 16, "memory_gb": 32, "template_id": "tpl-debian-12", "network_id": net.id(), "user_data": secret});
+
+    let dry = c.dry_run_create(Kind::Vm, &big).await.expect("a denied dry run still answers 200");
+    assert!(!dry.allowed);
+    assert_eq!(
+        dry.verdicts,
+        vec![
+            verdict("max-cores", "block", "vm big asks for 16 cores; at most 8 are allowed"),
+            verdict("owner-label", "warn", "vm big has no owner label"),
+            verdict("big-memory", "audit", "vm big asks for 32 GB"),
+        ]
+    );
+    let object = dry.object.as_object().expect("an object");
+    assert!(object.get("id").is_none(), "a dry-run create assigns no id");
+    assert_eq!((object["name"].as_str(), object["version"].as_i64(), object["status"].as_str()), (Some("big"), Some(1), Some("provisioning")));
+    assert_eq!(object["ip_address"], json!("10.20.0.2"), "the address a create would get now");
+    assert_eq!(object["user_data_sha256"], json!(novacron_schemas::sha256_hex(secret.as_bytes())));
+    assert!(!dry.object.to_string().contains("hunter2"), "write-only values are never answered");
+
+    // The real write is still refused, and an admitted dry run says so.
+    let err = c.create(Kind::Vm, &big).await.unwrap_err();
+    assert_eq!((status_of(&err), fields_of(&err)), (403, vec!["policy/max-cores".to_string()]));
+    let fine = json!({"name": "fine", "cpu_cores": 2, "memory_gb": 4, "template_id": "tpl-debian-12", "network_id": net.id(), "metadata": {"owner": "web"}});
+    let admitted = c.dry_run_create(Kind::Vm, &fine).await.expect("dry run");
+    assert!(admitted.allowed && admitted.verdicts.is_empty(), "{admitted:?}");
+
+    // An Idempotency-Key on a dry run is neither consulted nor recorded.
+    let (status, body, headers) =
+        raw_with(&h, "POST", "/v1/networks?dry_run=1", Some(TEST_API_KEY.1), [("idempotency-key", "k-dry")], json!({"name": "n2", "cidr": "10.21.0.0/24"}))
+            .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(headers.get("etag").is_none() && headers.get("location").is_none(), "nothing stored, nothing to point at");
+    assert_eq!((body["allowed"].clone(), body["verdicts"].clone(), body["object"]["gateway"].clone()), (json!(true), json!([]), json!("10.21.0.1")));
+
+    // Nothing was written: no object, no event (not even the audit), no address, no key.
+    assert!(c.list_all(Kind::Vm).await.expect("list").is_empty());
+    assert_eq!(c.list_all(Kind::Network).await.expect("list").len(), 1);
+    assert!(c.events(before, Duration::ZERO).await.expect("events").events.is_empty(), "dry runs append no event");
+    let other = c.create_with_key(Kind::Network, &json!({"name": "n3", "cidr": "10.22.0.0/24"}), "k-dry").await.expect("the key was not recorded");
+    assert!(!other.replayed);
+    let real = c.create(Kind::Vm, &fine).await.expect("real create");
+    assert_eq!(real.value.get("ip_address"), Some(&json!("10.20.0.2")), "the dry runs consumed no address");
+    h.platform.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn dry_runs_refuse_what_a_write_refuses() {
+    let h = harness().await;
+    let c = &h.client;
+    let key = Some(TEST_API_KEY.1);
+    let net = network(c, "core", "10.23.0.0/24").await;
+    let before = last_seq(c).await;
+
+    let err = c.dry_run_create(Kind::Network, &json!({"name": "x", "cidr": "10.24.0.0/24", "colour": "blue"})).await.unwrap_err();
+    assert_eq!((status_of(&err), fields_of(&err)), (400, vec!["colour".to_string()]));
+    let err = c
+        .dry_run_create(Kind::Vm, &json!({"name": "v", "cpu_cores": 0, "memory_gb": 1, "template_id": "tpl-debian-12", "network_id": net.id()}))
+        .await
+        .unwrap_err();
+    assert_eq!((status_of(&err), fields_of(&err)), (422, vec!["cpu_cores".to_string()]));
+    let err = c
+        .dry_run_create(Kind::Vm, &json!({"name": "v", "cpu_cores": 1, "memory_gb": 1, "template_id": "tpl-debian-12", "network_id": "net-nope"}))
+        .await
+        .unwrap_err();
+    assert_eq!((status_of(&err), fields_of(&err)), (422, vec!["network_id".to_string()]));
+    let err = c.dry_run_create(Kind::Network, &json!({"name": "core", "cidr": "10.25.0.0/24"})).await.unwrap_err();
+    assert_eq!(status_of(&err), 409, "a taken name: {err}");
+    let err = c.dry_run_update(Kind::Network, net.id(), &json!({"cidr": "10.99.0.0/24"})).await.unwrap_err();
+    assert_eq!((status_of(&err), fields_of(&err)), (409, vec!["cidr".to_string()]));
+    let err = c.dry_run_update(Kind::Network, "net-nope", &json!({"mtu": 1400})).await.unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+    let err = c.dry_run_create(Kind::Template, &json!({"name": "mine"})).await.unwrap_err();
+    assert_eq!(status_of(&err), 405);
+
+    // Policies: Rego is compiled, policies are not judged by policies.
+    let broken =
+        c.dry_run_create(Kind::Policy, &json!({"name": "broken", "rule": "package b\n\ndeny contains m if {\n  input.kind ==\n}\n"})).await.unwrap_err();
+    assert_eq!((status_of(&broken), fields_of(&broken)), (422, vec!["rule".to_string()]));
+    let policy = c.dry_run_create(Kind::Policy, &json!({"name": "max-cores", "rule": MAX_CORES})).await.expect("compiles");
+    assert!(policy.allowed && policy.verdicts.is_empty());
+    assert_eq!(policy.object["enforcement_mode"], json!("block"));
+
+    // The flag itself: four spellings, nothing else, and no stray parameters on writes.
+    for query in ["dry_run=yes", "dry_run=", "dry_run=true&dry_run=false", "dryrun=true"] {
+        let (status, body, _) = raw_with(&h, "POST", &format!("/v1/networks?{query}"), key, [], json!({"name": "x", "cidr": "10.26.0.0/24"})).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert!(matches!(body["errors"][0]["field"].as_str(), Some("dry_run" | "dryrun")), "{query}: {body}");
+    }
+    let (status, body, _) = raw_with(&h, "PATCH", &format!("/v1/networks/{}?dry_run=maybe", net.id()), key, [], json!({"mtu": 1400})).await;
+    assert_eq!((status, body["errors"][0]["field"].as_str()), (400, Some("dry_run")), "{body}");
+    assert!(body["detail"].as_str().unwrap_or_default().contains("true, false, 1 or 0"), "{body}");
+
+    assert!(c.events(before, Duration::ZERO).await.expect("events").events.is_empty(), "nothing above was written");
+    assert_eq!(c.list_all(Kind::Network).await.expect("list").len(), 1);
+    assert!(c.list_all(Kind::Policy).await.expect("list").is_empty());
+    h.platform.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn dry_run_patch_merges_reports_and_changes_nothing() {
+    let h = harness().await;
+    let c = &h.client;
+    let net = network(c, "core", "10.27.0.0/24").await;
+    let other = network(c, "edge", "10.28.0.0/24").await;
+    let v = vm(c, "web", net.id()).await;
+    let v = wait_for_status(c, Kind::Vm, v.id(), "running").await;
+    three_policies(c).await;
+    let before = last_seq(c).await;
+
+    let dry = c.dry_run_update(Kind::Vm, v.id(), &json!({"cpu_cores": 12, "metadata": {"owner": "web"}, "network_id": other.id()})).await.expect("dry run");
+    assert!(!dry.allowed);
+    assert_eq!(dry.verdicts, vec![verdict("max-cores", "block", "vm web asks for 12 cores; at most 8 are allowed")]);
+    assert_eq!(dry.object["id"], json!(v.id()));
+    assert_eq!(dry.object["cpu_cores"], json!(12));
+    assert_eq!(dry.object["memory_gb"], json!(4), "unpatched attributes are kept");
+    assert_eq!(dry.object["metadata"], json!({"owner": "web"}));
+    assert_eq!(dry.object["ip_address"], json!("10.28.0.2"), "moving networks would re-allocate");
+    assert_eq!(dry.object["version"], json!(v.version() + 1));
+
+    // A patch that changes nothing is still judged, on the object as it is.
+    let same = c.dry_run_update(Kind::Vm, v.id(), &json!({"cpu_cores": 2})).await.expect("no-op dry run");
+    assert!(same.allowed);
+    assert_eq!(same.verdicts, vec![verdict("owner-label", "warn", "vm web has no owner label")]);
+    assert_eq!(same.object["version"], json!(v.version()));
+
+    // If-Match is checked as a real patch checks it.
+    let (status, body, _) =
+        raw_with(&h, "PATCH", &format!("/v1/vms/{}?dry_run=true", v.id()), Some(TEST_API_KEY.1), [("if-match", "\"99\"")], json!({"memory_gb": 8})).await;
+    assert_eq!(status, 412, "{body}");
+
+    let now = c.get(Kind::Vm, v.id()).await.expect("get").value;
+    assert_eq!(now, v, "the vm is as it was");
+    assert!(c.events(before, Duration::ZERO).await.expect("events").events.is_empty(), "dry runs append no event");
+    let moved = vm(c, "api", other.id()).await;
+    assert_eq!(moved.get("ip_address"), Some(&json!("10.28.0.2")), "the dry run kept no address on the other network");
     h.platform.shutdown().await.expect("shutdown");
 }
 

@@ -86,6 +86,11 @@ async fn observe(State(app): State<Arc<App>>, req: Request, next: Next) -> Respo
     let start = Instant::now();
     let method = req.method().clone();
     let route = route_label(&req);
+    // Logged so a dry run is never mistaken for a write; the body is never logged.
+    let dry_run = matches!(method, axum::http::Method::POST | axum::http::Method::PATCH)
+        && route.starts_with("/v1/")
+        && !route.starts_with("/v1/tfstate")
+        && matches!(objects::dry_run_flag(req.uri().query()), Ok(true));
     let response = next.run(req).await;
     let elapsed = start.elapsed();
     let status = response.status().as_u16();
@@ -94,7 +99,7 @@ async fn observe(State(app): State<Arc<App>>, req: Request, next: Next) -> Respo
     if method == axum::http::Method::GET {
         tracing::debug!(%method, %route, status, ms, "request");
     } else {
-        tracing::info!(%method, %route, status, ms, "request");
+        tracing::info!(%method, %route, status, ms, dry_run, "request");
     }
     response
 }

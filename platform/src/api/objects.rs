@@ -1,4 +1,5 @@
-//! `/v1/{kind}` and `/v1/{kind}/{id}`: list, create, read, merge-patch and delete.
+//! `/v1/{kind}` and `/v1/{kind}/{id}`: list, create, read, merge-patch and delete, and dry runs
+//! of create and merge-patch (`?dry_run=true`).
 
 use std::sync::Arc;
 
@@ -8,10 +9,12 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use novacron_schemas::Kind;
-use serde_json::Value;
+use serde::Serialize;
+use serde_json::{Map, Value};
 
 use super::Actor;
-use crate::app::{App, Removal, Written};
+use crate::admission::PolicyVerdict;
+use crate::app::{App, Rehearsal, Removal, Written};
 use crate::problem::ApiError;
 use crate::store::{ListFilter, StoredObject};
 
@@ -66,6 +69,44 @@ fn written_response(kind: Kind, w: Written, created: bool) -> Response {
         }
     }
     resp
+}
+
+/// The body of a dry-run answer.
+#[derive(Serialize)]
+struct DryRunAnswer<'a> {
+    object: &'a Map<String, Value>,
+    /// False when any verdict blocks: a real write would be refused with 403.
+    allowed: bool,
+    verdicts: &'a [PolicyVerdict],
+}
+
+/// 200 with the would-be object and the verdicts, also when a `block` policy denies. No
+/// `ETag`, `Location` or `Warning` headers: nothing was stored, and the verdicts say it all.
+fn rehearsal_response(r: &Rehearsal) -> Response {
+    let answer = DryRunAnswer { object: &r.object, allowed: r.verdicts.allowed(), verdicts: &r.verdicts.0 };
+    let body = serde_json::to_string(&answer).expect("maps, strings and booleans always serialize");
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// Whether the query of a POST or PATCH asks for a dry run. `dry_run` (`true`, `false`, `1`
+/// or `0`, at most once) is the only parameter writes take: anything else is refused, so that
+/// a misspelt `dry_run` never turns into a real write.
+pub(super) fn dry_run_flag(raw: Option<&str>) -> Result<bool, ApiError> {
+    let mut flag = None;
+    for (key, value) in parse_query(raw.map(str::to_string)) {
+        if key != "dry_run" {
+            return Err(ApiError::bad_param(&key, format!("unknown query parameter {key:?}; writes take only dry_run")));
+        }
+        let parsed = match value.as_str() {
+            "true" | "1" => true,
+            "false" | "0" => false,
+            _ => return Err(ApiError::bad_param("dry_run", format!("dry_run must be true, false, 1 or 0, not {value:?}"))),
+        };
+        if flag.replace(parsed).is_some() {
+            return Err(ApiError::bad_param("dry_run", "give dry_run at most once".into()));
+        }
+    }
+    Ok(flag.unwrap_or(false))
 }
 
 /// Reads a body of at most `limit` bytes; a larger one (declared or sent) is a 413.
@@ -167,11 +208,18 @@ pub(super) async fn create(
     State(app): State<Arc<App>>,
     Extension(actor): Extension<Actor>,
     Path(segment): Path<String>,
+    RawQuery(raw): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let kind = kind_of(&segment)?;
+    let dry_run = dry_run_flag(raw.as_deref())?;
     let value = json_body(&headers, body).await?;
+    if dry_run {
+        // Key scopes: a dry run needs only `read` (a real create needs `write`); check it here
+        // once keys carry scopes. An Idempotency-Key is ignored: neither consulted nor recorded.
+        return Ok(rehearsal_response(&app.rehearse_create(kind, &value)?));
+    }
     let key = match headers.get("idempotency-key") {
         None => None,
         Some(v) => Some(
@@ -210,15 +258,22 @@ pub(super) async fn update(
     State(app): State<Arc<App>>,
     Extension(actor): Extension<Actor>,
     Path((segment, id)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let kind = kind_of(&segment)?;
+    let dry_run = dry_run_flag(raw.as_deref())?;
     let if_match = match headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()).map(str::trim) {
         None | Some("*") => None,
         Some(v) => Some(parse_etag(v).ok_or_else(|| ApiError::bad_param("If-Match", format!("If-Match must be an ETag such as \"3\", not {v}")))?),
     };
     let patch = json_body(&headers, body).await?;
+    if dry_run {
+        // Key scopes: a dry run needs only `read` (a real patch needs `write`); check it here
+        // once keys carry scopes.
+        return Ok(rehearsal_response(&app.rehearse_update(kind, &id, &patch, if_match)?));
+    }
     let written = app.update(kind, &actor.0, &id, &patch, if_match)?;
     Ok(written_response(kind, written, false))
 }
@@ -247,5 +302,20 @@ mod tests {
         assert_eq!(parse_etag("W/\"12\""), Some(12));
         assert_eq!(parse_etag("3"), None);
         assert_eq!(header_text("a\"b\nc"), "a'b c");
+    }
+
+    #[test]
+    fn dry_run_takes_four_spellings_and_nothing_else() {
+        for (query, expected) in
+            [(None, false), (Some("dry_run=true"), true), (Some("dry_run=1"), true), (Some("dry_run=false"), false), (Some("dry_run=0"), false)]
+        {
+            assert_eq!(dry_run_flag(query).expect("accepted"), expected, "{query:?}");
+        }
+        for query in ["dry_run=yes", "dry_run", "dry_run=TRUE", "dry_run=true&dry_run=false", "dryrun=true"] {
+            let err = dry_run_flag(Some(query)).expect_err(query);
+            assert_eq!(err.status(), StatusCode::BAD_REQUEST, "{query}");
+        }
+        let err = dry_run_flag(Some("dry_run=yes")).expect_err("bad value");
+        assert!(err.to_string().contains("dry_run must be true, false, 1 or 0, not \"yes\""), "{err}");
     }
 }
