@@ -10,7 +10,7 @@ use novacron_schemas::{Severity, sha256_hex};
 use serde::Serialize;
 use serde_json::json;
 
-pub use forge::{CommitStatus, FORGE_TOKEN_ENV, Forge, ForgeError, GitHubForge, PullRequest, PullRequestSpec};
+pub use forge::{CommitStatus, FORGE_TOKEN_ENV, Forge, ForgeError, ForgeFuture, GitHubForge, IssueComment, Permission, PullRequest, PullRequestSpec};
 pub use push::{PushError, PushRequest, Pushed, commit_and_push};
 pub use rewrite::{Codified, codify};
 

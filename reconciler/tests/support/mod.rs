@@ -1,27 +1,24 @@
-//! Test fixtures for `tests/sync.rs`: the platform, a desired-state repo behind a bare remote, the binary, a recording forge.
+//! Test fixtures for the integration tests: the platform, a desired-state repo behind a bare remote, the binary, a recording forge.
 
+pub mod forge;
 pub mod smart_http;
 pub mod terraform;
 
 mod git_cli;
+// Not every test binary talks to a forge.
+#[allow(unused_imports)]
+pub use forge::MockForge;
 pub use git_cli::git;
 
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Json;
-use axum::extract::{Path as UrlPath, Query, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, patch};
 use novacron_client::{Client, ClientConfig, Kind};
 use novacron_platform::{PlatformConfig, RunningPlatform, TEST_API_KEY};
 use novacron_reconcile::command::DriftOptions;
 use novacron_reconcile::live::ClientApi;
-use novacron_reconcile::remediation::GitHubForge;
 use novacron_reconcile::sync::{AutoApplyMax, AutoSyncMax, SyncOptions, Thresholds};
 use serde_json::{Value, json};
 
@@ -291,149 +288,4 @@ pub fn local_branches(env: &Env) -> Vec<String> {
         out.extend(git(&entry.path(), &["for-each-ref", "--format=%(refname)", "refs/heads"]).lines().map(str::to_string).filter(|l| !l.is_empty()));
     }
     out
-}
-
-/// One request the forge received.
-#[derive(Debug, Clone)]
-pub struct Recorded {
-    pub method: String,
-    pub path: String,
-    pub query: HashMap<String, String>,
-    pub authorization: String,
-    pub body: Value,
-}
-
-#[derive(Default)]
-struct ForgeState {
-    requests: Vec<Recorded>,
-    /// number, head, title, body
-    pulls: Vec<(u64, String, String, String)>,
-    fail: Option<u16>,
-}
-
-type Shared = Arc<Mutex<ForgeState>>;
-
-/// A GitHub-shaped pull request API on 127.0.0.1:0 that records what it receives.
-pub struct MockForge {
-    pub url: String,
-    state: Shared,
-}
-
-impl MockForge {
-    pub async fn start() -> MockForge {
-        let state: Shared = Arc::default();
-        let app = axum::Router::new()
-            .route("/repos/{owner}/{repo}/pulls", get(list_pulls).post(open_pull))
-            .route("/repos/{owner}/{repo}/pulls/{number}", patch(update_pull))
-            .route("/repos/{owner}/{repo}/statuses/{sha}", axum::routing::post(commit_status))
-            .route("/repos/{owner}/{repo}/commits/{sha}/comments", axum::routing::post(commit_comment))
-            .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
-        tokio::spawn(async move { axum::serve(listener, app).await.expect("forge serves") });
-        MockForge { url, state }
-    }
-
-    pub fn forge(&self) -> GitHubForge {
-        GitHubForge::new(&self.url, "acme/infra", "forge-t0ken").expect("forge")
-    }
-
-    pub fn fail_with(&self, status: u16) {
-        self.state.lock().expect("lock").fail = Some(status);
-    }
-
-    pub fn requests(&self) -> Vec<Recorded> {
-        self.state.lock().expect("lock").requests.clone()
-    }
-}
-
-fn record(state: &Shared, method: &str, path: String, query: HashMap<String, String>, headers: &HeaderMap, body: Value) -> Option<u16> {
-    let authorization = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-    let mut s = state.lock().expect("lock");
-    s.requests.push(Recorded { method: method.into(), path, query, authorization, body });
-    s.fail
-}
-
-fn failure(status: u16) -> (StatusCode, Json<Value>) {
-    (StatusCode::from_u16(status).expect("status"), Json(json!({"message": "the forge is having a bad day"})))
-}
-
-async fn list_pulls(
-    State(state): State<Shared>,
-    UrlPath((o, r)): UrlPath<(String, String)>,
-    Query(q): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-) -> (StatusCode, Json<Value>) {
-    let head = q.get("head").cloned().unwrap_or_default();
-    if let Some(status) = record(&state, "GET", format!("/repos/{o}/{r}/pulls"), q, &headers, Value::Null).filter(|s| *s < 500) {
-        return failure(status);
-    }
-    let s = state.lock().expect("lock");
-    let open: Vec<Value> = s
-        .pulls
-        .iter()
-        .filter(|(_, h, _, _)| format!("{o}:{h}") == head)
-        .map(|(n, h, title, body)| json!({"number": n, "html_url": format!("http://forge/{o}/{r}/pull/{n}"), "head": {"ref": h}, "title": title, "body": body}))
-        .collect();
-    (StatusCode::OK, Json(Value::Array(open)))
-}
-
-async fn commit_status(
-    State(state): State<Shared>,
-    UrlPath((o, r, sha)): UrlPath<(String, String, String)>,
-    headers: HeaderMap,
-    Json(body): Json<Value>,
-) -> (StatusCode, Json<Value>) {
-    if let Some(status) = record(&state, "POST", format!("/repos/{o}/{r}/statuses/{sha}"), HashMap::new(), &headers, body.clone()) {
-        return failure(status);
-    }
-    if !["success", "pending", "failure", "error"].contains(&body["state"].as_str().unwrap_or("")) {
-        return (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({"message": "Validation Failed", "errors": [{"field": "state", "code": "invalid"}]})));
-    }
-    (StatusCode::CREATED, Json(json!({"id": 1, "state": body["state"], "context": body["context"]})))
-}
-
-async fn commit_comment(
-    State(state): State<Shared>,
-    UrlPath((o, r, sha)): UrlPath<(String, String, String)>,
-    headers: HeaderMap,
-    Json(body): Json<Value>,
-) -> (StatusCode, Json<Value>) {
-    if let Some(status) = record(&state, "POST", format!("/repos/{o}/{r}/commits/{sha}/comments"), HashMap::new(), &headers, body.clone()) {
-        return failure(status);
-    }
-    (StatusCode::CREATED, Json(json!({"id": 7, "body": body["body"]})))
-}
-
-async fn open_pull(
-    State(state): State<Shared>,
-    UrlPath((o, r)): UrlPath<(String, String)>,
-    headers: HeaderMap,
-    Json(body): Json<Value>,
-) -> (StatusCode, Json<Value>) {
-    if let Some(status) = record(&state, "POST", format!("/repos/{o}/{r}/pulls"), HashMap::new(), &headers, body.clone()) {
-        return failure(status);
-    }
-    let mut s = state.lock().expect("lock");
-    let number = 40 + s.pulls.len() as u64 + 1;
-    let text = |k: &str| body[k].as_str().unwrap_or_default().to_string();
-    s.pulls.push((number, text("head"), text("title"), text("body")));
-    (StatusCode::CREATED, Json(json!({"number": number, "html_url": format!("http://forge/{o}/{r}/pull/{number}")})))
-}
-
-async fn update_pull(
-    State(state): State<Shared>,
-    UrlPath((o, r, n)): UrlPath<(String, String, u64)>,
-    headers: HeaderMap,
-    Json(body): Json<Value>,
-) -> (StatusCode, Json<Value>) {
-    if let Some(status) = record(&state, "PATCH", format!("/repos/{o}/{r}/pulls/{n}"), HashMap::new(), &headers, body.clone()) {
-        return failure(status);
-    }
-    let mut s = state.lock().expect("lock");
-    for pull in s.pulls.iter_mut().filter(|p| p.0 == n) {
-        pull.2 = body["title"].as_str().unwrap_or_default().to_string();
-        pull.3 = body["body"].as_str().unwrap_or_default().to_string();
-    }
-    (StatusCode::OK, Json(json!({"number": n, "html_url": format!("http://forge/{o}/{r}/pull/{n}")})))
 }
