@@ -11,6 +11,7 @@ pub mod live;
 pub mod remediation;
 pub mod render;
 pub mod report;
+pub mod review;
 pub mod rollout;
 pub mod serve;
 pub mod source;

@@ -44,11 +44,35 @@ pub trait PlatformApi {
         async { Err(LiveError::Config("this platform API cannot release state locks".into())) }
     }
 
+    /// A dry run of a create (`id` `None`, `body` the object) or an update (`body` a merge
+    /// patch): what the platform's policies would say, writing nothing.
+    fn dry_run(&self, kind: Kind, id: Option<&str>, body: &serde_json::Value) -> impl Future<Output = Result<Preview, LiveError>> + Send {
+        let _ = (kind, id, body);
+        async { Err(LiveError::Config("this platform API cannot make dry runs".into())) }
+    }
+
     /// Up to `limit` change-feed events after `after`, oldest first, without waiting.
     fn events_after(&self, after: u64, limit: usize) -> impl Future<Output = Result<Vec<Event>, LiveError>> + Send {
         let _ = (after, limit);
         async { Ok(Vec::new()) }
     }
+}
+
+/// What a dry run found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Preview {
+    /// The platform judged it: `allowed` is false when a `block` policy denies it.
+    Judged {
+        /// No `block` verdict.
+        allowed: bool,
+        /// Each policy that objected.
+        verdicts: Vec<novacron_client::PolicyVerdict>,
+    },
+    /// The platform refused the request itself (validation, a reference, a name taken): why.
+    Refused {
+        /// The platform's answer, one line.
+        detail: String,
+    },
 }
 
 /// What a conditional PATCH did.
@@ -164,6 +188,18 @@ impl PlatformApi for ClientApi {
         match answer.status().as_u16() {
             200 => Ok(()),
             status => Err(LiveError::Api { endpoint, detail: format!("UNLOCK /v1/tfstate/{workspace}: HTTP {status}") }),
+        }
+    }
+
+    async fn dry_run(&self, kind: Kind, id: Option<&str>, body: &serde_json::Value) -> Result<Preview, LiveError> {
+        let answer = match id {
+            None => self.client.dry_run_create(kind, body).await,
+            Some(id) => self.client.dry_run_update(kind, id, body).await,
+        };
+        match answer {
+            Ok(d) => Ok(Preview::Judged { allowed: d.allowed, verdicts: d.verdicts }),
+            Err(e) if e.status().is_some_and(|s| (400..500).contains(&s) && s != 401 && s != 403 && s != 429) => Ok(Preview::Refused { detail: e.to_string() }),
+            Err(e) => Err(classify(self.client.endpoint(), &e)),
         }
     }
 

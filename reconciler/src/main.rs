@@ -37,6 +37,8 @@ enum Command {
     /// The hash-chained audit log: `audit list`, `audit verify`.
     #[command(subcommand)]
     Audit(novacron_reconcile::cli::ListOrVerify),
+    /// Plan a branch with Terraform for review: changes graded by severity, a policy preview, drift and what the base has pending. Never applies. Exit 0: no changes, 2: changes, 1: error.
+    Plan(novacron_reconcile::review::cli::PlanArgs),
     /// Keep many repositories reconciled: polling, webhooks, the platform event feed, status over HTTP.
     Serve(novacron_reconcile::serve::ServeArgs),
 }
@@ -125,6 +127,7 @@ fn run() -> anyhow::Result<ExitCode> {
         Command::Approve(args) => return novacron_reconcile::cli::run_approve_cli(&args),
         Command::Approvals(command) => return novacron_reconcile::cli::run_approvals_cli(&command),
         Command::Audit(command) => return novacron_reconcile::cli::run_audit_cli(&command),
+        Command::Plan(args) => return novacron_reconcile::review::cli::run_plan_cli(&args),
         Command::Serve(args) => return Ok(novacron_reconcile::serve::run_cli(&args)?),
     };
     let api_key =

@@ -198,7 +198,7 @@ pub fn workspace_of_address(address: &str) -> Option<String> {
 
 /// The settable attributes of a state instance, renamed to API names (a block list such as
 /// `firewall_rule` becomes `firewall_rules`); null values are left out, as the API leaves them.
-fn api_attributes(kind: Kind, state: &Map<String, Value>) -> Map<String, Value> {
+pub fn api_attributes(kind: Kind, state: &Map<String, Value>) -> Map<String, Value> {
     let mut out = Map::new();
     for attr in kind.schema().settable() {
         let value = match &attr.ty {

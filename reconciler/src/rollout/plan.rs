@@ -129,6 +129,11 @@ pub struct ResourceChange {
     pub name: Option<String>,
     /// The object's id in the prior state (updates, replaces, deletes).
     pub id: Option<String>,
+    /// The planned values that are known at plan time and not sensitive (Terraform names);
+    /// empty for deletes. What a policy preview sends to the platform.
+    pub planned: Map<String, Value>,
+    /// The prior state's values that are not sensitive (Terraform names); empty for creates.
+    pub prior: Map<String, Value>,
 }
 
 /// The `novacron_*` changes of one saved plan.
@@ -199,6 +204,12 @@ impl PlanModel {
                 if matches!(action, Action::Create | Action::Update | Action::Replace) { changed_attributes(kind, &rc.change) } else { Vec::new() };
             let name = rc.change.after.get("name").and_then(Value::as_str).map(str::to_string);
             let id = rc.change.before.get("id").and_then(Value::as_str).map(str::to_string);
+            let planned = if action == Action::Delete {
+                Map::new()
+            } else {
+                plain_values(kind, &rc.change.after, Some(&rc.change.after_unknown), &rc.change.after_sensitive)
+            };
+            let prior = plain_values(kind, &rc.change.before, None, &rc.change.before_sensitive);
             changes.push(ResourceChange {
                 address: rc.address,
                 resource_type: rc.ty,
@@ -209,6 +220,8 @@ impl PlanModel {
                 attributes,
                 name,
                 id,
+                planned,
+                prior,
             });
         }
         Ok(PlanModel { terraform_version: raw.terraform_version, changes })
@@ -254,6 +267,22 @@ fn marked(v: Option<&Value>) -> bool {
         Some(Value::Object(map)) => map.values().any(|i| marked(Some(i))),
         _ => false,
     }
+}
+
+/// The top-level values of one side of a change that are known and not sensitive: an attribute
+/// marked unknown or sensitive anywhere inside (or by the schema) is left out whole.
+fn plain_values(kind: Kind, side: &Value, unknown: Option<&Value>, sensitive: &Value) -> Map<String, Value> {
+    let Some(values) = side.as_object() else { return Map::new() };
+    if *sensitive == Value::Bool(true) {
+        return Map::new();
+    }
+    let schema = kind.schema();
+    values
+        .iter()
+        .filter(|(name, v)| !v.is_null() && !marked(unknown.and_then(|u| u.get(name.as_str()))) && !marked(sensitive.get(name.as_str())))
+        .filter(|(name, _)| !schema.attribute(name).is_some_and(|a| a.sensitive))
+        .map(|(name, v)| (name.clone(), v.clone()))
+        .collect()
 }
 
 fn changed_attributes(kind: Kind, change: &RawChange) -> Vec<AttributeChange> {
@@ -408,6 +437,21 @@ mod tests {
         let forcing: Vec<&str> = pol.attributes.iter().filter(|a| a.forces_replacement).map(|a| a.name.as_str()).collect();
         assert_eq!(forcing, ["type"]);
         assert_eq!(pol.name.as_deref(), Some("guard"));
+    }
+
+    #[test]
+    fn planned_values_leave_out_unknown_and_sensitive_ones() {
+        let m = model();
+        let vm = &m.changes[0];
+        let keys: Vec<&str> = vm.planned.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["cpu_cores", "id", "memory_gb", "metadata", "name"], "status is unknown, user_data sensitive");
+        assert_eq!(vm.planned["memory_gb"], json!(8));
+        assert_eq!(vm.prior["memory_gb"], json!(4));
+        assert!(!vm.prior.contains_key("user_data"));
+        let net = &m.changes[1];
+        assert!(net.prior.is_empty() && !net.planned.contains_key("id") && !net.planned.contains_key("dns_servers"));
+        assert_eq!(net.planned["firewall_rule"], json!([{"ports": "22"}]));
+        assert!(m.changes[3].planned.is_empty(), "a delete plans no values");
     }
 
     #[test]

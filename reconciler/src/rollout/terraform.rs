@@ -143,9 +143,19 @@ impl WorkingCopy {
 
     /// `terraform plan -refresh=false -out=...` then `terraform show -json` of that plan.
     pub async fn plan(&self) -> Result<SavedPlan, RolloutError> {
+        self.plan_with(self.lock_timeout_arg()).await
+    }
+
+    /// The same plan without taking the state lock (`-lock=false`), for reviews that never
+    /// apply: a pull request's plan must not wait for, or block, a rollout.
+    pub async fn plan_unlocked(&self) -> Result<SavedPlan, RolloutError> {
+        self.plan_with("-lock=false".into()).await
+    }
+
+    async fn plan_with(&self, lock_arg: String) -> Result<SavedPlan, RolloutError> {
         let file = self.plan_path("planned.tfplan");
         let _ = std::fs::remove_file(&file);
-        let args = vec!["-refresh=false".into(), "-input=false".into(), "-json".into(), self.lock_timeout_arg(), format!("-out={}", file.display())];
+        let args = vec!["-refresh=false".into(), "-input=false".into(), "-json".into(), lock_arg, format!("-out={}", file.display())];
         self.run_ok("plan", &args, true, FailureKind::Planning, &|_| {}).await?;
         let plan = self.show(&file).await?;
         let bytes = std::fs::read(&file).map_err(RolloutError::io(format!("read {}", file.display())))?;

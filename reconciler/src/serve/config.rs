@@ -101,6 +101,17 @@ pub struct RepoConfig {
     /// Name of the environment variable holding the forge token (default `NOVACRON_FORGE_TOKEN`).
     #[serde(default)]
     pub forge_token_env: Option<String>,
+    /// Plan every pull request against `ref` (webhook `pull_request`) and post one comment and a
+    /// `novacron/plan` status on it; needs `forge_repo` (and `forge_url` off github.com).
+    #[serde(default)]
+    pub review_pull_requests: bool,
+    /// Also plan pull requests from forks (off: a fork's HCL could read files of this machine).
+    #[serde(default)]
+    pub review_forks: bool,
+    /// Name of the environment variable holding the API key pull-request plans use (give one
+    /// that can only read, and read state); default: the service's own key, with a warning.
+    #[serde(default)]
+    pub review_api_key_env: Option<String>,
     /// Name of the environment variable holding the webhook secret.
     #[serde(default)]
     pub webhook_secret_env: Option<Spanned<String>>,
@@ -241,6 +252,12 @@ impl ServeConfig {
             }
             if repo.remediation == Remediation::Pr && repo.forge_repo.is_none() {
                 return Err(invalid(text, file, at, format!("repo {name:?} has remediation = \"pr\" but no forge_repo (owner/name)")));
+            }
+            if repo.review_pull_requests && repo.forge_repo.is_none() {
+                return Err(invalid(text, file, at, format!("repo {name:?} has review_pull_requests = true but no forge_repo (owner/name)")));
+            }
+            if repo.review_forks && !repo.review_pull_requests {
+                return Err(invalid(text, file, at, format!("repo {name:?} has review_forks = true but review_pull_requests is off: turn it on too")));
             }
             if let Some(env) = &repo.webhook_secret_env
                 && env.get_ref().trim().is_empty()

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use super::Service;
+use super::review::{IssueCommentPayload, PullRequestPayload, ReviewJob, approve_command};
 use super::webhook::{PushPayload, constant_time_eq, verify_signature};
 
 /// Serves `listener` until `stop` turns true, then finishes the requests in flight.
@@ -203,8 +204,19 @@ async fn github_hook(State(svc): State<Arc<Service>>, headers: HeaderMap, body: 
             return hook_answer(&svc, "error", StatusCode::SERVICE_UNAVAILABLE, json!({"error": "the state database failed; retry the delivery"}));
         }
     }
-    if text("x-github-event") == Some("ping") {
-        return hook_answer(&svc, "ping", StatusCode::OK, json!({"message": "pong"}));
+    match text("x-github-event") {
+        Some("ping") => return hook_answer(&svc, "ping", StatusCode::OK, json!({"message": "pong"})),
+        Some("pull_request") => return pull_request_hook(&svc, &verified, &body),
+        Some("issue_comment") => return issue_comment_hook(&svc, &verified, &body),
+        None | Some("push") => {}
+        Some(other) => {
+            return hook_answer(
+                &svc,
+                "ignored",
+                StatusCode::ACCEPTED,
+                json!({"triggered": [], "message": format!("{other} events are acknowledged and ignored")}),
+            );
+        }
     }
     let targets: Vec<&str> = verified.iter().filter(|r| payload.updates_ref(r.config.reference.as_deref())).map(|r| r.name()).collect();
     if targets.is_empty() {
@@ -221,4 +233,77 @@ async fn github_hook(State(svc): State<Arc<Service>>, headers: HeaderMap, body: 
         }
     }
     hook_answer(&svc, "triggered", StatusCode::ACCEPTED, json!({"triggered": targets}))
+}
+
+/// A `pull_request` delivery: `opened`, `synchronize` and `reopened` queue a review of the head
+/// for every verified repository that reviews pull requests into the branch it follows.
+fn pull_request_hook(svc: &Arc<Service>, verified: &[&&Arc<super::repo::RepoHandle>], body: &[u8]) -> Response {
+    let payload: PullRequestPayload = match serde_json::from_slice(body) {
+        Ok(p) => p,
+        Err(e) => return hook_answer(svc, "bad_payload", StatusCode::BAD_REQUEST, json!({"error": format!("the pull_request payload does not parse: {e}")})),
+    };
+    let reviewing: Vec<&&Arc<super::repo::RepoHandle>> =
+        verified.iter().copied().filter(|r| r.config.review_pull_requests && payload.targets(r.config.reference.as_deref())).collect();
+    if reviewing.is_empty() {
+        return hook_answer(
+            svc,
+            "other_ref",
+            StatusCode::ACCEPTED,
+            json!({"reviewing": [], "message": "no configured repository reviews pull requests into this branch (review_pull_requests, ref)"}),
+        );
+    }
+    if payload.action == "closed" {
+        for r in &reviewing {
+            let key = crate::sync::review_key(&r.config.url, &r.config.path, Some(payload.number));
+            let dir = svc.runner_settings.cache_dir.join(r.name()).join("rollout").join("work").join(key);
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        return hook_answer(svc, "ignored", StatusCode::ACCEPTED, json!({"reviewing": [], "message": "closed: its working copy is removed"}));
+    }
+    if !matches!(payload.action.as_str(), "opened" | "synchronize" | "reopened") {
+        return hook_answer(
+            svc,
+            "ignored",
+            StatusCode::ACCEPTED,
+            json!({"reviewing": [], "message": format!("pull_request action {:?} is acknowledged and ignored", payload.action)}),
+        );
+    }
+    let head = &payload.pull_request.head;
+    if payload.number == 0 || head.sha.len() < 7 || !head.sha.chars().all(|c| c.is_ascii_hexdigit()) {
+        return hook_answer(svc, "bad_payload", StatusCode::BAD_REQUEST, json!({"error": "the pull_request payload has no number or head sha"}));
+    }
+    let job = ReviewJob {
+        number: payload.number,
+        head_sha: head.sha.clone(),
+        base: payload.pull_request.base.reference.clone(),
+        fork: payload.from_fork(),
+        head_repo: head.repo.as_ref().and_then(|r| r.full_name.clone()),
+    };
+    let names: Vec<&str> = reviewing.iter().map(|r| r.name()).collect();
+    for r in &reviewing {
+        super::review::enqueue(svc, r, job.clone());
+    }
+    hook_answer(svc, "review", StatusCode::ACCEPTED, json!({"reviewing": names, "pull_request": payload.number, "head": head.sha}))
+}
+
+/// An `issue_comment` delivery: a new `/novacron approve <id>` on a pull request.
+fn issue_comment_hook(svc: &Arc<Service>, verified: &[&&Arc<super::repo::RepoHandle>], body: &[u8]) -> Response {
+    let payload: IssueCommentPayload = match serde_json::from_slice(body) {
+        Ok(p) => p,
+        Err(e) => return hook_answer(svc, "bad_payload", StatusCode::BAD_REQUEST, json!({"error": format!("the issue_comment payload does not parse: {e}")})),
+    };
+    let command = approve_command(&payload.comment.body);
+    let (Some(id), true, true) = (command, payload.action == "created", payload.issue.pull_request.is_some()) else {
+        return hook_answer(svc, "ignored", StatusCode::ACCEPTED, json!({"approving": [], "message": "not a new /novacron approve comment on a pull request"}));
+    };
+    let login = payload.comment.user.login.clone();
+    if login.is_empty() {
+        return hook_answer(svc, "bad_payload", StatusCode::BAD_REQUEST, json!({"error": "the comment has no author login"}));
+    }
+    let targets: Vec<&&Arc<super::repo::RepoHandle>> = verified.iter().copied().filter(|r| r.config.review_pull_requests && r.forge.is_some()).collect();
+    let names: Vec<&str> = targets.iter().map(|r| r.name()).collect();
+    for r in targets {
+        tokio::spawn(super::review::approve_from_comment(svc.clone(), (*r).clone(), payload.issue.number, login.clone(), id.to_string()));
+    }
+    hook_answer(svc, "approval", StatusCode::ACCEPTED, json!({"approving": names, "id": id}))
 }

@@ -35,6 +35,7 @@ struct RepoMetrics {
 struct Inner {
     repos: BTreeMap<String, RepoMetrics>,
     webhooks: BTreeMap<&'static str, u64>,
+    reviews: BTreeMap<String, u64>,
     feed_errors: u64,
     event_seq: u64,
 }
@@ -82,6 +83,11 @@ impl Metrics {
     /// Counts a webhook delivery by outcome (`triggered`, `unmatched`, `bad_signature`, `replayed`, ...).
     pub fn record_webhook(&self, outcome: &'static str) {
         self.with(|m| *m.webhooks.entry(outcome).or_default() += 1);
+    }
+
+    /// Counts a pull-request review by the status it set (`success`, `failure`, `not_planned`).
+    pub fn record_review(&self, state: &str) {
+        self.with(|m| *m.reviews.entry(state.to_string()).or_default() += 1);
     }
 
     /// Counts a failed event-feed poll.
@@ -162,6 +168,12 @@ impl Metrics {
                 "counter",
                 "Webhook deliveries by outcome.",
                 m.webhooks.iter().map(|(o, c)| format!("novacron_reconcile_webhook_deliveries_total{{outcome=\"{o}\"}} {c}\n")).collect(),
+            );
+            section(
+                "novacron_reconcile_reviews_total",
+                "counter",
+                "Pull-request reviews by the status they set.",
+                m.reviews.iter().map(|(o, c)| format!("novacron_reconcile_reviews_total{{state=\"{o}\"}} {c}\n")).collect(),
             );
             section(
                 "novacron_reconcile_event_feed_errors_total",

@@ -12,6 +12,7 @@ pub mod http;
 pub mod metrics;
 pub mod page;
 pub mod repo;
+pub mod review;
 pub mod scheduler;
 pub mod state;
 pub mod webhook;
@@ -142,6 +143,8 @@ pub struct Service {
     pub clone_locks: HashMap<String, Arc<tokio::sync::Mutex<()>>>,
     /// How rollouts run Terraform (the API key inside is never printed).
     pub runner_settings: crate::sync::RunnerSettings,
+    /// Pull-request reviews running and waiting.
+    pub reviews: review::ReviewQueue,
 }
 
 impl std::fmt::Debug for Service {
@@ -228,7 +231,11 @@ pub async fn start(settings: ServeSettings) -> Result<RunningServe, ServeError> 
         feed_following: AtomicBool::new(false),
         clone_locks,
         runner_settings,
+        reviews: review::ReviewQueue::new(),
     });
+    for r in service.repos.iter().filter(|r| r.config.review_pull_requests && r.review_key.is_none()) {
+        tracing::warn!(repo = %r.name(), "pull-request plans use the service's own API key: set review_api_key_env to a key that can only read (and read state), since a pull request's HCL can read the environment Terraform runs in");
+    }
     let (stop, stopped) = watch::channel(false);
     let mut tasks: Vec<JoinHandle<()>> =
         service.repos.iter().map(|r| tokio::spawn(scheduler::repo_worker(service.clone(), r.clone(), stopped.clone()))).collect();

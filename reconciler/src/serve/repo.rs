@@ -19,8 +19,12 @@ pub struct RepoHandle {
     pub config: RepoConfig,
     /// The webhook secret, when one is configured; webhooks cannot trigger the repo without it.
     pub secret: Option<Vec<u8>>,
-    /// The forge for remediation pull requests (`remediation = "pr"`).
+    /// The forge for remediation pull requests (`remediation = "pr"`) and reviews.
     pub forge: Option<GitHubForge>,
+    /// The forge token (for scrubbing what is posted).
+    pub forge_token: Option<String>,
+    /// The API key pull-request plans use (`review_api_key_env`); `None`: the service's key.
+    pub review_key: Option<String>,
     wake: Notify,
     pending: Mutex<Option<&'static str>>,
     status: Mutex<RepoStatus>,
@@ -78,15 +82,22 @@ impl RepoHandle {
                 None
             }
         };
-        let forge = match config.remediation {
-            Remediation::None => None,
-            Remediation::Pr => {
+        let forge = match (config.remediation, config.review_pull_requests) {
+            (Remediation::None, false) => None,
+            _ => {
                 let var = config.forge_token_env.as_deref().unwrap_or(FORGE_TOKEN_ENV);
                 let token = env(var).unwrap_or_default();
                 let url = config.forge_url.as_deref().unwrap_or("https://api.github.com");
                 let owner_repo = config.forge_repo.as_deref().unwrap_or_default();
-                Some(GitHubForge::new(url, owner_repo, &token).map_err(|e| format!("repo {name:?}: remediation: {e} (forge_token_env: {var})"))?)
+                Some(GitHubForge::new(url, owner_repo, &token).map_err(|e| format!("repo {name:?}: forge: {e} (forge_token_env: {var})"))?)
             }
+        };
+        let forge_token = forge.as_ref().and_then(|_| env(config.forge_token_env.as_deref().unwrap_or(FORGE_TOKEN_ENV))).filter(|t| !t.is_empty());
+        let review_key = match &config.review_api_key_env {
+            Some(var) => {
+                Some(env(var).filter(|k| !k.trim().is_empty()).ok_or_else(|| format!("repo {name:?}: review_api_key_env names {var}, which is not set"))?)
+            }
+            None => None,
         };
         let summary = stored.summary.as_deref().and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok());
         let status = RepoStatus {
@@ -100,6 +111,8 @@ impl RepoHandle {
             config,
             secret,
             forge,
+            forge_token,
+            review_key,
             wake: Notify::new(),
             pending: Mutex::new(None),
             status: Mutex::new(status),

@@ -59,7 +59,7 @@ pub struct PushPayload {
 }
 
 /// `repository` in a push payload.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct PayloadRepository {
     /// `owner/name`.
     #[serde(default)]

@@ -40,6 +40,8 @@ pub enum AuditAction {
     Unlock,
     /// A rollout that failed (configuration rejected, lock held, platform error).
     RolloutFailed,
+    /// A pull request reviewed: its head planned, the comment and status posted.
+    Review,
 }
 
 impl AuditAction {
@@ -54,6 +56,7 @@ impl AuditAction {
             AuditAction::PullRequest => "pull_request",
             AuditAction::Error => "error",
             AuditAction::Plan => "plan",
+            AuditAction::Review => "review",
             AuditAction::Apply => "apply",
             AuditAction::Refresh => "refresh",
             AuditAction::Adopt => "adopt",

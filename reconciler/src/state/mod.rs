@@ -4,6 +4,7 @@ mod approval;
 mod audit;
 mod journal;
 mod plans;
+mod reviews;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -15,6 +16,7 @@ pub use plans::{
     PendingPlan, PlanRecord, RolloutIntent, approve_plan, hold_plan, open_rollouts, pending_plans, plan_file, resolve_plan, rolled_out_revision,
     rollout_finish, rollout_intent, rollout_started, set_rolled_out, supersede_plans,
 };
+pub use reviews::{forget_review_comment, record_review, review_comment};
 use rusqlite::Connection;
 
 /// The default `--state` file, relative to the working directory.
@@ -143,8 +145,22 @@ CREATE TABLE rolled_out (
 );
 ";
 
+/// Version 3: the review comment of each pull request (created once, then updated in place).
+const SCHEMA_V3: &str = "
+CREATE TABLE pr_reviews (
+    repo TEXT NOT NULL,
+    path TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    comment_id INTEGER,
+    head TEXT NOT NULL,
+    state TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (repo, path, number)
+);
+";
+
 /// The migrations, in order: entry `i` brings a database from version `i` to `i + 1`.
-const MIGRATIONS: [&str; 2] = [SCHEMA_V1, SCHEMA_V2];
+const MIGRATIONS: [&str; 3] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
 
 /// The schema version this build writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
@@ -251,6 +267,31 @@ mod tests {
         drop(db);
         let db = StateDb::open(&path).expect("reopen is a no-op");
         assert_eq!(audit_verify(&db).expect("verify").first_bad, None);
+    }
+
+    #[test]
+    fn a_database_of_the_previous_release_is_upgraded_keeping_its_plans() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.db");
+        {
+            // What the previous release wrote: schema version 2 with a pending plan.
+            let conn = Connection::open(&path).expect("open");
+            conn.execute_batch(SCHEMA_V1).expect("v1");
+            conn.execute_batch(SCHEMA_V2).expect("v2");
+            conn.pragma_update(None, "user_version", 2).expect("version");
+            conn.execute(
+                "INSERT INTO plans (id, repo, path, revision, severity, summary, reason, changes, plan, created_at) VALUES ('plan-1', 'r', '', 'abc', 'critical', '1 to change: 1 critical', 'critical', '[]', x'00', 't')",
+                [],
+            )
+            .expect("plan");
+        }
+        let db = StateDb::open(&path).expect("upgrade");
+        let version: i64 = db.conn().query_row("PRAGMA user_version", [], |r| r.get(0)).expect("version");
+        assert_eq!(version, SCHEMA_VERSION as i64);
+        assert_eq!(pending_plans(&db, None).expect("plans").len(), 1, "the pending plan survives");
+        assert_eq!(review_comment(&db, "r", "", 7).expect("reviews table"), None);
+        record_review(&db, "r", "", 7, Some(42), "abc", "success").expect("record");
+        assert_eq!(review_comment(&db, "r", "", 7).expect("read"), Some(42));
     }
 
     #[test]

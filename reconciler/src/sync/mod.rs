@@ -12,7 +12,7 @@ use serde_json::json;
 pub use planner::{Approvals, AutoApplyMax, Decision, DriftFinding, Findings, HoldReason, RolloutFinding, Thresholds, plan_sync};
 pub use revert::{RevertError, RevertResult, TEST_PAUSE_ENV, drifted_attributes, not_revertible, revert_patch};
 pub use rollout::{BoxFuture, PidSink, PlannedChange, RolloutOutcome, RolloutReport, RolloutRunner, plan_id};
-pub use terraform::{LOCK_WAIT, RunnerSettings, terraform_runner};
+pub use terraform::{LOCK_WAIT, RunnerSettings, TerraformReviewer, review_key, terraform_runner};
 
 use self::rollout::{RolloutContext, approved_plans, rollout_needed};
 use crate::command::{Detection, DriftError, DriftOptions, detect};

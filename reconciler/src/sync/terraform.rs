@@ -106,3 +106,41 @@ impl RolloutRunner for TerraformRunner {
         Box::pin(async move { matches!(stop_recorded(pid, Duration::from_secs(10)).await, Ok(StopOutcome::Stopped { .. })) })
     }
 }
+
+/// Plans revisions for reviews with the real terraform, in a working copy of their own (one
+/// per `key`, e.g. per pull request, so that its `.terraform/` is kept between pushes). It
+/// never takes the state lock and never applies.
+pub struct TerraformReviewer {
+    /// Where terraform, the provider and the cache are; the API key is the one reviews plan with.
+    pub settings: RunnerSettings,
+    /// Names the working copy (letters, digits, `.`, `_`, `-`).
+    pub key: String,
+}
+
+impl crate::review::ReviewPlanner for TerraformReviewer {
+    fn plan<'a>(&'a self, snapshot: &'a crate::git::Snapshot, path: &'a str, source: &'a StateSource) -> BoxFuture<'a, Result<PlanModel, RolloutError>> {
+        Box::pin(async move {
+            let backend = match source {
+                StateSource::Platform { workspace } => Backend::Platform { workspace: workspace.clone() },
+                StateSource::File(path) => Backend::LocalFile(std::path::absolute(path).unwrap_or_else(|_| path.clone())),
+            };
+            let mut settings = TerraformSettings::new(self.settings.cache_dir.clone(), self.settings.endpoint.clone(), self.settings.api_key.clone(), backend);
+            settings.binary = self.settings.terraform.clone();
+            settings.provider = self.settings.provider.clone().or_else(default_provider);
+            let (key, tree, path) = (self.key.clone(), snapshot.files.clone(), path.to_string());
+            let wc = tokio::task::spawn_blocking(move || prepare(&settings, &key, &tree, &path)).await.map_err(|e| RolloutError::CommandFailed {
+                command: "prepare".into(),
+                summary: "the working copy task failed".into(),
+                detail: e.to_string(),
+            })??;
+            wc.init().await?;
+            Ok(wc.plan_unlocked().await?.plan)
+        })
+    }
+}
+
+/// The working-copy key of reviews of pull request `number` of a repository path.
+pub fn review_key(repo: &str, path: &str, number: Option<u64>) -> String {
+    let n = number.map(|n| n.to_string()).unwrap_or_else(|| "cli".into());
+    format!("pr{n}-{}", &sha256_hex(format!("{}\n{path}", crate::git::redact(repo)).as_bytes())[..12])
+}

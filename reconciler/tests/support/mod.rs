@@ -87,9 +87,21 @@ impl Env {
 
     /// [`Env::start_with`] on a platform whose VMs stay `provisioning` for `provision_delay`.
     pub async fn start_custom(main_tf: &str, provision_delay: Duration) -> Env {
+        Env::start_full(main_tf, provision_delay, &[]).await
+    }
+
+    /// [`Env::start_with`] on a platform that also accepts the `(name, secret)` API keys `extra`.
+    pub async fn start_with_keys(main_tf: &str, extra: &[(&str, &str)]) -> Env {
+        Env::start_full(main_tf, Duration::from_millis(50), extra).await
+    }
+
+    async fn start_full(main_tf: &str, provision_delay: Duration, extra: &[(&str, &str)]) -> Env {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = PlatformConfig::for_tests(dir.path().join("platform"));
         config.provision_delay = provision_delay;
+        for (name, secret) in extra {
+            config.api_keys.push(novacron_platform::ApiKey::parse(&format!("{name}:{secret}")).expect("a well-formed key"));
+        }
         let platform = novacron_platform::start(config).await.expect("platform starts");
         let endpoint = platform.endpoint();
         let client = Client::new(ClientConfig::new(endpoint.clone(), TEST_API_KEY.1)).expect("client");
