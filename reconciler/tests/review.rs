@@ -56,6 +56,11 @@ fn config(cpu: u32, memory: u32) -> String {
     BASE.replace("CPU", &cpu.to_string()).replace("MEMORY", &memory.to_string()).replace("USER_DATA", &USER_DATA.replace('\n', "\\n"))
 }
 
+/// [`config`] with SSH open to the world: a critical change.
+fn open_firewall(text: &str) -> String {
+    text.replace("cidr      = \"10.0.0.0/8\"", "cidr      = \"0.0.0.0/0\"")
+}
+
 const CPU_RULE: &str = "package cpu\n\ndeny contains msg if {\n  input.object.cpu_cores > 8\n  msg := sprintf(\"%s asks for %d cores; at most 8\", [input.object.name, input.object.cpu_cores])\n}\n";
 const TEAM_RULE: &str = "package team\n\ndeny contains msg if {\n  not input.object.metadata.owner\n  msg := \"no owner label\"\n}\n";
 
@@ -198,7 +203,7 @@ async fn pull_requests_get_one_graded_comment_a_policy_preview_and_approvals_fro
     forge.set_permission("mallory", "read");
     for (name, rule, mode) in [("cpu-limit", CPU_RULE, "block"), ("owner-label", TEAM_RULE, "warn")] {
         env.client()
-            .create(Kind::Policy, &json!({"name": name, "type": "resource", "rule": rule, "enabled": true, "enforcement_mode": mode}))
+            .create(Kind::Policy, &json!({"name": name, "type": "compliance", "rule": rule, "enabled": true, "enforcement_mode": mode}))
             .await
             .expect("policy");
     }
@@ -208,7 +213,7 @@ async fn pull_requests_get_one_graded_comment_a_policy_preview_and_approvals_fro
         format!(
             "endpoint = \"{}\"\nlisten = \"127.0.0.1:0\"\nstate = \"{}\"\napi_key_env = \"NOVACRON_TEST_KEY\"\n\n[[repo]]\nname = \"infra\"\nurl = \"{}\"\nref = \"main\"\ninterval = \"1h\"\nworkspace = \"prod\"\nauto_sync_max = \"none\"\nwebhook_secret_env = \"NOVACRON_TEST_WEBHOOK\"\nreview_pull_requests = true\nreview_api_key_env = \"NOVACRON_TEST_REVIEW_KEY\"\nforge_url = \"{}\"\nforge_repo = \"acme/infra\"\n",
             env.endpoint,
-            env.dir().join("serve.db").display(),
+            env.state_path().display(),
             env.repo_url(),
             forge.url
         ),
@@ -278,6 +283,8 @@ async fn pull_requests_get_one_graded_comment_a_policy_preview_and_approvals_fro
 
     // 4. A syntax error: Terraform's error with file and line instead of a plan.
     let sha4 = t.push_branch("broken", &config(2, 4).replace("metadata    = { team = \"web\" }", "metadata    = { team = "), None);
+    // The forge fails the next two requests (a 502 as GitHub sends them): retried, nothing doubled.
+    t.forge.fail_next(2, 502);
     t.deliver("pull_request", t.pull_request("opened", 3, &sha4, "broken", "acme/infra")).await;
     let (state, description) = t.final_status(&sha4).await;
     assert_eq!(state, "failure");
@@ -293,10 +300,11 @@ async fn pull_requests_get_one_graded_comment_a_policy_preview_and_approvals_fro
     assert!(t.review_comment(4).contains("comes from a fork"));
 
     // 6. `/novacron approve` from a reader is refused; from a writer it approves the drift's revert.
+    let repo_url = t.env.repo_url();
     let comment = |login: &str, text: &str| {
         json!({"action": "created", "issue": {"number": 2, "pull_request": {"url": "x"}},
                "comment": {"body": text, "user": {"login": login}},
-               "repository": {"full_name": "acme/infra", "clone_url": t.env.repo_url()}})
+               "repository": {"full_name": "acme/infra", "clone_url": repo_url}})
     };
     let answer = t.deliver("issue_comment", comment("mallory", &format!("/novacron approve {drift_id}"))).await;
     assert_eq!(answer["approving"], json!(["infra"]), "{answer}");
@@ -310,7 +318,7 @@ async fn pull_requests_get_one_graded_comment_a_policy_preview_and_approvals_fro
         assert!(Instant::now() < deadline, "the approved revert never happened");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let audit = t.env.bin(&["audit", "list", "--format", "json", "--state", t.env.dir().join("serve.db").to_str().expect("utf-8")]);
+    let audit = t.env.bin(&["audit", "list", "--format", "json"]);
     let audit = String::from_utf8_lossy(&audit.stdout).to_string();
     assert!(audit.contains("\"actor\":\"alice\"") && audit.contains("\"approve\""), "the approval is audited with the login: {audit}");
 
@@ -334,24 +342,66 @@ async fn pull_requests_get_one_graded_comment_a_policy_preview_and_approvals_fro
         }
     }
 
-    // The same review without a forge, for any CI: exit 2 (changes), JSON with the block verdict.
-    let out = t
-        .env
-        .bin_command(&["plan", "--repo", &t.env.repo_url(), "--ref", "more-memory", "--workspace", "prod", "--format", "json"])
-        .env("NOVACRON_TERRAFORM", &terraform)
-        .env("NOVACRON_PROVIDER", &provider)
-        .output()
-        .expect("plan runs");
+    // 8. A critical change on main is held as a pending plan; a pull request that touches the
+    // same network marks that change as already pending on the base branch, and a writer
+    // approves the plan from the pull request.
+    let main_rev = t.env.commit_main_tf(&open_firewall(&config(2, 4)), "open ssh");
+    let push = json!({"ref": "refs/heads/main", "repository": {"clone_url": repo_url, "default_branch": "main"}});
+    t.deliver("push", push).await;
+    let plan_id = {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let status = t.status_json().await;
+            let plan = status["repos"][0]["pending_approvals"]
+                .as_array()
+                .and_then(|a| a.iter().find(|p| p["kind"] == "plan" && p["revision"] == main_rev.as_str()).cloned());
+            if let Some(p) = plan {
+                break p["id"].as_str().expect("plan id").to_string();
+            }
+            assert!(Instant::now() < deadline, "the critical rollout was never held: {status}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    git(&t.work, &["pull", "-q", t.env.remote.to_str().expect("utf-8"), "main"]);
+    let sha7 = t.push_branch("ssh-and-memory", &open_firewall(&config(2, 6)), None);
+    t.deliver("pull_request", t.pull_request("opened", 6, &sha7, "ssh-and-memory", "acme/infra")).await;
+    let (state, description) = t.final_status(&sha7).await;
+    assert_eq!(state, "failure", "a critical change fails the status: {description}");
+    let body = t.review_comment(6);
+    assert!(body.contains("<code>firewall_rule[0].cidr</code> ⏳"), "the base's pending change is marked: {body}");
+    assert!(!body.contains("<code>memory_gb</code> ⏳"), "what the pull request adds is not: {body}");
+    t.deliver("issue_comment", comment("alice", &format!("/novacron approve {plan_id}"))).await;
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let net = t.env.client().find_by_name(Kind::Network, "core").await.expect("list").expect("core");
+        if net.get("firewall_rules").and_then(|r| r[0]["cidr"].as_str()) == Some("0.0.0.0/0") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the plan approved from the pull request was never applied");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The same review without a forge, for any CI: exit 2 (changes) with JSON, 0 for no changes.
+    let plan = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_novacron-reconcile"))
+            .arg("plan")
+            .args(args)
+            .env("NOVACRON_API_KEY", REVIEW_KEY.1)
+            .env("NOVACRON_ENDPOINT", &t.env.endpoint)
+            .env("NOVACRON_CACHE_DIR", t.env.dir().join("cli-cache"))
+            .env("NOVACRON_TERRAFORM", &terraform)
+            .env("NOVACRON_PROVIDER", &provider)
+            .output()
+            .expect("plan runs")
+    };
+    let out = plan(&["--repo", &repo_url, "--ref", "more-memory", "--workspace", "prod", "--format", "json"]);
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
     let review: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(review["outcome"], "planned");
-    assert_eq!(review["changes"][0]["address"], "novacron_vm.web");
-    let out = t
-        .env
-        .bin_command(&["plan", "--repo", &t.env.repo_url(), "--ref", "main", "--workspace", "prod"])
-        .env("NOVACRON_TERRAFORM", &terraform)
-        .env("NOVACRON_PROVIDER", &provider)
-        .output()
-        .expect("plan runs");
-    assert_eq!(out.status.code(), Some(0), "main has nothing to change: {}", String::from_utf8_lossy(&out.stdout));
+    let addresses: Vec<&str> = review["changes"].as_array().expect("changes").iter().filter_map(|c| c["address"].as_str()).collect();
+    assert!(addresses.contains(&"novacron_vm.web"), "{addresses:?}");
+    let out = plan(&["--repo", &repo_url, "--ref", "main", "--workspace", "prod", "--format", "markdown"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "main has nothing to change: {text}");
+    assert!(text.contains("no changes"), "{text}");
 }

@@ -211,8 +211,9 @@ pub fn render_markdown(review: &Review, name: &str) -> String {
             p.previewed, p.blocked, p.warned, p.audited, p.not_previewed
         );
     }
+    let legend = if review.changes.iter().any(|c| c.pending_on_base) { " · ⏳ also pending on the base branch" } else { "" };
     let footer = format!(
-        "\n<sub>novacron-reconcile · <code>terraform plan -refresh=false -lock=false</code> · {} · ⏳ also pending on the base branch · this comment is updated on every push</sub>\n",
+        "\n<sub>novacron-reconcile · <code>terraform plan -refresh=false -lock=false</code> · {}{legend} · this comment is updated on every push</sub>\n",
         escape(&review.generated_at)
     );
     let mut table = String::new();

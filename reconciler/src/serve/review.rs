@@ -435,7 +435,7 @@ fn approve_id(svc: &Arc<Service>, repo: &Arc<RepoHandle>, login: &str, id: &str,
     let key = repo.state_key();
     let result = if id.starts_with("plan-") {
         match pending_plans(&svc.db, Some(&key)) {
-            Ok(plans) if plans.iter().any(|p| p.id == id && p.path == repo.config.path) => {
+            Ok(plans) if plans.iter().any(|p| p.id == id && p.path == crate::source::join_path("", &repo.config.path).unwrap_or_default()) => {
                 crate::state::approve_plan(&svc.db, id, login).map(|p| p.map(|p| format!("plan `{}` ({}, {})", p.id, p.summary, p.severity)))
             }
             Ok(_) => Ok(None),
