@@ -126,7 +126,7 @@ impl Review {
     async fn final_status(&self, sha: &str) -> (String, String) {
         let deadline = Instant::now() + PATIENCE;
         loop {
-            if let Some((state, _, description)) = self.forge.statuses(sha).into_iter().filter(|(_, c, _)| c == "novacron/plan").last()
+            if let Some((state, _, description)) = self.forge.statuses(sha).into_iter().rfind(|(_, c, _)| c == "novacron/plan")
                 && state != "pending"
             {
                 return (state, description);
