@@ -153,15 +153,29 @@ pub struct ApproveArgs {
     pub state: StateArgs,
 }
 
-/// `approvals list` and `audit list|verify`.
+/// `approvals list`.
 #[derive(Debug, Subcommand)]
-pub enum ListOrVerify {
-    /// List entries.
+pub enum ApprovalsCommand {
+    /// List the plans and drifts awaiting a decision (JSON: one array).
     List {
         /// Output format.
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         format: OutputFormat,
-        /// Only the newest N entries (audit).
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        state: StateArgs,
+    },
+}
+
+/// `audit list|verify`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// List entries, oldest first (JSON: one array).
+    List {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+        /// Only the newest N entries.
         #[arg(long)]
         limit: Option<u64>,
         #[command(flatten)]
@@ -341,8 +355,8 @@ pub fn run_approve_cli(args: &ApproveArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Runs `approvals list`.
-pub fn run_approvals_cli(command: &ListOrVerify) -> anyhow::Result<ExitCode> {
-    let ListOrVerify::List { format, state, .. } = command else { anyhow::bail!("approvals has no verify; use `novacron-reconcile audit verify`") };
+pub fn run_approvals_cli(command: &ApprovalsCommand) -> anyhow::Result<ExitCode> {
+    let ApprovalsCommand::List { format, state } = command;
     let db = StateDb::open(&state.state)?;
     let pending = pending_approvals(&db, None)?;
     let plans = pending_plans(&db, None)?;
@@ -379,21 +393,21 @@ pub fn run_approvals_cli(command: &ListOrVerify) -> anyhow::Result<ExitCode> {
 }
 
 /// Runs `audit list` or `audit verify` (exit 1 naming the first bad entry).
-pub fn run_audit_cli(command: &ListOrVerify) -> anyhow::Result<ExitCode> {
+pub fn run_audit_cli(command: &AuditCommand) -> anyhow::Result<ExitCode> {
     match command {
-        ListOrVerify::List { format, limit, state } => {
+        AuditCommand::List { format, limit, state } => {
             let db = StateDb::open(&state.state)?;
             let entries = audit_list(&db, *limit)?;
+            if *format == OutputFormat::Json {
+                println!("{}", serde_json::to_string_pretty(&entries).context("cannot encode")?);
+                return Ok(ExitCode::SUCCESS);
+            }
             for e in &entries {
-                if *format == OutputFormat::Json {
-                    println!("{}", serde_json::to_string(e).context("cannot encode")?);
-                } else {
-                    println!("{:>6}  {}  {:<14} {:<12} {}  {}  {}", e.seq, e.time, e.action, e.actor, e.subject, e.detail, &e.hash[..12]);
-                }
+                println!("{:>6}  {}  {:<14} {:<12} {}  {}  {}", e.seq, e.time, e.action, e.actor, e.subject, e.detail, &e.hash[..12]);
             }
             Ok(ExitCode::SUCCESS)
         }
-        ListOrVerify::Verify { state } => {
+        AuditCommand::Verify { state } => {
             let db = StateDb::open(&state.state)?;
             let outcome = audit_verify(&db)?;
             match outcome.first_bad {

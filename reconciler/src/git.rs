@@ -134,12 +134,26 @@ pub fn fetch_snapshot(spec: &RepoSpec) -> Result<Snapshot, GitError> {
     } else {
         repo.remote_set_url("origin", &url).map_err(|e| cache_err(&e.message()))?;
     }
-    let default_branch = fetch(&repo, &shown)?;
+    // A pull request's head (`refs/pull/<n>/head`, where GitHub keeps it, forks included) is not
+    // under refs/heads: it is fetched by name into a ref of its own.
+    let pull = spec
+        .reference
+        .as_deref()
+        .filter(|r| is_pull_ref(r))
+        .map(|r| (format!("+{r}:{PULL_REFS}{}", &r["refs/".len()..]), format!("{PULL_REFS}{}", &r["refs/".len()..])));
+    let default_branch = fetch(&repo, &shown, pull.as_ref().map(|(spec, _)| spec.as_str()))?;
     if let Some(branch) = default_branch.as_deref().and_then(|b| b.strip_prefix("refs/heads/")) {
         // Remembered for remediation pull requests, which target the default branch.
         let _ = repo.reference_symbolic(DEFAULT_BRANCH_REF, &format!("refs/remotes/origin/{branch}"), true, "remote default branch");
     }
-    let commit = resolve(&repo, &shown, spec.reference.as_deref(), default_branch.as_deref())?;
+    let commit = match &pull {
+        Some((_, local)) => repo
+            .find_reference(local)
+            .and_then(|r| r.peel_to_commit())
+            .map(|c| c.id())
+            .map_err(|_| GitError::RefNotFound { repo: shown.clone(), reference: spec.reference.clone().unwrap_or_default() })?,
+        None => resolve(&repo, &shown, spec.reference.as_deref(), default_branch.as_deref())?,
+    };
     let files = read_files(&repo, commit).map_err(|e| cache_err(&e.message()))?;
     Ok(Snapshot { revision: commit.to_string(), files, cloned })
 }
@@ -154,6 +168,12 @@ pub fn default_branch(spec: &RepoSpec) -> Option<String> {
     target.strip_prefix("refs/remotes/origin/").map(str::to_string)
 }
 
+/// Whether `name` is a branch of the remote, as the last fetch into the cached clone saw it
+/// (a tag or a commit SHA is not).
+pub fn is_remote_branch(spec: &RepoSpec, name: &str) -> bool {
+    cached_clone(spec).is_ok_and(|repo| repo.find_reference(&format!("refs/remotes/origin/{name}")).is_ok())
+}
+
 /// The cached bare clone of `spec.repo`, once [`fetch_snapshot`] made it.
 pub fn cached_clone(spec: &RepoSpec) -> Result<Repository, GitError> {
     let url = remote_url(&spec.repo)?;
@@ -165,8 +185,17 @@ fn clone_dir(spec: &RepoSpec, url: &str) -> PathBuf {
     spec.cache_dir.join(&novacron_schemas::sha256_hex(url.as_bytes())[..24])
 }
 
-/// Fetches branches and tags; returns the remote's default branch (`refs/heads/main`).
-fn fetch(repo: &Repository, shown: &str) -> Result<Option<String>, GitError> {
+/// Where fetched pull-request heads are kept in a cached clone.
+const PULL_REFS: &str = "refs/novacron/";
+
+/// `refs/pull/<number>/head` (or `/merge`).
+fn is_pull_ref(r: &str) -> bool {
+    let mut parts = r.split('/');
+    matches!((parts.next(), parts.next(), parts.next(), parts.next(), parts.next()), (Some("refs"), Some("pull"), Some(n), Some("head" | "merge"), None) if !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+}
+
+/// Fetches branches and tags (and `extra`, a refspec); returns the remote's default branch (`refs/heads/main`).
+fn fetch(repo: &Repository, shown: &str, extra: Option<&str>) -> Result<Option<String>, GitError> {
     let mut remote = repo.find_remote("origin").map_err(|e| GitError::Fetch { repo: shown.into(), detail: e.message().into() })?;
     let mut callbacks = RemoteCallbacks::new();
     offer_credentials(&mut callbacks);
@@ -179,7 +208,8 @@ fn fetch(repo: &Repository, shown: &str) -> Result<Option<String>, GitError> {
     options.remote_callbacks(callbacks);
     options.download_tags(AutotagOption::All);
     options.prune(git2::FetchPrune::On);
-    let refspecs = ["+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"];
+    let mut refspecs = vec!["+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"];
+    refspecs.extend(extra);
     remote.fetch(&refspecs, Some(&mut options), None).map_err(|e| classify(shown, &e))?;
     Progress::finish();
     let default = remote.default_branch().ok().and_then(|b| b.as_str().map(str::to_string));
@@ -334,6 +364,14 @@ impl Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pull_request_refs_are_recognised_exactly() {
+        assert!(is_pull_ref("refs/pull/12/head") && is_pull_ref("refs/pull/1/merge"));
+        for other in ["refs/pull//head", "refs/pull/x/head", "refs/pull/1/head/x", "refs/heads/pull", "pull/1/head", "refs/pull/1"] {
+            assert!(!is_pull_ref(other), "{other}");
+        }
+    }
 
     #[test]
     fn tokens_in_urls_are_never_shown() {

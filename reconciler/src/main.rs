@@ -33,10 +33,10 @@ enum Command {
     Approve(novacron_reconcile::cli::ApproveArgs),
     /// Drifts awaiting a decision: `approvals list`.
     #[command(subcommand)]
-    Approvals(novacron_reconcile::cli::ListOrVerify),
+    Approvals(novacron_reconcile::cli::ApprovalsCommand),
     /// The hash-chained audit log: `audit list`, `audit verify`.
     #[command(subcommand)]
-    Audit(novacron_reconcile::cli::ListOrVerify),
+    Audit(novacron_reconcile::cli::AuditCommand),
     /// Plan a branch with Terraform for review: changes graded by severity, a policy preview, drift and what the base has pending. Never applies. Exit 0: no changes, 2: changes, 1: error.
     Plan(novacron_reconcile::review::cli::PlanArgs),
     /// Keep many repositories reconciled: polling, webhooks, the platform event feed, status over HTTP.

@@ -319,8 +319,9 @@ async fn pull_requests_get_one_graded_comment_a_policy_preview_and_approvals_fro
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let audit = t.env.bin(&["audit", "list", "--format", "json"]);
-    let audit = String::from_utf8_lossy(&audit.stdout).to_string();
-    assert!(audit.contains("\"actor\":\"alice\"") && audit.contains("\"approve\""), "the approval is audited with the login: {audit}");
+    let audit: Value = serde_json::from_slice(&audit.stdout).expect("audit list is JSON");
+    let approved = audit.as_array().expect("array").iter().any(|e| e["actor"] == "alice" && e["action"] == "approve");
+    assert!(approved, "the approval is audited with the login: {audit}");
 
     // 7. A pull request that reads the machine's environment into planned values: every known
     // secret is scrubbed from what is posted, whatever the encoding.
@@ -400,6 +401,9 @@ async fn pull_requests_get_one_graded_comment_a_policy_preview_and_approvals_fro
     assert_eq!(review["outcome"], "planned");
     let addresses: Vec<&str> = review["changes"].as_array().expect("changes").iter().filter_map(|c| c["address"].as_str()).collect();
     assert!(addresses.contains(&"novacron_vm.web"), "{addresses:?}");
+    let out = plan(&["--repo", &repo_url, "--ref", "refs/pull/4/head", "--workspace", "prod"]);
+    assert_eq!(out.status.code(), Some(2), "a fork's head is fetched from refs/pull/<n>/head: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&sha5[..12]), "{}", String::from_utf8_lossy(&out.stdout));
     let out = plan(&["--repo", &repo_url, "--ref", "main", "--workspace", "prod", "--format", "markdown"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "main has nothing to change: {text}");

@@ -203,6 +203,15 @@ async fn webhook_with_a_valid_signature_reconciles_the_new_commit_and_bad_or_rep
     ] {
         assert!(metrics.lines().any(|l| l == line), "missing {line:?} in\n{metrics}");
     }
+    // Bodies up to GitHub's 25 MB are read (a 3 MiB one is verified, here refused as unsigned);
+    // a larger one gets the same JSON shape as every other refusal.
+    let padded = format!("{{\"ref\":\"refs/heads/main\",\"pad\":\"{}\"}}", "x".repeat(3 << 20));
+    let (code, answer) = env.hook(&serve, &padded, Some("sha256=00".into()), "d-big").await;
+    assert_eq!(code, 401, "a 3 MiB body is read and its signature checked: {answer}");
+    let huge = "x".repeat(26 << 20);
+    let (code, answer) = env.hook(&serve, &huge, Some("sha256=00".into()), "d-huge").await;
+    assert_eq!(code, 413, "{answer}");
+    assert!(answer["error"].as_str().is_some_and(|e| e.contains("25 MiB")), "a JSON refusal naming the limit: {answer}");
     serve.shutdown().await;
 }
 

@@ -213,7 +213,15 @@ async fn killed_mid_sync_then_rerun_applies_once_and_the_chain_verifies() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("entry 3 does not match"), "{stderr}");
     let listed = env.bin(&["audit", "list", "--format", "json"]);
-    assert!(String::from_utf8_lossy(&listed.stdout).lines().count() >= 6);
+    let entries: serde_json::Value = serde_json::from_slice(&listed.stdout).expect("audit list --format json is one JSON document");
+    assert!(entries.as_array().expect("an array").len() >= 6);
+    // Each command offers only its own subcommands and flags.
+    let help = String::from_utf8_lossy(&env.bin_command(&["approvals", "--help"]).output().expect("help").stdout).to_string();
+    assert!(help.contains("list") && !help.contains("verify"), "{help}");
+    let limit = env.bin(&["approvals", "list", "--limit", "3"]);
+    assert_eq!(limit.status.code(), Some(1), "approvals list has no --limit: {}", String::from_utf8_lossy(&limit.stderr));
+    let approvals = env.bin(&["approvals", "list", "--format", "json"]);
+    assert!(serde_json::from_slice::<serde_json::Value>(&approvals.stdout).expect("json").is_array());
     env.stop().await;
 }
 

@@ -366,6 +366,17 @@ mod tests {
     }
 
     #[test]
+    fn policy_types_are_the_admission_categories_engineers_use() {
+        let policy = Kind::Policy.schema();
+        for ty in ["security", "compliance", "cost", "placement", "access", "resource", "network", "data"] {
+            let body = json!({"name": "p", "type": ty, "rule": "package p\n"});
+            assert!(policy.validate_create(&body).is_ok(), "{ty} is a policy type");
+        }
+        let errors = policy.validate_create(&json!({"name": "p", "type": "quota", "rule": "package p\n"})).expect_err("not a type");
+        assert!(errors[0].message.contains("security, compliance, cost, placement, access, resource, network, data"), "{}", errors[0].message);
+    }
+
+    #[test]
     fn create_applies_defaults() {
         let vm = Kind::Vm.schema();
         let body = json!({"name": "web", "cpu_cores": 2, "memory_gb": 4, "template_id": "tpl-a", "network_id": "net-a"});

@@ -99,7 +99,7 @@ pub async fn remediate(request: &RemediationRequest<'_>, forge: &dyn Forge, db: 
     let codified = codify(&request.detection.snapshot.files, &dir, &drifted, &request.detection.live);
     let message = commit_message(&branch, &request.drifts, &codified);
     let spec = RepoSpec { repo: request.options.repo.clone(), reference: request.options.reference.clone(), cache_dir: request.options.cache_dir.clone() };
-    let base_branch = base_branch(request.options, default_branch(&spec));
+    let base_branch = base_branch(request.options, default_branch(&spec), |name| crate::git::is_remote_branch(&spec, name));
     let (base, files, branch_name) = (report.revision.clone(), codified.files.clone(), branch.clone());
     let pushed =
         tokio::task::spawn_blocking(move || commit_and_push(&PushRequest { spec: &spec, base: &base, files: &files, branch: &branch_name, message: &message }))
@@ -137,11 +137,11 @@ pub async fn remediate(request: &RemediationRequest<'_>, forge: &dyn Forge, db: 
     }
 }
 
-/// The branch a pull request targets: `--ref` when it names a branch, else the remote's
-/// default branch (as last fetched), else `main`.
-fn base_branch(options: &DriftOptions, remote_default: Option<String>) -> String {
-    match options.reference.as_deref() {
-        Some(r) if !(r.len() >= 7 && r.chars().all(|c| c.is_ascii_hexdigit())) => r.strip_prefix("refs/heads/").unwrap_or(r).to_string(),
+/// The branch a pull request targets: `--ref` when it names a branch of the remote, else (a tag,
+/// a commit SHA, nothing) the remote's default branch as last fetched, else `main`.
+fn base_branch(options: &DriftOptions, remote_default: Option<String>, is_branch: impl Fn(&str) -> bool) -> String {
+    match options.reference.as_deref().map(|r| r.strip_prefix("refs/heads/").unwrap_or(r)) {
+        Some(r) if is_branch(r) => r.to_string(),
         _ => remote_default.unwrap_or_else(|| "main".to_string()),
     }
 }
@@ -239,11 +239,18 @@ mod tests {
             workspace: None,
             http_address: None,
         };
-        assert_eq!(base_branch(&o, None), "main");
-        assert_eq!(base_branch(&o, Some("trunk".into())), "trunk");
+        let branches = |name: &str| ["main", "prod", "trunk"].contains(&name);
+        assert_eq!(base_branch(&o, None, branches), "main");
+        assert_eq!(base_branch(&o, Some("trunk".into()), branches), "trunk");
         o.reference = Some("refs/heads/prod".into());
-        assert_eq!(base_branch(&o, Some("trunk".into())), "prod");
+        assert_eq!(base_branch(&o, Some("trunk".into()), branches), "prod");
+        o.reference = Some("prod".into());
+        assert_eq!(base_branch(&o, Some("trunk".into()), branches), "prod");
         o.reference = Some("0123456789abcdef".into());
-        assert_eq!(base_branch(&o, Some("trunk".into())), "trunk");
+        assert_eq!(base_branch(&o, Some("trunk".into()), branches), "trunk", "a commit SHA is not a base");
+        o.reference = Some("v1".into());
+        assert_eq!(base_branch(&o, Some("trunk".into()), branches), "trunk", "a tag is not a base");
+        o.reference = Some("refs/tags/v1".into());
+        assert_eq!(base_branch(&o, None, branches), "main");
     }
 }

@@ -16,6 +16,9 @@ use super::Service;
 use super::review::{IssueCommentPayload, PullRequestPayload, ReviewJob, approve_command};
 use super::webhook::{PushPayload, constant_time_eq, verify_signature};
 
+/// The largest webhook body accepted: GitHub caps payloads at 25 MB.
+pub const WEBHOOK_BODY_LIMIT: usize = 25 * 1024 * 1024;
+
 /// Serves `listener` until `stop` turns true, then finishes the requests in flight.
 pub async fn serve_http(listener: tokio::net::TcpListener, service: Arc<Service>, mut stop: watch::Receiver<bool>) {
     let app = router(service);
@@ -40,7 +43,7 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/status", get(status))
         .route("/api/approvals/{id}", post(approve))
-        .route("/hooks/github", post(github_hook))
+        .route("/hooks/github", post(github_hook).layer(axum::extract::DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT)))
         .with_state(service)
 }
 
@@ -156,7 +159,20 @@ fn hook_answer(svc: &Service, outcome: &'static str, code: StatusCode, body: Val
     answer(code, body)
 }
 
-async fn github_hook(State(svc): State<Arc<Service>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn github_hook(State(svc): State<Arc<Service>>, headers: HeaderMap, body: Result<Bytes, axum::extract::rejection::BytesRejection>) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            let status = rejection.status();
+            let error = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                format!("the webhook body is larger than {} MiB, the most GitHub sends; nothing was triggered", WEBHOOK_BODY_LIMIT / (1024 * 1024))
+            } else {
+                format!("the webhook body could not be read: {}", rejection.body_text())
+            };
+            tracing::warn!(status = status.as_u16(), "webhook refused: {error}");
+            return hook_answer(&svc, if status == StatusCode::PAYLOAD_TOO_LARGE { "too_large" } else { "bad_body" }, status, json!({"error": error}));
+        }
+    };
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty());
     let Some(signature) = text("x-hub-signature-256") else {
         return hook_answer(&svc, "bad_signature", StatusCode::UNAUTHORIZED, json!({"error": "missing X-Hub-Signature-256"}));
