@@ -42,6 +42,24 @@ pub fn path(names: &[&str]) -> AttributePath {
     AttributePath { steps: names.iter().map(|n| attr_step(n)).collect() }
 }
 
+/// An API field path as the HCL names it: block lists by their block name
+/// (`firewall_rules[1].ports` is `firewall_rule[1].ports`), everything else unchanged.
+pub fn hcl_field(block: &TfBlock, field: &str) -> String {
+    let mut current = Some(block);
+    let mut out = Vec::new();
+    for part in field.split('.') {
+        let (name, rest) = part.split_once('[').map_or((part, None), |(n, r)| (n, Some(r)));
+        let nested = current.and_then(|b| b.blocks.iter().find(|nb| nb.api_name == name));
+        current = nested.map(|nb| &nb.block);
+        let name = nested.map_or(name, |nb| nb.type_name.as_str());
+        out.push(match rest {
+            Some(r) => format!("{name}[{r}"),
+            None => name.to_string(),
+        });
+    }
+    out.join(".")
+}
+
 /// Translates an API field path (`firewall_rules[1].ports`, `metadata.team`) into a
 /// Terraform attribute path in `block`'s names (`firewall_rule[1].ports`). Returns `None`
 /// for fields that are not attributes (`policy/<name>`, headers).

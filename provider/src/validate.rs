@@ -4,7 +4,7 @@
 use novacron_schemas::{Kind, Violation};
 use serde_json::Value as Json;
 
-use crate::diag::{Diagnostics, api_field_path, path};
+use crate::diag::{Diagnostics, api_field_path, hcl_field, path};
 use crate::state::body_from_block;
 use crate::tfschema::TypeSchema;
 use crate::value::Val;
@@ -20,7 +20,11 @@ pub fn resource(t: &TypeSchema, config: &Val, diags: &mut Diagnostics) {
             if e.violation == Violation::Required {
                 continue;
             }
-            let summary = format!("Invalid value for {}", e.field);
+            // Named as the user wrote it: `firewall_rule[0].ports`, not the API's `firewall_rules[0].ports`.
+            let written = hcl_field(&t.block, &e.field);
+            let summary = format!("Invalid value for {written}");
+            let message = e.message.replace(&e.field, &written);
+            let e = novacron_schemas::FieldError { message, ..e };
             match api_field_path(&t.block, &e.field) {
                 Some(p) => diags.error_at(p, summary, e.message),
                 None => diags.error(summary, e.message),
@@ -113,6 +117,8 @@ mod tests {
         let rule = obj(&[("direction", Val::Str("ingress".into())), ("ports", Val::Str("99999".into()))]);
         super::resource(net, &obj(&[("cidr", Val::Str("10.0.0.0/33".into())), ("firewall_rule", Val::List(vec![rule]))]), &mut d);
         let summaries: Vec<&str> = d.0.iter().map(|x| x.summary.as_str()).collect();
-        assert!(summaries.contains(&"Invalid value for cidr") && summaries.contains(&"Invalid value for firewall_rules[0].ports"), "{summaries:?}");
+        assert!(summaries.contains(&"Invalid value for cidr") && summaries.contains(&"Invalid value for firewall_rule[0].ports"), "{summaries:?}");
+        let ports = d.0.iter().find(|x| x.summary.ends_with("ports")).expect("ports");
+        assert!(!ports.detail.contains("firewall_rules"), "the detail names the block as written too: {}", ports.detail);
     }
 }

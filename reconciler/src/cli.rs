@@ -275,6 +275,9 @@ pub fn sync_text(report: &SyncReport) -> String {
             let _ = writeln!(out, "    adopted {a}");
         }
     }
+    for r in &report.recovered {
+        let _ = writeln!(out, "  recovered {} of {}, left unfinished by a stopped run: {}", r.operation, r.subject, r.outcome);
+    }
     for c in &report.conflicts {
         let _ = writeln!(
             out,

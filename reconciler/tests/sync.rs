@@ -177,6 +177,25 @@ async fn a_forge_error_is_clear_and_audited_and_leaves_nothing_locally() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_request_from_a_tag_or_a_commit_targets_the_default_branch() {
+    let env = Env::start().await;
+    let (_net, _vm, pol) = env.create_all().await;
+    env.patch(Kind::Policy, &pol, json!({"enforcement_mode": "audit"})).await;
+    git(&env.remote, &["tag", "v1", "main"]);
+    for reference in ["v1".to_string(), env.revision.clone()] {
+        let forge = MockForge::start().await;
+        let db = StateDb::open(&env.dir().join(format!("state-{}.db", &reference[..2]))).expect("state");
+        let mut options = env.sync_options(true);
+        options.drift.reference = Some(reference.clone());
+        let report = run_sync(&options, &env.api(), &db, Some(&forge.forge()), None).await.expect("sync runs");
+        assert!(report.errors.is_empty(), "--ref {reference}: {:?}", report.errors);
+        let opened = forge.requests().into_iter().find(|r| r.method == "POST" && r.path.ends_with("/pulls")).expect("a pull request");
+        assert_eq!(opened.body["base"], "main", "--ref {reference} is not a branch: the pull request targets the default branch");
+    }
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_mid_sync_then_rerun_applies_once_and_the_chain_verifies() {
     let env = Env::start().await;
     let (_net, vm, _pol) = env.create_all().await;
@@ -199,7 +218,13 @@ async fn killed_mid_sync_then_rerun_applies_once_and_the_chain_verifies() {
         assert_eq!(updates, 2, "{pause}: the out-of-band change and exactly one revert");
         let db = StateDb::open(&env.state_path()).expect("state");
         let recovered = audit_list(&db, None).expect("audit").into_iter().rfind(|e| e.detail["phase"] == "recovered").expect("a recovered entry");
-        assert_eq!(recovered.detail["outcome"], if pause == "after-intent" { "not_applied" } else { "found_applied" });
+        let found = if pause == "after-intent" { "not_applied" } else { "found_applied" };
+        assert_eq!(recovered.detail["outcome"], found);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains(&format!("recovered revert of novacron_vm.web, left unfinished by a stopped run: {found}")),
+            "the output shows the recovery: {stdout}"
+        );
     }
     let out = env.bin(&["audit", "verify"]);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));

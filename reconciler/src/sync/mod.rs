@@ -132,6 +132,21 @@ pub struct SyncReport {
     pub rollout: Option<RolloutReport>,
     /// Resources changed both in Git and on the platform: nothing is applied or reverted on them.
     pub conflicts: Vec<String>,
+    /// Work a stopped run left unfinished, closed by this run.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub recovered: Vec<Recovered>,
+}
+
+/// One unfinished piece of work of a stopped run, and what this run found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Recovered {
+    /// `revert`, or the Terraform operation (`apply`, `refresh`, `import`).
+    pub operation: String,
+    /// The drifted address, or the plan id (or revision) of the Terraform run.
+    pub subject: String,
+    /// `found_applied`, `not_applied`, `object_gone` for a revert; `interrupted` for a Terraform
+    /// run, with what was cleaned up (`stopped a leftover terraform`, `released its state lock`).
+    pub outcome: String,
 }
 
 impl SyncReport {
@@ -196,8 +211,9 @@ pub async fn run_sync(
     let mut errors = Vec::new();
     let mut rollout = None;
     let context = runner.map(|runner| RolloutContext { api, db, runner, repo: &repo, path: &path, actor: &options.actor });
+    let mut recovered = Vec::new();
     if let (Some(ctx), false) = (&context, options.dry_run) {
-        ctx.recover(&detection).await?;
+        recovered = ctx.recover(&detection).await?;
     }
     let thresholds = options.thresholds;
     // The state catches up first when desired already equals live (a merged codify pull request).
@@ -227,6 +243,7 @@ pub async fn run_sync(
         report.errors.push(format!("rollout status on the forge: {e}"));
     }
     report.rollout = rollout;
+    report.recovered.splice(0..0, recovered);
     Ok(report)
 }
 
@@ -337,8 +354,9 @@ async fn act_on_drift(
     let audit = |action: AuditAction, subject: &str, detail: serde_json::Value| {
         audit_append(db, AuditEntry { actor: options.actor.clone(), action, repo: repo.to_string(), subject: subject.into(), detail }).map(|_| ())
     };
+    let mut recovered = Vec::new();
     if !options.dry_run {
-        recover_open_intents(db, repo, &options.actor, detection)?;
+        recovered = recover_open_intents(db, repo, &options.actor, detection)?;
         let records: Vec<DriftRecord> = drifted
             .iter()
             .zip(&ids)
@@ -443,7 +461,16 @@ async fn act_on_drift(
             Err(e) => errors.push(e.to_string()),
         }
     }
-    Ok(SyncReport { report: detection.report.clone(), actions, remediation, errors, dry_run: options.dry_run, rollout: None, conflicts: findings.conflicts })
+    Ok(SyncReport {
+        report: detection.report.clone(),
+        actions,
+        remediation,
+        errors,
+        dry_run: options.dry_run,
+        rollout: None,
+        conflicts: findings.conflicts,
+        recovered,
+    })
 }
 
 /// One drifted resource with what reverting it needs: the target values (the last-applied ones
@@ -517,7 +544,8 @@ impl<'a> DriftJob<'a> {
 /// Closes intents a stopped run left open. The PATCH may or may not have been applied: the
 /// fresh comparison tells. In sync: it was (recorded as `found_applied`); still drifted: it was
 /// not, and this run reverts it afresh under a new intent. Either way it is applied once.
-fn recover_open_intents(db: &StateDb, repo: &str, actor: &str, detection: &Detection) -> Result<(), StateError> {
+fn recover_open_intents(db: &StateDb, repo: &str, actor: &str, detection: &Detection) -> Result<Vec<Recovered>, StateError> {
+    let mut recovered = Vec::new();
     for open in journal_open_intents(db, repo)? {
         let now = detection.report.resources.iter().find(|r| r.address == open.address);
         let outcome = match now.map(|r| r.status) {
@@ -536,8 +564,9 @@ fn recover_open_intents(db: &StateDb, repo: &str, actor: &str, detection: &Detec
         if outcome == JournalOutcome::FoundApplied {
             resolve_drift(db, &open.drift_id, "reverted")?;
         }
+        recovered.push(Recovered { operation: "revert".into(), subject: open.address.clone(), outcome: outcome.as_str().to_string() });
     }
-    Ok(())
+    Ok(recovered)
 }
 
 #[cfg(test)]

@@ -192,9 +192,10 @@ impl<A: PlatformApi> RolloutContext<'_, A> {
     }
 
     /// Closes Terraform runs a stopped reconciler left open: stops a leftover process group,
-    /// records the interruption. Returns true when one was found (adoption then applies).
-    pub async fn recover(&self, detection: &Detection) -> Result<bool, StateError> {
+    /// records the interruption. Returns what was found (adoption then applies).
+    pub async fn recover(&self, detection: &Detection) -> Result<Vec<super::Recovered>, StateError> {
         let open = open_rollouts(self.db, self.repo)?;
+        let mut recovered = Vec::new();
         for intent in &open {
             let stopped = match intent.pid {
                 Some(pid) => self.runner.stop_leftover(pid).await,
@@ -204,8 +205,17 @@ impl<A: PlatformApi> RolloutContext<'_, A> {
             let detail = json!({"phase": "recovered", "operation": intent.operation, "plan_id": intent.plan_id, "pid": intent.pid,
                 "stopped_leftover": stopped, "released_lock": released});
             rollout_finish(self.db, intent.seq, "interrupted", Some(self.entry(AuditAction::Apply, detail)))?;
+            let mut outcome = "interrupted".to_string();
+            if stopped {
+                outcome.push_str(", stopped a leftover terraform");
+            }
+            if let Some(id) = &released {
+                outcome.push_str(&format!(", released its state lock {id}"));
+            }
+            let subject = intent.plan_id.clone().unwrap_or_else(|| detection.report.revision.clone());
+            recovered.push(super::Recovered { operation: intent.operation.clone(), subject, outcome });
         }
-        Ok(!open.is_empty())
+        Ok(recovered)
     }
 
     /// Releases a state lock the interrupted run left behind — only when it is provably that
