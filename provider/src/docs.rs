@@ -144,4 +144,33 @@ mod tests {
         }
         assert!(stale.is_empty(), "stale docs {stale:?}: run UPDATE_DOCS=1 cargo test -p terraform-provider-novacron docs, then review and commit");
     }
+
+    /// The project's docs speak of the project: no tracker numbers ("issue 5", "issue #12").
+    #[test]
+    fn docs_name_no_tracker_issues() {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the crate sits in the repository");
+        let mut files = vec![repo.join("README.md")];
+        let mut dirs = vec![repo.join("docs"), repo.join("examples")];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).expect("docs directory").map_while(Result::ok) {
+                let path = entry.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "md" || e == "tf") {
+                    files.push(path);
+                }
+            }
+        }
+        let mut found = Vec::new();
+        for file in files {
+            let text = std::fs::read_to_string(&file).expect("read").to_ascii_lowercase();
+            let words: Vec<&str> = text.split(|c: char| c.is_whitespace() || "()[]|,.:;".contains(c)).filter(|w| !w.is_empty()).collect();
+            for pair in words.windows(2) {
+                if pair[0] == "issue" && pair[1].trim_start_matches('#').chars().next().is_some_and(|c| c.is_ascii_digit()) {
+                    found.push(format!("{}: {} {}", file.display(), pair[0], pair[1]));
+                }
+            }
+        }
+        assert!(found.is_empty(), "docs name tracker issues: {found:?}");
+    }
 }
