@@ -8,11 +8,18 @@ use std::time::Duration;
 /// Starts the release binary on `config` with the API key in `NOVACRON_BENCH_KEY`; returns it
 /// and the address it logged. Its warnings and errors are echoed on stderr.
 pub fn spawn_serve(config: &Path, api_key: &str) -> (Child, String) {
+    spawn_serve_with(config, api_key, &[])
+}
+
+/// [`spawn_serve`] with more environment variables: the secrets that `*_env` keys of the
+/// config name (a bench cannot set its own environment: `set_var` is unsafe).
+pub fn spawn_serve_with(config: &Path, api_key: &str, env: &[(&str, &str)]) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_novacron-reconcile"))
         .args(["serve", "--config"])
         .arg(config)
         .env("NOVACRON_BENCH_KEY", api_key)
         .env("NOVACRON_LOG", "info")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
