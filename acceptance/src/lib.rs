@@ -1,10 +1,11 @@
 //! Test support for the Terraform acceptance suite: where the tools are, the platform, and a `terraform` runner.
 //!
-//! The suite drives the real `terraform` binary (1.15.5 and 1.0.3, installed by
+//! The suite drives the real `terraform` binary (1.15.5 and 1.0.3, installed on first use by
 //! `acceptance/install-terraform.sh` under `acceptance/.tools/bin/`) against the provider
 //! binary `cargo build -p terraform-provider-novacron` produced and the reference platform
 //! started in-process on `127.0.0.1:0`. Nothing here builds anything.
 
+pub mod install;
 pub mod platform;
 pub mod terraform;
 
@@ -14,8 +15,8 @@ use std::path::{Path, PathBuf};
 pub use platform::TestPlatform;
 pub use terraform::{InstallMode, Output, Tf, TfVersion};
 
-/// Environment variable that switches the suite off (`0`), or requires it to run (`1`, as
-/// CI sets it); unset, it runs wherever Terraform is installed.
+/// Environment variable that switches the suite off (`0`); unset or `1` (as CI sets it), the
+/// suite runs, installing Terraform first when it is missing.
 pub const ENABLE_VAR: &str = "NOVACRON_ACCEPTANCE";
 
 /// Environment variable naming a provider binary to use instead of the one under `target/`.
@@ -85,10 +86,10 @@ pub struct Suite {
 
 impl Suite {
     /// Decides whether the scenario `test` runs on `version`: `None` (after announcing
-    /// `SKIP: ...`) when the suite is switched off with `NOVACRON_ACCEPTANCE=0` or that
-    /// Terraform is not installed. With `NOVACRON_ACCEPTANCE=1` (as CI sets it) a missing
-    /// Terraform fails the test instead, and a missing provider binary always does: a suite
-    /// that is meant to run never passes without testing anything.
+    /// `SKIP: ...`) only when the suite is switched off with `NOVACRON_ACCEPTANCE=0`. A missing
+    /// Terraform is installed first ([`install::installed_terraform`]); a failed install, like a
+    /// missing provider binary, fails the test: a suite that is meant to run never passes
+    /// without testing anything.
     pub fn for_version(test: &str, version: TfVersion) -> Option<Suite> {
         let name = format!("{test} on Terraform {}", version.as_str());
         let switch = std::env::var(ENABLE_VAR);
@@ -96,12 +97,9 @@ impl Suite {
             announce(&format!("SKIP {name}: {ENABLE_VAR}=0 switches the Terraform acceptance suite off"));
             return None;
         }
-        let bin = version.binary();
-        if !bin.is_file() {
-            let why = format!("{} is missing; run acceptance/install-terraform.sh", bin.display());
-            assert!(switch.as_deref() != Ok("1"), "{name}: {why} ({ENABLE_VAR}=1 requires the suite to run)");
-            announce(&format!("SKIP {name}: {why}"));
-            return None;
+        // Installed on first use; a failed install fails the test.
+        if let Err(why) = install::installed_terraform(version.as_str()) {
+            panic!("{name}: {why}");
         }
         let provider = match find_provider(&["debug", "release"]) {
             Ok(p) => p,

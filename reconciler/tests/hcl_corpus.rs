@@ -76,13 +76,16 @@ fn write_fixtures(dir: &Path, files: &[(String, String)]) {
     }
 }
 
-/// Terraform 1.15.5, or why the test cannot run.
+#[path = "../../acceptance/src/install.rs"]
+mod install;
+
+/// Terraform 1.15.5: `NOVACRON_TERRAFORM`, else the acceptance suite's, installed on first use.
 fn terraform() -> Result<PathBuf, String> {
-    let path = match std::env::var_os("NOVACRON_TERRAFORM") {
-        Some(p) => PathBuf::from(p),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../acceptance/.tools/bin/terraform-1.15.5"),
-    };
-    if path.is_file() { Ok(path) } else { Err(format!("no Terraform at {} (run bash acceptance/install-terraform.sh)", path.display())) }
+    match std::env::var_os("NOVACRON_TERRAFORM") {
+        Some(p) if Path::new(&p).is_file() => Ok(PathBuf::from(p)),
+        Some(p) => Err(format!("NOVACRON_TERRAFORM={} is not a file", Path::new(&p).display())),
+        None => install::installed_terraform("1.15.5"),
+    }
 }
 
 fn run(tf: &Path, dir: &Path, args: &[&str]) -> Output {
@@ -111,14 +114,11 @@ fn compact(v: &serde_json::Value) -> String {
 
 #[test]
 fn expressions_evaluate_as_terraform_evaluates_them() {
-    let tf = match terraform() {
-        Ok(tf) => tf,
-        Err(why) if std::env::var("NOVACRON_ACCEPTANCE").as_deref() == Ok("1") => panic!("NOVACRON_ACCEPTANCE=1 but {why}"),
-        Err(why) => {
-            eprintln!("skipping the differential HCL corpus: {why}");
-            return;
-        }
-    };
+    if std::env::var("NOVACRON_ACCEPTANCE").as_deref() == Ok("0") {
+        eprintln!("SKIPPED the differential HCL corpus: NOVACRON_ACCEPTANCE=0 switches the Terraform tests off");
+        return;
+    }
+    let tf = terraform().unwrap_or_else(|why| panic!("the differential HCL corpus needs Terraform: {why}"));
     let started = Instant::now();
     let cases = load("expressions.txt", false);
     let errors = load("errors.txt", true);

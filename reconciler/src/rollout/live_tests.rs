@@ -40,26 +40,26 @@ resource "novacron_vm" "web" {{
     )
 }
 
-/// Terraform 1.15.5 and the provider binary, or `None` (printing why) when this machine has
-/// them not; with `NOVACRON_ACCEPTANCE=1` (CI) their absence fails the test instead.
+#[path = "../../../acceptance/src/install.rs"]
+mod install;
+
+/// Terraform 1.15.5 (installed on first use) and the provider binary; `None` (printing why) only
+/// when `NOVACRON_ACCEPTANCE=0` switches the Terraform tests off. A failed install fails the test.
 fn tools() -> Option<(PathBuf, PathBuf)> {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the reconciler sits in the workspace").to_path_buf();
-    let terraform = std::env::var_os(TERRAFORM_ENV).map(PathBuf::from).unwrap_or_else(|| workspace.join("acceptance/.tools/bin/terraform-1.15.5"));
+    if std::env::var("NOVACRON_ACCEPTANCE").as_deref() == Ok("0") {
+        eprintln!("skipped: NOVACRON_ACCEPTANCE=0 switches the Terraform tests off");
+        return None;
+    }
+    let terraform = match std::env::var_os(TERRAFORM_ENV) {
+        Some(t) => PathBuf::from(t),
+        None => install::installed_terraform("1.15.5").unwrap_or_else(|e| panic!("{e}")),
+    };
     // Test binaries live in target/<profile>/deps; the provider binary one level up.
     let exe = std::env::current_exe().expect("current_exe");
     let provider = exe.parent().and_then(Path::parent).map(|d| d.join(PROVIDER_BINARY)).unwrap_or_default();
-    let missing: Vec<String> =
-        [(&terraform, "run acceptance/install-terraform.sh or set NOVACRON_TERRAFORM"), (&provider, "run `cargo build -p terraform-provider-novacron`")]
-            .into_iter()
-            .filter(|(p, _)| !p.is_file())
-            .map(|(p, fix)| format!("{} is missing ({fix})", p.display()))
-            .collect();
-    if missing.is_empty() {
-        return Some((terraform, provider));
-    }
-    assert!(std::env::var("NOVACRON_ACCEPTANCE").as_deref() != Ok("1"), "NOVACRON_ACCEPTANCE=1 but {}", missing.join("; "));
-    eprintln!("skipped: {}", missing.join("; "));
-    None
+    assert!(terraform.is_file(), "{TERRAFORM_ENV}={} is not a file", terraform.display());
+    assert!(provider.is_file(), "{} is missing: run `cargo build -p terraform-provider-novacron` (cargo test --workspace builds it)", provider.display());
+    Some((terraform, provider))
 }
 
 pub(super) struct Live {

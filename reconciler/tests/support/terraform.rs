@@ -8,29 +8,30 @@ fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
 }
 
-fn required() -> bool {
-    std::env::var("NOVACRON_ACCEPTANCE").is_ok_and(|v| v == "1")
-}
+#[path = "../../../acceptance/src/install.rs"]
+mod install;
 
-/// Terraform 1.15.5 (`NOVACRON_TERRAFORM`, else the acceptance suite's install) and the provider
-/// binary; `None` with a printed reason when either is missing, a failure when
-/// `NOVACRON_ACCEPTANCE=1` (CI) says they must be there.
+/// Terraform 1.15.5 (`NOVACRON_TERRAFORM`, else the acceptance suite's install, made on first
+/// use) and the provider binary. A failed install or a missing provider fails the test;
+/// `NOVACRON_ACCEPTANCE=0` skips it, saying so.
 pub fn tools(test: &str) -> Option<(PathBuf, PathBuf)> {
-    let terraform = std::env::var_os("NOVACRON_TERRAFORM").map(PathBuf::from).unwrap_or_else(|| workspace().join("acceptance/.tools/bin/terraform-1.15.5"));
+    if std::env::var("NOVACRON_ACCEPTANCE").is_ok_and(|v| v == "0") {
+        eprintln!("SKIPPED {test}: NOVACRON_ACCEPTANCE=0 switches the Terraform tests off");
+        return None;
+    }
+    let terraform = match std::env::var_os("NOVACRON_TERRAFORM") {
+        Some(t) => PathBuf::from(t),
+        None => install::installed_terraform("1.15.5").unwrap_or_else(|e| panic!("{test}: {e}")),
+    };
     let target = std::env::var_os("CARGO_TARGET_DIR").map(|t| workspace().join(t)).unwrap_or_else(|| workspace().join("target"));
     let provider = target.join("debug/terraform-provider-novacron");
-    let missing =
-        [(&terraform, "run `bash acceptance/install-terraform.sh` or set NOVACRON_TERRAFORM"), (&provider, "run `cargo build -p terraform-provider-novacron`")]
-            .into_iter()
-            .find(|(p, _)| !p.is_file());
-    match missing {
-        None => Some((terraform, provider)),
-        Some((path, fix)) if required() => panic!("{test}: {} is missing and NOVACRON_ACCEPTANCE=1 requires it: {fix}", path.display()),
-        Some((path, fix)) => {
-            eprintln!("SKIPPED {test}: {} is missing ({fix})", path.display());
-            None
-        }
-    }
+    assert!(terraform.is_file(), "{test}: NOVACRON_TERRAFORM={} is not a file", terraform.display());
+    assert!(
+        provider.is_file(),
+        "{test}: {} is missing: run `cargo build -p terraform-provider-novacron` (cargo test --workspace builds it)",
+        provider.display()
+    );
+    Some((terraform, provider))
 }
 
 /// An engineer's `terraform init` + `plan -detailed-exitcode` of `main_tf` against the state
