@@ -250,6 +250,20 @@ async fn an_out_of_band_change_is_rechecked_through_the_event_feed_before_the_ne
     assert_eq!(vm.value.get("memory_gb"), Some(&json!(4)), "the approved revert put the desired value back");
     let metrics = env.http.get(format!("{base}/metrics")).send().await.expect("metrics").text().await.expect("text");
     assert!(metrics.lines().any(|l| l == "novacron_reconcile_syncs_total{repo=\"infra\"} 1"), "{metrics}");
+
+    // An approval recorded by the CLI on the same state database is picked up within seconds.
+    env.client.patch(Kind::Vm, &env.vm, &json!({"memory_gb": 6}), None).await.expect("out-of-band change");
+    let repo = env.wait_for(&serve, "the second drift", |r| pending(r) == 1).await;
+    let id = repo["pending_approvals"][0]["id"].as_str().expect("a drift id").to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_novacron-reconcile"))
+        .args(["approve", &id, "--actor", "alice", "--state"])
+        .arg(env.state())
+        .output()
+        .expect("approve runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    env.wait_for(&serve, "the revert approved by the CLI", |r| r["summary"]["drifted"] == 0 && pending(r) == 0 && r["last_trigger"] == "approval").await;
+    let vm = env.client.get(Kind::Vm, &env.vm).await.expect("get vm");
+    assert_eq!(vm.value.get("memory_gb"), Some(&json!(4)));
     serve.shutdown().await;
 
     // A restart resumes from the state database: the revision is known before the first run.

@@ -240,6 +240,7 @@ pub async fn start(settings: ServeSettings) -> Result<RunningServe, ServeError> 
     let mut tasks: Vec<JoinHandle<()>> =
         service.repos.iter().map(|r| tokio::spawn(scheduler::repo_worker(service.clone(), r.clone(), stopped.clone()))).collect();
     tasks.push(tokio::spawn(feed::event_feed(service.clone(), stopped.clone())));
+    tasks.push(tokio::spawn(scheduler::approvals_watcher(service.clone(), stopped.clone())));
     let server = tokio::spawn(http::serve_http(listener, service.clone(), stopped));
     tracing::info!(%addr, repos = service.repos.len(), state = %config.state.display(), lock = %lock.path().display(), "novacron-reconcile serve started");
     Ok(RunningServe { addr, stop, tasks, server, service, _lock: lock })

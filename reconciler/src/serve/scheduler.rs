@@ -56,6 +56,37 @@ pub async fn repo_worker(service: Arc<Service>, repo: Arc<RepoHandle>, mut stop:
     }
 }
 
+/// How often `serve` looks in the state database for approvals recorded elsewhere (by
+/// `novacron-reconcile approve` on the same database).
+pub const APPROVAL_POLL: Duration = Duration::from_secs(2);
+
+/// Triggers a repository as soon as an approval for it appears in the state database, however it
+/// got there (the CLI, another process): each approved id triggers once. Approvals made through
+/// `serve` itself trigger at once anyway; seeing them here again at most adds one no-op run.
+pub async fn approvals_watcher(service: Arc<Service>, mut stop: watch::Receiver<bool>) {
+    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut first = true;
+    loop {
+        for repo in &service.repos {
+            let key = repo.state_key();
+            let drifts = pending_approvals(&service.db, Some(&key)).unwrap_or_default().into_iter().filter(|d| d.approved_by.is_some()).map(|d| d.id);
+            let plans = crate::state::pending_plans(&service.db, Some(&key)).unwrap_or_default().into_iter().filter(|p| p.approved_by.is_some()).map(|p| p.id);
+            let fresh: Vec<String> = drifts.chain(plans).filter(|id| seen.insert(id.clone())).collect();
+            // Approvals already there at start are acted on by the startup reconcile.
+            if !fresh.is_empty() && !first {
+                tracing::info!(repo = %repo.name(), approvals = ?fresh, "approval recorded in the state database; reconciling now");
+                refresh_approvals(&service, repo);
+                repo.trigger("approval");
+            }
+        }
+        first = false;
+        tokio::select! {
+            () = tokio::time::sleep(APPROVAL_POLL) => {}
+            _ = stop.changed() => break,
+        }
+    }
+}
+
 /// One reconcile of `repo`, recorded in its status, the state database and the metrics.
 /// Returns whether it succeeded.
 pub async fn run_once(service: &Service, repo: &RepoHandle, source: &'static str) -> bool {
