@@ -231,7 +231,16 @@ async fn an_out_of_band_change_is_rechecked_through_the_event_feed_before_the_ne
     // The status page, health and approvals endpoints.
     let base = format!("http://{}", serve.addr());
     let page = env.http.get(&base).send().await.expect("page").text().await.expect("html");
-    assert!(page.contains("<b>infra</b>") && page.contains("<th>critical</th>"), "{page}");
+    assert!(page.contains("<article class=\"card\" id=\"repo-infra\" data-health=\"drifting\">"), "{page}");
+    assert!(page.contains("<span class=\"count\" data-severity=\"medium\">1</span>"), "{page}");
+    let repo_page = env.http.get(format!("{base}/repos/infra")).send().await.expect("repo page").text().await.expect("html");
+    assert!(
+        repo_page.contains("<tr class=\"resource\" data-address=\"novacron_vm.web\" data-status=\"drifted\" data-severity=\"medium\">"),
+        "the kept report shows the drift: {repo_page}"
+    );
+    assert!(repo_page.contains("<td class=\"path\" colspan=\"2\">memory_gb</td><td class=\"desired\">4</td><td class=\"live\">16</td>"), "{repo_page}");
+    assert!(repo_page.contains("<span class=\"actor\">"), "who changed it, from the change feed: {repo_page}");
+    assert!(!repo_page.contains(SECRET));
     assert!(!page.contains(SECRET) && !env.status(&serve).await.to_string().contains(SECRET));
     assert_eq!(env.http.get(format!("{base}/healthz")).send().await.expect("healthz").status(), 200);
     assert_eq!(env.http.get(format!("{base}/readyz")).send().await.expect("readyz").status(), 200);
@@ -353,4 +362,233 @@ fn a_config_with_an_unknown_key_is_refused_naming_the_key_and_line() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(&format!("config {}:6: key `intervall`: unknown field `intervall`", config.display())), "{stderr}");
+}
+
+/// A `serve` config whose repository cannot be cloned and whose platform is unreachable: every
+/// run fails fast, which is all the console tests below need (the approvals are seeded).
+fn offline_config(dir: &Path, console: &str) -> (ServeConfig, PathBuf) {
+    let repo = dir.join("no-such-repo");
+    let text = format!(
+        "endpoint = \"http://127.0.0.1:1\"\nlisten = \"127.0.0.1:0\"\nstate = \"{}\"\napi_key_env = \"NOVACRON_TEST_SERVE_KEY\"\n\n[console]\n{console}\n\n[[repo]]\nname = \"infra\"\nurl = \"{}\"\ninterval = \"1h\"\n",
+        dir.join("state.db").display(),
+        repo.display()
+    );
+    (ServeConfig::parse(&text, "test.toml").expect("config parses"), repo)
+}
+
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client")
+}
+
+/// The value of the cookie `name` a response sets, and the whole `Set-Cookie` line.
+fn set_cookie(resp: &reqwest::Response, name: &str) -> Option<(String, String)> {
+    resp.headers().get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()).find_map(|line| {
+        let value = line.strip_prefix(&format!("{name}="))?.split(';').next()?.to_string();
+        Some((value, line.to_string()))
+    })
+}
+
+/// The `value` of the hidden input `name` right after `after` in `html`.
+fn hidden(html: &str, after: &str, name: &str) -> String {
+    let from = html.find(after).unwrap_or_else(|| panic!("{after:?} not in {html}"));
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html[from..].find(&marker).map(|i| from + i + marker.len()).expect("the hidden input");
+    html[start..start + html[start..].find('"').expect("closing quote")].to_string()
+}
+
+/// Signs in as `name` with `token`; returns the response of the POST.
+async fn sign_in(http: &reqwest::Client, base: &str, name: &str, token: &str) -> reqwest::Response {
+    let form = http.get(format!("{base}/signin")).send().await.expect("signin form");
+    let (csrf, _) = set_cookie(&form, "novacron_csrf").expect("a pre-session CSRF cookie");
+    let html = form.text().await.expect("html");
+    assert_eq!(hidden(&html, "<form id=\"signin\"", "csrf"), csrf, "the form carries the cookie's token");
+    http.post(format!("{base}/signin"))
+        .header("Cookie", format!("novacron_csrf={csrf}"))
+        .form(&[("name", name), ("token", token), ("csrf", csrf.as_str())])
+        .send()
+        .await
+        .expect("signin")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_console_signs_in_refuses_forged_posts_approves_as_the_person_pages_the_audit_log_and_streams_runs() {
+    use novacron_reconcile::state::{AuditAction, AuditEntry, DriftRecord, StateDb, audit_append, audit_list, pending_approvals, record_drifts};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (config, repo) = offline_config(dir.path(), "");
+    let key = novacron_reconcile::git::redact(&repo.display().to_string());
+    {
+        let db = StateDb::open(&dir.path().join("state.db")).expect("state");
+        let drift = DriftRecord {
+            id: "d0123456789a".into(),
+            address: "novacron_vm.web".into(),
+            kind: "novacron_vm".into(),
+            object_id: "vm-1".into(),
+            severity: novacron_schemas::Severity::Critical,
+            desired_hash: "sha256:a".into(),
+            live_hash: "sha256:b".into(),
+        };
+        record_drifts(&db, &key, &[drift]).expect("seed a drift");
+        for n in 0..120 {
+            let entry = AuditEntry { actor: "seed".into(), action: AuditAction::Detect, repo: key.clone(), subject: format!("s{n}"), detail: json!({}) };
+            audit_append(&db, entry).expect("seed the audit log");
+        }
+    }
+    let serve = start(ServeSettings { config, api_key: "k".into(), admin_token: Some(ADMIN.to_string()) }).await.expect("serve starts");
+    let base = format!("http://{}", serve.addr());
+    let http = no_redirects();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while serve.service().repos[0].status().last_error.is_none() {
+        assert!(tokio::time::Instant::now() < deadline, "the startup run never failed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Every console response carries the strict policy; the overview shows the failed repository.
+    let page = http.get(&base).send().await.expect("overview");
+    for (name, value) in
+        [("content-security-policy", novacron_reconcile::serve::console::CSP), ("x-content-type-options", "nosniff"), ("referrer-policy", "same-origin")]
+    {
+        assert_eq!(page.headers().get(name).and_then(|v| v.to_str().ok()), Some(value), "{name}");
+    }
+    let html = page.text().await.expect("html");
+    assert!(html.contains("<body data-page=\"overview\">") && html.contains("<article class=\"card\" id=\"repo-infra\" data-health=\"error\">"), "{html}");
+    let css = http.get(format!("{base}/static/console.css")).send().await.expect("css");
+    assert_eq!(css.headers().get("content-type").and_then(|v| v.to_str().ok()), Some("text/css; charset=utf-8"));
+    assert!(css.headers().get("cache-control").and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("max-age=31536000")));
+    assert!(css.headers().contains_key("content-security-policy"));
+    let js = http.get(format!("{base}/static/console.js")).send().await.expect("js");
+    assert_eq!(js.headers().get("content-type").and_then(|v| v.to_str().ok()), Some("text/javascript; charset=utf-8"));
+
+    // Filters: a bad value is a 400 naming the parameter and what it accepts.
+    let bad = http.get(format!("{base}/repos/infra?status=drifted&severity=urgent")).send().await.expect("bad filter");
+    assert_eq!(bad.status(), 400);
+    assert!(bad.text().await.expect("html").contains("query parameter `severity` has an unknown value &quot;urgent&quot;; accepted values: critical"));
+    assert_eq!(http.get(format!("{base}/repos/infra?status=drifted&severity=critical")).send().await.expect("filtered").status(), 200);
+    assert_eq!(http.get(format!("{base}/repos/other")).send().await.expect("unknown repo").status(), 404);
+
+    // The audit log: verified, 50 per page, newest first.
+    let audit = http.get(format!("{base}/audit")).send().await.expect("audit").text().await.expect("html");
+    assert!(audit.contains("<p class=\"verify\" data-ok=\"true\">"), "{audit}");
+    assert_eq!(audit.matches("<tr class=\"entry\"").count(), 50);
+    assert!(audit.contains("<tr class=\"entry\" data-seq=\"120\">") && audit.contains("<a rel=\"next\" href=\"/audit?page=2\">"));
+    assert!(!audit.contains("rel=\"prev\""));
+    let third = http.get(format!("{base}/audit?page=3")).send().await.expect("page 3").text().await.expect("html");
+    assert_eq!(third.matches("<tr class=\"entry\"").count(), 20);
+    assert!(third.contains("<tr class=\"entry\" data-seq=\"1\">") && third.contains("<a rel=\"prev\" href=\"/audit?page=2\">"));
+    let bad = http.get(format!("{base}/audit?page=zero")).send().await.expect("bad page");
+    assert_eq!(bad.status(), 400);
+    assert!(bad.text().await.expect("html").contains("query parameter `page`"));
+
+    // Sign-in: a forged form (no matching CSRF cookie) and a wrong token are refused.
+    let forged = http.post(format!("{base}/signin")).form(&[("name", "Eve"), ("token", ADMIN), ("csrf", "guess")]).send().await.expect("forged");
+    assert_eq!(forged.status(), 403);
+    assert!(set_cookie(&forged, "novacron_session").is_none());
+    let wrong = sign_in(&http, &base, "Eve", "not-the-token").await;
+    assert_eq!(wrong.status(), 401);
+    assert!(set_cookie(&wrong, "novacron_session").is_none());
+    assert!(wrong.text().await.expect("html").contains("Wrong admin token."));
+    let ok = sign_in(&http, &base, "Ada Lovelace", ADMIN).await;
+    assert_eq!(ok.status(), 303);
+    let (session, line) = set_cookie(&ok, "novacron_session").expect("a session cookie");
+    assert!(session.len() >= 32 && session.chars().all(|c| c.is_ascii_hexdigit()), "{session}");
+    assert_eq!(line, format!("novacron_session={session}; HttpOnly; SameSite=Strict; Path=/; Max-Age=28800"));
+    let cookie = format!("novacron_session={session}");
+
+    let page = http.get(format!("{base}/repos/infra")).header("Cookie", &cookie).send().await.expect("repo page").text().await.expect("html");
+    assert!(page.contains("<form class=\"approve\" method=\"post\" action=\"/repos/infra/approve\">"), "{page}");
+    let csrf = hidden(&page, "<form class=\"approve\"", "csrf");
+    assert_eq!(hidden(&page, "<form class=\"approve\"", "id"), "d0123456789a");
+
+    // Forged approvals: no token, a wrong one, the right one without the session. Nothing approved.
+    let db = StateDb::open(&dir.path().join("state.db")).expect("state");
+    let approve = |cookie: Option<&str>, fields: Vec<(&'static str, String)>| {
+        let mut req = http.post(format!("{base}/repos/infra/approve")).form(&fields);
+        if let Some(c) = cookie {
+            req = req.header("Cookie", c.to_string());
+        }
+        req.send()
+    };
+    for (who, fields) in [
+        (Some(cookie.as_str()), vec![("id", "d0123456789a".to_string())]),
+        (Some(cookie.as_str()), vec![("id", "d0123456789a".to_string()), ("csrf", "0".repeat(64))]),
+        (None, vec![("id", "d0123456789a".to_string()), ("csrf", csrf.clone())]),
+    ] {
+        let refused = approve(who, fields).await.expect("approve");
+        assert_eq!(refused.status(), 403);
+        assert!(refused.text().await.expect("html").contains("nothing was done"));
+    }
+    assert_eq!(pending_approvals(&db, Some(&key)).expect("pending")[0].approved_by, None, "a refused POST approved nothing");
+
+    // A real approval, followed live: the run it triggers is announced on /events.
+    let mut events = http.get(format!("{base}/events")).send().await.expect("events");
+    assert_eq!(events.headers().get("content-type").and_then(|v| v.to_str().ok()), Some("text/event-stream"));
+    let approved = approve(Some(&cookie), vec![("id", "d0123456789a".to_string()), ("csrf", csrf.clone())]).await.expect("approve");
+    assert_eq!(approved.status(), 303);
+    assert_eq!(approved.headers().get("location").and_then(|v| v.to_str().ok()), Some("/repos/infra"));
+    assert_eq!(pending_approvals(&db, Some(&key)).expect("pending")[0].approved_by.as_deref(), Some("Ada Lovelace"));
+    let last = audit_list(&db, Some(1)).expect("audit");
+    assert_eq!((last[0].actor.as_str(), last[0].action.as_str()), ("Ada Lovelace", "approve"), "audited as the signed-in person");
+    let page = http.get(format!("{base}/repos/infra")).header("Cookie", &cookie).send().await.expect("repo page").text().await.expect("html");
+    assert!(page.contains("<p class=\"flash\">Approved d0123456789a (novacron_vm.web) as Ada Lovelace"), "{page}");
+    let mut stream = String::new();
+    let read = tokio::time::timeout(PATIENCE, async {
+        while !stream.contains("event: run") {
+            let chunk = events.chunk().await.expect("stream").expect("open");
+            stream.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    });
+    read.await.expect("a run event after the approval");
+    assert!(stream.contains("event: run\ndata: {\"repo\":\"infra\",\"revision\":null,\"drifted\":0,\"ok\":false}"), "{stream}");
+
+    // Sign-out needs the session's token too, then the session is gone.
+    let refused = http.post(format!("{base}/signout")).header("Cookie", &cookie).form(&[("csrf", "x")]).send().await.expect("signout");
+    assert_eq!(refused.status(), 403);
+    let out = http.post(format!("{base}/signout")).header("Cookie", &cookie).form(&[("csrf", csrf.as_str())]).send().await.expect("signout");
+    assert_eq!(out.status(), 303);
+    let page = http.get(format!("{base}/repos/infra")).header("Cookie", &cookie).send().await.expect("repo page").text().await.expect("html");
+    assert!(!page.contains("class=\"approve\"") && !page.contains("signed in as"));
+    // The open event stream does not hold up the shutdown.
+    tokio::time::timeout(PATIENCE, serve.shutdown()).await.expect("shutdown with an open /events stream");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_require_signin_every_console_page_needs_a_session_which_expires() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (config, _) = offline_config(dir.path(), "require_signin = true\nsession_ttl = \"1s\"");
+    let refused = start(ServeSettings { config: config.clone(), api_key: "k".into(), admin_token: None }).await.expect_err("needs an admin token");
+    assert!(refused.to_string().contains("require_signin = true but NOVACRON_RECONCILE_ADMIN_TOKEN is not set"), "{refused}");
+
+    let serve = start(ServeSettings { config, api_key: "k".into(), admin_token: Some(ADMIN.to_string()) }).await.expect("serve starts");
+    let base = format!("http://{}", serve.addr());
+    let http = no_redirects();
+    for path in ["/", "/repos/infra", "/audit", "/events"] {
+        let r = http.get(format!("{base}{path}")).send().await.expect("page");
+        assert_eq!((r.status().as_u16(), r.headers().get("location").and_then(|v| v.to_str().ok())), (303, Some("/signin")), "{path}");
+    }
+    for path in ["/signin", "/static/console.css", "/static/console.js", "/healthz", "/api/status", "/metrics"] {
+        assert_eq!(http.get(format!("{base}{path}")).send().await.expect("open").status(), 200, "{path}");
+    }
+    let ok = sign_in(&http, &base, "Ada", ADMIN).await;
+    let (session, line) = set_cookie(&ok, "novacron_session").expect("session");
+    assert!(line.ends_with("Max-Age=1"), "{line}");
+    let cookie = format!("novacron_session={session}");
+    let page = http.get(&base).header("Cookie", &cookie).send().await.expect("overview");
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.expect("html").contains("signed in as <span class=\"signed-in\">Ada</span>"));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let expired = http.get(&base).header("Cookie", &cookie).send().await.expect("overview");
+    assert_eq!(expired.status(), 303, "the session expired after its ttl");
+    serve.shutdown().await;
+
+    // Without an admin token, sign-in explains how to enable it and approvals are refused.
+    let other = tempfile::tempdir().expect("tempdir");
+    let (config, _) = offline_config(other.path(), "");
+    let serve = start(ServeSettings { config, api_key: "k".into(), admin_token: None }).await.expect("serve starts");
+    let base = format!("http://{}", serve.addr());
+    let html = http.get(format!("{base}/signin")).send().await.expect("signin").text().await.expect("html");
+    assert!(
+        html.contains("Approvals from the browser are disabled") && html.contains("NOVACRON_RECONCILE_ADMIN_TOKEN") && !html.contains("<form id=\"signin\"")
+    );
+    let refused = http.post(format!("{base}/repos/infra/approve")).form(&[("id", "x"), ("csrf", "y")]).send().await.expect("approve");
+    assert_eq!(refused.status(), 403);
+    serve.shutdown().await;
 }

@@ -33,9 +33,40 @@ pub struct ServeConfig {
     /// The provider binary for Terraform (default: terraform-provider-novacron beside this program).
     #[serde(default)]
     pub provider: Option<PathBuf>,
+    /// The web console: sign-in, sessions and run history.
+    #[serde(default)]
+    pub console: ConsoleConfig,
     /// The repositories to reconcile.
     #[serde(default)]
     pub repo: Vec<RepoConfig>,
+}
+
+/// The `[console]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// Every console page but `/signin` and the static assets needs a signed-in session.
+    #[serde(default)]
+    pub require_signin: bool,
+    /// How long a browser session lasts after sign-in (`8h` by default).
+    #[serde(default = "default_session_ttl", deserialize_with = "interval")]
+    pub session_ttl: Duration,
+    /// Runs kept per repository in the run history (older rows are deleted on insert).
+    #[serde(default = "default_history_runs")]
+    pub history_runs: usize,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> ConsoleConfig {
+        ConsoleConfig { require_signin: false, session_ttl: default_session_ttl(), history_runs: default_history_runs() }
+    }
+}
+
+fn default_session_ttl() -> Duration {
+    Duration::from_secs(8 * 3600)
+}
+fn default_history_runs() -> usize {
+    500
 }
 
 /// A secret read from the config file: usable through [`Redacted::expose`], shown as `***`
@@ -240,6 +271,10 @@ impl ServeConfig {
             let offset = e.span().map_or(0, |s| s.start);
             invalid(text, file, offset, e.message().trim_end().to_string())
         })?;
+        if config.console.history_runs == 0 {
+            let at = text.find("history_runs").unwrap_or(0);
+            return Err(invalid(text, file, at, "history_runs must be at least 1 (runs kept per repository)".into()));
+        }
         let mut seen = std::collections::HashSet::new();
         for repo in &config.repo {
             let name = repo.name.get_ref();
@@ -325,6 +360,22 @@ mod tests {
         let dup = format!("{GOOD}\n[[repo]]\nname = \"prod\"\nurl = \"/x\"\n");
         let e = ServeConfig::parse(&dup, "f").unwrap_err().to_string();
         assert!(e.starts_with("config f:12: key `name`: a second repo is named \"prod\""), "{e}");
+    }
+
+    #[test]
+    fn the_console_table_has_defaults_and_checks() {
+        let c = ServeConfig::parse(GOOD, "f").unwrap();
+        assert!(!c.console.require_signin);
+        assert_eq!(c.console.session_ttl, Duration::from_secs(8 * 3600));
+        assert_eq!(c.console.history_runs, 500);
+        let text = format!("{GOOD}\n[console]\nrequire_signin = true\nsession_ttl = \"30m\"\nhistory_runs = 20\n");
+        let c = ServeConfig::parse(&text, "f").unwrap();
+        assert!(c.console.require_signin);
+        assert_eq!((c.console.session_ttl, c.console.history_runs), (Duration::from_secs(1800), 20));
+        let e = ServeConfig::parse(&format!("{GOOD}\n[console]\nhistory_runs = 0\n"), "f").unwrap_err().to_string();
+        assert!(e.starts_with("config f:12: key `history_runs`: history_runs must be at least 1"), "{e}");
+        let e = ServeConfig::parse(&format!("{GOOD}\n[console]\nsession_ttl = \"forever\"\n"), "f").unwrap_err().to_string();
+        assert!(e.starts_with("config f:12: key `session_ttl`: invalid interval"), "{e}");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The HTTP side of `serve`: `/hooks/github`, `/healthz`, `/readyz`, `/metrics`, `/api/status`, `POST /api/approvals/{id}` and the status page.
+//! The HTTP side of `serve`: `/hooks/github`, `/healthz`, `/readyz`, `/metrics`, `/api/status`, `POST /api/approvals/{id}`, and the web console's routes ([`super::console`]).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -7,7 +7,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 use tokio::sync::watch;
@@ -37,7 +37,7 @@ pub async fn serve_http(listener: tokio::net::TcpListener, service: Arc<Service>
 /// The routes.
 pub fn router(service: Arc<Service>) -> Router {
     Router::new()
-        .route("/", get(page))
+        .merge(super::console::router())
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -104,10 +104,6 @@ pub fn status_json(svc: &Service) -> Value {
 
 async fn status(State(svc): State<Arc<Service>>) -> Response {
     answer(StatusCode::OK, status_json(&svc))
-}
-
-async fn page(State(svc): State<Arc<Service>>) -> Html<String> {
-    Html(super::page::render(&status_json(&svc)))
 }
 
 async fn approve(State(svc): State<Arc<Service>>, Path(id): Path<String>, headers: HeaderMap) -> Response {

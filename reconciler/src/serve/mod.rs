@@ -2,15 +2,15 @@
 //!
 //! One task per repository runs reconciles one at a time ([`scheduler`]); triggers that
 //! arrive meanwhile coalesce into one follow-up run. A task follows the platform change feed
-//! ([`feed`]); the HTTP server ([`http`]) takes webhooks and serves status, metrics and a
-//! page. What must survive a restart lives in the state database ([`state`]), locked against
+//! ([`feed`]); the HTTP server ([`http`]) takes webhooks and serves status, metrics and the
+//! web console ([`console`]). What must survive a restart lives in the state database ([`state`]), locked against
 //! a second instance.
 
 pub mod config;
+pub mod console;
 pub mod feed;
 pub mod http;
 pub mod metrics;
-pub mod page;
 pub mod repo;
 pub mod review;
 pub mod scheduler;
@@ -145,6 +145,12 @@ pub struct Service {
     pub runner_settings: crate::sync::RunnerSettings,
     /// Pull-request reviews running and waiting.
     pub reviews: review::ReviewQueue,
+    /// The web console: its settings and browser sessions.
+    pub console: console::Console,
+    /// Finished runs, for the console's live updates (`GET /events`).
+    pub events: tokio::sync::broadcast::Sender<console::RunEvent>,
+    /// Turns true when the service stops (ends the `/events` streams, so shutdown is not held up).
+    pub stopping: watch::Receiver<bool>,
 }
 
 impl std::fmt::Debug for Service {
@@ -193,6 +199,11 @@ pub struct RunningServe {
 /// reconciled once at start.
 pub async fn start(settings: ServeSettings) -> Result<RunningServe, ServeError> {
     let ServeSettings { config, api_key, admin_token } = settings;
+    if config.console.require_signin && admin_token.is_none() {
+        return Err(ServeError::Secret(format!(
+            "[console] require_signin = true but {ADMIN_TOKEN_ENV} is not set: nobody could sign in to see the console; set it or turn require_signin off"
+        )));
+    }
     let lock = StateLock::acquire(&config.state)?;
     let db = crate::state::StateDb::open(&config.state)?;
     let state = ServeState::open(&config.state)?;
@@ -218,6 +229,7 @@ pub async fn start(settings: ServeSettings) -> Result<RunningServe, ServeError> 
     };
     let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|source| ServeError::Listen { addr: config.listen, source })?;
     let addr = listener.local_addr().map_err(|source| ServeError::Listen { addr: config.listen, source })?;
+    let (stop, stopped) = watch::channel(false);
     let service = Arc::new(Service {
         repos,
         state,
@@ -232,11 +244,13 @@ pub async fn start(settings: ServeSettings) -> Result<RunningServe, ServeError> 
         clone_locks,
         runner_settings,
         reviews: review::ReviewQueue::new(),
+        console: console::Console::new(config.console.clone()),
+        events: tokio::sync::broadcast::channel(64).0,
+        stopping: stopped.clone(),
     });
     for r in service.repos.iter().filter(|r| r.config.review_pull_requests && r.review_key.is_none()) {
         tracing::warn!(repo = %r.name(), "pull-request plans use the service's own API key: set review_api_key_env to a key that can only read (and read state), since a pull request's HCL can read the environment Terraform runs in");
     }
-    let (stop, stopped) = watch::channel(false);
     let mut tasks: Vec<JoinHandle<()>> =
         service.repos.iter().map(|r| tokio::spawn(scheduler::repo_worker(service.clone(), r.clone(), stopped.clone()))).collect();
     tasks.push(tokio::spawn(feed::event_feed(service.clone(), stopped.clone())));

@@ -1,7 +1,7 @@
 //! One configured repository inside `serve`: its webhook secret, its coalescing trigger, and where it stands (revision, last run, drift, the objects it manages).
 
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use novacron_client::Event;
 use novacron_schemas::Kind;
@@ -12,6 +12,7 @@ use super::config::{Remediation, RepoConfig};
 use super::state::StoredRepo;
 use crate::remediation::{FORGE_TOKEN_ENV, GitHubForge};
 use crate::report::{DriftReport, Status, Summary};
+use crate::sync::SyncReport;
 
 /// A repository, its trigger and its status.
 pub struct RepoHandle {
@@ -29,6 +30,7 @@ pub struct RepoHandle {
     pending: Mutex<Option<&'static str>>,
     status: Mutex<RepoStatus>,
     managed: Mutex<HashSet<(Kind, String)>>,
+    last_sync: Mutex<Option<Arc<SyncReport>>>,
 }
 
 impl std::fmt::Debug for RepoHandle {
@@ -117,6 +119,7 @@ impl RepoHandle {
             pending: Mutex::new(None),
             status: Mutex::new(status),
             managed: Mutex::new(HashSet::new()),
+            last_sync: Mutex::new(None),
         })
     }
 
@@ -150,6 +153,16 @@ impl RepoHandle {
     /// Changes the status.
     pub fn update_status<T>(&self, f: impl FnOnce(&mut RepoStatus) -> T) -> T {
         f(&mut lock(&self.status))
+    }
+
+    /// The latest successful sync of this process (its report, actions and remediation), for the console.
+    pub fn last_sync(&self) -> Option<Arc<SyncReport>> {
+        lock(&self.last_sync).clone()
+    }
+
+    /// Keeps `sync` as the latest.
+    pub fn set_last_sync(&self, sync: Arc<SyncReport>) {
+        *lock(&self.last_sync) = Some(sync);
     }
 
     /// Remembers which objects the last report matched (by kind and id, and by kind and name,

@@ -6,12 +6,13 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use super::Service;
+use super::console::RunEvent;
 use super::repo::RepoHandle;
 use super::state::StoredRepo;
 use crate::command::DriftOptions;
 use crate::remediation::Forge;
 use crate::report::{Summary, now_rfc3339};
-use crate::state::pending_approvals;
+use crate::state::{RunRecord, pending_approvals};
 use crate::sync::{SyncError, SyncOptions, SyncOutcome, SyncReport, Thresholds, run_sync};
 use novacron_schemas::Severity;
 
@@ -156,7 +157,42 @@ pub async fn run_once(service: &Service, repo: &RepoHandle, source: &'static str
         tracing::error!(repo = %name, error = %e, "cannot record the run in the state database");
     }
     refresh_approvals(service, repo);
-    result.is_ok()
+    let ok = result.is_ok();
+    if let Ok(sync) = result {
+        repo.set_last_sync(Arc::new(sync));
+    }
+    record_history(service, repo, source, ok);
+    ok
+}
+
+/// Appends the run that just ended to the repository's history (a failed run keeps the last
+/// known counts) and tells the browsers following `/events`.
+fn record_history(service: &Service, repo: &RepoHandle, source: &'static str, ok: bool) {
+    let status = repo.status();
+    let counts = status.summary.clone().unwrap_or_default();
+    let n = |v: usize| u64::try_from(v).unwrap_or(u64::MAX);
+    let b = &counts.by_severity;
+    let run = RunRecord {
+        repo: repo.name().to_string(),
+        seq: 0,
+        finished_at: status.last_run.clone().unwrap_or_default(),
+        duration_ms: status.last_duration_ms.unwrap_or(0),
+        trigger: source.to_string(),
+        revision: status.revision.clone(),
+        ok,
+        drifted: n(counts.drifted),
+        critical: n(b.critical),
+        high: n(b.high),
+        medium: n(b.medium),
+        low: n(b.low),
+        info: n(b.info),
+        error: if ok { None } else { status.last_error.clone() },
+    };
+    if let Err(e) = crate::state::record_run(&service.db, &run, service.console.config.history_runs) {
+        tracing::error!(repo = %repo.name(), error = %e, "cannot record the run in the history");
+    }
+    // Nobody listening is fine: the send only fails without subscribers.
+    let _ = service.events.send(RunEvent { repo: run.repo, revision: run.revision, drifted: run.drifted, ok });
 }
 
 /// The report's counts once the sync's reverts are taken into account: a reverted (or

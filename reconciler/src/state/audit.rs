@@ -172,33 +172,46 @@ pub(super) fn append_in(tx: &rusqlite::Transaction<'_>, entry: AuditEntry) -> ru
     Ok(record)
 }
 
-fn read_all(db: &StateDb, limit: Option<u64>) -> Result<Vec<AuditRecord>, StateError> {
+fn record_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRecord> {
+    let detail: String = r.get(6)?;
+    Ok(AuditRecord {
+        seq: r.get(0)?,
+        time: r.get(1)?,
+        actor: r.get(2)?,
+        action: r.get(3)?,
+        repo: r.get(4)?,
+        subject: r.get(5)?,
+        // A detail that is not JSON any more (tampered) is kept as text so verify flags it.
+        detail: serde_json::from_str(&detail).unwrap_or(Value::String(detail)),
+        prev_hash: r.get(7)?,
+        hash: r.get(8)?,
+    })
+}
+
+/// Up to `limit` entries, newest first, skipping the `offset` newest (`limit` `None`: all).
+fn read_newest(db: &StateDb, offset: u64, limit: Option<u64>) -> Result<Vec<AuditRecord>, StateError> {
     let err = db.query_err("read the audit log");
     let conn = db.conn();
-    // With a limit: the newest `limit` entries, returned oldest first.
-    let sql = "SELECT seq, time, actor, action, repo, subject, detail, prev_hash, hash FROM audit ORDER BY seq DESC LIMIT ?1";
+    let sql = "SELECT seq, time, actor, action, repo, subject, detail, prev_hash, hash FROM audit ORDER BY seq DESC LIMIT ?1 OFFSET ?2";
     let mut stmt = conn.prepare(sql).map_err(&err)?;
     let cap = limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
-    let rows = stmt
-        .query_map([cap], |r| {
-            let detail: String = r.get(6)?;
-            Ok(AuditRecord {
-                seq: r.get(0)?,
-                time: r.get(1)?,
-                actor: r.get(2)?,
-                action: r.get(3)?,
-                repo: r.get(4)?,
-                subject: r.get(5)?,
-                // A detail that is not JSON any more (tampered) is kept as text so verify flags it.
-                detail: serde_json::from_str(&detail).unwrap_or(Value::String(detail)),
-                prev_hash: r.get(7)?,
-                hash: r.get(8)?,
-            })
-        })
-        .map_err(&err)?;
-    let mut out = rows.collect::<Result<Vec<_>, _>>().map_err(&err)?;
+    let skip = i64::try_from(offset).unwrap_or(i64::MAX);
+    let rows = stmt.query_map([cap, skip], record_row).map_err(&err)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(err)
+}
+
+fn read_all(db: &StateDb, limit: Option<u64>) -> Result<Vec<AuditRecord>, StateError> {
+    // With a limit: the newest `limit` entries, returned oldest first.
+    let mut out = read_newest(db, 0, limit)?;
     out.reverse();
     Ok(out)
+}
+
+/// One page of the log, newest first: `limit` entries after skipping the `offset` newest, and
+/// how many entries the log holds.
+pub fn audit_page(db: &StateDb, offset: u64, limit: u64) -> Result<(Vec<AuditRecord>, u64), StateError> {
+    let total: u64 = db.conn().query_row("SELECT COUNT(*) FROM audit", [], |r| r.get(0)).map_err(db.query_err("count the audit log"))?;
+    Ok((read_newest(db, offset, Some(limit))?, total))
 }
 
 /// The newest `limit` entries (all when `None`), oldest first.
@@ -239,6 +252,8 @@ mod tests {
         assert_eq!(audit_list(&db, Some(1)).expect("list"), vec![b.clone()]);
         assert_eq!(audit_list(&db, None).expect("list").len(), 2);
         assert!(audit_verify(&db).expect("verify").ok);
+        let (page, total) = audit_page(&db, 1, 5).expect("page");
+        assert_eq!((page, total), (vec![a], 2), "the second newest first, then nothing more");
     }
 
     #[test]

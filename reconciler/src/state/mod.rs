@@ -5,18 +5,20 @@ mod audit;
 mod journal;
 mod plans;
 mod reviews;
+mod runs;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 pub use approval::{ApprovalError, DriftRecord, PendingDrift, approve, pending_approvals, record_drifts, record_findings, resolve_drift};
-pub use audit::{AuditAction, AuditEntry, AuditRecord, VerifyOutcome, audit_append, audit_list, audit_verify};
+pub use audit::{AuditAction, AuditEntry, AuditRecord, VerifyOutcome, audit_append, audit_list, audit_page, audit_verify};
 pub use journal::{JournalEntry, JournalOutcome, JournalState, journal_finish, journal_intent, journal_open_intents};
 pub use plans::{
     PendingPlan, PlanRecord, RolloutIntent, approve_plan, hold_plan, open_rollouts, pending_plans, plan_file, resolve_plan, rolled_out_revision,
     rollout_finish, rollout_intent, rollout_started, set_rolled_out, supersede_plans,
 };
 pub use reviews::{forget_review_comment, record_review, review_comment};
+pub use runs::{RunRecord, record_run, run_history};
 use rusqlite::Connection;
 
 /// The default `--state` file, relative to the working directory.
@@ -159,8 +161,29 @@ CREATE TABLE pr_reviews (
 );
 ";
 
+/// Version 4: the run history of `serve` (what the console's charts draw), trimmed per repository.
+const SCHEMA_V4: &str = "
+CREATE TABLE serve_runs (
+    seq INTEGER PRIMARY KEY,
+    repo TEXT NOT NULL,
+    finished_at TEXT NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    trigger TEXT NOT NULL,
+    revision TEXT,
+    ok INTEGER NOT NULL,
+    drifted INTEGER NOT NULL,
+    critical INTEGER NOT NULL,
+    high INTEGER NOT NULL,
+    medium INTEGER NOT NULL,
+    low INTEGER NOT NULL,
+    info INTEGER NOT NULL,
+    error TEXT
+);
+CREATE INDEX serve_runs_repo ON serve_runs (repo, seq);
+";
+
 /// The migrations, in order: entry `i` brings a database from version `i` to `i + 1`.
-const MIGRATIONS: [&str; 3] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
+const MIGRATIONS: [&str; 4] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4];
 
 /// The schema version this build writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
@@ -292,6 +315,52 @@ mod tests {
         assert_eq!(review_comment(&db, "r", "", 7).expect("reviews table"), None);
         record_review(&db, "r", "", 7, Some(42), "abc", "success").expect("record");
         assert_eq!(review_comment(&db, "r", "", 7).expect("read"), Some(42));
+    }
+
+    #[test]
+    fn a_schema_3_database_is_upgraded_to_4_keeping_its_data() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.db");
+        {
+            // What the release before the run history wrote: schema version 3, with a drift
+            // awaiting approval, a pending plan, a review comment and an audit entry.
+            let conn = Connection::open(&path).expect("open");
+            for step in [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3] {
+                conn.execute_batch(step).expect("old schema");
+            }
+            conn.pragma_update(None, "user_version", 3).expect("version");
+            conn.execute(
+                "INSERT INTO drifts (id, repo, address, kind, object_id, severity, desired_hash, live_hash, created_at, last_seen) VALUES ('d1', 'r', 'novacron_vm.web', 'novacron_vm', 'vm-1', 'medium', 'a', 'b', 't', 't')",
+                [],
+            )
+            .expect("drift");
+            conn.execute(
+                "INSERT INTO plans (id, repo, path, revision, severity, summary, reason, changes, plan, created_at) VALUES ('plan-1', 'r', '', 'abc', 'critical', '1 to change', 'critical', '[]', x'00', 't')",
+                [],
+            )
+            .expect("plan");
+            conn.execute("INSERT INTO pr_reviews (repo, path, number, comment_id, head, state, updated_at) VALUES ('r', '', 7, 42, 'abc', 'success', 't')", [])
+                .expect("review");
+        }
+        {
+            let db = StateDb::open(&path).expect("old database");
+            audit_append(
+                &db,
+                AuditEntry { actor: "a".into(), action: AuditAction::Detect, repo: "r".into(), subject: "s".into(), detail: serde_json::json!({}) },
+            )
+            .expect("append");
+        }
+        let db = StateDb::open(&path).expect("upgrade");
+        let version: i64 = db.conn().query_row("PRAGMA user_version", [], |r| r.get(0)).expect("version");
+        assert_eq!(version, 4);
+        assert_eq!(pending_approvals(&db, Some("r")).expect("drifts").len(), 1, "the drift awaiting approval survives");
+        assert_eq!(pending_plans(&db, Some("r")).expect("plans").len(), 1, "the pending plan survives");
+        assert_eq!(review_comment(&db, "r", "", 7).expect("reviews"), Some(42), "the review comment survives");
+        assert!(audit_verify(&db).expect("verify").ok);
+        assert!(run_history(&db, "infra", 10).expect("the new table").is_empty());
+        record_run(&db, &RunRecord { repo: "infra".into(), finished_at: "t".into(), trigger: "poll".into(), ok: true, ..RunRecord::default() }, 500)
+            .expect("record");
+        assert_eq!(run_history(&db, "infra", 10).expect("read").len(), 1);
     }
 
     #[test]
