@@ -253,8 +253,8 @@ async fn an_out_of_band_change_is_rechecked_through_the_event_feed_before_the_ne
 
     // An approval recorded by the CLI on the same state database is picked up within seconds.
     env.client.patch(Kind::Vm, &env.vm, &json!({"memory_gb": 6}), None).await.expect("out-of-band change");
-    let repo = env.wait_for(&serve, "the second drift", |r| pending(r) == 1).await;
-    let id = repo["pending_approvals"][0]["id"].as_str().expect("a drift id").to_string();
+    let second = env.wait_for(&serve, "the second drift", |r| pending(r) == 1).await;
+    let id = second["pending_approvals"][0]["id"].as_str().expect("a drift id").to_string();
     let out = Command::new(env!("CARGO_BIN_EXE_novacron-reconcile"))
         .args(["approve", &id, "--actor", "alice", "--state"])
         .arg(env.state())
