@@ -1,5 +1,6 @@
-//! Test fixtures for the integration tests: the platform, a desired-state repo behind a bare remote, the binary, a recording forge.
+//! Test fixtures for the integration tests: the platform, a desired-state repo behind a bare remote, the binary, a recording forge, a headless Chromium.
 
+pub mod browser;
 pub mod forge;
 pub mod smart_http;
 pub mod terraform;
