@@ -142,10 +142,10 @@ async fn open(page: &Page, console: &Console, path: &str, kind: &str) {
     assert_eq!(shown, json!(kind), "{path} is the {kind} page");
 }
 
-/// A screenshot of the viewport as `<target>/screenshots/console-<name>.png`.
+/// A screenshot of the page (up to 2,400 px tall) as `<target>/screenshots/console-<name>.png`.
 async fn shoot(page: &Page, name: &str) -> PathBuf {
     let path = screenshot_dir().join(format!("console-{name}.png"));
-    page.screenshot(&path).await.expect("screenshot");
+    page.screenshot_full(&path, 2400.0).await.expect("screenshot");
     path
 }
 
@@ -223,6 +223,7 @@ async fn the_console_shows_live_drift_diff_and_actor_approves_with_csrf_and_rend
 
     // Sign in, then approve the critical drift from its form.
     open(&page, &console, "/signin", "signin").await;
+    let signin = shoot(&page, "signin").await;
     page.fill("#signin input[name=name]", "alice").await.expect("fill name");
     page.fill("#signin input[name=token]", ADMIN).await.expect("fill token");
     page.click_and_wait("#signin [type=submit]").await.expect("sign in");
@@ -267,7 +268,7 @@ async fn the_console_shows_live_drift_diff_and_actor_approves_with_csrf_and_rend
     assert!(page.eval(approvals).await.expect("eval").as_u64().is_some_and(|n| n >= 1), "the audit log names alice as the approver");
     let audit = shoot(&page, "audit").await;
 
-    update_docs_images(&[("overview", overview), ("repo", repo_shot), ("audit", audit)]);
+    update_docs_images(&[("overview", overview), ("repo", repo_shot), ("audit", audit), ("signin", signin)]);
     drop(browser);
     console.stop().await;
 }

@@ -449,7 +449,20 @@ impl Page {
 
     /// A PNG of the viewport, written to `path` (parent directories made).
     pub async fn screenshot(&self, path: &Path) -> Result<(), CdpError> {
-        let shot = self.call("Page.captureScreenshot", json!({"format": "png"})).await?;
+        self.capture(path, json!({"format": "png"})).await
+    }
+
+    /// A PNG of the whole page, beyond the viewport (at most `max_height` CSS pixels tall).
+    pub async fn screenshot_full(&self, path: &Path, max_height: f64) -> Result<(), CdpError> {
+        let metrics = self.call("Page.getLayoutMetrics", json!({})).await?;
+        let size = &metrics["cssContentSize"];
+        let (width, height) = (size["width"].as_f64().unwrap_or(1280.0), size["height"].as_f64().unwrap_or(900.0).min(max_height));
+        let clip = json!({"x": 0, "y": 0, "width": width, "height": height, "scale": 1});
+        self.capture(path, json!({"format": "png", "captureBeyondViewport": true, "clip": clip})).await
+    }
+
+    async fn capture(&self, path: &Path, params: Value) -> Result<(), CdpError> {
+        let shot = self.call("Page.captureScreenshot", params).await?;
         let data = shot["data"].as_str().ok_or_else(|| bad_reply("Page.captureScreenshot", &json!("no data")))?;
         let png = base64::engine::general_purpose::STANDARD
             .decode(data)
