@@ -12,9 +12,13 @@ mod git_cli;
 use git_cli::git;
 #[path = "support/serve_child.rs"]
 mod serve_child;
-use serve_child::{deliver_push, spawn_serve};
 
-use std::path::{Path, PathBuf};
+#[path = "support/tools.rs"]
+mod tools;
+use serve_child::{deliver_push, spawn_serve};
+use tools::{env_or, tools};
+
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -24,27 +28,6 @@ use serde_json::{Value, json};
 
 const SECRET: &str = "bench-webhook-secret";
 const WORKSPACE: &str = "bench";
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
-}
-
-/// Terraform and the provider binary, or why not.
-fn tools() -> Result<(PathBuf, PathBuf), String> {
-    let root = workspace_root();
-    let terraform = std::env::var_os("NOVACRON_TERRAFORM").map(PathBuf::from).unwrap_or_else(|| root.join("acceptance/.tools/bin/terraform-1.15.5"));
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(|t| root.join(t)).unwrap_or_else(|| root.join("target"));
-    let provider = ["release", "debug"].iter().map(|p| target.join(p).join("terraform-provider-novacron")).find(|p| p.is_file());
-    match (terraform.is_file(), provider) {
-        (true, Some(provider)) => Ok((terraform, provider)),
-        (false, _) => Err(format!("{} is missing: run `bash acceptance/install-terraform.sh` or set NOVACRON_TERRAFORM", terraform.display())),
-        (_, None) => Err("the provider is not built: run `cargo build --release -p terraform-provider-novacron`".into()),
-    }
-}
 
 /// The desired state: one network and `vms` VMs from a tfvars map (the first `bumped` with 8 GB), state in the platform.
 fn write_repo(dir: &Path, endpoint: &str, vms: u64, bumped: u64) {
