@@ -26,7 +26,7 @@ use anyhow::Context;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use auth::ApiKey;
+pub use auth::{ApiKey, Scope, Scopes};
 pub use tfstate::{DEFAULT_RETENTION as DEFAULT_STATE_RETENTION, MAX_STATE_BYTES};
 
 /// Everything a platform needs to start.
@@ -84,7 +84,9 @@ pub struct RunningPlatform {
 /// Opens the store, binds the listener and starts serving.
 pub async fn start(config: PlatformConfig) -> anyhow::Result<RunningPlatform> {
     if config.api_keys.is_empty() {
-        anyhow::bail!("no API keys: pass --api-key NAME:SECRET or set NOVACRON_PLATFORM_API_KEYS=NAME:SECRET[,NAME:SECRET]");
+        anyhow::bail!(
+            "no API keys: pass --api-keys-file FILE (lines NAME:sha256:<hex>[:SCOPES]), --api-key NAME:SECRET[:SCOPES], or set NOVACRON_PLATFORM_API_KEYS=NAME:SECRET[:SCOPES][;NAME:SECRET[:SCOPES]]"
+        );
     }
     if !(0.0..=1.0).contains(&config.chaos_error_rate) {
         anyhow::bail!("--chaos-error-rate must be between 0 and 1, not {}", config.chaos_error_rate);

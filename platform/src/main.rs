@@ -5,23 +5,33 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
+use anyhow::Context;
+use clap::{Parser, Subcommand};
 use novacron_platform::{ApiKey, PlatformConfig};
 
 /// Reference server for the NovaCron platform API v1, with an embedded SQLite store.
 #[derive(Parser)]
 #[command(version, about)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Address to listen on (port 0 picks a free port; the bound address is printed).
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
     /// Directory for the SQLite database (created if missing).
     #[arg(long, default_value = "./.novacron")]
     data: PathBuf,
-    /// API key as NAME:SECRET; repeatable. NAME is the actor recorded in events.
-    #[arg(long = "api-key", value_name = "NAME:SECRET")]
+    /// API key as NAME:SECRET[:SCOPES], SCOPES a comma list of read, write, state (default all
+    /// three); repeatable. NAME is the actor recorded in events. Visible in the process list:
+    /// prefer --api-keys-file.
+    #[arg(long = "api-key", value_name = "NAME:SECRET[:SCOPES]")]
     api_keys: Vec<String>,
-    /// Comma-separated NAME:SECRET keys, used when no --api-key is given.
+    /// File of hashed keys, one NAME:sha256:<64 hex>[:SCOPES] per line (`#` comments and blank
+    /// lines allowed); build a digest with `novacron-platform hash-key`.
+    #[arg(long = "api-keys-file", value_name = "FILE")]
+    api_keys_file: Option<PathBuf>,
+    /// Keys separated by `;` or whitespace, each NAME:SECRET[:SCOPES] (a plain comma list of
+    /// NAME:SECRET works too); used when neither --api-key nor --api-keys-file is given.
     #[arg(long, env = "NOVACRON_PLATFORM_API_KEYS", hide_env_values = true, value_name = "KEYS")]
     api_keys_env: Option<String>,
     /// Milliseconds a VM stays `provisioning` (and `deleting`).
@@ -47,8 +57,28 @@ struct Args {
     log_format: String,
 }
 
+/// Subcommands beside serving.
+#[derive(Subcommand)]
+enum Command {
+    /// Reads a secret on stdin (one trailing newline is dropped) and prints `sha256:<hex>`, the
+    /// digest a line of --api-keys-file holds: `NAME:$(novacron-platform hash-key < secret):read`.
+    HashKey,
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(Command::HashKey) = args.command {
+        return match hash_key() {
+            Ok(digest) => {
+                println!("{digest}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("novacron-platform hash-key: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     init_logging(&args.log_format);
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
@@ -70,10 +100,31 @@ fn init_logging(format: &str) {
     }
 }
 
+/// The digest of the secret on stdin, refused when the secret would be refused as a key.
+fn hash_key() -> anyhow::Result<String> {
+    let mut input = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin(), &mut input).context("cannot read the secret from stdin")?;
+    let secret = input.strip_suffix('\n').map(|s| s.strip_suffix('\r').unwrap_or(s)).unwrap_or(&input);
+    if secret.len() < 8 {
+        anyhow::bail!("the secret on stdin is shorter than 8 characters; use a longer one (e.g. printf %s \"$SECRET\" | novacron-platform hash-key)");
+    }
+    Ok(novacron_platform::auth::hash_secret(secret))
+}
+
 fn config(args: &Args) -> anyhow::Result<PlatformConfig> {
     let mut api_keys = Vec::new();
+    if let Some(path) = &args.api_keys_file {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).with_context(|| format!("--api-keys-file: cannot read {origin}"))?;
+        api_keys = ApiKey::parse_file(&origin, &text).map_err(|e| anyhow::anyhow!("--api-keys-file: {e}"))?;
+        if api_keys.is_empty() {
+            anyhow::bail!("--api-keys-file: {origin} holds no keys; add NAME:sha256:<hex>[:SCOPES] lines (novacron-platform hash-key prints the digest)");
+        }
+    }
     for spec in &args.api_keys {
-        api_keys.push(ApiKey::parse(spec).map_err(|e| anyhow::anyhow!("--api-key: {e}"))?);
+        let key = ApiKey::parse(spec).map_err(|e| anyhow::anyhow!("--api-key: {e}"))?;
+        tracing::warn!(key = %key.name, "--api-key puts the secret in the process list; prefer --api-keys-file with a hashed key");
+        api_keys.push(key);
     }
     if api_keys.is_empty()
         && let Some(list) = &args.api_keys_env

@@ -30,6 +30,9 @@ pub struct Gauge {
 #[derive(Default)]
 pub struct Metrics {
     series: Mutex<BTreeMap<(String, String, u16), Series>>,
+    /// Calls refused for a missing key scope, by key name and missing scope (both bounded:
+    /// key names come from the configuration).
+    denied: Mutex<BTreeMap<(String, &'static str), u64>>,
 }
 
 impl Metrics {
@@ -44,6 +47,12 @@ impl Metrics {
                 s.buckets[i] += 1;
             }
         }
+    }
+
+    /// Records one call refused because the key lacks `scope`.
+    pub fn record_denied(&self, key: &str, scope: &'static str) {
+        let mut denied = self.denied.lock().unwrap_or_else(|p| p.into_inner());
+        *denied.entry((key.to_string(), scope)).or_default() += 1;
     }
 
     /// Prometheus exposition text, with `gauges` appended (grouped by name in the given order).
@@ -65,6 +74,12 @@ impl Metrics {
             let _ = writeln!(out, "novacron_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}", v.count);
             let _ = writeln!(out, "novacron_http_request_duration_seconds_sum{{{labels}}} {}", v.sum);
             let _ = writeln!(out, "novacron_http_request_duration_seconds_count{{{labels}}} {}", v.count);
+        }
+        drop(series);
+        out.push_str("# HELP novacron_auth_denied_total Calls refused because the API key lacks the scope, by key name and missing scope.\n");
+        out.push_str("# TYPE novacron_auth_denied_total counter\n");
+        for ((key, scope), count) in self.denied.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let _ = writeln!(out, "novacron_auth_denied_total{{key=\"{key}\",scope=\"{scope}\"}} {count}");
         }
         let mut last_name = "";
         for Gauge { name, help, labels, value } in gauges {
@@ -89,10 +104,13 @@ mod tests {
         let m = Metrics::default();
         m.observe("GET", "/v1/vms/{id}", 200, 0.002);
         m.observe("GET", "/v1/vms/{id}", 200, 0.2);
+        m.record_denied("reader", "write");
+        m.record_denied("reader", "write");
         let text = m.render(&[Gauge { name: "novacron_objects", help: "Objects stored.", labels: vec![("kind", "vms".into())], value: 2.0 }]);
         assert!(text.contains("novacron_http_requests_total{method=\"GET\",route=\"/v1/vms/{id}\",status=\"200\"} 2"));
         assert!(text.contains("le=\"0.0025\"} 1"));
         assert!(text.contains("le=\"+Inf\"} 2"));
         assert!(text.contains("novacron_objects{kind=\"vms\"} 2"));
+        assert!(text.contains("novacron_auth_denied_total{key=\"reader\",scope=\"write\"} 2"));
     }
 }

@@ -23,6 +23,17 @@ pub enum ApiError {
         /// Whether the route takes basic auth.
         basic: bool,
     },
+    /// The key authenticated but lacks the scope the call needs (403). Names the key, never
+    /// its secret.
+    #[error("API key {key:?} lacks the scope {missing}")]
+    MissingScope {
+        /// The key's name.
+        key: String,
+        /// The scope the call needs.
+        missing: crate::auth::Scope,
+        /// The scopes the key has.
+        has: crate::auth::Scopes,
+    },
     /// An enabled policy in `block` mode denied the write (403).
     #[error("denied by policy: {}", .violations.iter().map(|(p, m)| format!("{p}: {m}")).collect::<Vec<_>>().join("; "))]
     PolicyDenied {
@@ -130,7 +141,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
-            ApiError::PolicyDenied { .. } => StatusCode::FORBIDDEN,
+            ApiError::MissingScope { .. } | ApiError::PolicyDenied { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
@@ -147,6 +158,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest { .. } => "bad-request",
             ApiError::Unauthorized { .. } => "unauthorized",
+            ApiError::MissingScope { .. } => "missing-scope",
             ApiError::PolicyDenied { .. } => "policy-denied",
             ApiError::NotFound { .. } => "not-found",
             ApiError::MethodNotAllowed { .. } => "method-not-allowed",
@@ -173,6 +185,9 @@ impl ApiError {
                     .to_string(),
                 vec![],
             ),
+            ApiError::MissingScope { key, missing, has } => {
+                (format!("API key {key:?} lacks the scope \"{missing}\" (it has {has}); use a key with {missing}, or add the scope to this key"), vec![])
+            }
             ApiError::PolicyDenied { violations } => (
                 format!("denied by {} policy violation(s)", violations.len()),
                 violations.iter().map(|(p, m)| ProblemField { field: format!("policy/{p}"), message: m.clone() }).collect(),
@@ -241,7 +256,7 @@ impl IntoResponse for ApiError {
             }
             ApiError::Unauthorized { basic } => {
                 if *basic {
-                    headers.append(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"novacron terraform state\", charset=\"UTF-8\""));
+                    headers.append(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"novacron\", charset=\"UTF-8\""));
                 }
                 headers.append(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"novacron\""));
             }

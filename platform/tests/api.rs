@@ -7,6 +7,9 @@ use novacron_client::{Client, ClientConfig, Deleted, Error, Kind, ListQuery, Obj
 use novacron_platform::{PlatformConfig, RunningPlatform, TEST_API_KEY, start};
 use serde_json::{Value, json};
 
+#[path = "api/scopes.rs"]
+mod scopes;
+
 struct Harness {
     platform: RunningPlatform,
     client: Client,

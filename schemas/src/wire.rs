@@ -13,7 +13,9 @@ pub struct Event {
     /// The name of the API key that caused it, `platform` for changes the platform makes
     /// itself, or `policy:<name>` for audit records.
     pub actor: String,
-    /// `create`, `update`, `delete`, `provisioned`, `deleted`, `audit`, or (kind `tfstate`) `force-unlock`.
+    /// `create`, `update`, `delete`, `provisioned`, `deleted`, `audit`, (kind `tfstate`)
+    /// `force-unlock`, or (kind `auth`, `id` and `name` the key's name) `denied`: a call refused
+    /// because the key lacks a scope, the method, path and missing scope in `detail`.
     pub action: String,
     /// The kind's collection, e.g. `vms`; `tfstate` for Terraform state events, whose `id` and
     /// `name` are the workspace. Consumers skip kinds they do not know.
@@ -22,7 +24,7 @@ pub struct Event {
     pub id: String,
     /// The object's name.
     pub name: String,
-    /// Extra text: the violations of an `audit` record.
+    /// Extra text: the violations of an `audit` record, what a `denied` call asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
 }

@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 
 use crate::app::App;
-use crate::auth::{authenticate, presented_key};
+use crate::auth::{ApiKey, Scope, authenticate, presented_key, required_scope};
 use crate::problem::ApiError;
 
 /// The authenticated caller: the NAME of the API key used.
@@ -44,8 +44,10 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
-/// Authentication, then the rate limit, then chaos: for every `/v1` call. The Terraform state
-/// routes also take the key as the basic-auth password, which is all Terraform's http backend sends.
+/// Authentication, then the rate limit, then the key's scopes, then chaos: for every `/v1`
+/// call. The Terraform state routes also take the key as the basic-auth password, which is all
+/// Terraform's http backend sends. The scope check comes after the rate limit, so refused calls
+/// are limited like any other (each one is recorded).
 async fn guard(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
     let basic = req.uri().path().starts_with("/v1/tfstate/");
     let token = presented_key(req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()), basic).unwrap_or_default();
@@ -58,6 +60,13 @@ async fn guard(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Res
     {
         return ApiError::RateLimited { retry_after_secs }.into_response();
     }
+    let method = req.method().as_str().to_string();
+    let dry_run = matches!(objects::dry_run_flag(req.uri().query()), Ok(true));
+    let needed = required_scope(&method, req.uri().path(), dry_run);
+    if !key.scopes.contains(needed) {
+        record_denial(&app, key, needed, &method, req.uri().path());
+        return ApiError::MissingScope { key: key.name.clone(), missing: needed, has: key.scopes }.into_response();
+    }
     if !app.chaos.latency.is_zero() {
         tokio::time::sleep(app.chaos.latency).await;
     }
@@ -65,6 +74,29 @@ async fn guard(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Res
         return ApiError::Unavailable { detail: "injected failure (--chaos-error-rate); the request was not applied, retry it".into() }.into_response();
     }
     next.run(req).await
+}
+
+/// Longest request path kept in a denial's event detail.
+const MAX_DENIED_PATH: usize = 200;
+
+/// Records a call refused for a missing scope: a warning in the log, the
+/// `novacron_auth_denied_total` counter, and a `denied` event of kind `auth` in the change
+/// feed. Terraform's http backend shows only "invalid auth" for a 403, so this record is where
+/// the detail is found. The kind `auth` names no object: feed consumers skip it, and the
+/// reconciler's `changed_by` (which looks only at create/update/delete) never picks it up.
+fn record_denial(app: &App, key: &ApiKey, needed: Scope, method: &str, path: &str) {
+    let mut shown: String = path.chars().take(MAX_DENIED_PATH).collect();
+    if shown.len() < path.len() {
+        shown.push_str("...");
+    }
+    tracing::warn!(key = %key.name, method, path = %shown, missing = needed.as_str(), has = %key.scopes, "refused: the API key lacks the scope");
+    app.metrics.record_denied(&key.name, needed.as_str());
+    let detail = format!("{method} {shown} needs the scope {needed}; the key has {}", key.scopes);
+    let recorded = app.store.write(|tx| crate::store::q::append_event(tx, &key.name, "denied", "auth", &key.name, &key.name, Some(&detail)));
+    match recorded {
+        Ok(_) => app.notify(),
+        Err(e) => tracing::error!(error = %e, key = %key.name, "cannot record a refused call in the event feed"),
+    }
 }
 
 /// Route label for metrics: the matched pattern with the collection filled in, so

@@ -216,8 +216,8 @@ pub(super) async fn create(
     let dry_run = dry_run_flag(raw.as_deref())?;
     let value = json_body(&headers, body).await?;
     if dry_run {
-        // Key scopes: a dry run needs only `read` (a real create needs `write`); check it here
-        // once keys carry scopes. An Idempotency-Key is ignored: neither consulted nor recorded.
+        // A dry run needs only `read` (a real create needs `write`): the guard checked it
+        // (`auth::required_scope`). An Idempotency-Key is ignored: neither consulted nor recorded.
         return Ok(rehearsal_response(&app.rehearse_create(kind, &value)?));
     }
     let key = match headers.get("idempotency-key") {
@@ -270,8 +270,8 @@ pub(super) async fn update(
     };
     let patch = json_body(&headers, body).await?;
     if dry_run {
-        // Key scopes: a dry run needs only `read` (a real patch needs `write`); check it here
-        // once keys carry scopes.
+        // A dry run needs only `read` (a real patch needs `write`): the guard checked it
+        // (`auth::required_scope`).
         return Ok(rehearsal_response(&app.rehearse_update(kind, &id, &patch, if_match)?));
     }
     let written = app.update(kind, &actor.0, &id, &patch, if_match)?;
