@@ -197,7 +197,9 @@ fn spawn_serve(config: &Path, terraform: &Path, provider: &Path) -> (Child, Stri
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pull_requests_get_one_graded_comment_a_policy_preview_and_approvals_from_writers() {
     let Some((terraform, provider)) = support::terraform::tools("pull request review scenario") else { return };
-    let env = Env::start_with_keys(&config(2, 4), &[REVIEW_KEY]).await;
+    // The review key can read and read state, nothing else: pull-request plans need no more.
+    let scoped = format!("{}:read,state", REVIEW_KEY.1);
+    let env = Env::start_with_keys(&config(2, 4), &[(REVIEW_KEY.0, scoped.as_str())]).await;
     let forge = MockForge::start().await;
     forge.set_permission("alice", "write");
     forge.set_permission("mallory", "read");
@@ -408,4 +410,14 @@ async fn pull_requests_get_one_graded_comment_a_policy_preview_and_approvals_fro
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "main has nothing to change: {text}");
     assert!(text.contains("no changes"), "{text}");
+
+    // `drift` with that read-and-state key works too: detection needs no write scope.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_novacron-reconcile"))
+        .args(["drift", "--repo", &repo_url, "--workspace", "prod", "--format", "json"])
+        .env("NOVACRON_API_KEY", REVIEW_KEY.1)
+        .env("NOVACRON_ENDPOINT", &t.env.endpoint)
+        .env("NOVACRON_CACHE_DIR", t.env.dir().join("cli-cache"))
+        .output()
+        .expect("drift runs");
+    assert!(matches!(out.status.code(), Some(0 | 2)), "drift with a read,state key: {}", String::from_utf8_lossy(&out.stderr));
 }
