@@ -8,6 +8,7 @@ use crate::headers;
 use crate::object::{Object, Response};
 use crate::request::Call;
 use crate::retry::Outcome;
+use crate::trust;
 
 /// A raw answer, before decoding.
 pub(crate) struct Answer {
@@ -29,6 +30,11 @@ pub(crate) fn transport_failure(call: &Call, source: reqwest::Error) -> (Error, 
     let (method, path) = (call.verb.as_str(), call.path.clone());
     if source.is_timeout() {
         return (Error::Timeout { method, path, after: call.timeout }, Outcome::Interrupted);
+    }
+    if let Some(problem) = trust::certificate_problem(&source) {
+        // The origin only: the certificate belongs to the host, not to the path.
+        let endpoint = source.url().map(|u| u.origin().ascii_serialization()).unwrap_or_default();
+        return (Error::Certificate { method, path, endpoint, problem }, Outcome::Fatal);
     }
     let outcome = if source.is_builder() {
         Outcome::Fatal

@@ -16,6 +16,7 @@ use crate::object::{Deleted, EventBatch, ListQuery, Object, Page, Response, Wire
 use crate::request::{Call, IDEMPOTENCY_KEY, JSON, MERGE_PATCH, Verb, new_idempotency_key, quote_etag};
 use crate::retry::{Outcome, Retry, RetryBudget, RetryPolicy};
 use crate::tfstate::{LockInfo, StateVersion, TerraformState, WireVersions};
+use crate::trust;
 
 /// The page size `list_all` asks for.
 const LIST_ALL_PAGE_SIZE: u32 = 500;
@@ -50,13 +51,21 @@ impl Client {
         let mut default_headers = HeaderMap::new();
         default_headers.insert(AUTHORIZATION, valid.authorization);
         default_headers.insert(ACCEPT, HeaderValue::from_static("application/json, application/problem+json"));
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .user_agent(valid.user_agent)
             .default_headers(default_headers)
             // The API never redirects; following one could hand the key to another host.
-            .redirect(redirect::Policy::none())
-            .build()
-            .map_err(|e| Error::Config(format!("could not build the HTTP client: {e}")))?;
+            .redirect(redirect::Policy::none());
+        if let Some(path) = &config.ca_file {
+            for cert in trust::ca_bundle(path)? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        if config.insecure {
+            tracing::warn!(endpoint = %valid.endpoint, "insecure: the server's TLS certificate is not checked; anyone on the path can read the API key");
+            builder = builder.danger_accept_invalid_certs(true);
+        }
+        let http = builder.build().map_err(|e| Error::Config(format!("could not build the HTTP client: {e}")))?;
         Ok(Client {
             inner: Arc::new(Inner {
                 http,

@@ -1,6 +1,7 @@
 //! Client settings, and their validation into the base URL and credentials a client uses.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use reqwest::Url;
@@ -26,6 +27,11 @@ pub struct ClientConfig {
     pub max_retries: u32,
     /// The `User-Agent` header; default `novacron-client/<version>`.
     pub user_agent: String,
+    /// PEM bundle of CA certificates trusted besides the built-in roots (a private CA).
+    pub ca_file: Option<PathBuf>,
+    /// Accept any server certificate. Only for trying things out: a warning is logged for
+    /// every client built with it.
+    pub insecure: bool,
 }
 
 impl ClientConfig {
@@ -37,6 +43,8 @@ impl ClientConfig {
             timeout: DEFAULT_TIMEOUT,
             max_retries: DEFAULT_MAX_RETRIES,
             user_agent: concat!("novacron-client/", env!("CARGO_PKG_VERSION")).to_string(),
+            ca_file: None,
+            insecure: false,
         }
     }
 
@@ -69,6 +77,8 @@ impl fmt::Debug for ClientConfig {
             .field("timeout", &self.timeout)
             .field("max_retries", &self.max_retries)
             .field("user_agent", &self.user_agent)
+            .field("ca_file", &self.ca_file)
+            .field("insecure", &self.insecure)
             .finish()
     }
 }

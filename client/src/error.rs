@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::trust::CertificateProblem;
+
 /// How many characters of a non-problem error body are kept in [`Problem::detail`].
 const MAX_PLAIN_DETAIL: usize = 300;
 
@@ -110,6 +112,18 @@ pub enum Error {
         path: String,
         /// The underlying HTTP client error.
         source: reqwest::Error,
+    },
+    /// The server's TLS certificate did not verify; retrying cannot help.
+    #[error("{method} {path}: the certificate of {endpoint} {problem}")]
+    Certificate {
+        /// The HTTP method of the call.
+        method: &'static str,
+        /// The request path (and query).
+        path: String,
+        /// `https://host:port` of the server.
+        endpoint: String,
+        /// Why the certificate was refused.
+        problem: CertificateProblem,
     },
     /// No complete answer arrived within the per-attempt timeout.
     #[error("{method} {path}: no answer within {after:?}")]
@@ -226,6 +240,7 @@ impl Error {
                 _ => "client_error",
             },
             Error::Transport { .. } => "transport",
+            Error::Certificate { .. } => "certificate",
             Error::Timeout { .. } => "timeout",
             Error::Decode { .. } => "decode",
             Error::RetriesExhausted { .. } => "retries_exhausted",

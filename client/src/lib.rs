@@ -20,6 +20,9 @@
 //! share one retry budget (a token bucket: 20 tokens, 0.2 earned per call, 1 spent per
 //! retry), so an outage adds bounded load. Neither the API key nor request bodies ever
 //! appear in errors, logs or Debug output.
+//!
+//! HTTPS: the server certificate is checked against the built-in (webpki) roots plus
+//! [`ClientConfig::ca_file`]; a refused certificate is [`Error::Certificate`], never retried.
 
 #![allow(clippy::result_large_err, reason = "Error::Api carries the whole Problem, as the API contract fixes; errors are the cold path")]
 
@@ -36,6 +39,7 @@ mod retry;
 #[cfg(test)]
 mod test_server;
 mod tfstate;
+mod trust;
 
 pub use client::Client;
 pub use config::{ClientConfig, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT};
@@ -44,3 +48,4 @@ pub use error::{Error, Problem, ProblemField};
 pub use novacron_schemas::Kind;
 pub use object::{Deleted, Event, EventBatch, ListQuery, Object, Page, Response};
 pub use tfstate::{LockInfo, StateVersion, TerraformState};
+pub use trust::CertificateProblem;

@@ -16,6 +16,7 @@ mod store;
 mod templates;
 mod tfstate;
 mod time;
+mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -28,6 +29,7 @@ use tokio::task::JoinHandle;
 
 pub use auth::{ApiKey, Scope, Scopes};
 pub use tfstate::{DEFAULT_RETENTION as DEFAULT_STATE_RETENTION, MAX_STATE_BYTES};
+pub use tls::{TlsError, TlsFiles};
 
 /// Everything a platform needs to start.
 #[derive(Debug, Clone)]
@@ -50,6 +52,8 @@ pub struct PlatformConfig {
     pub chaos_seed: u64,
     /// Terraform state versions kept per workspace (`--state-retention`), at least 1.
     pub state_retention: usize,
+    /// Serve HTTPS with these files (`--tls-cert`, `--tls-key`); plain HTTP when `None`.
+    pub tls: Option<TlsFiles>,
 }
 
 /// The API key [`PlatformConfig::for_tests`] accepts, as `NAME:SECRET`.
@@ -69,6 +73,7 @@ impl PlatformConfig {
             chaos_latency: Duration::ZERO,
             chaos_seed: 0,
             state_retention: tfstate::DEFAULT_RETENTION,
+            tls: None,
         }
     }
 }
@@ -79,6 +84,7 @@ pub struct RunningPlatform {
     app: Arc<app::App>,
     stop: Option<oneshot::Sender<()>>,
     server: JoinHandle<std::io::Result<()>>,
+    tls: Option<Arc<tls::ReloadableCert>>,
 }
 
 /// Opens the store, binds the listener and starts serving.
@@ -97,6 +103,8 @@ pub async fn start(config: PlatformConfig) -> anyhow::Result<RunningPlatform> {
     if config.state_retention == 0 {
         anyhow::bail!("--state-retention must be at least 1 (the current state is a stored version), not 0");
     }
+    // Before binding, so that bad certificate files stop the start with nothing half-open.
+    let tls = config.tls.clone().map(tls::ReloadableCert::open).transpose()?.map(Arc::new);
     let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
     let store = store::Store::open(&config.data_dir)?;
@@ -104,14 +112,17 @@ pub async fn start(config: PlatformConfig) -> anyhow::Result<RunningPlatform> {
     app.resume()?;
     let router = api::router(app.clone());
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            })
-            .await
-    });
-    Ok(RunningPlatform { addr, app, stop: Some(stop), server })
+    let server = match &tls {
+        Some(cert) => tokio::spawn(tls::serve(listener, router, cert.server_config(), stopped)),
+        None => tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .await
+        }),
+    };
+    Ok(RunningPlatform { addr, app, stop: Some(stop), server, tls })
 }
 
 impl RunningPlatform {
@@ -120,9 +131,24 @@ impl RunningPlatform {
         self.addr
     }
 
-    /// `http://<addr>`.
+    /// `http://<addr>`, or `https://<addr>` when serving TLS.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// Whether the platform serves HTTPS.
+    pub fn serves_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Reads the certificate files again (SIGHUP): new connections get the new certificate,
+    /// open ones keep theirs. On error the certificate in use stays. Without TLS, nothing to do.
+    pub fn reload_tls(&self) -> Result<(), TlsError> {
+        match &self.tls {
+            Some(cert) => cert.reload(),
+            None => Ok(()),
+        }
     }
 
     /// Stops accepting connections, lets in-flight requests finish, and stops background work

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use novacron_platform::{ApiKey, PlatformConfig};
+use novacron_platform::{ApiKey, PlatformConfig, TlsFiles};
 
 /// Reference server for the NovaCron platform API v1, with an embedded SQLite store.
 #[derive(Parser)]
@@ -52,6 +52,12 @@ struct Args {
     /// Terraform state versions kept per workspace under /v1/tfstate (older ones are dropped).
     #[arg(long, default_value_t = novacron_platform::DEFAULT_STATE_RETENTION, value_name = "N")]
     state_retention: usize,
+    /// PEM certificate (then its chain) to serve HTTPS with; needs --tls-key. Reread on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert. Reread on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
     /// Log format.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -131,6 +137,12 @@ fn config(args: &Args) -> anyhow::Result<PlatformConfig> {
     {
         api_keys = ApiKey::parse_list(list).map_err(|e| anyhow::anyhow!("NOVACRON_PLATFORM_API_KEYS: {e}"))?;
     }
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert: cert.clone(), key: key.clone() }),
+        (None, None) => None,
+        (Some(_), None) => anyhow::bail!("--tls-cert needs --tls-key: pass the certificate's private key too (or neither for plain HTTP)"),
+        (None, Some(_)) => anyhow::bail!("--tls-key needs --tls-cert: pass the certificate too (or neither for plain HTTP)"),
+    };
     Ok(PlatformConfig {
         listen: args.listen,
         data_dir: args.data.clone(),
@@ -141,6 +153,7 @@ fn config(args: &Args) -> anyhow::Result<PlatformConfig> {
         chaos_latency: Duration::from_millis(args.chaos_latency_ms),
         chaos_seed: args.chaos_seed,
         state_retention: args.state_retention,
+        tls,
     })
 }
 
@@ -153,16 +166,34 @@ fn run(args: Args) -> anyhow::Result<()> {
         // The first stdout line is a contract for scripts and tests that start us on port 0.
         println!("novacron-platform listening on {}", platform.endpoint());
         tracing::info!(endpoint = %platform.endpoint(), data = %data, "serving");
-        tokio::select! {
-            result = platform.wait() => result,
-            signal = shutdown_signal() => {
-                tracing::info!(signal, "shutting down: finishing in-flight requests");
-                platform.shutdown().await?;
-                tracing::info!("stopped");
-                Ok(())
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        let shutdown = shutdown_signal();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                result = platform.wait() => return result,
+                _ = hangup.recv() => reload_certificate(&platform),
+                signal = &mut shutdown => {
+                    tracing::info!(signal, "shutting down: finishing in-flight requests");
+                    platform.shutdown().await?;
+                    tracing::info!("stopped");
+                    return Ok(());
+                }
             }
         }
     })
+}
+
+/// SIGHUP: rereads the certificate files; a failed reload keeps serving the old certificate.
+fn reload_certificate(platform: &novacron_platform::RunningPlatform) {
+    if !platform.serves_tls() {
+        tracing::info!("SIGHUP: serving plain HTTP, no certificate to reload");
+        return;
+    }
+    match platform.reload_tls() {
+        Ok(()) => tracing::info!("SIGHUP: reloaded the TLS certificate; new connections use it"),
+        Err(e) => tracing::error!(error = %e, "SIGHUP: certificate reload failed, still serving the previous certificate"),
+    }
 }
 
 async fn shutdown_signal() -> &'static str {

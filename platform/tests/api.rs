@@ -1,6 +1,9 @@
 //! End-to-end tests of novacron-platform: the real server on 127.0.0.1:0 with a temporary
 //! SQLite database, driven through novacron-client (and raw HTTP for malformed requests).
 
+#[path = "api/tls.rs"]
+mod tls;
+
 use std::time::{Duration, Instant};
 
 use novacron_client::{Client, ClientConfig, Deleted, Error, Kind, ListQuery, Object, PolicyVerdict};

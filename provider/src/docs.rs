@@ -120,6 +120,7 @@ fn index(repo: &Path) -> String {
     out.push_str("- VM create, update and delete wait for the platform within the resource's `timeouts` block (10 minutes by default).\n");
     out.push_str("- `user_data` is sensitive and write-only on the platform: plans show `(sensitive value)`; an out-of-band change is detected through `user_data_sha256`.\n");
     out.push_str("- An admission policy denial fails the apply with an error naming each violated policy and its message.\n");
+    out.push_str("- With an `https://` endpoint the platform's certificate is checked against the public roots plus `ca_file`; a certificate that does not verify fails with one error naming the endpoint and the reason (unknown CA, name mismatch, expired). A `backend \"http\"` on the platform is Terraform's own client, which trusts a private CA only through `SSL_CERT_FILE`.\n");
     out
 }
 

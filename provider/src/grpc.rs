@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::RwLock;
 use std::time::Duration;
 
@@ -73,7 +74,19 @@ impl NovacronProvider {
 /// Builds the client from the provider block, falling back to `env` (the process
 /// environment in production) for the endpoint and key.
 fn configure_client(config: &Val, env: impl Fn(&str) -> Option<String>, diags: &mut Diagnostics) -> Option<Client> {
-    for key in ["endpoint", "api_key", "timeout", "max_retries"] {
+    let cc = client_config(config, env, diags)?;
+    match Client::new(cc) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            diags.error_at(path(&["endpoint"]), "Invalid provider configuration", e.to_string());
+            None
+        }
+    }
+}
+
+/// The client settings of the provider block (with `env` fallbacks); warns when `insecure`.
+fn client_config(config: &Val, env: impl Fn(&str) -> Option<String>, diags: &mut Diagnostics) -> Option<ClientConfig> {
+    for key in ["endpoint", "api_key", "timeout", "max_retries", "ca_file", "insecure"] {
         if config.get(key) == &Val::Unknown {
             diags.error_at(
                 path(&[key]),
@@ -100,13 +113,19 @@ fn configure_client(config: &Val, env: impl Fn(&str) -> Option<String>, diags: &
         cc.max_retries = r as u32;
     }
     cc.user_agent = format!("terraform-provider-novacron/{}", env!("CARGO_PKG_VERSION"));
-    match Client::new(cc) {
-        Ok(c) => Some(c),
-        Err(e) => {
-            diags.error_at(path(&["endpoint"]), "Invalid provider configuration", e.to_string());
-            None
-        }
+    cc.ca_file = config.get("ca_file").as_str().map(str::to_string).or_else(|| env("NOVACRON_CA_FILE")).map(PathBuf::from);
+    cc.insecure = match config.get("insecure") {
+        Val::Bool(b) => *b,
+        _ => env("NOVACRON_INSECURE").is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes")),
+    };
+    if cc.insecure {
+        diags.warning(
+            "TLS certificate not checked",
+            "insecure is set (or NOVACRON_INSECURE): the platform's certificate is not verified, so anyone on the network path can read the API key; \
+             set ca_file to your CA instead",
+        );
     }
+    Some(cc)
 }
 
 #[tonic::async_trait]
@@ -389,5 +408,39 @@ mod tests {
         let unknown = Val::Obj([("endpoint".to_string(), Val::Unknown)].into_iter().collect());
         assert!(configure_client(&unknown, |_| None, &mut diags).is_none());
         assert_eq!(diags.0[0].summary, "Provider setting not known yet");
+    }
+
+    fn block(pairs: &[(&str, Val)]) -> Val {
+        Val::Obj(pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect())
+    }
+
+    #[test]
+    fn ca_file_and_insecure_reach_the_client_config_from_the_block_or_the_environment() {
+        let mut diags = Diagnostics::default();
+        let config = block(&[("api_key", Val::Str("k".into())), ("ca_file", Val::Str("/etc/novacron/ca.pem".into()))]);
+        let cc = client_config(&config, |_| None, &mut diags).expect("a config");
+        assert_eq!(cc.ca_file, Some(PathBuf::from("/etc/novacron/ca.pem")));
+        assert!(!cc.insecure);
+        assert!(diags.0.is_empty(), "{:?}", diags.0);
+
+        let env = |k: &str| match k {
+            "NOVACRON_API_KEY" => Some("k".to_string()),
+            "NOVACRON_CA_FILE" => Some("/from/env.pem".to_string()),
+            "NOVACRON_INSECURE" => Some("true".to_string()),
+            _ => None,
+        };
+        let mut diags = Diagnostics::default();
+        let cc = client_config(&block(&[]), env, &mut diags).expect("a config");
+        assert_eq!(cc.ca_file, Some(PathBuf::from("/from/env.pem")));
+        assert!(cc.insecure);
+        assert_eq!(diags.0.len(), 1);
+        assert_eq!(diags.0[0].severity, diagnostic::Severity::Warning as i32);
+        assert_eq!(diags.0[0].summary, "TLS certificate not checked");
+
+        // The block wins over the environment.
+        let mut diags = Diagnostics::default();
+        let cc = client_config(&block(&[("insecure", Val::Bool(false))]), env, &mut diags).expect("a config");
+        assert!(!cc.insecure);
+        assert!(diags.0.is_empty());
     }
 }

@@ -322,6 +322,18 @@ pub fn provider_block() -> TfBlock {
             attr("api_key", TfType::String, true, "API key. Defaults to the NOVACRON_API_KEY environment variable. Sensitive: never shown."),
             attr("timeout", TfType::Number, false, "Seconds to wait for each API request. Defaults to 30."),
             attr("max_retries", TfType::Number, false, "Retries of a failed idempotent request (with backoff). Defaults to 4."),
+            attr(
+                "ca_file",
+                TfType::String,
+                false,
+                "PEM file of CA certificates to trust for an `https://` endpoint, besides the public roots (a private CA). Defaults to the NOVACRON_CA_FILE environment variable.",
+            ),
+            attr(
+                "insecure",
+                TfType::Bool,
+                false,
+                "Skip checking the platform's TLS certificate. Only for trying things out: every run warns. Defaults to the NOVACRON_INSECURE environment variable, then false.",
+            ),
         ],
         blocks: vec![],
     }

@@ -36,6 +36,10 @@ pub struct SyncArgs {
     /// Platform API endpoint. The API key comes from NOVACRON_API_KEY.
     #[arg(long, env = "NOVACRON_ENDPOINT", default_value = "http://localhost:8080")]
     pub endpoint: String,
+    /// PEM file of CA certificates to trust for an https:// endpoint (a private CA), besides the
+    /// public roots; Terraform runs get it as SSL_CERT_FILE and NOVACRON_CA_FILE.
+    #[arg(long, env = "NOVACRON_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
     /// Set a root variable: NAME=VALUE (repeatable).
     #[arg(long = "var", value_name = "NAME=VALUE")]
     pub vars: Vec<String>,
@@ -233,7 +237,7 @@ pub fn run_sync_cli(args: &SyncArgs) -> anyhow::Result<ExitCode> {
         actor: actor(args.actor.as_ref()),
     };
     let db = StateDb::open(&args.state.state)?;
-    let api = ClientApi::new(&args.endpoint, &api_key)?;
+    let api = ClientApi::with_ca_file(&args.endpoint, &api_key, args.ca_file.as_deref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
     let runner = crate::sync::terraform_runner(&crate::sync::RunnerSettings {
         terraform: args.terraform.clone(),
@@ -241,6 +245,7 @@ pub fn run_sync_cli(args: &SyncArgs) -> anyhow::Result<ExitCode> {
         cache_dir: options.drift.cache_dir.join("terraform"),
         endpoint: args.endpoint.clone(),
         api_key: api_key.clone(),
+        ca_file: args.ca_file.clone(),
     });
     let report = runtime.block_on(run_sync(&options, &api, &db, forge.as_ref().map(|f| f as &dyn Forge), runner.as_deref()))?;
     match args.format {

@@ -1,6 +1,7 @@
 //! Live state: every object of every managed kind, read through the platform API behind a small trait.
 
 use std::future::Future;
+use std::path::Path;
 
 use novacron_client::{Client, ClientConfig, Error as ClientError, Event};
 use novacron_schemas::Kind;
@@ -131,12 +132,27 @@ pub struct ClientApi {
 }
 
 impl ClientApi {
-    /// A client for `endpoint` with `api_key`.
+    /// A client for `endpoint` with `api_key`, trusting the public roots.
     pub fn new(endpoint: &str, api_key: &str) -> Result<ClientApi, LiveError> {
+        ClientApi::with_ca_file(endpoint, api_key, None)
+    }
+
+    /// A client for `endpoint` with `api_key` that also trusts the CA certificates in
+    /// `ca_file` (`--ca-file`, serve key `ca_file`), for the object API and the state backend alike.
+    pub fn with_ca_file(endpoint: &str, api_key: &str, ca_file: Option<&Path>) -> Result<ClientApi, LiveError> {
         let mut config = ClientConfig::new(endpoint, api_key);
         config.max_retries = 2;
+        config.ca_file = ca_file.map(Path::to_path_buf);
         let client = Client::new(config).map_err(|e| LiveError::Config(e.to_string()))?;
-        let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build().map_err(|e| LiveError::Config(e.to_string()))?;
+        let mut http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30));
+        if let Some(path) = ca_file {
+            // Client::new above has read the same file, so its errors were reported there.
+            let pem = std::fs::read(path).map_err(|e| LiveError::Config(format!("--ca-file {}: cannot read it ({e})", path.display())))?;
+            for cert in reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| LiveError::Config(format!("--ca-file {}: {e}", path.display())))? {
+                http = http.add_root_certificate(cert);
+            }
+        }
+        let http = http.build().map_err(|e| LiveError::Config(e.to_string()))?;
         Ok(ClientApi { client, http, api_key: api_key.to_string() })
     }
 }
@@ -215,6 +231,8 @@ fn classify(endpoint: &str, e: &ClientError) -> LiveError {
     match e.status() {
         Some(status @ (401 | 403)) => LiveError::Unauthorized { endpoint, status },
         Some(_) => LiveError::Api { endpoint, detail: e.to_string() },
+        // It is running there, with a certificate this client does not accept; the message says why.
+        None if matches!(e, ClientError::Certificate { .. }) => LiveError::Api { endpoint, detail: e.to_string() },
         None => LiveError::Unreachable { endpoint, detail: e.to_string() },
     }
 }

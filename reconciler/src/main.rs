@@ -57,6 +57,10 @@ struct DriftArgs {
     /// Platform API endpoint. The API key comes from NOVACRON_API_KEY.
     #[arg(long, env = "NOVACRON_ENDPOINT", default_value = "http://localhost:8080")]
     endpoint: String,
+    /// PEM file of CA certificates to trust for an https:// endpoint (a private CA), besides the
+    /// public roots.
+    #[arg(long, env = "NOVACRON_CA_FILE", value_name = "FILE")]
+    ca_file: Option<PathBuf>,
     /// Report format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
@@ -143,7 +147,7 @@ fn run() -> anyhow::Result<ExitCode> {
         workspace: args.workspace.clone(),
         http_address: std::env::var("TF_HTTP_ADDRESS").ok(),
     };
-    let api = ClientApi::new(&args.endpoint, &api_key)?;
+    let api = ClientApi::with_ca_file(&args.endpoint, &api_key, args.ca_file.as_deref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
     let report = runtime.block_on(run_drift(&options, &api))?;
     let rendered = match args.format {

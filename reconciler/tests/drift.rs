@@ -37,6 +37,28 @@ impl Env {
         Env { platform: Some(platform), client, endpoint, dir }
     }
 
+    /// The platform over HTTPS with a certificate for 127.0.0.1 from a fresh CA; returns the CA file.
+    async fn start_https() -> (Env, PathBuf) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().expect("key")).expect("CA");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("params").signed_by(&key, &ca).expect("cert");
+        let (ca_file, cert_file, key_file) = (dir.path().join("ca.pem"), dir.path().join("server.crt"), dir.path().join("server.key"));
+        std::fs::write(&ca_file, ca.pem()).expect("write CA");
+        std::fs::write(&cert_file, cert.pem()).expect("write cert");
+        std::fs::write(&key_file, key.serialize_pem()).expect("write key");
+        let mut config = PlatformConfig::for_tests(dir.path().join("platform"));
+        config.tls = Some(novacron_platform::TlsFiles { cert: cert_file, key: key_file });
+        let platform = novacron_platform::start(config).await.expect("platform starts");
+        let endpoint = platform.endpoint();
+        let mut client_config = ClientConfig::new(endpoint.clone(), TEST_API_KEY.1);
+        client_config.ca_file = Some(ca_file.clone());
+        let client = Client::new(client_config).expect("client");
+        (Env { platform: Some(platform), client, endpoint, dir }, ca_file)
+    }
+
     fn options(&self, repo: &Path) -> DriftOptions {
         DriftOptions {
             repo: repo.display().to_string(),
@@ -402,6 +424,7 @@ async fn binary(env: &Env, args: Vec<String>, api_key: &str) -> (i32, String, St
             .arg(&cache)
             .env("NOVACRON_API_KEY", key)
             .env_remove("NOVACRON_ENDPOINT")
+            .env_remove("NOVACRON_CA_FILE")
             .output()
             .expect("binary runs");
         (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
@@ -578,5 +601,31 @@ async fn bad_git_credentials_are_a_one_line_error_without_the_token() {
         assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
     }
     server.abort();
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_over_https_trusts_the_ca_file_and_names_the_endpoint_without_it() {
+    let (env, ca_file) = Env::start_https().await;
+    assert!(env.endpoint.starts_with("https://"), "{}", env.endpoint);
+    let repo = env.dir.path().join("repo");
+    git2_commit(&repo, &[("main.tf", MAIN_TF)], "desired state");
+    create_main(&env).await;
+    let args = vec!["--repo".to_string(), repo.display().to_string(), "--format".into(), "json".into()];
+
+    let mut with_ca = args.clone();
+    with_ca.extend(["--ca-file".to_string(), ca_file.display().to_string()]);
+    let (code, stdout, stderr) = binary(&env, with_ca, TEST_API_KEY.1).await;
+    // 2: the report names the drift create_main leaves; either way the report was made.
+    assert!(matches!(code, 0 | 2), "a report over HTTPS, exit {code}: {stderr}");
+    assert!(stdout.contains("\"summary\""), "{stdout}");
+    // The library path takes the same file.
+    let api = ClientApi::with_ca_file(&env.endpoint, TEST_API_KEY.1, Some(&ca_file)).expect("api");
+    run_drift(&env.options(&repo), &api).await.expect("drift through ClientApi with the CA");
+
+    let (code, _, stderr) = binary(&env, args, TEST_API_KEY.1).await;
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains(&format!("the certificate of {} is not signed by a trusted CA: pass ca_file / --ca-file with your CA", env.endpoint)), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
     env.stop().await;
 }

@@ -124,6 +124,7 @@ async fn commits_roll_out_through_terraform_drift_is_healed_and_a_conflict_waits
         cache_dir: env.dir().join("tfcache"),
         endpoint: env.endpoint.clone(),
         api_key: TEST_API_KEY.1.to_string(),
+        ca_file: None,
     };
     let started = std::time::Instant::now();
 

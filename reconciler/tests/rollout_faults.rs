@@ -42,6 +42,7 @@ fn settings(env: &Env, terraform: &std::path::Path, provider: &std::path::Path) 
         cache_dir: env.cache_dir().join("terraform"),
         endpoint: env.endpoint.clone(),
         api_key: TEST_API_KEY.1.to_string(),
+        ca_file: None,
     }
 }
 

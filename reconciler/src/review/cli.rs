@@ -30,6 +30,10 @@ pub struct PlanArgs {
     /// Platform API endpoint. The API key comes from NOVACRON_API_KEY (a key that can read is enough).
     #[arg(long, env = "NOVACRON_ENDPOINT", default_value = "http://localhost:8080")]
     pub endpoint: String,
+    /// PEM file of CA certificates to trust for an https:// endpoint (a private CA), besides the
+    /// public roots; Terraform runs get it as SSL_CERT_FILE and NOVACRON_CA_FILE.
+    #[arg(long, env = "NOVACRON_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
     /// Set a root variable: NAME=VALUE (repeatable).
     #[arg(long = "var", value_name = "NAME=VALUE")]
     pub vars: Vec<String>,
@@ -82,7 +86,7 @@ pub fn run_plan_cli(args: &PlanArgs) -> anyhow::Result<ExitCode> {
         http_address: std::env::var("TF_HTTP_ADDRESS").ok(),
     };
     let options = ReviewOptions { head, base: args.base.clone(), pull_request: None };
-    let api = ClientApi::new(&args.endpoint, &api_key)?;
+    let api = ClientApi::with_ca_file(&args.endpoint, &api_key, args.ca_file.as_deref())?;
     let planner = TerraformReviewer {
         settings: RunnerSettings {
             terraform: args.terraform.clone(),
@@ -90,6 +94,7 @@ pub fn run_plan_cli(args: &PlanArgs) -> anyhow::Result<ExitCode> {
             cache_dir: cache_dir.join("terraform"),
             endpoint: args.endpoint.clone(),
             api_key: api_key.clone(),
+            ca_file: args.ca_file.clone(),
         },
         key: review_key(&args.repo, &args.path, None),
     };

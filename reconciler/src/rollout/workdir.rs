@@ -52,12 +52,15 @@ pub struct TerraformSettings {
     pub backend: Backend,
     /// How long Terraform waits for a held state lock before giving up (`-lock-timeout`).
     pub lock_timeout: Duration,
+    /// CA bundle for an https:// endpoint: `SSL_CERT_FILE` for Terraform's own TLS (the http
+    /// state backend), `NOVACRON_CA_FILE` for the provider.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl TerraformSettings {
     /// Settings with the defaults: terraform and the provider found as documented, no lock wait.
     pub fn new(cache_dir: PathBuf, endpoint: String, api_key: String, backend: Backend) -> TerraformSettings {
-        TerraformSettings { binary: None, provider: default_provider(), cache_dir, endpoint, api_key, backend, lock_timeout: Duration::ZERO }
+        TerraformSettings { binary: None, provider: default_provider(), cache_dir, endpoint, api_key, backend, lock_timeout: Duration::ZERO, ca_file: None }
     }
 
     /// The Terraform binary to run: the configured path if it exists (a bare name such as
@@ -86,6 +89,7 @@ impl fmt::Debug for TerraformSettings {
             .field("api_key", &"<redacted>")
             .field("backend", &self.backend)
             .field("lock_timeout", &self.lock_timeout)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -216,6 +220,14 @@ pub fn prepare(settings: &TerraformSettings, key: &str, tree: &dyn SourceTree, p
         ("TF_HTTP_PASSWORD", settings.api_key.clone()),
     ] {
         env.push((k.to_string(), v));
+    }
+    if let Some(ca_file) = &settings.ca_file {
+        // Terraform runs in the module directory: a relative path would point elsewhere there.
+        let ca_file = std::path::absolute(ca_file).unwrap_or_else(|_| ca_file.clone()).display().to_string();
+        // Go's TLS (Terraform's http backend) reads SSL_CERT_FILE instead of the system bundle
+        // file; the system certificate directories are still read.
+        env.push(("SSL_CERT_FILE".to_string(), ca_file.clone()));
+        env.push(("NOVACRON_CA_FILE".to_string(), ca_file));
     }
     Ok(WorkingCopy { root, module_dir, terraform, env, secrets: vec![settings.api_key.clone()], lock_timeout: settings.lock_timeout, init_fingerprint })
 }
@@ -409,6 +421,21 @@ mod tests {
             api_key: "k3y-s3cret".into(),
             backend: Backend::Platform { workspace: "prod".into() },
             lock_timeout: Duration::ZERO,
+            ca_file: None,
+        }
+    }
+
+    #[test]
+    fn a_ca_file_reaches_terraform_as_ssl_cert_file_and_the_provider_as_novacron_ca_file() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut s = settings(tmp.path(), None);
+        let plain = prepare(&s, "k", &MemoryTree::new([("main.tf", "")]), "").expect("prepare");
+        assert!(!plain.env.iter().any(|(k, _)| k == "SSL_CERT_FILE" || k == "NOVACRON_CA_FILE"));
+        s.ca_file = Some(PathBuf::from("certs/ca.pem"));
+        let wc = prepare(&s, "k", &MemoryTree::new([("main.tf", "")]), "").expect("prepare");
+        let absolute = std::path::absolute("certs/ca.pem").expect("absolute").display().to_string();
+        for name in ["SSL_CERT_FILE", "NOVACRON_CA_FILE"] {
+            assert_eq!(wc.env.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()), Some(absolute.as_str()), "{name}");
         }
     }
 

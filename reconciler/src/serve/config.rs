@@ -33,6 +33,10 @@ pub struct ServeConfig {
     /// The provider binary for Terraform (default: terraform-provider-novacron beside this program).
     #[serde(default)]
     pub provider: Option<PathBuf>,
+    /// PEM CA bundle to trust for an https:// endpoint (relative to the config file); rollouts'
+    /// Terraform gets it as `SSL_CERT_FILE` and `NOVACRON_CA_FILE`.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// The web console: sign-in, sessions and run history.
     #[serde(default)]
     pub console: ConsoleConfig,
@@ -262,6 +266,9 @@ impl ServeConfig {
         if let Some(cache) = config.cache_dir.as_mut().filter(|c| c.is_relative()) {
             *cache = base.join(&*cache);
         }
+        if let Some(ca_file) = config.ca_file.as_mut().filter(|c| c.is_relative()) {
+            *ca_file = base.join(&*ca_file);
+        }
         Ok(config)
     }
 
@@ -386,5 +393,16 @@ mod tests {
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("5 minutes").is_err());
         assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn ca_file_is_relative_to_the_config_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("serve.toml");
+        std::fs::write(&file, "endpoint = \"https://platform.internal:8443\"\nca_file = \"certs/ca.pem\"\n").expect("write");
+        let config = ServeConfig::load(&file).expect("loads");
+        assert_eq!(config.ca_file, Some(dir.path().join("certs/ca.pem")));
+        std::fs::write(&file, "ca_file = \"/etc/novacron/ca.pem\"\n").expect("write");
+        assert_eq!(ServeConfig::load(&file).expect("loads").ca_file, Some(PathBuf::from("/etc/novacron/ca.pem")));
     }
 }

@@ -213,8 +213,10 @@ pub async fn start(settings: ServeSettings) -> Result<RunningServe, ServeError> 
         repos.push(Arc::new(RepoHandle::new(repo.clone(), stored, |name| std::env::var(name).ok()).map_err(ServeError::Secret)?));
     }
     let clone_locks = config.repo.iter().map(|r| (webhook::normalize_url(&r.url), Arc::default())).collect();
-    let api = ClientApi::new(&config.endpoint, &api_key)?;
-    let client = Client::new(ClientConfig::new(config.endpoint.clone(), api_key.clone())).map_err(|e| LiveError::Config(e.to_string()))?;
+    let api = ClientApi::with_ca_file(&config.endpoint, &api_key, config.ca_file.as_deref())?;
+    let mut client_config = ClientConfig::new(config.endpoint.clone(), api_key.clone());
+    client_config.ca_file = config.ca_file.clone();
+    let client = Client::new(client_config).map_err(|e| LiveError::Config(e.to_string()))?;
     let cache_dir = config.cache_dir.clone().unwrap_or_else(|| {
         let mut name = config.state.as_os_str().to_owned();
         name.push(".cache");
@@ -226,6 +228,7 @@ pub async fn start(settings: ServeSettings) -> Result<RunningServe, ServeError> 
         cache_dir: cache_dir.join("terraform"),
         endpoint: config.endpoint.clone(),
         api_key,
+        ca_file: config.ca_file.clone(),
     };
     let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|source| ServeError::Listen { addr: config.listen, source })?;
     let addr = listener.local_addr().map_err(|source| ServeError::Listen { addr: config.listen, source })?;

@@ -278,7 +278,7 @@ async fn review_pull_request(svc: &Arc<Service>, repo: &Arc<RepoHandle>, job: &R
     };
     let options = ReviewOptions { head, base: Some(job.base.clone()), pull_request: Some(job.number) };
     let key = repo.review_key.clone().unwrap_or_else(|| svc.runner_settings.api_key.clone());
-    let api = match ClientApi::new(&svc.runner_settings.endpoint, &key) {
+    let api = match ClientApi::with_ca_file(&svc.runner_settings.endpoint, &key, svc.runner_settings.ca_file.as_deref()) {
         Ok(api) => api,
         Err(e) => {
             tracing::error!(repo = %name, pull_request = job.number, error = %e, "cannot build the platform client for a review");

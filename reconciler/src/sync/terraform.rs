@@ -26,6 +26,8 @@ pub struct RunnerSettings {
     pub endpoint: String,
     /// The platform API key (secret: only ever in terraform's environment).
     pub api_key: String,
+    /// CA bundle for an https:// endpoint; Terraform gets it as `SSL_CERT_FILE`.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Shows everything but the API key.
@@ -36,6 +38,7 @@ impl std::fmt::Debug for RunnerSettings {
             .field("provider", &self.provider)
             .field("cache_dir", &self.cache_dir)
             .field("endpoint", &self.endpoint)
+            .field("ca_file", &self.ca_file)
             .finish_non_exhaustive()
     }
 }
@@ -68,6 +71,7 @@ impl TerraformRunner {
         settings.binary = self.settings.terraform.clone();
         settings.provider = self.settings.provider.clone().or_else(default_provider);
         settings.lock_timeout = LOCK_WAIT;
+        settings.ca_file = self.settings.ca_file.clone();
         // One working copy per repository path: its `.terraform/` is kept between revisions.
         let key = format!("w{}", &sha256_hex(format!("{}\n{}", crate::git::redact(&detection.repo), detection.path).as_bytes())[..16]);
         let tree = detection.snapshot.files.clone();
@@ -127,6 +131,7 @@ impl crate::review::ReviewPlanner for TerraformReviewer {
             let mut settings = TerraformSettings::new(self.settings.cache_dir.clone(), self.settings.endpoint.clone(), self.settings.api_key.clone(), backend);
             settings.binary = self.settings.terraform.clone();
             settings.provider = self.settings.provider.clone().or_else(default_provider);
+            settings.ca_file = self.settings.ca_file.clone();
             let (key, tree, path) = (self.key.clone(), snapshot.files.clone(), path.to_string());
             let wc = tokio::task::spawn_blocking(move || prepare(&settings, &key, &tree, &path)).await.map_err(|e| RolloutError::CommandFailed {
                 command: "prepare".into(),
