@@ -370,12 +370,10 @@ impl App {
     pub async fn update(self: &Arc<Self>, kind: Kind, actor: &str, id: &str, patch: &Value, if_match: Option<i64>) -> Result<Written, ApiError> {
         refuse_read_only(kind)?;
         self.check_budget(kind, patch.get("rule").and_then(Value::as_str)).await?;
-        let cleared = cleared_write_only(kind, patch);
         for _ in 0..JUDGE_ATTEMPTS {
             let now = now_rfc3339();
-            let (draft, policies) = self
-                .store
-                .rehearse(|tx| -> Result<_, ApiError> { Ok((self.draft_update(tx, kind, id, patch, if_match, &cleared, &now)?, policies_for(tx, kind)?)) })?;
+            let (draft, policies) =
+                self.store.rehearse(|tx| -> Result<_, ApiError> { Ok((self.draft_update(tx, kind, id, patch, if_match, &now)?, policies_for(tx, kind)?)) })?;
             if draft.unchanged {
                 return Ok(Written { status: 200, object: draft.object, warnings: vec![], replayed: false });
             }
@@ -383,7 +381,7 @@ impl App {
             let verdicts = self.judge(kind, "update", policies, &draft.fields).await;
             let Admitted { warnings, audits } = verdicts.enforce().map_err(|violations| ApiError::PolicyDenied { violations })?;
             let written = self.store.write(|tx| -> Result<Option<Written>, ApiError> {
-                let Draft { object, fields, secrets, unchanged } = self.draft_update(tx, kind, id, patch, if_match, &cleared, &now)?;
+                let Draft { object, fields, secrets, unchanged } = self.draft_update(tx, kind, id, patch, if_match, &now)?;
                 let current = policies_for(tx, kind)?;
                 if unchanged || fields != draft.fields || fingerprint(&current) != judged_set {
                     return Ok(None);
@@ -409,9 +407,8 @@ impl App {
     pub async fn rehearse_update(&self, kind: Kind, id: &str, patch: &Value, if_match: Option<i64>) -> Result<Rehearsal, ApiError> {
         refuse_read_only(kind)?;
         self.check_budget(kind, patch.get("rule").and_then(Value::as_str)).await?;
-        let cleared = cleared_write_only(kind, patch);
         let (object, policies) = self.store.rehearse(|tx| -> Result<_, ApiError> {
-            Ok((self.draft_update(tx, kind, id, patch, if_match, &cleared, &now_rfc3339())?.fields, policies_for(tx, kind)?))
+            Ok((self.draft_update(tx, kind, id, patch, if_match, &now_rfc3339())?.fields, policies_for(tx, kind)?))
         })?;
         let verdicts = self.judge(kind, "update", policies, &object).await;
         Ok(Rehearsal { object, verdicts })
@@ -420,17 +417,7 @@ impl App {
     /// The object an update would store: the stored object (404, `deleting` 409, `If-Match`
     /// 412), the merged and validated attributes, name uniqueness, computed values and
     /// references, stamped `now`. Inside `tx`, which may reserve rows (a moved VM's address).
-    #[allow(clippy::too_many_arguments)]
-    fn draft_update(
-        &self,
-        tx: &rusqlite::Transaction<'_>,
-        kind: Kind,
-        id: &str,
-        patch: &Value,
-        if_match: Option<i64>,
-        cleared: &[String],
-        now: &str,
-    ) -> Result<Draft, ApiError> {
+    fn draft_update(&self, tx: &rusqlite::Transaction<'_>, kind: Kind, id: &str, patch: &Value, if_match: Option<i64>, now: &str) -> Result<Draft, ApiError> {
         let schema = kind.schema();
         let current = q::get(tx, kind.collection(), id)?.ok_or_else(|| not_found(kind, id))?;
         let previous = current.fields();
@@ -457,7 +444,7 @@ impl App {
         {
             return Err(ApiError::Conflict { detail: format!("a {kind} named {name:?} already exists ({}); pick another name", other.id), errors: vec![] });
         }
-        let m = kinds::materialize(kind, tx, id, Some(&previous), settable, cleared)?;
+        let m = kinds::materialize(kind, tx, id, Some(&previous), settable, &cleared_write_only(kind, patch))?;
         let mut fields = m.body;
         for key in ["id", "created_at", "updated_at", "version"] {
             if let Some(v) = previous.get(key) {

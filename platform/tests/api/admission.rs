@@ -23,6 +23,8 @@ deny contains "never" if {
 }
 "#;
 
+const NO_NEW_VMS: &str = "package novacron.freeze\n\ndeny contains \"no new vms\" if input.kind == \"vm\"\n";
+
 const NOTHING: &str = "package novacron.expensive\n\ndeny contains \"never\" if false\n";
 
 /// VmRSS of this process, which is the platform's: it serves in-process.
@@ -137,6 +139,20 @@ async fn a_stored_policy_over_the_budget_blocks_or_is_skipped_while_reads_go_on(
         .unwrap_err();
     assert_eq!(fields_of(&err), vec!["policy/max-cores"], "{err}");
     vm(&c, "web2", net.id()).await;
+
+    // A block policy enabled while a write is being judged (the slow warn policy holds the
+    // evaluation for the budget) is not bypassed: the write is judged again at commit.
+    c.patch(Kind::Policy, slow.id(), &json!({"enabled": true}), None).await.expect("enable slow (warn)");
+    let deny_all = c.create(Kind::Policy, &json!({"name": "no-new-vms", "rule": NO_NEW_VMS, "enabled": false})).await.expect("a cheap policy").value;
+    let racing = {
+        let c = client_for(&platform);
+        let body = json!({"name": "raced", "cpu_cores": 2, "memory_gb": 4, "template_id": "tpl-ubuntu-24-04", "network_id": net.id()});
+        tokio::spawn(async move { c.create(Kind::Vm, &body).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    c.patch(Kind::Policy, deny_all.id(), &json!({"enabled": true}), None).await.expect("enable no-new-vms meanwhile");
+    let err = racing.await.expect("create task").expect_err("the policy enabled meanwhile judges the write");
+    assert_eq!(fields_of(&err), vec!["policy/no-new-vms"], "{err}");
 
     stop.send_replace(true);
     let mut latencies = reader.await.expect("reader");
