@@ -2,9 +2,10 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use regorus::{Engine, Value as RegoValue};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// A compiled policy module and the path of its `deny` rule.
@@ -16,7 +17,7 @@ struct Compiled {
 }
 
 /// How a policy's violations are enforced (`enforcement_mode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Violations refuse the write (403).
@@ -88,7 +89,8 @@ impl Verdicts {
     }
 }
 
-/// An enabled policy as stored.
+/// An enabled policy as stored (and as sent to an admission worker).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyRow {
     /// Policy id (cache key).
     pub id: String,
@@ -123,10 +125,68 @@ pub struct Admission {
     cache: Mutex<HashMap<String, Compiled>>,
 }
 
-/// Outcome of evaluating one policy.
-enum Judgement {
+/// Outcome of evaluating one policy; also the admission worker's reply line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Judgement {
+    /// The `deny` messages (empty: admitted).
     Violations(Vec<String>),
+    /// The module did not compile or `deny` could not be evaluated.
     Failed(String),
+    /// Evaluation did not finish within the time budget or exceeded the memory bound.
+    OverBudget,
+}
+
+/// What one policy evaluation may spend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// Wall-clock time per policy (`--admission-timeout-ms`).
+    pub time: Duration,
+    /// The worker's address-space bound in MiB (`--admission-memory-mb`); `None` when
+    /// policies are evaluated in-process, where no memory bound applies.
+    pub memory_mb: Option<u64>,
+}
+
+impl Budget {
+    /// "within the admission budget of 250 ms (or exceeded 512 MiB)".
+    pub fn describe(&self) -> String {
+        let memory = self.memory_mb.map(|mb| format!(" (or exceeded {mb} MiB)")).unwrap_or_default();
+        format!("did not finish within the admission budget of {} ms{memory}", self.time.as_millis())
+    }
+}
+
+/// The admission input `{kind, action, object}`.
+pub fn input(kind: &str, action: &str, object: &Value) -> Value {
+    serde_json::json!({ "kind": kind, "action": action, "object": object })
+}
+
+/// Turns each policy's judgement into verdicts, highest priority first, then by name. A
+/// policy over budget fails closed in `block` mode and is skipped (with a message) otherwise.
+pub fn verdicts(policies: &[PolicyRow], budget: &Budget, mut judge: impl FnMut(&PolicyRow) -> Judgement) -> Verdicts {
+    let mut ordered: Vec<&PolicyRow> = policies.iter().collect();
+    ordered.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.name.cmp(&b.name)));
+    let mut verdicts = Vec::new();
+    for policy in ordered {
+        let messages = match (judge(policy), policy.mode) {
+            (Judgement::Violations(v), _) => v,
+            (Judgement::Failed(e), Mode::Block) => vec![format!("policy failed closed: {e}")],
+            (Judgement::Failed(e), _) => vec![format!("policy could not be evaluated: {e}")],
+            (Judgement::OverBudget, Mode::Block) => {
+                vec![format!("policy {:?} {}; the write is refused because the policy blocks", policy.name, budget.describe())]
+            }
+            // The Warning header and the audit event name the policy already.
+            (Judgement::OverBudget, _) => vec![format!("skipped: it {}", budget.describe())],
+        };
+        if !messages.is_empty() {
+            verdicts.push(PolicyVerdict { policy: policy.name.clone(), mode: policy.mode, messages });
+        }
+    }
+    Verdicts(verdicts)
+}
+
+/// The verdict when no policy input can be built: refuse, as a block policy failing would.
+pub fn unjudgeable(e: impl std::fmt::Display) -> Verdicts {
+    Verdicts(vec![PolicyVerdict { policy: "admission".into(), mode: Mode::Block, messages: vec![format!("cannot build policy input: {e}")] }])
 }
 
 impl Admission {
@@ -141,7 +201,8 @@ impl Admission {
         Ok(compiled)
     }
 
-    fn judge(&self, policy: &PolicyRow, input: &RegoValue) -> Judgement {
+    /// Evaluates one policy on a Rego input, in this process and without limits.
+    pub fn judge(&self, policy: &PolicyRow, input: &RegoValue) -> Judgement {
         let mut compiled = match self.compiled(policy) {
             Ok(c) => c,
             Err(e) => return Judgement::Failed(format!("does not compile: {e}")),
@@ -156,39 +217,20 @@ impl Admission {
         }
     }
 
-    /// Runs every enabled policy (highest priority first) on `{kind, action, object}` and
-    /// returns the verdict of each one that reported violations or failed to evaluate. This is
-    /// the one evaluation behind both real writes ([`Verdicts::enforce`]) and dry runs.
+    /// Runs every enabled policy (highest priority first) on `{kind, action, object}` in this
+    /// process, without a budget, and returns the verdict of each one that reported
+    /// violations or failed to evaluate.
+    #[cfg(test)]
     pub fn evaluate(&self, policies: &[PolicyRow], kind: &str, action: &str, object: &Value) -> Verdicts {
         if policies.is_empty() {
             return Verdicts::default();
         }
-        let input = serde_json::json!({ "kind": kind, "action": action, "object": object });
-        let input = match RegoValue::from_json_str(&input.to_string()) {
+        let input = match RegoValue::from_json_str(&input(kind, action, object).to_string()) {
             Ok(v) => v,
-            // Without an input no policy can judge: refuse, as a block policy failing would.
-            Err(e) => {
-                return Verdicts(vec![PolicyVerdict {
-                    policy: "admission".into(),
-                    mode: Mode::Block,
-                    messages: vec![format!("cannot build policy input: {e}")],
-                }]);
-            }
+            Err(e) => return unjudgeable(e),
         };
-        let mut ordered: Vec<&PolicyRow> = policies.iter().collect();
-        ordered.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.name.cmp(&b.name)));
-        let mut verdicts = Vec::new();
-        for policy in ordered {
-            let messages = match self.judge(policy, &input) {
-                Judgement::Violations(v) => v,
-                Judgement::Failed(e) if policy.mode == Mode::Block => vec![format!("policy failed closed: {e}")],
-                Judgement::Failed(e) => vec![format!("policy could not be evaluated: {e}")],
-            };
-            if !messages.is_empty() {
-                verdicts.push(PolicyVerdict { policy: policy.name.clone(), mode: policy.mode, messages });
-            }
-        }
-        Verdicts(verdicts)
+        let unlimited = Budget { time: Duration::MAX, memory_mb: None };
+        verdicts(policies, &unlimited, |p| self.judge(p, &input))
     }
 }
 
@@ -270,6 +312,30 @@ deny contains "vms need an owner label" if {
         assert_eq!(warned.0[0].mode, Mode::Warn);
         assert!(warned.0[0].messages[0].starts_with("policy could not be evaluated: "), "{warned:?}");
         assert!(warned.allowed());
+    }
+
+    #[test]
+    fn over_budget_fails_closed_in_block_mode_and_is_skipped_otherwise() {
+        let budget = Budget { time: Duration::from_millis(250), memory_mb: Some(512) };
+        let policies = [policy("expensive", Mode::Block, 10, ""), policy("slow", Mode::Warn, 10, ""), policy("quiet", Mode::Audit, 10, "")];
+        let verdicts = verdicts(&policies, &budget, |_| Judgement::OverBudget);
+        let skipped = "skipped: it did not finish within the admission budget of 250 ms (or exceeded 512 MiB)";
+        assert_eq!(
+            verdicts,
+            Verdicts(vec![
+                verdict(
+                    "expensive",
+                    Mode::Block,
+                    &[
+                        "policy \"expensive\" did not finish within the admission budget of 250 ms (or exceeded 512 MiB); the write is refused because the policy blocks"
+                    ]
+                ),
+                verdict("quiet", Mode::Audit, &[skipped]),
+                verdict("slow", Mode::Warn, &[skipped]),
+            ])
+        );
+        let in_process = Budget { time: Duration::from_millis(250), memory_mb: None };
+        assert_eq!(in_process.describe(), "did not finish within the admission budget of 250 ms", "no memory bound is claimed in-process");
     }
 
     #[test]

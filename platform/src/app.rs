@@ -1,6 +1,12 @@
 //! The platform's operations on objects: create, read, list, update and delete, each write
-//! one transaction with its admission check, event and idempotency record; and dry runs of
-//! create and update, which do the same work in a transaction that is rolled back.
+//! one transaction with its event and idempotency record; and dry runs of create and update,
+//! which do the same work in a transaction that is rolled back.
+//!
+//! Admission runs outside the store's lock: a create or update first drafts the object in a
+//! rolled-back transaction, evaluates the enabled policies on it (in worker processes, within
+//! the budget), then redoes the draft in the write transaction and commits only if the object
+//! and the enabled policy set (ids and versions) are still the ones judged; otherwise it
+//! judges again, at most [`JUDGE_ATTEMPTS`] times.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -11,7 +17,8 @@ use tokio::sync::watch;
 use tokio::task::AbortHandle;
 
 use crate::PlatformConfig;
-use crate::admission::{Admission, Admitted, Mode, PolicyRow, Verdicts};
+use crate::admission::{Admitted, Budget, Mode, PolicyRow, Verdicts};
+use crate::admission_worker::Evaluator;
 use crate::kinds::{self, SecretChange};
 use crate::limits::{Chaos, RateLimiter};
 use crate::metrics::Metrics;
@@ -25,8 +32,8 @@ pub struct App {
     pub config: PlatformConfig,
     /// The database.
     pub store: Store,
-    /// Compiled policy cache.
-    pub admission: Admission,
+    /// Where and within which budget policies are evaluated.
+    pub admission: Evaluator,
     /// Latest event seq, for long-polling readers.
     pub events: watch::Sender<i64>,
     /// Request metrics.
@@ -114,19 +121,57 @@ fn enabled_policies(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<Vec<Poli
         .collect())
 }
 
-/// The verdicts of the enabled policies on an object as it would be stored (the public body:
-/// write-only values are never in it). Policies themselves are not admitted by policies.
-fn judge(app: &App, tx: &rusqlite::Transaction<'_>, kind: Kind, action: &str, object: &Map<String, Value>) -> Result<Verdicts, ApiError> {
-    if kind == Kind::Policy {
-        return Ok(Verdicts::default());
-    }
-    let policies = enabled_policies(tx)?;
-    Ok(app.admission.evaluate(&policies, kind.singular(), action, &Value::Object(object.clone())))
+/// The policies that judge writes of `kind`: none for policies themselves.
+fn policies_for(tx: &rusqlite::Transaction<'_>, kind: Kind) -> rusqlite::Result<Vec<PolicyRow>> {
+    if kind == Kind::Policy { Ok(vec![]) } else { enabled_policies(tx) }
 }
 
-/// What a real write does with the verdicts: 403 for a block, otherwise warnings and audits.
-fn admit(app: &App, tx: &rusqlite::Transaction<'_>, kind: Kind, action: &str, object: &Map<String, Value>) -> Result<Admitted, ApiError> {
-    judge(app, tx, kind, action, object)?.enforce().map_err(|violations| ApiError::PolicyDenied { violations })
+/// The identity of a judged policy set: ids and versions.
+fn fingerprint(policies: &[PolicyRow]) -> Vec<(String, i64)> {
+    let mut set: Vec<(String, i64)> = policies.iter().map(|p| (p.id.clone(), p.version)).collect();
+    set.sort_unstable();
+    set
+}
+
+/// How often a write is judged again when policies or the object changed meanwhile.
+pub const JUDGE_ATTEMPTS: usize = 3;
+
+fn judged_too_often() -> ApiError {
+    ApiError::Unavailable {
+        detail: format!("the enabled policies or the object changed during each of {JUDGE_ATTEMPTS} admission evaluations; retry the request"),
+    }
+}
+
+/// The 422 for a policy whose rule misses the budget on a representative object.
+fn over_budget(budget: &Budget) -> ApiError {
+    ApiError::field(
+        "policy",
+        "rule",
+        Violation::Range,
+        format!(
+            "the Rego module exceeds the admission budget: it {} on a representative vm, network or volume; policies run on every write, so make it cheaper",
+            budget.describe()
+        ),
+    )
+}
+
+/// A stored idempotent answer for `key`, or 422 when the key came with another request.
+fn replay(tx: &rusqlite::Transaction<'_>, kind: Kind, actor: &str, key: Option<&str>, request_hash: &str) -> Result<Option<Written>, ApiError> {
+    let Some(key) = key else { return Ok(None) };
+    let Some(answer) = q::idempotent_answer(tx, actor, key)? else { return Ok(None) };
+    if answer.request_hash != request_hash {
+        return Err(ApiError::field(
+            kind.singular(),
+            "Idempotency-Key",
+            Violation::Format,
+            "this Idempotency-Key was used with a different request; use a new key for a new request",
+        ));
+    }
+    let fields: Map<String, Value> = serde_json::from_str(&answer.body).unwrap_or_default();
+    let id = fields.get("id").and_then(Value::as_str).unwrap_or_default();
+    let name = fields.get("name").and_then(Value::as_str).unwrap_or_default();
+    let version = fields.get("version").and_then(Value::as_i64).unwrap_or(1);
+    Ok(Some(Written { status: answer.status, object: stored(id, name, version, &fields), warnings: vec![], replayed: true }))
 }
 
 fn refuse_read_only(kind: Kind) -> Result<(), ApiError> {
@@ -170,10 +215,12 @@ impl App {
         store.write(crate::templates::seed)?;
         let limiter = config.rate_limit_rps.map(RateLimiter::new);
         let chaos = Chaos::new(config.chaos_error_rate, config.chaos_latency, config.chaos_seed);
+        let budget = Budget { time: config.admission_timeout, memory_mb: Some(config.admission_memory_mb) };
+        let admission = Evaluator::new(config.admission_worker.clone(), budget);
         Ok(App {
             config,
             store,
-            admission: Admission::default(),
+            admission,
             events: watch::channel(last).0,
             metrics: Metrics::default(),
             limiter,
@@ -207,69 +254,102 @@ impl App {
         Ok((items, last.map(|s| format!("p{s:x}"))))
     }
 
+    /// The verdicts of the enabled policies on an object as it would be stored (the public
+    /// body: write-only values are never in it).
+    async fn judge(&self, kind: Kind, action: &str, policies: Vec<PolicyRow>, object: &Map<String, Value>) -> Verdicts {
+        self.admission.evaluate(policies, kind.singular(), action, &Value::Object(object.clone())).await
+    }
+
+    /// A policy's new `rule` must finish within the budget on a representative object of each
+    /// kind (422 on `rule` otherwise): it will run on every write.
+    async fn check_budget(&self, kind: Kind, rule: Option<&str>) -> Result<(), ApiError> {
+        match rule {
+            Some(rule) if kind == Kind::Policy && crate::admission::check_rule(rule).is_ok() => {
+                if self.admission.over_budget(rule, kinds::representative_objects()).await {
+                    return Err(over_budget(&self.admission.budget()));
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Creates an object (POST).
-    pub fn create(self: &Arc<Self>, kind: Kind, actor: &str, body: &Value, idempotency_key: Option<&str>) -> Result<Written, ApiError> {
+    pub async fn create(self: &Arc<Self>, kind: Kind, actor: &str, body: &Value, idempotency_key: Option<&str>) -> Result<Written, ApiError> {
         refuse_read_only(kind)?;
         let settable = kind.schema().validate_create(body).map_err(|e| ApiError::from_fields(kind.singular(), e))?;
         kinds::check_static(kind, &settable)?;
+        self.check_budget(kind, settable.get("rule").and_then(Value::as_str)).await?;
         let request_hash = sha256_hex(format!("{}\n{}", kind.collection(), canonical_json(body)).as_bytes());
         let status = if kind == Kind::Vm { 202 } else { 201 };
-        let written = self.store.write(|tx| -> Result<Written, ApiError> {
-            if let Some(key) = idempotency_key
-                && let Some(answer) = q::idempotent_answer(tx, actor, key)?
-            {
-                if answer.request_hash != request_hash {
-                    return Err(ApiError::field(
-                        kind.singular(),
-                        "Idempotency-Key",
-                        Violation::Format,
-                        "this Idempotency-Key was used with a different request; use a new key for a new request",
-                    ));
+        let id = new_id(kind);
+        for _ in 0..JUDGE_ATTEMPTS {
+            let now = now_rfc3339();
+            // The draft reserves rows (a VM's address) only in this rolled-back transaction.
+            let first = self.store.rehearse(|tx| -> Result<Result<_, Written>, ApiError> {
+                if let Some(answer) = replay(tx, kind, actor, idempotency_key, &request_hash)? {
+                    return Ok(Err(answer));
                 }
-                let fields: Map<String, Value> = serde_json::from_str(&answer.body).unwrap_or_default();
-                let id = fields.get("id").and_then(Value::as_str).unwrap_or_default();
-                let name = fields.get("name").and_then(Value::as_str).unwrap_or_default();
-                let version = fields.get("version").and_then(Value::as_i64).unwrap_or(1);
-                return Ok(Written { status: answer.status, object: stored(id, name, version, &fields), warnings: vec![], replayed: true });
+                Ok(Ok((self.draft_create(tx, kind, &settable, &id, &now)?.fields, policies_for(tx, kind)?)))
+            })?;
+            let (judged, policies) = match first {
+                Ok(draft) => draft,
+                Err(answer) => return Ok(answer),
+            };
+            let judged_set = fingerprint(&policies);
+            let verdicts = self.judge(kind, "create", policies, &judged).await;
+            let Admitted { warnings, audits } = verdicts.enforce().map_err(|violations| ApiError::PolicyDenied { violations })?;
+            let written = self.store.write(|tx| -> Result<Option<Written>, ApiError> {
+                if let Some(answer) = replay(tx, kind, actor, idempotency_key, &request_hash)? {
+                    return Ok(Some(answer));
+                }
+                let Draft { object, fields, secrets, .. } = self.draft_create(tx, kind, &settable, &id, &now)?;
+                let current = policies_for(tx, kind)?;
+                if fields != judged || fingerprint(&current) != judged_set {
+                    return Ok(None);
+                }
+                q::insert(tx, kind.collection(), &object)?;
+                apply_secrets(tx, kind, &object.id, &secrets)?;
+                q::append_event(tx, actor, "create", kind.collection(), &object.id, &object.name, None)?;
+                record_audits(tx, kind, &object.id, &object.name, &audits)?;
+                if let Some(key) = idempotency_key {
+                    q::remember_answer(tx, actor, key, &IdempotentAnswer { request_hash: request_hash.clone(), status, body: object.body.clone() })?;
+                }
+                Ok(Some(Written { status, object, warnings: warnings.clone(), replayed: false }))
+            })?;
+            let Some(written) = written else { continue };
+            if !written.replayed {
+                self.notify();
+                if kind == Kind::Vm {
+                    self.schedule(Lifecycle::Provision, written.object.id.clone());
+                }
             }
-            let Draft { object, fields, secrets, .. } = self.draft_create(tx, kind, &settable)?;
-            let Admitted { warnings, audits } = admit(self, tx, kind, "create", &fields)?;
-            q::insert(tx, kind.collection(), &object)?;
-            apply_secrets(tx, kind, &object.id, &secrets)?;
-            q::append_event(tx, actor, "create", kind.collection(), &object.id, &object.name, None)?;
-            record_audits(tx, kind, &object.id, &object.name, &audits)?;
-            if let Some(key) = idempotency_key {
-                q::remember_answer(tx, actor, key, &IdempotentAnswer { request_hash: request_hash.clone(), status, body: object.body.clone() })?;
-            }
-            Ok(Written { status, object, warnings, replayed: false })
-        })?;
-        if !written.replayed {
-            self.notify();
-            if kind == Kind::Vm {
-                self.schedule(Lifecycle::Provision, written.object.id.clone());
-            }
+            return Ok(written);
         }
-        Ok(written)
+        Err(judged_too_often())
     }
 
     /// A dry run of [`App::create`]: the same validation, name check, references, computed
-    /// values and policy evaluation, in a transaction that is rolled back, so no object,
-    /// address, secret, event or idempotency record remains, and nothing is provisioned.
-    pub fn rehearse_create(&self, kind: Kind, body: &Value) -> Result<Rehearsal, ApiError> {
+    /// values and policy evaluation, on a draft made in a transaction that is rolled back, so
+    /// no object, address, secret, event or idempotency record remains, and nothing is
+    /// provisioned.
+    pub async fn rehearse_create(&self, kind: Kind, body: &Value) -> Result<Rehearsal, ApiError> {
         refuse_read_only(kind)?;
         let settable = kind.schema().validate_create(body).map_err(|e| ApiError::from_fields(kind.singular(), e))?;
         kinds::check_static(kind, &settable)?;
-        self.store.rehearse(|tx| -> Result<Rehearsal, ApiError> {
-            let Draft { fields: mut object, .. } = self.draft_create(tx, kind, &settable)?;
-            let verdicts = judge(self, tx, kind, "create", &object)?;
-            object.remove("id");
-            Ok(Rehearsal { object, verdicts })
-        })
+        self.check_budget(kind, settable.get("rule").and_then(Value::as_str)).await?;
+        let (mut object, policies) = self.store.rehearse(|tx| -> Result<_, ApiError> {
+            Ok((self.draft_create(tx, kind, &settable, &new_id(kind), &now_rfc3339())?.fields, policies_for(tx, kind)?))
+        })?;
+        let verdicts = self.judge(kind, "create", policies, &object).await;
+        object.remove("id");
+        Ok(Rehearsal { object, verdicts })
     }
 
-    /// The object a create would store: name uniqueness (409), then the kind's computed values
-    /// and reference checks. Inside `tx`, which may reserve rows (a VM's address).
-    fn draft_create(&self, tx: &rusqlite::Transaction<'_>, kind: Kind, settable: &Map<String, Value>) -> Result<Draft, ApiError> {
+    /// The object a create would store as `id` at `now`: name uniqueness (409), then the
+    /// kind's computed values and reference checks. Inside `tx`, which may reserve rows (a
+    /// VM's address).
+    fn draft_create(&self, tx: &rusqlite::Transaction<'_>, kind: Kind, settable: &Map<String, Value>, id: &str, now: &str) -> Result<Draft, ApiError> {
         let name = settable.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
         if let Some(existing) = q::get_by_name(tx, kind.collection(), &name)? {
             return Err(ApiError::Conflict {
@@ -277,63 +357,67 @@ impl App {
                 errors: vec![novacron_schemas::FieldError { field: "name".into(), message: format!("{name} is taken"), violation: Violation::Format }],
             });
         }
-        let id = new_id(kind);
-        let m = kinds::materialize(kind, tx, &id, None, settable.clone(), &[])?;
+        let m = kinds::materialize(kind, tx, id, None, settable.clone(), &[])?;
         let mut fields = m.body;
-        let now = now_rfc3339();
-        fields.insert("id".into(), Value::String(id.clone()));
-        fields.insert("created_at".into(), Value::String(now.clone()));
-        fields.insert("updated_at".into(), Value::String(now));
+        fields.insert("id".into(), Value::String(id.to_string()));
+        fields.insert("created_at".into(), Value::String(now.to_string()));
+        fields.insert("updated_at".into(), Value::String(now.to_string()));
         fields.insert("version".into(), Value::from(1));
-        Ok(Draft { object: stored(&id, &name, 1, &fields), fields, secrets: m.secrets, unchanged: false })
+        Ok(Draft { object: stored(id, &name, 1, &fields), fields, secrets: m.secrets, unchanged: false })
     }
 
     /// Applies a JSON merge patch (PATCH), optionally guarded by `If-Match`.
-    pub fn update(self: &Arc<Self>, kind: Kind, actor: &str, id: &str, patch: &Value, if_match: Option<i64>) -> Result<Written, ApiError> {
+    pub async fn update(self: &Arc<Self>, kind: Kind, actor: &str, id: &str, patch: &Value, if_match: Option<i64>) -> Result<Written, ApiError> {
         refuse_read_only(kind)?;
-        let cleared = cleared_write_only(kind, patch);
-        let written = self.store.write(|tx| -> Result<Written, ApiError> {
-            let Draft { object, fields, secrets, unchanged } = self.draft_update(tx, kind, id, patch, if_match, &cleared)?;
-            if unchanged {
-                return Ok(Written { status: 200, object, warnings: vec![], replayed: false });
+        self.check_budget(kind, patch.get("rule").and_then(Value::as_str)).await?;
+        for _ in 0..JUDGE_ATTEMPTS {
+            let now = now_rfc3339();
+            let (draft, policies) =
+                self.store.rehearse(|tx| -> Result<_, ApiError> { Ok((self.draft_update(tx, kind, id, patch, if_match, &now)?, policies_for(tx, kind)?)) })?;
+            if draft.unchanged {
+                return Ok(Written { status: 200, object: draft.object, warnings: vec![], replayed: false });
             }
-            let Admitted { warnings, audits } = admit(self, tx, kind, "update", &fields)?;
-            q::update(tx, kind.collection(), &object)?;
-            apply_secrets(tx, kind, id, &secrets)?;
-            q::append_event(tx, actor, "update", kind.collection(), id, &object.name, None)?;
-            record_audits(tx, kind, id, &object.name, &audits)?;
-            Ok(Written { status: 200, object, warnings, replayed: false })
-        })?;
-        self.notify();
-        Ok(written)
+            let judged_set = fingerprint(&policies);
+            let verdicts = self.judge(kind, "update", policies, &draft.fields).await;
+            let Admitted { warnings, audits } = verdicts.enforce().map_err(|violations| ApiError::PolicyDenied { violations })?;
+            let written = self.store.write(|tx| -> Result<Option<Written>, ApiError> {
+                let Draft { object, fields, secrets, unchanged } = self.draft_update(tx, kind, id, patch, if_match, &now)?;
+                let current = policies_for(tx, kind)?;
+                if unchanged || fields != draft.fields || fingerprint(&current) != judged_set {
+                    return Ok(None);
+                }
+                q::update(tx, kind.collection(), &object)?;
+                apply_secrets(tx, kind, id, &secrets)?;
+                q::append_event(tx, actor, "update", kind.collection(), id, &object.name, None)?;
+                record_audits(tx, kind, id, &object.name, &audits)?;
+                Ok(Some(Written { status: 200, object, warnings: warnings.clone(), replayed: false }))
+            })?;
+            if let Some(written) = written {
+                self.notify();
+                return Ok(written);
+            }
+        }
+        Err(judged_too_often())
     }
 
     /// A dry run of [`App::update`]: the merged object and the policies' verdicts on it, with
-    /// the same checks as a real patch (including `If-Match`), in a rolled-back transaction.
-    /// A patch that changes nothing is judged too, on the object as it is, so a reviewer
-    /// learns whether the current object is admitted.
-    pub fn rehearse_update(&self, kind: Kind, id: &str, patch: &Value, if_match: Option<i64>) -> Result<Rehearsal, ApiError> {
+    /// the same checks as a real patch (including `If-Match`), drafted in a rolled-back
+    /// transaction. A patch that changes nothing is judged too, on the object as it is, so a
+    /// reviewer learns whether the current object is admitted.
+    pub async fn rehearse_update(&self, kind: Kind, id: &str, patch: &Value, if_match: Option<i64>) -> Result<Rehearsal, ApiError> {
         refuse_read_only(kind)?;
-        let cleared = cleared_write_only(kind, patch);
-        self.store.rehearse(|tx| -> Result<Rehearsal, ApiError> {
-            let Draft { fields: object, .. } = self.draft_update(tx, kind, id, patch, if_match, &cleared)?;
-            let verdicts = judge(self, tx, kind, "update", &object)?;
-            Ok(Rehearsal { object, verdicts })
-        })
+        self.check_budget(kind, patch.get("rule").and_then(Value::as_str)).await?;
+        let (object, policies) = self.store.rehearse(|tx| -> Result<_, ApiError> {
+            Ok((self.draft_update(tx, kind, id, patch, if_match, &now_rfc3339())?.fields, policies_for(tx, kind)?))
+        })?;
+        let verdicts = self.judge(kind, "update", policies, &object).await;
+        Ok(Rehearsal { object, verdicts })
     }
 
     /// The object an update would store: the stored object (404, `deleting` 409, `If-Match`
     /// 412), the merged and validated attributes, name uniqueness, computed values and
-    /// references. Inside `tx`, which may reserve rows (a moved VM's address).
-    fn draft_update(
-        &self,
-        tx: &rusqlite::Transaction<'_>,
-        kind: Kind,
-        id: &str,
-        patch: &Value,
-        if_match: Option<i64>,
-        cleared: &[String],
-    ) -> Result<Draft, ApiError> {
+    /// references, stamped `now`. Inside `tx`, which may reserve rows (a moved VM's address).
+    fn draft_update(&self, tx: &rusqlite::Transaction<'_>, kind: Kind, id: &str, patch: &Value, if_match: Option<i64>, now: &str) -> Result<Draft, ApiError> {
         let schema = kind.schema();
         let current = q::get(tx, kind.collection(), id)?.ok_or_else(|| not_found(kind, id))?;
         let previous = current.fields();
@@ -360,7 +444,7 @@ impl App {
         {
             return Err(ApiError::Conflict { detail: format!("a {kind} named {name:?} already exists ({}); pick another name", other.id), errors: vec![] });
         }
-        let m = kinds::materialize(kind, tx, id, Some(&previous), settable, cleared)?;
+        let m = kinds::materialize(kind, tx, id, Some(&previous), settable, &cleared_write_only(kind, patch))?;
         let mut fields = m.body;
         for key in ["id", "created_at", "updated_at", "version"] {
             if let Some(v) = previous.get(key) {
@@ -371,7 +455,7 @@ impl App {
             return Ok(Draft { object: current, fields: previous, secrets: m.secrets, unchanged: true });
         }
         let version = current.version + 1;
-        fields.insert("updated_at".into(), Value::String(now_rfc3339()));
+        fields.insert("updated_at".into(), Value::String(now.to_string()));
         fields.insert("version".into(), Value::from(version));
         Ok(Draft { object: stored(id, &name, version, &fields), fields, secrets: m.secrets, unchanged: false })
     }

@@ -43,6 +43,28 @@ pub fn check_static(kind: Kind, settable: &Map<String, Value>) -> Result<(), Api
     Ok(())
 }
 
+/// A minimal stored object of each kind that policies judge, as (kind, public body): what a
+/// new policy is tried on against the admission budget before it is accepted.
+pub fn representative_objects() -> Vec<(&'static str, Value)> {
+    let stamp = "2026-01-01T00:00:00Z";
+    vec![
+        (
+            "vm",
+            serde_json::json!({
+                "id": "vm-0000000000000000", "name": "example", "cpu_cores": 2, "memory_gb": 4,
+                "template_id": "tpl-ubuntu-24-04", "network_id": "net-0000000000000000", "ip_address": "10.0.0.2",
+                "status": "provisioning", "power_state": "running", "metadata": {},
+                "created_at": stamp, "updated_at": stamp, "version": 1
+            }),
+        ),
+        (
+            "network",
+            serde_json::json!({"id": "net-0000000000000000", "name": "example", "cidr": "10.0.0.0/24", "created_at": stamp, "updated_at": stamp, "version": 1}),
+        ),
+        ("volume", serde_json::json!({"id": "vol-0000000000000000", "name": "example", "size_gb": 10, "created_at": stamp, "updated_at": stamp, "version": 1})),
+    ]
+}
+
 /// Builds the stored body from validated settable attributes. `previous` is the stored body
 /// on update; `cleared` lists write-only attributes the patch set to null.
 pub fn materialize(

@@ -5,6 +5,7 @@
 //! benchmarks start it in-process with [`start`] on `127.0.0.1:0`.
 
 mod admission;
+mod admission_worker;
 mod api;
 mod app;
 pub mod auth;
@@ -54,6 +55,25 @@ pub struct PlatformConfig {
     pub state_retention: usize,
     /// Serve HTTPS with these files (`--tls-cert`, `--tls-key`); plain HTTP when `None`.
     pub tls: Option<TlsFiles>,
+    /// Time each policy may take per evaluation (`--admission-timeout-ms`).
+    pub admission_timeout: Duration,
+    /// Address-space bound of each admission worker in MiB (`--admission-memory-mb`).
+    pub admission_memory_mb: u64,
+    /// The binary run as `admission-worker` to evaluate policies: the platform's own
+    /// executable for the server. `None` evaluates in-process on a helper thread, where the
+    /// time budget bounds the wait but nothing bounds memory (tests without the binary).
+    pub admission_worker: Option<PathBuf>,
+}
+
+/// Default of [`PlatformConfig::admission_timeout`], in milliseconds.
+pub const DEFAULT_ADMISSION_TIMEOUT_MS: u64 = 250;
+/// Default of [`PlatformConfig::admission_memory_mb`].
+pub const DEFAULT_ADMISSION_MEMORY_MB: u64 = 512;
+
+/// Runs this process as an admission worker (`novacron-platform admission-worker`): limits
+/// its address space to `memory_mb` MiB and answers evaluation requests on stdin.
+pub fn run_admission_worker(memory_mb: u64) -> anyhow::Result<()> {
+    admission_worker::run(memory_mb)
 }
 
 /// The API key [`PlatformConfig::for_tests`] accepts, as `NAME:SECRET`.
@@ -61,7 +81,9 @@ pub const TEST_API_KEY: (&str, &str) = ("tester", "test-secret-key");
 
 impl PlatformConfig {
     /// A config for tests: `127.0.0.1:0`, the given data directory, the key
-    /// [`TEST_API_KEY`], a 50 ms provisioning delay, no limits and no chaos.
+    /// [`TEST_API_KEY`], a 50 ms provisioning delay, no limits and no chaos, and in-process
+    /// admission; integration tests set [`PlatformConfig::admission_worker`] to
+    /// `env!("CARGO_BIN_EXE_novacron-platform")` to use worker processes.
     pub fn for_tests(data_dir: impl Into<PathBuf>) -> PlatformConfig {
         PlatformConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -74,6 +96,9 @@ impl PlatformConfig {
             chaos_seed: 0,
             state_retention: tfstate::DEFAULT_RETENTION,
             tls: None,
+            admission_timeout: Duration::from_millis(DEFAULT_ADMISSION_TIMEOUT_MS),
+            admission_memory_mb: DEFAULT_ADMISSION_MEMORY_MB,
+            admission_worker: None,
         }
     }
 }
@@ -105,6 +130,9 @@ pub async fn start(config: PlatformConfig) -> anyhow::Result<RunningPlatform> {
     }
     // Before binding, so that bad certificate files stop the start with nothing half-open.
     let tls = config.tls.clone().map(tls::ReloadableCert::open).transpose()?.map(Arc::new);
+    if config.admission_timeout.is_zero() || config.admission_memory_mb == 0 {
+        anyhow::bail!("--admission-timeout-ms and --admission-memory-mb must be at least 1");
+    }
     let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
     let store = store::Store::open(&config.data_dir)?;

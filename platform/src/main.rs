@@ -58,6 +58,13 @@ struct Args {
     /// PEM private key of --tls-cert. Reread on SIGHUP.
     #[arg(long, value_name = "FILE")]
     tls_key: Option<PathBuf>,
+    /// Milliseconds each admission policy may run per write; a `block` policy that takes
+    /// longer refuses the write, a `warn` or `audit` one is skipped.
+    #[arg(long, default_value_t = novacron_platform::DEFAULT_ADMISSION_TIMEOUT_MS, value_name = "MS")]
+    admission_timeout_ms: u64,
+    /// Address-space bound of each admission worker process, in MiB.
+    #[arg(long, default_value_t = novacron_platform::DEFAULT_ADMISSION_MEMORY_MB, value_name = "MIB")]
+    admission_memory_mb: u64,
     /// Log format.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -69,10 +76,26 @@ enum Command {
     /// Reads a secret on stdin (one trailing newline is dropped) and prints `sha256:<hex>`, the
     /// digest a line of --api-keys-file holds: `NAME:$(novacron-platform hash-key < secret):read`.
     HashKey,
+    /// Internal: evaluates admission policies for a serving platform (JSON lines on stdin).
+    #[command(hide = true)]
+    AdmissionWorker {
+        /// Address-space bound of this process, in MiB.
+        #[arg(long, default_value_t = novacron_platform::DEFAULT_ADMISSION_MEMORY_MB)]
+        memory_mb: u64,
+    },
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(Command::AdmissionWorker { memory_mb }) = args.command {
+        return match novacron_platform::run_admission_worker(memory_mb) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("novacron-platform admission-worker: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Some(Command::HashKey) = args.command {
         return match hash_key() {
             Ok(digest) => {
@@ -154,6 +177,9 @@ fn config(args: &Args) -> anyhow::Result<PlatformConfig> {
         chaos_seed: args.chaos_seed,
         state_retention: args.state_retention,
         tls,
+        admission_timeout: Duration::from_millis(args.admission_timeout_ms),
+        admission_memory_mb: args.admission_memory_mb,
+        admission_worker: Some(std::env::current_exe().context("cannot find this executable to run admission workers")?),
     })
 }
 

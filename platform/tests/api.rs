@@ -10,6 +10,8 @@ use novacron_client::{Client, ClientConfig, Deleted, Error, Kind, ListQuery, Obj
 use novacron_platform::{PlatformConfig, RunningPlatform, TEST_API_KEY, start};
 use serde_json::{Value, json};
 
+#[path = "api/admission.rs"]
+mod admission;
 #[path = "api/scopes.rs"]
 mod scopes;
 
@@ -21,11 +23,18 @@ struct Harness {
 
 async fn harness_with(tune: impl FnOnce(&mut PlatformConfig)) -> Harness {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut config = PlatformConfig::for_tests(dir.path());
+    let mut config = worker_config(dir.path());
     tune(&mut config);
     let platform = start(config).await.expect("platform starts");
     let client = client_for(&platform);
     Harness { platform, client, _dir: dir }
+}
+
+/// [`PlatformConfig::for_tests`] with admission in worker processes of the real binary.
+fn worker_config(dir: &std::path::Path) -> PlatformConfig {
+    let mut config = PlatformConfig::for_tests(dir);
+    config.admission_worker = Some(env!("CARGO_BIN_EXE_novacron-platform").into());
+    config
 }
 
 async fn harness() -> Harness {

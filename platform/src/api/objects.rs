@@ -218,7 +218,7 @@ pub(super) async fn create(
     if dry_run {
         // A dry run needs only `read` (a real create needs `write`): the guard checked it
         // (`auth::required_scope`). An Idempotency-Key is ignored: neither consulted nor recorded.
-        return Ok(rehearsal_response(&app.rehearse_create(kind, &value)?));
+        return Ok(rehearsal_response(&app.rehearse_create(kind, &value).await?));
     }
     let key = match headers.get("idempotency-key") {
         None => None,
@@ -230,7 +230,7 @@ pub(super) async fn create(
                 .to_string(),
         ),
     };
-    let written = app.create(kind, &actor.0, &value, key.as_deref())?;
+    let written = app.create(kind, &actor.0, &value, key.as_deref()).await?;
     Ok(written_response(kind, written, true))
 }
 
@@ -272,9 +272,9 @@ pub(super) async fn update(
     if dry_run {
         // A dry run needs only `read` (a real patch needs `write`): the guard checked it
         // (`auth::required_scope`).
-        return Ok(rehearsal_response(&app.rehearse_update(kind, &id, &patch, if_match)?));
+        return Ok(rehearsal_response(&app.rehearse_update(kind, &id, &patch, if_match).await?));
     }
-    let written = app.update(kind, &actor.0, &id, &patch, if_match)?;
+    let written = app.update(kind, &actor.0, &id, &patch, if_match).await?;
     Ok(written_response(kind, written, false))
 }
 
