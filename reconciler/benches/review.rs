@@ -26,7 +26,7 @@ mod serve_child;
 #[path = "support/tools.rs"]
 mod tools;
 use serve_child::spawn_serve_with;
-use tools::{env_or, tools};
+use tools::{env_or, quantile, tools};
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -151,7 +151,7 @@ impl Bench {
 
 fn percentiles(label: &str, mut samples: Vec<Duration>) {
     samples.sort();
-    let at = |p: f64| samples[((p * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1].as_secs_f64();
+    let at = |p: f64| quantile(&samples, p);
     println!("{label}: n={} p50 {:.2} s, p90 {:.2} s, max {:.2} s", samples.len(), at(0.5), at(0.9), at(1.0));
 }
 

@@ -16,7 +16,7 @@ mod serve_child;
 #[path = "support/tools.rs"]
 mod tools;
 use serve_child::{deliver_push, spawn_serve};
-use tools::{env_or, tools};
+use tools::{env_or, quantile, tools};
 
 use std::path::Path;
 use std::process::Command;
@@ -63,7 +63,7 @@ async fn until_rolled_out(http: &reqwest::Client, base: &str, sha: &str, objects
 
 fn percentiles(label: &str, mut samples: Vec<Duration>) {
     samples.sort();
-    let at = |p: f64| samples[((p * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1].as_secs_f64();
+    let at = |p: f64| quantile(&samples, p);
     println!("{label}: n={} p50 {:.2} s, p99 {:.2} s, max {:.2} s", samples.len(), at(0.5), at(0.99), at(1.0));
 }
 

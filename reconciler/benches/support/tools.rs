@@ -1,6 +1,7 @@
 //! What the Terraform benchmarks need from the machine: knobs from the environment, Terraform and the provider binary.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// The number in environment variable `name`, else `default`.
 pub fn env_or(name: &str, default: u64) -> u64 {
@@ -22,4 +23,9 @@ pub fn tools() -> Result<(PathBuf, PathBuf), String> {
         (false, _) => Err(format!("{} is missing: run `bash acceptance/install-terraform.sh` or set NOVACRON_TERRAFORM", terraform.display())),
         (_, None) => Err("the provider is not built: run `cargo build --release -p terraform-provider-novacron`".into()),
     }
+}
+
+/// The `p` quantile (0 < p ≤ 1) of `sorted` samples, in seconds (nearest rank).
+pub fn quantile(sorted: &[Duration], p: f64) -> f64 {
+    sorted[((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1].as_secs_f64()
 }
