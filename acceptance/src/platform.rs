@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use novacron_client::{Client, ClientConfig, Kind, Object};
 use novacron_platform::{PlatformConfig, RunningPlatform, TEST_API_KEY};
+use novacron_tls::testing::Pki;
 use tempfile::TempDir;
 
 /// The API key the test platform accepts (the secret half of [`TEST_API_KEY`]).
@@ -38,6 +39,20 @@ impl TestPlatform {
         };
         let client = client_for(&running.endpoint(), 10);
         TestPlatform { running, client, _dir: dir }
+    }
+
+    /// Starts a platform serving HTTPS with a certificate for this machine from `pki`; its
+    /// client trusts the CA.
+    pub async fn start_https(pki: &Pki) -> TestPlatform {
+        let files = pki.local("platform");
+        let mut platform = TestPlatform::start_with(|c| c.tls = Some(files)).await;
+        let mut config = client_config(&platform.endpoint(), 10);
+        config.ca_file = Some(pki.ca_file());
+        platform.client = match Client::new(config) {
+            Ok(c) => c,
+            Err(e) => panic!("cannot build a platform client: {e}"),
+        };
+        platform
     }
 
     /// `http://127.0.0.1:<port>`.
@@ -145,12 +160,16 @@ impl TestPlatform {
     }
 }
 
-/// A client for `endpoint` with the test key and `max_retries` retries.
-pub fn client_for(endpoint: &str, max_retries: u32) -> Client {
+fn client_config(endpoint: &str, max_retries: u32) -> ClientConfig {
     let mut config = ClientConfig::new(endpoint, API_KEY);
     config.max_retries = max_retries;
     config.timeout = Duration::from_secs(10);
-    match Client::new(config) {
+    config
+}
+
+/// A client for `endpoint` with the test key and `max_retries` retries.
+pub fn client_for(endpoint: &str, max_retries: u32) -> Client {
+    match Client::new(client_config(endpoint, max_retries)) {
         Ok(c) => c,
         Err(e) => panic!("cannot build a platform client: {e}"),
     }

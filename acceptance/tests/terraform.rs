@@ -16,6 +16,7 @@ use novacron_acceptance::platform::{client_for, closed_port};
 use novacron_acceptance::{InstallMode, Output, Suite, TestPlatform, Tf, TfVersion, fill};
 use novacron_client::Kind;
 use novacron_schemas::sha256_hex;
+use novacron_tls::testing::Pki;
 use serde_json::{Value, json};
 
 /// Provider requirement and an empty provider block: endpoint and key come from the
@@ -243,6 +244,7 @@ per_version!(
     flaky_platform_answers_503_and_429_and_the_provider_retries,
     vm_create_waits_within_the_timeouts_block,
     state_moves_into_the_platform_backend_and_is_locked_there,
+    https_with_a_private_ca_for_the_provider_and_the_state_backend,
 );
 
 /// Starts the platform for a scenario on one version, or `None` when it is skipped.
@@ -868,6 +870,62 @@ async fn state_moves_into_the_platform_backend_and_is_locked_there(version: TfVe
     tf.destroy().await.assert_contains(&["Destroy complete! Resources: 1 destroyed."]);
     let emptied = client.terraform_state(&workspace).await.expect("state").expect("state");
     assert_eq!(network_id_in_state(&emptied.json), None, "destroy stored a state without the network");
+    platform.assert_empty(&format!("after destroy on {version}")).await;
+    platform.shutdown().await;
+}
+
+/// The platform over HTTPS with a private CA, as the quickstart sets it up: without the CA the
+/// provider's error names the endpoint and the reason; with it (the provider block's `ca_file` on
+/// one version, `NOVACRON_CA_FILE` on the other) apply and plan work; Terraform's own http
+/// backend trusts the CA only through `SSL_CERT_FILE`, and with it the state moves in and is
+/// written under its lock over HTTPS.
+async fn https_with_a_private_ca_for_the_provider_and_the_state_backend(version: TfVersion) {
+    let Some(suite) = Suite::for_version("https_with_a_private_ca_for_the_provider_and_the_state_backend", version) else { return };
+    let pki = Pki::new();
+    let platform = TestPlatform::start_https(&pki).await;
+    let endpoint = platform.endpoint();
+    assert!(endpoint.starts_with("https://127.0.0.1:"), "{endpoint}");
+    let mut tf = suite.terraform(version, InstallMode::FilesystemMirror, &endpoint);
+    let slug = format!("tls-{}", version.slug());
+    let net = cidr(version, 9);
+    let ca_file = pki.ca_file().display().to_string();
+    let plain = state_config(&slug, &net, 1500, false);
+
+    tf.write("main.tf", &plain);
+    tf.init().await;
+    let refused = tf.expect_code(&["apply", "-auto-approve", "-input=false", "-no-color"], 1).await;
+    // Terraform wraps diagnostics at 80 columns, so the sentence is matched in pieces.
+    refused.assert_contains(&[&format!("the certificate of {endpoint} is not signed"), "by a trusted CA", "ca_file"]);
+
+    let trusting = match version {
+        TfVersion::V1_15_5 => plain.replace("provider \"novacron\" {}", &format!("provider \"novacron\" {{\n  ca_file = \"{ca_file}\"\n}}")),
+        TfVersion::V1_0_3 => {
+            tf.set_env("NOVACRON_CA_FILE", &ca_file);
+            plain.clone()
+        }
+    };
+    assert_ne!(version == TfVersion::V1_15_5, trusting == plain, "1.15.5 names the CA in the provider block");
+    tf.write("main.tf", &trusting);
+    tf.apply().await.assert_contains(&["Apply complete! Resources: 1 added, 0 changed, 0 destroyed."]);
+    tf.plan_clean().await;
+
+    let workspace = format!("tls-{}", version.slug());
+    tf.use_http_backend(&platform.state_address(&workspace));
+    let backend = trusting.replace("terraform {\n", &format!("terraform {{\n{}", "  backend \"http\" {\n    username = \"terraform\"\n  }\n\n"));
+    tf.write("main.tf", &backend);
+    let migrate = ["init", "-migrate-state", "-force-copy", "-input=false", "-no-color"];
+    tf.expect_code(&migrate, 1).await.assert_contains(&["certificate signed by unknown authority"]);
+    tf.set_env("SSL_CERT_FILE", &ca_file);
+    tf.ok(&migrate).await.assert_contains(&["Successfully configured the backend \"http\""]);
+    let moved = platform.client().terraform_state(&workspace).await.expect("state").expect("the state moved into the platform over HTTPS");
+    tf.write("main.tf", &backend.replace("mtu  = 1500", "mtu  = 1400"));
+    tf.apply().await.assert_contains(&["Apply complete! Resources: 0 added, 1 changed, 0 destroyed."]);
+    let applied = platform.client().terraform_state(&workspace).await.expect("state").expect("state");
+    assert!(applied.serial() > moved.serial(), "the apply over HTTPS stored a newer serial");
+    assert!(platform.client().terraform_state_lock(&workspace).await.expect("lock").is_none(), "the apply released its lock");
+    tf.plan_clean().await;
+
+    tf.destroy().await.assert_contains(&["Destroy complete! Resources: 1 destroyed."]);
     platform.assert_empty(&format!("after destroy on {version}")).await;
     platform.shutdown().await;
 }

@@ -1,16 +1,21 @@
 //! Benchmark of novacron-platform: seeds 10,000 VMs into the release binary, then measures
 //! `GET /v1/vms/{id}` throughput (saturated) and latency (paced at 5,000/s) at 32 concurrent connections, a full listing in
-//! pages of 500, and the server's RSS. Prints figures; asserts nothing about speed.
+//! pages of 500, and the server's RSS; then restarts it on the same database serving HTTPS (a
+//! certificate from a private CA made here) and measures the same GETs over TLS, keep-alive.
+//! Prints figures; asserts nothing about speed.
 //!
 //! Run: `cargo bench -p novacron-platform --bench api`
 //! Knobs: BENCH_OBJECTS (10000), BENCH_SECONDS (10), BENCH_CONCURRENCY (32), BENCH_RATE (5000).
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use novacron_client::{Client, ClientConfig, Kind, ListQuery};
+use novacron_tls::TlsFiles;
+use novacron_tls::testing::Pki;
 use serde_json::json;
 
 const KEY: &str = "bench-secret-key";
@@ -35,7 +40,6 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 struct Server {
     child: Child,
     endpoint: String,
-    _dir: tempfile::TempDir,
 }
 
 impl Drop for Server {
@@ -45,20 +49,18 @@ impl Drop for Server {
     }
 }
 
-fn start_server() -> Server {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_novacron-platform"))
-        .args(["--listen", "127.0.0.1:0", "--provision-delay-ms", "0", "--api-key", &format!("bench:{KEY}"), "--data"])
-        .arg(dir.path())
-        .env("NOVACRON_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start novacron-platform");
+/// The release server on `data`, over HTTPS when `tls` is given.
+fn start_server(data: &Path, tls: Option<&TlsFiles>) -> Server {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_novacron-platform"));
+    command.args(["--listen", "127.0.0.1:0", "--provision-delay-ms", "0", "--api-key", &format!("bench:{KEY}"), "--data"]).arg(data);
+    if let Some(files) = tls {
+        command.arg("--tls-cert").arg(&files.cert).arg("--tls-key").arg(&files.key);
+    }
+    let mut child = command.env("NOVACRON_LOG", "warn").stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("start novacron-platform");
     let mut line = String::new();
     BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("listening line");
     let endpoint = line.trim().rsplit(' ').next().expect("endpoint").to_string();
-    Server { child, endpoint, _dir: dir }
+    Server { child, endpoint }
 }
 
 struct LoadResult {
@@ -127,7 +129,8 @@ fn main() {
     let objects = env_or("BENCH_OBJECTS", 10_000);
     let seconds = env_or("BENCH_SECONDS", 10);
     let concurrency = env_or("BENCH_CONCURRENCY", 32);
-    let server = start_server();
+    let data = tempfile::tempdir().expect("temp dir");
+    let server = start_server(data.path(), None);
     let pid = server.child.id();
     // One worker thread for the load generator, so the server keeps most of the second core.
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
@@ -194,10 +197,28 @@ fn main() {
         }
         runs.sort();
         println!("list {objects} VMs in pages of 500: median {:.0} ms, best {:.0} ms (5 runs)", runs[2].as_secs_f64() * 1000.0, runs[0].as_secs_f64() * 1000.0);
+        println!(
+            "server memory holding {objects} VMs: RSS {:.1} MiB, peak RSS {:.1} MiB",
+            rss_kib(pid, "VmRSS:") as f64 / 1024.0,
+            rss_kib(pid, "VmHWM:") as f64 / 1024.0
+        );
+        drop(server);
+
+        // The same database served over HTTPS (TLS 1.3, ECDSA P-256), the same load.
+        let pki = Pki::new();
+        let tls = start_server(data.path(), Some(&pki.local("bench")));
+        let ca = reqwest::Certificate::from_pem(&std::fs::read(pki.ca_file()).expect("CA")).expect("CA PEM");
+        let https = reqwest::Client::builder().pool_max_idle_per_host(concurrency).add_root_certificate(ca).build().expect("https");
+        let saturated_tls = load(&https, &tls.endpoint, &ids, concurrency, seconds, None).await;
+        report("GET /v1/vms/{id} over HTTPS (saturated)", &saturated_tls, concurrency);
+        let paced_tls = load(&https, &tls.endpoint, &ids, concurrency, seconds, Some(rate)).await;
+        report(&format!("GET /v1/vms/{{id}} over HTTPS (paced at {rate}/s)"), &paced_tls, concurrency);
+        let throughput = |r: &LoadResult| r.latencies.len() as f64 / r.elapsed;
+        println!(
+            "HTTPS vs HTTP: {:.0}% of the saturated throughput; paced p99 {:.2} ms vs {:.2} ms",
+            100.0 * throughput(&saturated_tls) / throughput(&saturated),
+            percentile(&paced_tls.latencies, 0.99).as_secs_f64() * 1000.0,
+            percentile(&paced.latencies, 0.99).as_secs_f64() * 1000.0
+        );
     });
-    println!(
-        "server memory holding {objects} VMs: RSS {:.1} MiB, peak RSS {:.1} MiB",
-        rss_kib(pid, "VmRSS:") as f64 / 1024.0,
-        rss_kib(pid, "VmHWM:") as f64 / 1024.0
-    );
 }

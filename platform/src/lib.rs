@@ -17,7 +17,6 @@ mod store;
 mod templates;
 mod tfstate;
 mod time;
-mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -29,8 +28,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use auth::{ApiKey, Scope, Scopes};
+pub use novacron_tls::{TlsError, TlsFiles};
 pub use tfstate::{DEFAULT_RETENTION as DEFAULT_STATE_RETENTION, MAX_STATE_BYTES};
-pub use tls::{TlsError, TlsFiles};
 
 /// Everything a platform needs to start.
 #[derive(Debug, Clone)]
@@ -109,7 +108,7 @@ pub struct RunningPlatform {
     app: Arc<app::App>,
     stop: Option<oneshot::Sender<()>>,
     server: JoinHandle<std::io::Result<()>>,
-    tls: Option<Arc<tls::ReloadableCert>>,
+    tls: Option<Arc<novacron_tls::ReloadableCert>>,
 }
 
 /// Opens the store, binds the listener and starts serving.
@@ -129,7 +128,7 @@ pub async fn start(config: PlatformConfig) -> anyhow::Result<RunningPlatform> {
         anyhow::bail!("--state-retention must be at least 1 (the current state is a stored version), not 0");
     }
     // Before binding, so that bad certificate files stop the start with nothing half-open.
-    let tls = config.tls.clone().map(tls::ReloadableCert::open).transpose()?.map(Arc::new);
+    let tls = config.tls.clone().map(|files| novacron_tls::ReloadableCert::open(files, novacron_tls::Setting::FLAGS)).transpose()?;
     if config.admission_timeout.is_zero() || config.admission_memory_mb == 0 {
         anyhow::bail!("--admission-timeout-ms and --admission-memory-mb must be at least 1");
     }
@@ -141,7 +140,9 @@ pub async fn start(config: PlatformConfig) -> anyhow::Result<RunningPlatform> {
     let router = api::router(app.clone());
     let (stop, stopped) = oneshot::channel::<()>();
     let server = match &tls {
-        Some(cert) => tokio::spawn(tls::serve(listener, router, cert.server_config(), stopped)),
+        Some(cert) => tokio::spawn(novacron_tls::serve(listener, router, cert.clone(), async move {
+            let _ = stopped.await;
+        })),
         None => tokio::spawn(async move {
             axum::serve(listener, router)
                 .with_graceful_shutdown(async move {

@@ -15,6 +15,7 @@ use novacron_reconcile::live::ClientApi;
 use novacron_reconcile::render::{render_json, render_markdown, render_text};
 use novacron_reconcile::report::{DriftReport, ResourceReport, Status};
 use novacron_schemas::Severity;
+use novacron_tls::testing::Pki;
 use serde_json::{Value, json};
 
 /// The Rego module of the test policy, as the HCL heredoc gives it.
@@ -26,6 +27,8 @@ struct Env {
     client: Client,
     endpoint: String,
     dir: tempfile::TempDir,
+    /// The CA of an HTTPS platform, kept while the test reads its files.
+    _pki: Option<Pki>,
 }
 
 impl Env {
@@ -34,29 +37,22 @@ impl Env {
         let platform = novacron_platform::start(PlatformConfig::for_tests(dir.path().join("platform"))).await.expect("platform starts");
         let endpoint = platform.endpoint();
         let client = Client::new(ClientConfig::new(endpoint.clone(), TEST_API_KEY.1)).expect("client");
-        Env { platform: Some(platform), client, endpoint, dir }
+        Env { platform: Some(platform), client, endpoint, dir, _pki: None }
     }
 
     /// The platform over HTTPS with a certificate for 127.0.0.1 from a fresh CA; returns the CA file.
     async fn start_https() -> (Env, PathBuf) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().expect("key")).expect("CA");
-        let key = rcgen::KeyPair::generate().expect("key");
-        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("params").signed_by(&key, &ca).expect("cert");
-        let (ca_file, cert_file, key_file) = (dir.path().join("ca.pem"), dir.path().join("server.crt"), dir.path().join("server.key"));
-        std::fs::write(&ca_file, ca.pem()).expect("write CA");
-        std::fs::write(&cert_file, cert.pem()).expect("write cert");
-        std::fs::write(&key_file, key.serialize_pem()).expect("write key");
+        let pki = Pki::new();
+        let ca_file = pki.ca_file();
         let mut config = PlatformConfig::for_tests(dir.path().join("platform"));
-        config.tls = Some(novacron_platform::TlsFiles { cert: cert_file, key: key_file });
+        config.tls = Some(pki.local("server"));
         let platform = novacron_platform::start(config).await.expect("platform starts");
         let endpoint = platform.endpoint();
         let mut client_config = ClientConfig::new(endpoint.clone(), TEST_API_KEY.1);
         client_config.ca_file = Some(ca_file.clone());
         let client = Client::new(client_config).expect("client");
-        (Env { platform: Some(platform), client, endpoint, dir }, ca_file)
+        (Env { platform: Some(platform), client, endpoint, dir, _pki: Some(pki) }, ca_file)
     }
 
     fn options(&self, repo: &Path) -> DriftOptions {

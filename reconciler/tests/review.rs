@@ -8,6 +8,7 @@
 #[allow(dead_code)]
 mod support;
 
+use std::ffi::OsStr;
 use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};
@@ -161,36 +162,15 @@ impl Review {
 }
 
 fn spawn_serve(config: &Path, terraform: &Path, provider: &Path) -> (Child, String) {
-    use std::io::BufRead;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_novacron-reconcile"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("NOVACRON_TEST_KEY", TEST_API_KEY.1)
-        .env("NOVACRON_TEST_REVIEW_KEY", REVIEW_KEY.1)
-        .env("NOVACRON_TEST_WEBHOOK", SECRET)
-        .env("NOVACRON_FORGE_TOKEN", FORGE_TOKEN)
-        .env("NOVACRON_TERRAFORM", terraform)
-        .env("NOVACRON_PROVIDER", provider)
-        .env("NOVACRON_LOG", "info")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("serve starts");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-            for secret in [TEST_API_KEY.1, REVIEW_KEY.1, FORGE_TOKEN, SECRET, "hunter2"] {
-                assert!(!line.contains(secret), "a secret in serve's log: {line}");
-            }
-            if let Some(addr) = line.split_whitespace().find_map(|w| w.strip_prefix("addr=")) {
-                let _ = tx.send(addr.to_string());
-            } else if line.contains("WARN") || line.contains("ERROR") || line.contains("reviewed") {
-                eprintln!("serve: {line}");
-            }
-        }
-    });
-    let addr = rx.recv_timeout(Duration::from_secs(60)).expect("serve logs its address");
+    let envs = [
+        ("NOVACRON_TEST_KEY", OsStr::new(TEST_API_KEY.1)),
+        ("NOVACRON_TEST_REVIEW_KEY", OsStr::new(REVIEW_KEY.1)),
+        ("NOVACRON_TEST_WEBHOOK", OsStr::new(SECRET)),
+        ("NOVACRON_FORGE_TOKEN", OsStr::new(FORGE_TOKEN)),
+        ("NOVACRON_TERRAFORM", terraform.as_os_str()),
+        ("NOVACRON_PROVIDER", provider.as_os_str()),
+    ];
+    let (child, addr) = support::spawn_serve(config, &envs, &[TEST_API_KEY.1, REVIEW_KEY.1, FORGE_TOKEN, SECRET, "hunter2"]);
     (child, format!("http://{addr}"))
 }
 

@@ -233,3 +233,116 @@ async fn commits_roll_out_through_terraform_drift_is_healed_and_a_conflict_waits
     eprintln!("rollout scenario: {:.1} s", started.elapsed().as_secs_f64());
     t.env.stop().await;
 }
+
+/// Every hop over HTTPS with one private CA: the platform (API and Terraform state backend) and
+/// `serve` (webhooks, API) each serve a certificate it signed. A signed push webhook over HTTPS
+/// rolls a commit out through Terraform; plain HTTP gets no answer from serve's TLS port; SIGHUP
+/// renews serve's certificate for new connections, and the pooled client goes on; after serve stops,
+/// the `sync` command rolls the next commit out over HTTPS too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_https_a_signed_webhook_rolls_a_commit_out_and_sighup_renews_the_certificate() {
+    use novacron_reconcile::serve::webhook::signature_header;
+    use novacron_tls::testing::{cert_der, served_certificate};
+    use std::ffi::OsStr;
+    use std::time::{Duration, Instant};
+
+    const WEBHOOK: &str = "https-webhook-secret";
+    let patience = Duration::from_secs(120);
+    let Some((terraform, provider)) = support::terraform::tools("HTTPS rollout scenario") else { return };
+    let mut env = support::Env::start_https(&config(4, "web", false, false)).await;
+    assert!(env.endpoint.starts_with("https://127.0.0.1:"), "{}", env.endpoint);
+    let pki = env.pki.as_ref().expect("an HTTPS platform");
+    let ca_file = pki.ca_file();
+    let serve_files = pki.local("serve");
+    let config_file = env.dir().join("serve.toml");
+    std::fs::write(
+        &config_file,
+        format!(
+            "endpoint = \"{}\"\nlisten = \"127.0.0.1:0\"\nstate = \"{}\"\napi_key_env = \"NOVACRON_TEST_KEY\"\nca_file = \"{}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n\n[[repo]]\nname = \"infra\"\nurl = \"{}\"\nref = \"main\"\ninterval = \"1h\"\nworkspace = \"prod\"\nwebhook_secret_env = \"NOVACRON_TEST_WEBHOOK\"\n",
+            env.endpoint,
+            env.state_path().display(),
+            ca_file.display(),
+            serve_files.cert.display(),
+            serve_files.key.display(),
+            env.repo_url()
+        ),
+    )
+    .expect("config");
+    let envs = [
+        ("NOVACRON_TEST_KEY", OsStr::new(TEST_API_KEY.1)),
+        ("NOVACRON_TEST_WEBHOOK", OsStr::new(WEBHOOK)),
+        ("NOVACRON_TERRAFORM", terraform.as_os_str()),
+        ("NOVACRON_PROVIDER", provider.as_os_str()),
+    ];
+    let (mut serve, addr) = support::spawn_serve(&config_file, &envs, &[TEST_API_KEY.1, WEBHOOK]);
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&ca_file).expect("read CA")).expect("CA");
+    let https = reqwest::Client::builder().add_root_certificate(ca).build().expect("client");
+    let base = format!("https://{addr}");
+
+    // The first reconcile rolls main out through Terraform into the platform's state, over HTTPS.
+    let deadline = Instant::now() + patience;
+    while env.client().terraform_state("prod").await.ok().flatten().is_none() || env.client().find_by_name(Kind::Vm, "web").await.expect("list").is_none() {
+        assert!(Instant::now() < deadline, "main was never rolled out over HTTPS");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let health = https.get(format!("{base}/healthz")).send().await.expect("HTTPS answers");
+    assert_eq!(health.status(), 200);
+    let plain = reqwest::Client::new().get(format!("http://{addr}/healthz")).timeout(Duration::from_secs(10)).send().await;
+    assert!(plain.is_err(), "plain HTTP must get no HTTP answer on the TLS port: {plain:?}");
+
+    // SIGHUP renews the certificate for new connections; the pooled one goes on.
+    assert_eq!(served_certificate(&addr, &ca_file).await, cert_der(&serve_files.cert));
+    let renewed = pki.local("serve");
+    assert_eq!(renewed, serve_files, "reissued into the same files");
+    let renewed_der = cert_der(&renewed.cert);
+    let hup = std::process::Command::new("kill").args(["-HUP", &serve.id().to_string()]).status().expect("`kill` runs");
+    assert!(hup.success());
+    let deadline = Instant::now() + patience;
+    while served_certificate(&addr, &ca_file).await != renewed_der {
+        assert!(Instant::now() < deadline, "SIGHUP did not renew the certificate");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A commit and its signed push webhook, over HTTPS (the pooled connection from before the
+    // reload, or a new one with the renewed certificate: either must work).
+    let revision = env.commit_main_tf(&config(8, "web", false, false), "more memory");
+    let body = json!({"ref": "refs/heads/main", "repository": {"full_name": "acme/infra", "clone_url": env.repo_url(), "default_branch": "main"}}).to_string();
+    let answer = https
+        .post(format!("{base}/hooks/github"))
+        .header("X-GitHub-Event", "push")
+        .header("X-GitHub-Delivery", "https-1")
+        .header("X-Hub-Signature-256", signature_header(WEBHOOK.as_bytes(), body.as_bytes()))
+        .body(body)
+        .send()
+        .await
+        .expect("webhook over HTTPS");
+    assert_eq!(answer.status(), 202, "{:?}", answer.text().await);
+    let deadline = Instant::now() + patience;
+    while live_memory(&env, "web").await != Some(8) {
+        assert!(Instant::now() < deadline, "the commit {revision} never rolled out");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let status: serde_json::Value = https.get(format!("{base}/api/status")).send().await.expect("status").json().await.expect("json");
+    assert_eq!(status["repos"][0]["revision"], json!(revision), "{status}");
+
+    let term = std::process::Command::new("kill").args(["-TERM", &serve.id().to_string()]).status().expect("`kill` runs");
+    assert!(term.success());
+    assert!(tokio::task::block_in_place(|| serve.wait()).expect("wait").success(), "serve exits cleanly");
+
+    // The sync command over HTTPS: --ca-file (NOVACRON_CA_FILE) for the API, and for the state
+    // backend of its Terraform run.
+    env.commit_main_tf(&config(6, "web", false, false), "a little less memory");
+    let out = env.bin_sync(
+        &["--workspace", "prod"],
+        &[("NOVACRON_TERRAFORM", terraform.to_str().expect("utf-8")), ("NOVACRON_PROVIDER", provider.to_str().expect("utf-8"))],
+    );
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "sync over HTTPS: {text}");
+    assert_eq!(live_memory(&env, "web").await, Some(6), "sync rolled the commit out: {text}");
+    env.stop().await;
+}
+
+async fn live_memory(env: &support::Env, name: &str) -> Option<u64> {
+    env.client().find_by_name(Kind::Vm, name).await.expect("list").and_then(|vm| vm.into_map().get("memory_gb").and_then(|m| m.as_u64()))
+}

@@ -364,6 +364,36 @@ fn a_config_with_an_unknown_key_is_refused_naming_the_key_and_line() {
     assert!(stderr.contains(&format!("config {}:6: key `intervall`: unknown field `intervall`", config.display())), "{stderr}");
 }
 
+#[test]
+fn certificate_files_that_cannot_be_served_stop_the_start_naming_the_config_key() {
+    let pki = novacron_tls::testing::Pki::new();
+    let (a, b) = (pki.local("a"), pki.local("b"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("serve.toml");
+    let run = |cert: &Path, key: &Path| {
+        std::fs::write(&config, format!("listen = \"127.0.0.1:0\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n", cert.display(), key.display())).expect("write");
+        let out = Command::new(env!("CARGO_BIN_EXE_novacron-reconcile"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("NOVACRON_API_KEY", "k")
+            .output()
+            .expect("binary runs");
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let mismatch = run(&a.cert, &b.key);
+    let expected = format!(
+        "config: tls_key {} does not match the certificate in tls_cert {}; pass the key the certificate was issued for",
+        b.key.display(),
+        a.cert.display()
+    );
+    assert!(mismatch.contains(&expected), "{mismatch}");
+    let missing = run(&dir.path().join("missing.crt"), &a.key);
+    assert!(missing.contains("config: tls_cert ") && missing.contains("missing.crt: cannot read it"), "{missing}");
+    let swapped = run(&a.key, &a.cert);
+    assert!(swapped.contains("no PEM certificate in it"), "{swapped}");
+}
+
 /// A `serve` config whose repository cannot be cloned and whose platform is unreachable: every
 /// run fails fast, which is all the console tests below need (the approvals are seeded).
 fn offline_config(dir: &Path, console: &str) -> (ServeConfig, PathBuf) {

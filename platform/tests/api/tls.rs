@@ -2,7 +2,7 @@
 //! that trust the CA, do not, or check nothing; certificate reload on SIGHUP in the real binary.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -10,49 +10,8 @@ use std::time::{Duration, Instant};
 
 use novacron_client::{Client, ClientConfig, Error, Kind};
 use novacron_platform::{PlatformConfig, RunningPlatform, TEST_API_KEY, TlsFiles, start};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose};
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
+use novacron_tls::testing::{LOCAL_NAMES, Pki, cert_der, served_certificate};
 use serde_json::json;
-
-/// A CA in a temp dir that issues server certificates into it.
-struct Pki {
-    dir: tempfile::TempDir,
-    ca: CertifiedIssuer<'static, KeyPair>,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        params.distinguished_name.push(DnType::CommonName, "novacron test CA");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().expect("CA key")).expect("CA certificate");
-        std::fs::write(dir.path().join("ca.pem"), ca.pem()).expect("write ca.pem");
-        Pki { dir, ca }
-    }
-
-    fn ca_file(&self) -> PathBuf {
-        self.dir.path().join("ca.pem")
-    }
-
-    /// Issues a certificate for `names` with common name `tag`, written as `<tag>.crt` and `<tag>.key`.
-    fn issue(&self, tag: &str, names: &[&str], expired: bool) -> TlsFiles {
-        let mut params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).expect("leaf params");
-        params.distinguished_name.push(DnType::CommonName, tag);
-        if expired {
-            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-            params.not_after = rcgen::date_time_ymd(2021, 1, 1);
-        }
-        let key = KeyPair::generate().expect("leaf key");
-        let cert = params.signed_by(&key, &self.ca).expect("leaf certificate");
-        let files = TlsFiles { cert: self.dir.path().join(format!("{tag}.crt")), key: self.dir.path().join(format!("{tag}.key")) };
-        std::fs::write(&files.cert, cert.pem()).expect("write cert");
-        std::fs::write(&files.key, key.serialize_pem()).expect("write key");
-        files
-    }
-}
 
 async fn tls_platform(files: TlsFiles, tune: impl FnOnce(&mut PlatformConfig)) -> (RunningPlatform, tempfile::TempDir) {
     let data = tempfile::tempdir().expect("temp dir");
@@ -68,14 +27,10 @@ fn client(endpoint: &str, tune: impl FnOnce(&mut ClientConfig)) -> Client {
     Client::new(config).expect("client")
 }
 
-fn local_names() -> [&'static str; 2] {
-    ["127.0.0.1", "localhost"]
-}
-
 #[tokio::test]
 async fn https_with_the_ca_file_serves_the_api() {
     let pki = Pki::new();
-    let (platform, _data) = tls_platform(pki.issue("server", &local_names(), false), |_| {}).await;
+    let (platform, _data) = tls_platform(pki.issue("server", &LOCAL_NAMES, false), |_| {}).await;
     let endpoint = platform.endpoint();
     assert!(endpoint.starts_with("https://127.0.0.1:"), "{endpoint}");
     let c = client(&endpoint, |c| c.ca_file = Some(pki.ca_file()));
@@ -91,7 +46,7 @@ async fn https_with_the_ca_file_serves_the_api() {
 #[tokio::test]
 async fn an_unknown_ca_is_one_error_naming_the_endpoint_and_not_retried() {
     let pki = Pki::new();
-    let (platform, _data) = tls_platform(pki.issue("server", &local_names(), false), |_| {}).await;
+    let (platform, _data) = tls_platform(pki.issue("server", &LOCAL_NAMES, false), |_| {}).await;
     let endpoint = platform.endpoint();
     let err = client(&endpoint, |_| {}).get(Kind::Network, "net-x").await.expect_err("untrusted CA");
     assert_eq!(
@@ -113,7 +68,7 @@ async fn a_certificate_for_another_name_or_expired_says_so() {
     assert!(msg.starts_with(&format!("GET /v1/networks/n: the certificate of {} is not valid for 127.0.0.1 (it is for ", other.endpoint())), "{msg}");
     assert!(msg.ends_with("(it is for other.example): use an endpoint with one of those names, or reissue it for 127.0.0.1"), "{msg}");
 
-    let (expired, _d2) = tls_platform(pki.issue("expired", &local_names(), true), |_| {}).await;
+    let (expired, _d2) = tls_platform(pki.issue("expired", &LOCAL_NAMES, true), |_| {}).await;
     let err = client(&expired.endpoint(), |c| c.ca_file = Some(pki.ca_file())).get(Kind::Network, "n").await.expect_err("expired");
     let msg = err.to_string();
     assert!(msg.starts_with(&format!("GET /v1/networks/n: the certificate of {} expired ", expired.endpoint())), "{msg}");
@@ -157,7 +112,7 @@ async fn insecure_accepts_any_certificate_and_warns_for_every_client() {
 #[tokio::test]
 async fn plain_http_on_the_tls_port_gets_no_http_answer() {
     let pki = Pki::new();
-    let (platform, _data) = tls_platform(pki.issue("server", &local_names(), false), |_| {}).await;
+    let (platform, _data) = tls_platform(pki.issue("server", &LOCAL_NAMES, false), |_| {}).await;
     let addr = platform.addr();
     let answer = tokio::task::spawn_blocking(move || {
         let mut tcp = std::net::TcpStream::connect(addr).expect("connect");
@@ -176,7 +131,7 @@ async fn plain_http_on_the_tls_port_gets_no_http_answer() {
 #[tokio::test]
 async fn shutdown_lets_an_in_flight_https_request_finish() {
     let pki = Pki::new();
-    let (platform, _data) = tls_platform(pki.issue("server", &local_names(), false), |c| c.chaos_latency = Duration::from_millis(300)).await;
+    let (platform, _data) = tls_platform(pki.issue("server", &LOCAL_NAMES, false), |c| c.chaos_latency = Duration::from_millis(300)).await;
     let c = client(&platform.endpoint(), |c| c.ca_file = Some(pki.ca_file()));
     let in_flight = tokio::spawn(async move { c.list_page(Kind::Network, &Default::default()).await });
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -222,31 +177,10 @@ fn spawn_binary(files: &TlsFiles) -> Binary {
     Binary { child, endpoint, _data: data }
 }
 
-/// The DER of the certificate a fresh connection to `addr` is shown.
-async fn served_certificate(addr: &str, ca_file: &Path) -> Vec<u8> {
-    let mut roots = rustls::RootCertStore::empty();
-    for ca in CertificateDer::pem_file_iter(ca_file).expect("CA file") {
-        roots.add(ca.expect("CA cert")).expect("add CA");
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").expect("IP name");
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.expect("handshake");
-    tls.get_ref().1.peer_certificates().expect("peer certificates")[0].to_vec()
-}
-
-fn cert_der(path: &Path) -> Vec<u8> {
-    CertificateDer::from_pem_file(path).expect("cert PEM").to_vec()
-}
-
 #[tokio::test]
 async fn sighup_reloads_the_certificate_without_dropping_connections() {
     let pki = Pki::new();
-    let files = pki.issue("server", &local_names(), false);
+    let files = pki.issue("server", &LOCAL_NAMES, false);
     let binary = spawn_binary(&files);
     let addr = binary.endpoint.strip_prefix("https://").expect("an https endpoint").to_string();
     assert_eq!(served_certificate(&addr, &pki.ca_file()).await, cert_der(&files.cert));
@@ -280,7 +214,7 @@ async fn sighup_reloads_the_certificate_without_dropping_connections() {
     assert_eq!(served_certificate(&addr, &pki.ca_file()).await, cert_der(&files.cert), "a failed reload keeps the old certificate");
 
     // Then a new certificate of the same CA, written over the files.
-    let renewed = pki.issue("renewed", &local_names(), false);
+    let renewed = pki.issue("renewed", &LOCAL_NAMES, false);
     std::fs::copy(&renewed.cert, &files.cert).expect("replace cert");
     std::fs::copy(&renewed.key, &files.key).expect("replace key");
     hangup(&binary);
@@ -312,8 +246,8 @@ fn start_failure(tune: impl FnOnce(&mut Command)) -> (Option<i32>, String) {
 #[test]
 fn bad_certificate_files_stop_the_start_naming_the_flag() {
     let pki = Pki::new();
-    let a = pki.issue("a", &local_names(), false);
-    let b = pki.issue("b", &local_names(), false);
+    let a = pki.issue("a", &LOCAL_NAMES, false);
+    let b = pki.issue("b", &LOCAL_NAMES, false);
     let (code, stderr) = start_failure(|c| {
         c.arg("--tls-cert").arg(&a.cert).arg("--tls-key").arg(&b.key);
     });
@@ -330,7 +264,7 @@ fn bad_certificate_files_stop_the_start_naming_the_flag() {
         )
     );
 
-    let missing = pki.dir.path().join("missing.crt");
+    let missing = pki.dir().join("missing.crt");
     let (code, stderr) = start_failure(|c| {
         c.arg("--tls-cert").arg(&missing).arg("--tls-key").arg(&a.key);
     });

@@ -37,6 +37,13 @@ pub struct ServeConfig {
     /// Terraform gets it as `SSL_CERT_FILE` and `NOVACRON_CA_FILE`.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// PEM certificate (then its chain) to serve HTTPS with: webhooks, the API and the console
+    /// (relative to the config file; needs `tls_key`). Reread on SIGHUP.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert` (relative to the config file). Reread on SIGHUP.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
     /// The web console: sign-in, sessions and run history.
     #[serde(default)]
     pub console: ConsoleConfig,
@@ -266,8 +273,10 @@ impl ServeConfig {
         if let Some(cache) = config.cache_dir.as_mut().filter(|c| c.is_relative()) {
             *cache = base.join(&*cache);
         }
-        if let Some(ca_file) = config.ca_file.as_mut().filter(|c| c.is_relative()) {
-            *ca_file = base.join(&*ca_file);
+        for path in [&mut config.ca_file, &mut config.tls_cert, &mut config.tls_key] {
+            if let Some(path) = path.as_mut().filter(|p| p.is_relative()) {
+                *path = base.join(&*path);
+            }
         }
         Ok(config)
     }
@@ -278,6 +287,17 @@ impl ServeConfig {
             let offset = e.span().map_or(0, |s| s.start);
             invalid(text, file, offset, e.message().trim_end().to_string())
         })?;
+        match (&config.tls_cert, &config.tls_key) {
+            (Some(_), None) => {
+                let at = text.find("tls_cert").unwrap_or(0);
+                return Err(invalid(text, file, at, "needs tls_key: set the certificate's private key too (or neither for plain HTTP)".into()));
+            }
+            (None, Some(_)) => {
+                let at = text.find("tls_key").unwrap_or(0);
+                return Err(invalid(text, file, at, "needs tls_cert: set the certificate too (or neither for plain HTTP)".into()));
+            }
+            _ => {}
+        }
         if config.console.history_runs == 0 {
             let at = text.find("history_runs").unwrap_or(0);
             return Err(invalid(text, file, at, "history_runs must be at least 1 (runs kept per repository)".into()));
@@ -393,6 +413,23 @@ mod tests {
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("5 minutes").is_err());
         assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn tls_files_are_relative_to_the_config_file_and_come_in_pairs() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("serve.toml");
+        std::fs::write(&file, "tls_cert = \"certs/serve.crt\"\ntls_key = \"/etc/novacron/serve.key\"\n").expect("write");
+        let config = ServeConfig::load(&file).expect("loads");
+        assert_eq!(config.tls_cert, Some(dir.path().join("certs/serve.crt")));
+        assert_eq!(config.tls_key, Some(PathBuf::from("/etc/novacron/serve.key")));
+        let only_cert = ServeConfig::parse("listen = \"127.0.0.1:8443\"\ntls_cert = \"a.crt\"\n", "serve.toml").expect_err("a certificate without a key");
+        assert_eq!(
+            only_cert.to_string(),
+            "config serve.toml:2: key `tls_cert`: needs tls_key: set the certificate's private key too (or neither for plain HTTP)"
+        );
+        let only_key = ServeConfig::parse("tls_key = \"a.key\"\n", "serve.toml").expect_err("a key without a certificate");
+        assert!(only_key.to_string().contains("key `tls_key`: needs tls_cert"), "{only_key}");
     }
 
     #[test]

@@ -19,8 +19,14 @@ use super::webhook::{PushPayload, constant_time_eq, verify_signature};
 /// The largest webhook body accepted: GitHub caps payloads at 25 MB.
 pub const WEBHOOK_BODY_LIMIT: usize = 25 * 1024 * 1024;
 
-/// Serves `listener` until `stop` turns true, then finishes the requests in flight.
-pub async fn serve_http(listener: tokio::net::TcpListener, service: Arc<Service>, mut stop: watch::Receiver<bool>) {
+/// Serves `listener` (over TLS with `tls`) until `stop` turns true, then finishes the requests
+/// in flight.
+pub async fn serve_http(
+    listener: tokio::net::TcpListener,
+    service: Arc<Service>,
+    tls: Option<Arc<novacron_tls::ReloadableCert>>,
+    mut stop: watch::Receiver<bool>,
+) {
     let app = router(service);
     let shutdown = async move {
         while !*stop.borrow() {
@@ -29,7 +35,11 @@ pub async fn serve_http(listener: tokio::net::TcpListener, service: Arc<Service>
             }
         }
     };
-    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+    let served = match tls {
+        Some(cert) => novacron_tls::serve(listener, app, cert, shutdown).await,
+        None => axum::serve(listener, app).with_graceful_shutdown(shutdown).await,
+    };
+    if let Err(e) = served {
         tracing::error!(error = %e, "HTTP server failed");
     }
 }

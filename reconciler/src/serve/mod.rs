@@ -80,6 +80,9 @@ pub enum ServeError {
     /// The async runtime could not start.
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
+    /// `tls_cert` / `tls_key` cannot be served.
+    #[error("config: {0}")]
+    Tls(#[from] novacron_tls::TlsError),
 }
 
 /// Everything `serve` needs, secrets resolved: the config plus what came from the environment.
@@ -192,6 +195,7 @@ pub struct RunningServe {
     tasks: Vec<JoinHandle<()>>,
     server: JoinHandle<()>,
     service: Arc<Service>,
+    tls: Option<Arc<novacron_tls::ReloadableCert>>,
     _lock: StateLock,
 }
 
@@ -230,6 +234,13 @@ pub async fn start(settings: ServeSettings) -> Result<RunningServe, ServeError> 
         api_key,
         ca_file: config.ca_file.clone(),
     };
+    // Before binding, so that bad certificate files stop the start with nothing half-open.
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => {
+            Some(novacron_tls::ReloadableCert::open(novacron_tls::TlsFiles { cert: cert.clone(), key: key.clone() }, novacron_tls::Setting::CONFIG_KEYS)?)
+        }
+        _ => None,
+    };
     let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|source| ServeError::Listen { addr: config.listen, source })?;
     let addr = listener.local_addr().map_err(|source| ServeError::Listen { addr: config.listen, source })?;
     let (stop, stopped) = watch::channel(false);
@@ -247,7 +258,7 @@ pub async fn start(settings: ServeSettings) -> Result<RunningServe, ServeError> 
         clone_locks,
         runner_settings,
         reviews: review::ReviewQueue::new(),
-        console: console::Console::new(config.console.clone()),
+        console: console::Console::new(config.console.clone(), tls.is_some()),
         events: tokio::sync::broadcast::channel(64).0,
         stopping: stopped.clone(),
     });
@@ -258,15 +269,27 @@ pub async fn start(settings: ServeSettings) -> Result<RunningServe, ServeError> 
         service.repos.iter().map(|r| tokio::spawn(scheduler::repo_worker(service.clone(), r.clone(), stopped.clone()))).collect();
     tasks.push(tokio::spawn(feed::event_feed(service.clone(), stopped.clone())));
     tasks.push(tokio::spawn(scheduler::approvals_watcher(service.clone(), stopped.clone())));
-    let server = tokio::spawn(http::serve_http(listener, service.clone(), stopped));
-    tracing::info!(%addr, repos = service.repos.len(), state = %config.state.display(), lock = %lock.path().display(), "novacron-reconcile serve started");
-    Ok(RunningServe { addr, stop, tasks, server, service, _lock: lock })
+    let server = tokio::spawn(http::serve_http(listener, service.clone(), tls.clone(), stopped));
+    let endpoint = format!("{}://{addr}", if tls.is_some() { "https" } else { "http" });
+    tracing::info!(%addr, %endpoint, repos = service.repos.len(), state = %config.state.display(), lock = %lock.path().display(), "novacron-reconcile serve started");
+    Ok(RunningServe { addr, stop, tasks, server, service, tls, _lock: lock })
 }
 
 impl RunningServe {
     /// The address the HTTP server listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// `http://<addr>`, or `https://<addr>` when serving TLS.
+    pub fn endpoint(&self) -> String {
+        format!("{}://{}", if self.tls.is_some() { "https" } else { "http" }, self.addr)
+    }
+
+    /// Reads `tls_cert` and `tls_key` again (SIGHUP): new connections get the new certificate,
+    /// open ones keep theirs; on error the certificate in use stays. Without TLS, nothing to do.
+    pub fn reload_tls(&self) -> Result<(), novacron_tls::TlsError> {
+        self.tls.as_ref().map_or(Ok(()), |cert| cert.reload())
     }
 
     /// The shared state (for tests and benchmarks).
@@ -304,41 +327,62 @@ pub fn run_cli(args: &ServeArgs) -> Result<ExitCode, ServeError> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(ServeError::Runtime)?;
     runtime.block_on(async {
         // Registered before anything starts, so a signal that arrives early is not fatal.
-        let signals = ShutdownSignals::register().map_err(ServeError::Runtime)?;
+        let mut signals = Signals::register().map_err(ServeError::Runtime)?;
         let running = start(settings).await?;
-        signals.recv().await;
+        while signals.recv().await == Signal::Hangup {
+            match (&running.tls, running.reload_tls()) {
+                (None, _) => tracing::info!("SIGHUP: serving plain HTTP, no certificate to reload"),
+                (Some(_), Ok(())) => tracing::info!("SIGHUP: reloaded tls_cert and tls_key; new connections use them"),
+                (Some(_), Err(e)) => tracing::error!(error = %e, "SIGHUP: certificate reload failed, still serving the previous certificate"),
+            }
+        }
         tracing::info!("signal received: finishing running reconciles, then exiting");
         running.shutdown().await;
         Ok(ExitCode::SUCCESS)
     })
 }
 
-/// SIGTERM and SIGINT, listened for from the moment they are registered.
-struct ShutdownSignals {
+/// What a signal asks of `serve`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signal {
+    /// SIGTERM or SIGINT: finish running reconciles, then exit.
+    Shutdown,
+    /// SIGHUP: reread the certificate files.
+    Hangup,
+}
+
+/// SIGTERM, SIGINT and SIGHUP, listened for from the moment they are registered.
+struct Signals {
     #[cfg(unix)]
     term: tokio::signal::unix::Signal,
     #[cfg(unix)]
     int: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    hup: tokio::signal::unix::Signal,
 }
 
-impl ShutdownSignals {
-    fn register() -> std::io::Result<ShutdownSignals> {
+impl Signals {
+    fn register() -> std::io::Result<Signals> {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{SignalKind, signal};
-            Ok(ShutdownSignals { term: signal(SignalKind::terminate())?, int: signal(SignalKind::interrupt())? })
+            Ok(Signals { term: signal(SignalKind::terminate())?, int: signal(SignalKind::interrupt())?, hup: signal(SignalKind::hangup())? })
         }
         #[cfg(not(unix))]
-        Ok(ShutdownSignals {})
+        Ok(Signals {})
     }
 
-    async fn recv(mut self) {
+    async fn recv(&mut self) -> Signal {
         #[cfg(unix)]
         tokio::select! {
-            _ = self.term.recv() => {}
-            _ = self.int.recv() => {}
+            _ = self.term.recv() => Signal::Shutdown,
+            _ = self.int.recv() => Signal::Shutdown,
+            _ = self.hup.recv() => Signal::Hangup,
         }
         #[cfg(not(unix))]
-        let _ = tokio::signal::ctrl_c().await;
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            Signal::Shutdown
+        }
     }
 }

@@ -21,6 +21,7 @@ use novacron_platform::{PlatformConfig, RunningPlatform, TEST_API_KEY};
 use novacron_reconcile::command::DriftOptions;
 use novacron_reconcile::live::ClientApi;
 use novacron_reconcile::sync::{AutoApplyMax, AutoSyncMax, SyncOptions, Thresholds};
+use novacron_tls::testing::Pki;
 use serde_json::{Value, json};
 
 /// The desired state: a VM (labels low), a network, a policy (critical), with comments.
@@ -73,6 +74,8 @@ pub struct Env {
     pub remote: PathBuf,
     /// The commit on `main`.
     pub revision: String,
+    /// The private CA of an HTTPS platform (None over plain HTTP).
+    pub pki: Option<Pki>,
     dir: tempfile::TempDir,
 }
 
@@ -88,24 +91,38 @@ impl Env {
 
     /// [`Env::start_with`] on a platform whose VMs stay `provisioning` for `provision_delay`.
     pub async fn start_custom(main_tf: &str, provision_delay: Duration) -> Env {
-        Env::start_full(main_tf, provision_delay, &[]).await
+        Env::start_full(main_tf, provision_delay, &[], None).await
+    }
+
+    /// [`Env::start_with`] on a platform serving HTTPS with a certificate from a fresh private
+    /// CA, which the client, [`Env::api`] and the binary trust.
+    pub async fn start_https(main_tf: &str) -> Env {
+        Env::start_full(main_tf, Duration::from_millis(50), &[], Some(Pki::new())).await
+    }
+
+    /// The CA file clients are told to trust (HTTPS only).
+    pub fn ca_file(&self) -> Option<PathBuf> {
+        self.pki.as_ref().map(Pki::ca_file)
     }
 
     /// [`Env::start_with`] on a platform that also accepts the `(name, secret)` API keys `extra`.
     pub async fn start_with_keys(main_tf: &str, extra: &[(&str, &str)]) -> Env {
-        Env::start_full(main_tf, Duration::from_millis(50), extra).await
+        Env::start_full(main_tf, Duration::from_millis(50), extra, None).await
     }
 
-    async fn start_full(main_tf: &str, provision_delay: Duration, extra: &[(&str, &str)]) -> Env {
+    async fn start_full(main_tf: &str, provision_delay: Duration, extra: &[(&str, &str)], pki: Option<Pki>) -> Env {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = PlatformConfig::for_tests(dir.path().join("platform"));
         config.provision_delay = provision_delay;
         for (name, secret) in extra {
             config.api_keys.push(novacron_platform::ApiKey::parse(&format!("{name}:{secret}")).expect("a well-formed key"));
         }
+        config.tls = pki.as_ref().map(|p| p.local("platform"));
         let platform = novacron_platform::start(config).await.expect("platform starts");
         let endpoint = platform.endpoint();
-        let client = Client::new(ClientConfig::new(endpoint.clone(), TEST_API_KEY.1)).expect("client");
+        let mut client_config = ClientConfig::new(endpoint.clone(), TEST_API_KEY.1);
+        client_config.ca_file = pki.as_ref().map(Pki::ca_file);
+        let client = Client::new(client_config).expect("client");
         let work = dir.path().join("work");
         std::fs::create_dir_all(&work).expect("mkdir");
         git(&work, &["init", "-q", "-b", "main"]);
@@ -115,7 +132,7 @@ impl Env {
         let remote = dir.path().join("remote.git");
         git(dir.path(), &["clone", "-q", "--bare", work.to_str().expect("utf-8"), remote.to_str().expect("utf-8")]);
         let revision = git(&remote, &["rev-parse", "main"]);
-        Env { platform: Some(platform), client, endpoint, remote, revision, dir }
+        Env { platform: Some(platform), client, endpoint, remote, revision, pki, dir }
     }
 
     pub fn repo_url(&self) -> String {
@@ -131,7 +148,7 @@ impl Env {
     }
 
     pub fn api(&self) -> ClientApi {
-        ClientApi::new(&self.endpoint, TEST_API_KEY.1).expect("api")
+        ClientApi::with_ca_file(&self.endpoint, TEST_API_KEY.1, self.ca_file().as_deref()).expect("api")
     }
 
     pub fn sync_options(&self, remediation_pr: bool) -> SyncOptions {
@@ -214,6 +231,10 @@ impl Env {
             .env("NOVACRON_CACHE_DIR", self.cache_dir())
             .env("NOVACRON_FORGE_TOKEN", "forge-t0ken")
             .env_remove("NOVACRON_RECONCILE_TEST_PAUSE");
+        match self.ca_file() {
+            Some(ca) => command.env("NOVACRON_CA_FILE", ca),
+            None => command.env_remove("NOVACRON_CA_FILE"),
+        };
         command
     }
 
@@ -268,6 +289,37 @@ impl Env {
             p.shutdown().await.expect("platform stops");
         }
     }
+}
+
+/// Starts the real `serve` binary on `config` with `envs`; returns it and the address it logged.
+/// Every log line is checked for `secrets`; warnings, errors and finished reviews are echoed.
+pub fn spawn_serve(config: &std::path::Path, envs: &[(&str, &std::ffi::OsStr)], secrets: &[&str]) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_novacron-reconcile"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .envs(envs.iter().copied())
+        .env("NOVACRON_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("serve starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let secrets: Vec<String> = secrets.iter().map(|s| s.to_string()).collect();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            for secret in &secrets {
+                assert!(!line.contains(secret.as_str()), "a secret in serve's log: {line}");
+            }
+            if let Some(addr) = line.split_whitespace().find_map(|w| w.strip_prefix("addr=")) {
+                let _ = tx.send(addr.to_string());
+            } else if line.contains("WARN") || line.contains("ERROR") || line.contains("reviewed") || line.contains("SIGHUP") {
+                eprintln!("serve: {line}");
+            }
+        }
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(60)).expect("serve logs its address");
+    (child, addr)
 }
 
 /// Reads the child's stderr until a line contains `needle` (at most 60 s).

@@ -96,13 +96,21 @@ pub struct Console {
     pub config: ConsoleConfig,
     /// Signed-in browsers.
     pub sessions: Sessions,
+    /// Served over HTTPS: cookies are marked `Secure`, so a browser never sends them in clear.
+    pub https: bool,
 }
 
 impl Console {
-    /// A console with no sessions yet.
-    pub fn new(config: ConsoleConfig) -> Console {
+    /// A console with no sessions yet; `https` when `serve` serves TLS.
+    pub fn new(config: ConsoleConfig, https: bool) -> Console {
         let sessions = Sessions::new(config.session_ttl);
-        Console { config, sessions }
+        Console { config, sessions, https }
+    }
+
+    /// A cookie as the console sets it.
+    fn set_cookie(&self, name: &str, value: &str, max_age: u64) -> (header::HeaderName, String) {
+        let secure = if self.https { "; Secure" } else { "" };
+        (header::SET_COOKIE, format!("{name}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{secure}"))
     }
 }
 
@@ -322,11 +330,6 @@ async fn audit(State(svc): State<Arc<Service>>, Query(query): Query<AuditQuery>,
     }
 }
 
-/// A cookie as the console sets it.
-fn set_cookie(name: &str, value: &str, max_age: u64) -> (header::HeaderName, String) {
-    (header::SET_COOKIE, format!("{name}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}"))
-}
-
 /// The sign-in form with a fresh pre-session CSRF token (also set as a cookie).
 fn signin_response(svc: &Service, code: StatusCode, who: Option<SignedIn>, message: Option<&str>) -> Response {
     let viewer = viewer(svc, who);
@@ -334,7 +337,7 @@ fn signin_response(svc: &Service, code: StatusCode, who: Option<SignedIn>, messa
         Ok(t) => t,
         Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, "No randomness", &format!("the operating system gave no random bytes: {e}"), &viewer),
     };
-    (code, [set_cookie(SIGNIN_CSRF_COOKIE, &token, 3600)], Html(pages::signin_page(&token, message, &viewer))).into_response()
+    (code, [svc.console.set_cookie(SIGNIN_CSRF_COOKIE, &token, 3600)], Html(pages::signin_page(&token, message, &viewer))).into_response()
 }
 
 async fn signin_form(State(svc): State<Arc<Service>>, headers: HeaderMap) -> Response {
@@ -384,7 +387,7 @@ async fn signin(
     let ttl = svc.console.sessions.ttl().as_secs();
     let mut response = Redirect::to("/").into_response();
     let h = response.headers_mut();
-    for (k, v) in [set_cookie(SESSION_COOKIE, &id, ttl), set_cookie(SIGNIN_CSRF_COOKIE, "", 0)] {
+    for (k, v) in [svc.console.set_cookie(SESSION_COOKIE, &id, ttl), svc.console.set_cookie(SIGNIN_CSRF_COOKIE, "", 0)] {
         if let Ok(v) = HeaderValue::from_str(&v) {
             h.append(k, v);
         }
@@ -408,7 +411,7 @@ async fn signout(
         Some((id, who)) if csrf_matches(&who.csrf, &csrf) => {
             svc.console.sessions.remove(&id);
             tracing::info!(name = %who.name, "console sign-out");
-            ([set_cookie(SESSION_COOKIE, "", 0)], Redirect::to("/")).into_response()
+            ([svc.console.set_cookie(SESSION_COOKIE, "", 0)], Redirect::to("/")).into_response()
         }
         Some((_, who)) => forbidden_csrf(&viewer(&svc, Some(who))),
         None => Redirect::to("/").into_response(),

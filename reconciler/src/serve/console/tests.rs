@@ -221,3 +221,13 @@ fn health_says_error_then_held_rollout_then_drift() {
     status.last_error = Some("clone failed".into());
     assert_eq!(health(&status, Some(&sync)), Health::Error);
 }
+
+#[test]
+fn cookies_are_secure_when_serve_speaks_https() {
+    let plain = Console::new(ConsoleConfig::default(), false);
+    let (_, cookie) = plain.set_cookie("novacron_session", "abc", 60);
+    assert_eq!(cookie, "novacron_session=abc; HttpOnly; SameSite=Strict; Path=/; Max-Age=60");
+    let https = Console::new(ConsoleConfig::default(), true);
+    let (_, cookie) = https.set_cookie("novacron_session", "abc", 60);
+    assert_eq!(cookie, "novacron_session=abc; HttpOnly; SameSite=Strict; Path=/; Max-Age=60; Secure");
+}
