@@ -69,6 +69,10 @@ pub struct Attribute {
     pub reference: Option<Kind>,
     /// For a write-only attribute: the computed attribute holding its SHA-256.
     pub hash_attribute: Option<String>,
+    /// For a write-only attribute: the name of its Terraform write-only twin (`user_data_wo`),
+    /// which carries the same value without it ever reaching a plan or the state. The twin's
+    /// companion `<twin>_version` number says when to send it again.
+    pub write_only_twin: Option<String>,
     /// For an IP: the sibling CIDR attribute it must lie inside.
     pub within: Option<String>,
     /// Value constraints.
@@ -219,6 +223,8 @@ struct RawProperty {
     reference: Option<String>,
     #[serde(rename = "x-hash-attribute")]
     hash_attribute: Option<String>,
+    #[serde(rename = "x-terraform-write-only")]
+    write_only_twin: Option<String>,
     #[serde(rename = "x-within")]
     within: Option<String>,
     #[serde(rename = "x-terraform-block")]
@@ -353,6 +359,9 @@ fn convert(file: &str, name: &str, p: &RawProperty, is_item: bool) -> Result<Att
     if !is_item && p.severity.is_none() {
         return Err(at("needs x-drift-severity".into()));
     }
+    if p.write_only_twin.is_some() && (!p.write_only || p.hash_attribute.is_none()) {
+        return Err(at("x-terraform-write-only needs writeOnly and x-hash-attribute (drift of the value is found through its hash)".into()));
+    }
     Ok(Attribute {
         name: if is_item { String::new() } else { name.to_string() },
         description: p.description.clone(),
@@ -368,6 +377,7 @@ fn convert(file: &str, name: &str, p: &RawProperty, is_item: bool) -> Result<Att
         severity: p.severity.unwrap_or_default(),
         reference,
         hash_attribute: p.hash_attribute.clone(),
+        write_only_twin: p.write_only_twin.clone(),
         within: p.within.clone(),
         constraints: Constraints {
             minimum: p.minimum,
