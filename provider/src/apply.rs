@@ -125,8 +125,22 @@ fn settled(o: Option<&Object>) -> bool {
     o.is_none_or(|o| !matches!(o.status(), Some("provisioning")))
 }
 
-/// ApplyResourceChange.
-pub async fn apply(ctx: &Ctx, t: &TypeSchema, prior: &Val, planned: &Val, diags: &mut Diagnostics) -> Val {
+/// Puts the write-only twins' values into an API body: the twin's value (from `config`, the
+/// only place Terraform keeps it) goes in its API attribute when it is sent in this change;
+/// otherwise the API attribute is left alone, since the null planned for it means "not
+/// managed here", not "clear it".
+fn write_only_into(t: &TypeSchema, prior: &Val, planned: &Val, config: &Val, body: &mut Map<String, Json>) {
+    for (twin, src, version) in t.block.write_only_twins() {
+        let Some(value) = config.get(twin).to_json().filter(|v| !v.is_null()) else { continue };
+        body.remove(src);
+        if crate::plan::sends_write_only(prior, planned, &version) {
+            body.insert(src.to_string(), value);
+        }
+    }
+}
+
+/// ApplyResourceChange. `config` carries the write-only values (nowhere else holds them).
+pub async fn apply(ctx: &Ctx, t: &TypeSchema, prior: &Val, planned: &Val, config: &Val, diags: &mut Diagnostics) -> Val {
     let kind = t.kind;
     if planned.is_null() {
         let id = prior.get("id").as_str().unwrap_or_default().to_string();
@@ -159,12 +173,18 @@ pub async fn apply(ctx: &Ctx, t: &TypeSchema, prior: &Val, planned: &Val, diags:
         return Val::Null;
     }
     let result = if prior.is_null() {
-        let body = Json::Object(body_from_block(&t.block, planned, false));
-        ctx.client.create(kind, &body).await.map(|r| r.value)
+        let mut body = body_from_block(&t.block, planned, false);
+        write_only_into(t, prior, planned, config, &mut body);
+        ctx.client.create(kind, &Json::Object(body)).await.map(|r| r.value)
     } else {
         let id = prior.get("id").as_str().unwrap_or_default().to_string();
-        let before = body_from_block(&t.block, prior, true);
-        let after = body_from_block(&t.block, planned, true);
+        let mut before = body_from_block(&t.block, prior, true);
+        let mut after = body_from_block(&t.block, planned, true);
+        for (_, src, _) in t.block.write_only_twins().filter(|(twin, _, _)| !config.get(twin).is_null()) {
+            before.remove(src);
+        }
+        // A write-only value being sent is not in `before`, so it is always in the patch.
+        write_only_into(t, prior, planned, config, &mut after);
         let patch: Map<String, Json> = after.into_iter().filter(|(k, v)| before.get(k) != Some(v)).collect();
         if patch.is_empty() {
             ctx.client.get(kind, &id).await.map(|r| r.value)

@@ -17,7 +17,7 @@ use crate::proto::tfplugin5::provider_server::Provider;
 use crate::proto::tfplugin5::*;
 use crate::tfschema::{self, TypeSchema};
 use crate::value::Val;
-use crate::{plan, upgrade, validate};
+use crate::{identity, plan, upgrade, validate, writeonly};
 
 /// The provider: its configured client and the stop signal.
 pub struct NovacronProvider {
@@ -136,6 +136,8 @@ impl Provider for NovacronProvider {
             diagnostics: vec![],
             data_sources: tfschema::data_sources().iter().map(|d| get_metadata::DataSourceMetadata { type_name: d.type_name.clone() }).collect(),
             resources: tfschema::resources().iter().map(|r| get_metadata::ResourceMetadata { type_name: r.type_name.clone() }).collect(),
+            functions: vec![],
+            list_resources: vec![],
         }))
     }
 
@@ -145,6 +147,8 @@ impl Provider for NovacronProvider {
             provider: Some(Schema { version: 0, block: Some(tfschema::to_proto_block(&tfschema::provider_block())) }),
             resource_schemas: map(tfschema::resources()),
             data_source_schemas: map(tfschema::data_sources()),
+            functions: HashMap::new(),
+            list_resource_schemas: HashMap::new(),
             diagnostics: vec![],
             provider_meta: None,
             server_capabilities: Some(capabilities()),
@@ -167,7 +171,10 @@ impl Provider for NovacronProvider {
         let mut diags = Diagnostics::default();
         let config = decode(req.config.as_ref(), "config", &mut diags);
         match tfschema::resource(&req.type_name) {
-            Some(t) => validate::resource(t, &config, &mut diags),
+            Some(t) => {
+                validate::resource(t, &config, &mut diags);
+                writeonly::validate(t, &config, req.client_capabilities.as_ref(), &mut diags);
+            }
             None => unknown_type("resource", &req.type_name, &mut diags),
         }
         Ok(Response::new(validate_resource_type_config::Response { diagnostics: diags.0 }))
@@ -204,16 +211,25 @@ impl Provider for NovacronProvider {
         &self,
         _: Request<get_resource_identity_schemas::Request>,
     ) -> Result<Response<get_resource_identity_schemas::Response>, Status> {
-        Ok(Response::new(get_resource_identity_schemas::Response { diagnostics: vec![] }))
+        Ok(Response::new(get_resource_identity_schemas::Response { identity_schemas: identity::schemas(), diagnostics: vec![] }))
     }
 
     async fn upgrade_resource_identity(
         &self,
         req: Request<upgrade_resource_identity::Request>,
     ) -> Result<Response<upgrade_resource_identity::Response>, Status> {
+        let req = req.into_inner();
         let mut diags = Diagnostics::default();
-        diags.error("Resource identity not supported", format!("{} has no identity schema; import by id instead", req.into_inner().type_name));
-        Ok(Response::new(upgrade_resource_identity::Response { upgraded_identity: None, diagnostics: diags.0 }))
+        let upgraded = match tfschema::resource(&req.type_name) {
+            Some(t) => identity::upgrade(req.version, req.raw_identity.as_ref())
+                .map_err(|e| diags.error(format!("Cannot upgrade the identity of {}", t.type_name), e))
+                .ok(),
+            None => {
+                unknown_type("resource", &req.type_name, &mut diags);
+                None
+            }
+        };
+        Ok(Response::new(upgrade_resource_identity::Response { upgraded_identity: upgraded, diagnostics: diags.0 }))
     }
 
     async fn configure(&self, req: Request<configure::Request>) -> Result<Response<configure::Response>, Status> {
@@ -244,7 +260,12 @@ impl Provider for NovacronProvider {
                 new_state = current.clone();
             }
         }
-        Ok(Response::new(read_resource::Response { new_state: Some(new_state.to_dynamic()), diagnostics: diags.0, private: req.private }))
+        Ok(Response::new(read_resource::Response {
+            new_identity: identity::of(&new_state),
+            new_state: Some(new_state.to_dynamic()),
+            diagnostics: diags.0,
+            private: req.private,
+        }))
     }
 
     async fn plan_resource_change(&self, req: Request<plan_resource_change::Request>) -> Result<Response<plan_resource_change::Response>, Status> {
@@ -259,11 +280,14 @@ impl Provider for NovacronProvider {
         };
         let config = if proposed.is_null() { Val::Null } else { config };
         let planned = plan::plan(t, &prior, &config);
+        // The identity is the id, which an update keeps; a create learns it at apply.
+        let planned_identity = if planned.state.is_null() { None } else { identity::of(&prior) };
         Ok(Response::new(plan_resource_change::Response {
             planned_state: Some(planned.state.to_dynamic()),
             requires_replace: planned.requires_replace,
             planned_private: req.prior_private,
             diagnostics: diags.0,
+            planned_identity,
         }))
     }
 
@@ -272,28 +296,47 @@ impl Provider for NovacronProvider {
         let mut diags = Diagnostics::default();
         let prior = decode(req.prior_state.as_ref(), "prior state", &mut diags);
         let planned = decode(req.planned_state.as_ref(), "planned state", &mut diags);
+        let config = decode(req.config.as_ref(), "config", &mut diags);
         let mut new_state = prior.clone();
         if let (Some(t), Some(ctx)) = (tfschema::resource(&req.type_name), self.ctx(&mut diags))
             && !diags.has_errors()
         {
             let mut inner = Diagnostics::default();
-            let result = self.cancellable(&mut diags, apply::apply(&ctx, t, &prior, &planned, &mut inner)).await;
+            let result = self.cancellable(&mut diags, apply::apply(&ctx, t, &prior, &planned, &config, &mut inner)).await;
             diags.0.extend(inner.0);
             new_state = if diags.0.iter().any(|d| d.summary == "Stopped") { prior.clone() } else { result };
         }
-        Ok(Response::new(apply_resource_change::Response { new_state: Some(new_state.to_dynamic()), private: req.planned_private, diagnostics: diags.0 }))
+        Ok(Response::new(apply_resource_change::Response {
+            new_identity: identity::of(&new_state),
+            new_state: Some(new_state.to_dynamic()),
+            private: req.planned_private,
+            diagnostics: diags.0,
+        }))
     }
 
     async fn import_resource_state(&self, req: Request<import_resource_state::Request>) -> Result<Response<import_resource_state::Response>, Status> {
         let req = req.into_inner();
         let mut diags = Diagnostics::default();
         let mut imported = vec![];
+        // `import { identity = { id = ... } }` (Terraform >= 1.12) sends the identity and no id.
+        let id = match req.identity.as_ref().filter(|_| req.id.trim().is_empty()) {
+            Some(identity) => identity::id_of(identity).map_err(|e| diags.error("Invalid import identity", e)).unwrap_or_default(),
+            None => req.id.trim().to_string(),
+        };
         match (tfschema::resource(&req.type_name), self.ctx(&mut diags)) {
-            (Some(t), Some(ctx)) => {
-                let state = apply::import(&ctx, t, req.id.trim(), &mut diags).await;
+            (Some(t), Some(ctx)) if !id.is_empty() => {
+                let state = apply::import(&ctx, t, &id, &mut diags).await;
                 if !state.is_null() {
-                    imported.push(import_resource_state::ImportedResource { type_name: t.type_name.clone(), state: Some(state.to_dynamic()), private: vec![] });
+                    imported.push(import_resource_state::ImportedResource {
+                        type_name: t.type_name.clone(),
+                        identity: identity::of(&state),
+                        state: Some(state.to_dynamic()),
+                        private: vec![],
+                    });
                 }
+            }
+            (Some(_), Some(_)) if !diags.has_errors() => {
+                diags.error(format!("Missing id to import {}", req.type_name), "give the platform id of the object, e.g. terraform import ADDRESS vm-…");
             }
             (None, _) => unknown_type("resource", &req.type_name, &mut diags),
             _ => {}
@@ -313,7 +356,12 @@ impl Provider for NovacronProvider {
                 Val::Null
             }
         };
-        Ok(Response::new(move_resource_state::Response { target_state: Some(state.to_dynamic()), diagnostics: diags.0, target_private: req.source_private }))
+        Ok(Response::new(move_resource_state::Response {
+            target_identity: identity::of(&state),
+            target_state: Some(state.to_dynamic()),
+            diagnostics: diags.0,
+            target_private: req.source_private,
+        }))
     }
 
     async fn read_data_source(&self, req: Request<read_data_source::Request>) -> Result<Response<read_data_source::Response>, Status> {
@@ -342,13 +390,32 @@ impl Provider for NovacronProvider {
         Ok(Response::new(validate_ephemeral_resource_config::Response { diagnostics: diags.0 }))
     }
 
+    type ListResourceStream = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<list_resource::Event, Status>> + Send>>;
+
+    async fn list_resource(&self, req: Request<list_resource::Request>) -> Result<Response<Self::ListResourceStream>, Status> {
+        let mut diags = Diagnostics::default();
+        unknown_type("list resource", &req.into_inner().type_name, &mut diags);
+        let event = list_resource::Event { diagnostic: diags.0, ..Default::default() };
+        Ok(Response::new(Box::pin(tokio_stream::iter([Ok(event)]))))
+    }
+
+    async fn validate_list_resource_config(
+        &self,
+        req: Request<validate_list_resource_config::Request>,
+    ) -> Result<Response<validate_list_resource_config::Response>, Status> {
+        let mut diags = Diagnostics::default();
+        unknown_type("list resource", &req.into_inner().type_name, &mut diags);
+        Ok(Response::new(validate_list_resource_config::Response { diagnostics: diags.0 }))
+    }
+
     async fn get_functions(&self, _: Request<get_functions::Request>) -> Result<Response<get_functions::Response>, Status> {
-        Ok(Response::new(get_functions::Response { diagnostics: vec![] }))
+        Ok(Response::new(get_functions::Response { functions: HashMap::new(), diagnostics: vec![] }))
     }
 
     async fn call_function(&self, req: Request<call_function::Request>) -> Result<Response<call_function::Response>, Status> {
         let name = req.into_inner().name;
         Ok(Response::new(call_function::Response {
+            result: None,
             error: Some(FunctionError { text: format!("this provider has no function {name:?}"), function_argument: None }),
         }))
     }

@@ -5,12 +5,13 @@
 //! `plugin_services` (go-plugin side services), `grpc` (the thin tfplugin5 service),
 //! `tfschema` (schemas derived from `schemas/`), `value` (msgpack/JSON values), `plan`
 //! (pure planning), `apply` (platform calls), `state` (object <-> state), `validate`,
-//! `upgrade` and `diag`.
+//! `upgrade`, `identity` (resource identity), `writeonly` (the write-only twins) and `diag`.
 
 pub mod apply;
 pub mod diag;
 pub mod docs;
 pub mod grpc;
+pub mod identity;
 pub mod plan;
 pub mod plugin_services;
 pub mod server;
@@ -20,6 +21,7 @@ pub mod tls;
 pub mod upgrade;
 pub mod validate;
 pub mod value;
+pub mod writeonly;
 
 /// Code generated from `proto/` by `build.rs`.
 #[allow(missing_docs, clippy::all, clippy::pedantic, clippy::unwrap_used)]

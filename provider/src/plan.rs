@@ -25,7 +25,10 @@ fn plan_block(block: &TfBlock, prior: Option<&Val>, config: &Val) -> Val {
         let cfg = config.get(&a.name);
         let prior_v = prior.map(|p| p.get(&a.name));
         let computed_only = a.computed && !a.optional;
-        let v = if computed_only {
+        // A write-only value is in the configuration only: planned (and stored) as null.
+        let v = if a.write_only {
+            Val::Null
+        } else if computed_only {
             prior_v.cloned().unwrap_or(Val::Unknown)
         } else if !cfg.is_null() {
             cfg.clone()
@@ -61,14 +64,36 @@ fn changed(planned: &Val, prior: &Val, key: &str) -> bool {
     planned.get(key) != prior.get(key)
 }
 
-/// What the platform recomputes when the settable values change.
-fn adjust_computed(t: &TypeSchema, state: &mut Val, prior: Option<&Val>) {
-    for (secret, hash_attr) in t.block.hashed() {
-        let hash = match state.get(secret) {
-            Val::Str(s) => Val::Str(sha256_hex(s.as_bytes())),
-            Val::Null => Val::Null,
-            _ => Val::Unknown,
+/// Whether a write-only twin's value goes to the platform in this change: on create, and on
+/// update only when its `_version` changes (Terraform's write-only convention).
+pub fn sends_write_only(prior: &Val, planned: &Val, version: &str) -> bool {
+    prior.is_null() || prior.get(version) != planned.get(version)
+}
+
+/// The hash a write-only value will have after this change: of the value sent, else the
+/// prior (refreshed) one.
+fn planned_hash(t: &TypeSchema, secret: &str, hash_attr: &str, state: &Val, prior: Option<&Val>, config: &Val) -> Val {
+    let hash_of = |v: &Val| match v {
+        Val::Str(s) => Val::Str(sha256_hex(s.as_bytes())),
+        Val::Null => Val::Null,
+        _ => Val::Unknown,
+    };
+    if let Some((twin, _, version)) = t.block.write_only_twins().find(|(_, src, _)| *src == secret)
+        && state.get(secret).is_null()
+        && !config.get(twin).is_null()
+    {
+        return match prior {
+            Some(p) if !sends_write_only(p, state, &version) => p.get(hash_attr).clone(),
+            _ => hash_of(config.get(twin)),
         };
+    }
+    hash_of(state.get(secret))
+}
+
+/// What the platform recomputes when the settable values change.
+fn adjust_computed(t: &TypeSchema, state: &mut Val, prior: Option<&Val>, config: &Val) {
+    for (secret, hash_attr) in t.block.hashed() {
+        let hash = planned_hash(t, secret, hash_attr, state, prior, config);
         set(state, hash_attr, hash);
     }
     let Some(prior) = prior else { return };
@@ -108,7 +133,7 @@ pub fn plan(t: &TypeSchema, prior: &Val, config: &Val) -> Planned {
     }
     let prior_opt = (!prior.is_null()).then_some(prior);
     let mut state = plan_block(&t.block, prior_opt, config);
-    adjust_computed(t, &mut state, prior_opt);
+    adjust_computed(t, &mut state, prior_opt, config);
     let mut requires_replace = Vec::new();
     if let Some(prior) = prior_opt {
         for a in &t.block.attributes {
@@ -169,6 +194,34 @@ mod tests {
         let p = plan(vm, &prior, &moved);
         assert_eq!(p.requires_replace.len(), 1);
         assert_eq!(p.state.get("status"), &s("stopped"));
+    }
+
+    #[test]
+    fn write_only_user_data_is_planned_null_and_resent_only_with_a_new_version() {
+        let vm = resource("novacron_vm").expect("vm");
+        let with_wo = |secret: &str, version: f64| {
+            let mut c = vm_config(4.0);
+            set(&mut c, "user_data_wo", s(secret));
+            set(&mut c, "user_data_wo_version", Val::Num(version));
+            c
+        };
+        let created = plan(vm, &Val::Null, &with_wo("token-1", 1.0)).state;
+        assert_eq!(created.get("user_data_wo"), &Val::Null, "a write-only value is never planned");
+        assert_eq!(created.get("user_data"), &Val::Null);
+        assert_eq!(created.get("user_data_sha256"), &s(&sha256_hex(b"token-1")), "the hash of what create sends");
+        let mut prior = created.clone();
+        for (k, v) in [("id", s("vm-1")), ("ip_address", s("10.0.0.2")), ("status", s("running")), ("created_at", s("t"))] {
+            set(&mut prior, k, v);
+        }
+        assert_eq!(plan(vm, &prior, &with_wo("token-2", 1.0)).state, prior, "a new value with the same version plans nothing");
+        let bumped = plan(vm, &prior, &with_wo("token-2", 2.0)).state;
+        assert_eq!(bumped.get("user_data_sha256"), &s(&sha256_hex(b"token-2")));
+        assert_eq!(bumped.get("user_data_wo_version"), &Val::Num(2.0));
+        assert!(sends_write_only(&prior, &bumped, "user_data_wo_version"));
+        assert!(!sends_write_only(&prior, &prior, "user_data_wo_version"));
+        let mut unknown = with_wo("x", 3.0);
+        set(&mut unknown, "user_data_wo", Val::Unknown);
+        assert_eq!(plan(vm, &prior, &unknown).state.get("user_data_sha256"), &Val::Unknown);
     }
 
     #[test]

@@ -57,6 +57,8 @@ pub struct TfAttr {
     pub computed: bool,
     /// Hidden in plans and output.
     pub sensitive: bool,
+    /// Write-only (Terraform >= 1.11): in the configuration only, never in a plan or the state.
+    pub write_only: bool,
     /// Docs text.
     pub description: String,
     /// The attribute of `schemas/` it maps to (absent for provider-only attributes).
@@ -108,6 +110,16 @@ impl TfBlock {
     /// (`user_data` -> `user_data_sha256`), as `x-hash-attribute` in `schemas/` declares.
     pub fn hashed(&self) -> impl Iterator<Item = (&str, &str)> {
         self.attributes.iter().filter_map(|a| Some((a.name.as_str(), a.source.as_ref()?.hash_attribute.as_deref()?)))
+    }
+
+    /// Write-only twins: (twin, the API attribute it feeds, the twin's version attribute),
+    /// e.g. (`user_data_wo`, `user_data`, `user_data_wo_version`).
+    pub fn write_only_twins(&self) -> impl Iterator<Item = (&str, &str, String)> {
+        self.attributes.iter().filter_map(|a| {
+            let src = a.source.as_ref()?;
+            let twin = src.write_only_twin.as_deref()?;
+            Some((twin, a.name.as_str(), format!("{twin}_version")))
+        })
     }
 
     /// Names of the attributes a configuration can set.
@@ -167,9 +179,45 @@ fn managed_attr(a: &Attribute) -> TfAttr {
         optional: settable && !a.required,
         computed: a.read_only || (!a.required && (a.default.is_some() || a.computed)),
         sensitive: a.sensitive,
+        write_only: false,
         description: describe(a),
         source: Some(a.clone()),
     }
+}
+
+/// The write-only twin of a write-only API attribute (`user_data_wo` for `user_data`) and its
+/// `<twin>_version` companion, as `x-terraform-write-only` in `schemas/` declares.
+fn write_only_twin(a: &Attribute, twin: &str) -> [TfAttr; 2] {
+    [
+        TfAttr {
+            name: twin.to_string(),
+            ty: tf_type(&a.ty),
+            required: false,
+            optional: true,
+            computed: false,
+            sensitive: true,
+            write_only: true,
+            description: format!(
+                "{} Write-only (Terraform 1.11 or later): the value is sent to the platform but never stored in the plan or the state; \
+                 `{}` follows it. Conflicts with `{}`. Sent on create, and on update only when `{twin}_version` changes.",
+                a.description,
+                a.hash_attribute.as_deref().unwrap_or("the hash"),
+                a.name
+            ),
+            source: None,
+        },
+        TfAttr {
+            name: format!("{twin}_version"),
+            ty: TfType::Number,
+            required: false,
+            optional: true,
+            computed: false,
+            sensitive: false,
+            write_only: false,
+            description: format!("Change it (e.g. increment it) to send a new `{twin}`: a changed `{twin}` with the same version plans nothing."),
+            source: None,
+        },
+    ]
 }
 
 /// Attributes of the platform that never go into Terraform state: they change on every
@@ -190,6 +238,7 @@ fn timeouts_block() -> TfBlockType {
         optional: true,
         computed: false,
         sensitive: false,
+        write_only: false,
         description: format!("How long to wait for {what}, as a duration such as `30s`, `10m` or `1h`. Defaults to 10m."),
         source: None,
     };
@@ -233,7 +282,11 @@ fn build_resource(kind: Kind) -> TypeSchema {
             continue;
         }
         block.attributes.push(managed_attr(a));
+        if let Some(twin) = &a.write_only_twin {
+            block.attributes.extend(write_only_twin(a, twin));
+        }
     }
+    block.attributes.sort_by(|a, b| a.name.cmp(&b.name));
     block.blocks.push(timeouts_block());
     TypeSchema { kind, type_name: kind.terraform_type().to_string(), version: state_version(kind), block }
 }
@@ -257,6 +310,7 @@ fn build_data_source(kind: Kind) -> TypeSchema {
             optional: is_lookup,
             computed: true,
             sensitive: a.sensitive,
+            write_only: false,
             description: if is_lookup { format!("{} Used to find the object.", a.description) } else { a.description.clone() },
             source: Some(a.clone()),
         });
@@ -269,6 +323,7 @@ fn build_data_source(kind: Kind) -> TypeSchema {
             optional: true,
             computed: false,
             sensitive: false,
+            write_only: false,
             description: "When several templates match, pick the one released last instead of failing.".into(),
             source: None,
         });
@@ -307,6 +362,7 @@ pub fn provider_block() -> TfBlock {
         optional: true,
         computed: false,
         sensitive,
+        write_only: false,
         description: description.into(),
         source: None,
     };
@@ -356,7 +412,7 @@ pub fn to_proto_block(b: &TfBlock) -> schema::Block {
                 sensitive: a.sensitive,
                 description_kind: StringKind::Markdown as i32,
                 deprecated: false,
-                write_only: false,
+                write_only: a.write_only,
             })
             .collect(),
         block_types: b
