@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use novacron_schemas::{Kind, Severity, content_hash};
+use novacron_schemas::{Kind, ResourceSchema, Severity, content_hash};
 use serde_json::{Map, Value};
 
 use crate::diff::{diff_objects, top_level};
@@ -149,7 +149,7 @@ fn compare_all(jobs: &[(&DesiredResource, Option<&LiveObject>)], rules: &IgnoreR
 
 pub(crate) fn compare_one(d: &DesiredResource, live: Option<&LiveObject>, rules: &IgnoreRules) -> ResourceReport {
     let schema = d.kind.schema();
-    let only: Vec<&str> = d.attributes.keys().map(String::as_str).collect();
+    let only = compared_attributes(schema, d);
     let desired_canon = schema.canonical(&d.attributes, Some(&only));
     let desired_hash = content_hash(&desired_canon);
     let mut entry = ResourceReport::new(d.address.clone(), d.kind.terraform_type().to_string(), d.name.clone());
@@ -189,6 +189,22 @@ pub(crate) fn compare_one(d: &DesiredResource, live: Option<&LiveObject>, rules:
     entry.three_way = ThreeWay::Drift;
     entry.changes = changes;
     entry
+}
+
+/// The attributes a desired resource configures. A hash attribute among its values
+/// (`user_data_sha256`: a last-applied value Terraform's state knows only by its hash) stands
+/// for its write-only attribute, which then compares by that hash.
+fn compared_attributes<'d>(schema: &'d ResourceSchema, d: &'d DesiredResource) -> Vec<&'d str> {
+    let mut only: Vec<&str> = d.attributes.keys().map(String::as_str).collect();
+    for attr in schema.attributes.iter().filter(|a| a.hash_attribute.is_some()) {
+        let Some(at) = only.iter().position(|k| Some(*k) == attr.hash_attribute.as_deref()) else { continue };
+        if only.contains(&attr.name.as_str()) {
+            only.remove(at);
+        } else {
+            only[at] = &attr.name;
+        }
+    }
+    only
 }
 
 fn summarise(resources: &[ResourceReport], ignored: usize, managed: usize, live_total: usize) -> Summary {

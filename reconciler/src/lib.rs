@@ -19,3 +19,4 @@ pub mod state;
 pub mod sync;
 pub mod tfstate;
 pub mod threeway;
+pub mod write_only;

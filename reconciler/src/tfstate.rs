@@ -44,7 +44,9 @@ pub struct AppliedResource {
     pub id: String,
     /// Its `name` as applied.
     pub name: String,
-    /// Every settable attribute Terraform recorded, by API name (`firewall_rules`), nulls left out.
+    /// Every settable attribute Terraform recorded, by API name (`firewall_rules`), nulls left out;
+    /// for a write-only attribute whose value the state does not hold (it was given through its
+    /// write-only twin, `user_data_wo`), its hash attribute (`user_data_sha256`) instead.
     pub attributes: Map<String, Value>,
 }
 
@@ -125,6 +127,7 @@ pub fn parse_state(text: &[u8], source_name: &str) -> Result<AppliedState, State
         terraform_version: doc.get("terraform_version").and_then(Value::as_str).unwrap_or("").to_string(),
         resources: Vec::new(),
     };
+    let empty = Map::new();
     for r in doc.get("resources").and_then(Value::as_array).into_iter().flatten() {
         if r.get("mode").and_then(Value::as_str) != Some("managed") {
             continue;
@@ -145,7 +148,9 @@ pub fn parse_state(text: &[u8], source_name: &str) -> Result<AppliedState, State
                 Some(Value::String(k)) => address.push_str(&format!("[{}]", serde_json::to_string(k).unwrap_or_default())),
                 _ => {}
             }
-            let attributes = api_attributes(kind, attrs.unwrap_or(&Map::new()));
+            let attrs = attrs.unwrap_or(&empty);
+            let mut attributes = api_attributes(kind, attrs);
+            keep_hashes(kind, attrs, &mut attributes);
             let applied_name = attributes.get("name").and_then(Value::as_str).unwrap_or("").to_string();
             state.resources.push(AppliedResource { address, kind, id: id.to_string(), name: applied_name, attributes });
         }
@@ -194,6 +199,21 @@ pub fn workspace_of_address(address: &str) -> Option<String> {
     let (_, rest) = address.split_once("/v1/tfstate/")?;
     let ws = rest.split(['/', '?']).next().filter(|w| !w.is_empty())?;
     Some(ws.to_string())
+}
+
+/// Keeps the hash attribute (`user_data_sha256`) of every write-only attribute the state holds no
+/// value of: a value given through the write-only twin (`user_data_wo`) never reaches the state,
+/// and its hash is then all that says what was applied.
+fn keep_hashes(kind: Kind, state: &Map<String, Value>, out: &mut Map<String, Value>) {
+    for attr in kind.schema().settable() {
+        let Some(hash_attr) = &attr.hash_attribute else { continue };
+        if out.contains_key(&attr.name) {
+            continue;
+        }
+        if let Some(hash) = state.get(hash_attr).filter(|v| v.is_string()) {
+            out.insert(hash_attr.clone(), hash.clone());
+        }
+    }
 }
 
 /// The settable attributes of a state instance, renamed to API names (a block list such as
@@ -269,6 +289,28 @@ mod tests {
         assert!(!net.attributes.contains_key("status") && !net.attributes.contains_key("mtu") && !net.attributes.contains_key("timeouts"));
         assert_eq!(s.resources[1].name, "web-1");
         assert!(!format!("{:?}", s.resources[1]).contains("secret"), "Debug hides values");
+    }
+
+    #[test]
+    fn a_value_given_write_only_is_known_by_its_hash() {
+        // As Terraform >= 1.11 records a VM whose user data came through user_data_wo.
+        let state = json!({"version": 4, "serial": 1, "lineage": "l", "resources": [
+            {"mode": "managed", "type": "novacron_vm", "name": "wo", "instances": [{"attributes": {
+                "id": "vm-1", "name": "wo", "user_data": null, "user_data_wo": null, "user_data_wo_version": 2, "user_data_sha256": "abc"}}]},
+            {"mode": "managed", "type": "novacron_vm", "name": "plain", "instances": [{"attributes": {
+                "id": "vm-2", "name": "plain", "user_data": "secret", "user_data_sha256": "def"}}]},
+            {"mode": "managed", "type": "novacron_vm", "name": "none", "instances": [{"attributes": {
+                "id": "vm-3", "name": "none", "user_data": null, "user_data_sha256": null}}]}]});
+        let s = parse_state(state.to_string().as_bytes(), "t").expect("parses");
+        let keys = |i: usize| {
+            let mut keys: Vec<&str> = s.resources[i].attributes.keys().map(String::as_str).collect();
+            keys.sort();
+            keys
+        };
+        assert_eq!(keys(0), ["name", "user_data_sha256"], "the hash instead of the value; the twin and its version are Terraform's");
+        assert_eq!(s.resources[0].attributes["user_data_sha256"], json!("abc"));
+        assert_eq!(keys(1), ["name", "user_data"], "the value itself when the state has it");
+        assert_eq!(keys(2), ["name"]);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use novacron_schemas::{Kind, Severity};
+use novacron_schemas::{Kind, Severity, sha256_hex};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -103,10 +103,22 @@ pub fn match_ids(applied: &AppliedState) -> IdMatch {
 
 /// The drift target of a resource: the last-applied values of the attributes the configuration
 /// sets (known or not), as a desired resource. Reverting drift puts these back.
+///
+/// A write-only value the state knows only by its hash (it was given through `user_data_wo`) is
+/// the desired value when that has the same hash, so a revert can send it; otherwise the target
+/// holds the hash attribute (`user_data_sha256`), which compares but cannot be sent.
 pub fn applied_target(desired: &DesiredResource, applied: &AppliedResource) -> DesiredResource {
     let configured: HashSet<&str> = desired.attributes.keys().map(String::as_str).chain(desired.unknown.iter().map(String::as_str)).collect();
     let mut attributes: Map<String, Value> =
         applied.attributes.iter().filter(|(k, _)| configured.contains(k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
+    for attr in desired.kind.schema().settable().filter(|a| configured.contains(a.name.as_str())) {
+        let Some(hash_attr) = attr.hash_attribute.as_ref().filter(|_| !attributes.contains_key(&attr.name)) else { continue };
+        let Some(Value::String(hash)) = applied.attributes.get(hash_attr) else { continue };
+        match desired.attributes.get(&attr.name) {
+            Some(Value::String(value)) if sha256_hex(value.as_bytes()) == *hash => attributes.insert(attr.name.clone(), Value::String(value.clone())),
+            _ => attributes.insert(hash_attr.clone(), Value::String(hash.clone())),
+        };
+    }
     attributes.insert("name".into(), Value::String(applied.name.clone()));
     DesiredResource { address: desired.address.clone(), kind: desired.kind, name: applied.name.clone(), attributes, unknown: Vec::new() }
 }
@@ -346,6 +358,43 @@ mod tests {
         assert_eq!(e.changes[0].path, "user_data");
         assert!(e.changes[0].sensitive);
         assert!(!serde_json::to_string(&r.resources).expect("json").contains("secret"));
+    }
+
+    #[test]
+    fn user_data_given_write_only_compares_with_the_state_by_its_hash() {
+        // Terraform >= 1.11 keeps no user data of a VM given `user_data_wo`: only user_data_sha256.
+        let applied_secret = "#cloud-config\npassword: applied-secret\n";
+        let hash = |value: &str| json!(sha256_hex(value.as_bytes()));
+        let wanted = |value: &str| desired(Kind::Vm, "novacron_vm.web", "web", json!({"cpu_cores": 2, "user_data": value}), &[]);
+        let on_platform = |value: &str| live(Kind::Vm, "vm-1", "web", json!({"cpu_cores": 2, "user_data_sha256": hash(value)}));
+        let s = AppliedState {
+            resources: vec![applied(Kind::Vm, "novacron_vm.web", "vm-1", "web", json!({"cpu_cores": 2, "user_data_sha256": hash(applied_secret)}))],
+            ..AppliedState::default()
+        };
+        let three_way = |r: &DriftResult| (r.resources[0].status, r.resources[0].three_way);
+
+        let r = run(&[wanted(applied_secret)], &s, &[on_platform(applied_secret)]);
+        assert_eq!(three_way(&r), (Status::InSync, ThreeWay::InSync), "no perpetual difference: {:?}", r.resources[0].rollout_changes);
+
+        // A new value in Git: a rollout against last applied (and a difference from live), by hash.
+        let r = run(&[wanted("#cloud-config new-secret")], &s, &[on_platform(applied_secret)]);
+        assert_eq!(three_way(&r), (Status::Drifted, ThreeWay::RolloutPending));
+        let rc = &r.resources[0].rollout_changes;
+        assert_eq!((rc.len(), rc[0].path.as_str(), rc[0].sensitive), (1, "user_data", true));
+
+        // Changed on the platform: drift, and the revert target is the desired value, which has the applied hash.
+        let r = run(&[wanted(applied_secret)], &s, &[on_platform("tampered")]);
+        assert_eq!(three_way(&r), (Status::Drifted, ThreeWay::Drift));
+        assert_eq!((r.resources[0].changes[0].path.as_str(), r.resources[0].changes[0].sensitive), ("user_data", true));
+        assert_eq!(applied_target(&wanted(applied_secret), &s.resources[0]).attributes["user_data"], json!(applied_secret));
+
+        // Both moved: a conflict; the target knows the applied value only by its hash.
+        let r = run(&[wanted("#cloud-config new-secret")], &s, &[on_platform("tampered")]);
+        assert_eq!(three_way(&r), (Status::Drifted, ThreeWay::Conflict));
+        let target = applied_target(&wanted("#cloud-config new-secret"), &s.resources[0]);
+        assert_eq!((target.attributes.get("user_data"), target.attributes.get("user_data_sha256")), (None, Some(&hash(applied_secret))));
+        let text = serde_json::to_string(&r.resources).expect("json");
+        assert!(!text.contains("secret") && !text.contains("tampered"), "{text}");
     }
 
     #[test]

@@ -625,3 +625,106 @@ async fn drift_over_https_trusts_the_ca_file_and_names_the_endpoint_without_it()
     assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
     env.stop().await;
 }
+
+/// A root module with one network and a VM whose user data is given write-only.
+fn write_only_tf(user_data: &str, version: u32) -> String {
+    format!(
+        r#"
+resource "novacron_network" "core" {{
+  name = "core"
+  cidr = "10.60.0.0/24"
+}}
+resource "novacron_vm" "app" {{
+  name                 = "app"
+  cpu_cores            = 2
+  memory_gb            = 4
+  template_id          = "tpl-debian-12"
+  network_id           = novacron_network.core.id
+  user_data_wo         = {user_data:?}
+  user_data_wo_version = {version}
+}}
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_data_wo_compares_as_user_data_by_hash_and_never_shows() {
+    use novacron_reconcile::report::ThreeWay;
+    let env = Env::start().await;
+    let repo = env.dir.path().join("repo");
+    let applied = format!("#cloud-config\npassword: {SECRET}\n");
+    let rotated = format!("#cloud-config\npassword: {SECRET}-rotated\n");
+    let first = git2_commit(&repo, &[("main.tf", &write_only_tf(&applied, 1))], "user data, write-only");
+    let bumped = git2_commit(&repo, &[("main.tf", &write_only_tf(&applied, 7))], "only the version moves");
+    let changed = git2_commit(&repo, &[("main.tf", &write_only_tf(&rotated, 8))], "a new password");
+    let net = env.create(Kind::Network, json!({"name": "core", "cidr": "10.60.0.0/24"})).await;
+    let vm = env
+        .create(Kind::Vm, json!({"name": "app", "cpu_cores": 2, "memory_gb": 4, "template_id": "tpl-debian-12", "network_id": net, "user_data": applied}))
+        .await;
+    // As Terraform >= 1.11 records it: no user data value at all, only its hash.
+    let state = json!({"version": 4, "terraform_version": "1.15.5", "serial": 3, "lineage": "wo", "resources": [
+        {"mode": "managed", "type": "novacron_network", "name": "core", "provider": "provider[\"registry.terraform.io/novacron/novacron\"]",
+         "instances": [{"schema_version": 0, "attributes": {"id": net, "name": "core", "cidr": "10.60.0.0/24", "status": "active"}}]},
+        {"mode": "managed", "type": "novacron_vm", "name": "app", "provider": "provider[\"registry.terraform.io/novacron/novacron\"]",
+         "instances": [{"schema_version": 0, "sensitive_attributes": [], "attributes": {
+            "id": vm, "name": "app", "cpu_cores": 2, "memory_gb": 4, "template_id": "tpl-debian-12", "network_id": net,
+            "user_data": null, "user_data_wo": null, "user_data_wo_version": 1,
+            "user_data_sha256": novacron_schemas::sha256_hex(applied.as_bytes()), "status": "running"}}]}]});
+    let state_file = env.dir.path().join("terraform.tfstate");
+    std::fs::write(&state_file, state.to_string()).expect("write state");
+    let at = |revision: &str, with_state: bool| {
+        let mut options = env.options(&repo);
+        options.reference = Some(revision.to_string());
+        options.tfstate = with_state.then(|| state_file.clone());
+        options
+    };
+
+    // Live user data matches: in sync, nothing unknown, no warning about user_data_wo or its version.
+    for options in [at(&first, false), at(&first, true), at(&bumped, true)] {
+        let report = env.drift(&options).await.expect("drift runs");
+        let app = entry(&report, "novacron_vm.app");
+        assert_eq!((app.status, app.three_way), (Status::InSync, ThreeWay::InSync), "{:?}: {:?} {:?}", options.reference, app.changes, app.rollout_changes);
+        assert_eq!(app.desired_hash, app.live_hash);
+        assert!(app.unknown.is_empty() && report.warnings.is_empty(), "{:?} {:?}", app.unknown, report.warnings);
+    }
+
+    // A new value in Git is a change by hash, against live and against last applied; the version is not.
+    let report = env.drift(&at(&changed, true)).await.expect("drift runs");
+    let app = entry(&report, "novacron_vm.app");
+    assert_eq!((app.status, app.three_way), (Status::Drifted, ThreeWay::RolloutPending));
+    assert_eq!(paths(app), [("user_data", Severity::Medium)]);
+    let rollout: Vec<(&str, bool)> = app.rollout_changes.iter().map(|c| (c.path.as_str(), c.sensitive)).collect();
+    assert_eq!(rollout, [("user_data", true)]);
+
+    // Changed out of band: drift of user_data, shown as (sensitive), never the value.
+    env.patch(Kind::Vm, &vm, json!({"user_data": "#cloud-config\nchanged out of band\n"})).await;
+    for options in [at(&first, false), at(&first, true)] {
+        let report = env.drift(&options).await.expect("drift runs");
+        let app = entry(&report, "novacron_vm.app");
+        assert_eq!(app.status, Status::Drifted);
+        assert_eq!(app.three_way, ThreeWay::Drift, "the platform moved (with state: live differs from last applied)");
+        assert_eq!(paths(app), [("user_data", Severity::Medium)], "one drifted attribute, never user_data_wo_version");
+        let c = &app.changes[0];
+        assert_eq!((&c.desired, &c.live, c.sensitive), (&json!("(sensitive)"), &json!("(sensitive)"), true));
+        let texts = [render_json(&report), render_text(&report, false), render_markdown(&report), format!("{report:?}")];
+        for text in &texts {
+            assert!(!text.contains(SECRET) && !text.contains("cloud-config"), "a sensitive value leaked:\n{text}");
+            assert!(!text.contains("user_data_wo"), "the twin and its version are not compared:\n{text}");
+        }
+        assert!(texts[1].contains("-user_data = (sensitive)\n") && texts[1].contains("+user_data = (sensitive, differs)\n"), "{}", texts[1]);
+    }
+
+    // Both forms on one resource: a one-line error naming the resource, the attributes and the fix.
+    let both = env.dir.path().join("both");
+    let tf = write_only_tf(&applied, 1).replace("  user_data_wo ", &format!("  user_data            = {:?}\n  user_data_wo ", applied));
+    git2_commit(&both, &[("main.tf", &tf)], "both");
+    let (code, stdout, stderr) = binary(&env, vec!["--repo".into(), both.display().to_string()], TEST_API_KEY.1).await;
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("main.tf: novacron_vm.app sets both user_data and user_data_wo, which conflict") && stderr.contains("set only one of them"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    assert!(!stderr.contains(SECRET) && stdout.is_empty(), "{stderr}");
+    env.stop().await;
+}

@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 
 use super::parse::ResourceBlock;
 use super::resolve::{Instance, Refs};
+use crate::write_only::{TwinArgument, twin_argument};
 
 /// One evaluated instance: known attributes by API name, and the unknown ones with reasons.
 #[derive(Debug, Default)]
@@ -16,15 +17,33 @@ pub struct Evaluated {
     pub unknown: Vec<(String, String)>,
     /// Arguments the schema does not know or that are computed-only.
     pub ignored: Vec<String>,
+    /// Attributes whose value came from their write-only twin (`user_data` from `user_data_wo`):
+    /// Terraform's references see null for them, as the value is never in the state.
+    pub from_twin: Vec<String>,
 }
 
-/// Evaluates every argument and block of `block` for one instance.
-pub fn evaluate_instance(block: &ResourceBlock, refs: &Refs<'_>, inst: &Instance) -> Evaluated {
+/// An attribute and its write-only twin both set on one instance: Terraform refuses that.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TwinConflict {
+    /// The API attribute (`user_data`).
+    pub attribute: String,
+    /// Its twin (`user_data_wo`).
+    pub twin: String,
+}
+
+/// Evaluates every argument and block of `block` for one instance. A write-only twin
+/// (`user_data_wo`) gives its attribute's value; the twin's version is Terraform's alone.
+pub fn evaluate_instance(block: &ResourceBlock, refs: &Refs<'_>, inst: &Instance) -> Result<Evaluated, TwinConflict> {
     let schema = block.kind.schema();
     let mut out = Evaluated::default();
+    let mut twins = Vec::new();
     for (name, expr) in &block.attributes {
         let Some(attr) = schema.attribute(name).filter(|a| !a.read_only) else {
-            out.ignored.push(name.clone());
+            match twin_argument(schema, name) {
+                Some(TwinArgument::Value(attr)) => twins.push((attr, name, refs.eval(expr, inst))),
+                Some(TwinArgument::Version(_)) => {}
+                None => out.ignored.push(name.clone()),
+            }
             continue;
         };
         match refs.eval(expr, inst) {
@@ -73,9 +92,42 @@ pub fn evaluate_instance(block: &ResourceBlock, refs: &Refs<'_>, inst: &Instance
             }
         }
     }
+    for (attr, twin, value) in twins {
+        take_twin(&mut out, attr, twin, value)?;
+    }
     out.ignored.sort();
     out.ignored.dedup();
-    out
+    Ok(out)
+}
+
+/// Puts the evaluated value of a write-only twin in place of its attribute. Null leaves the
+/// attribute as it is; a value beside a set attribute is a conflict, and where one side cannot
+/// be evaluated, which one counts is not known, so the attribute is unknown.
+fn take_twin(out: &mut Evaluated, attr: &Attribute, twin: &str, value: Result<HclValue, String>) -> Result<(), TwinConflict> {
+    let name = &attr.name;
+    let set = out.attributes.contains_key(name);
+    let unknown = out.unknown.iter().any(|(a, _)| a == name);
+    // An evaluation error can quote the value, and a twin's value is always sensitive.
+    let hidden = format!("{twin} could not be evaluated (details hidden: the attribute is sensitive)");
+    match value {
+        Ok(HclValue::Null) => {}
+        Ok(_) if set => return Err(TwinConflict { attribute: name.clone(), twin: twin.to_string() }),
+        Ok(_) if unknown => {
+            out.unknown.retain(|(a, _)| a != name);
+            out.unknown.push((name.clone(), format!("{name} could not be evaluated and {twin} is set too; set only one of them")));
+        }
+        Ok(v) => {
+            out.attributes.insert(name.clone(), coerce(attr, to_json(&v)));
+            out.from_twin.push(name.clone());
+        }
+        Err(_) if set => {
+            out.attributes.remove(name);
+            out.unknown.push((name.clone(), format!("{hidden}, and {name} is set too; set only one of them")));
+        }
+        Err(_) if unknown => {}
+        Err(_) => out.unknown.push((name.clone(), hidden)),
+    }
+    Ok(())
 }
 
 /// One block's arguments as an object; an argument that cannot be evaluated sets `failed`.
@@ -176,9 +228,9 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn errors_on_sensitive_attributes_do_not_quote_the_value() {
-        let body = hcl::parse("resource \"novacron_vm\" \"a\" {\n  name = \"a\"\n  user_data = \"hunter2\" + 1\n}\n").expect("parses");
+    /// Evaluates the arguments of one `novacron_vm` block written as `body` (no nested blocks).
+    fn vm_instance(body: &str) -> Result<Evaluated, TwinConflict> {
+        let body = hcl::parse(&format!("resource \"novacron_vm\" \"a\" {{\n{body}}}\n")).expect("parses");
         let block = body.blocks().next().expect("block");
         let rb = super::super::parse::ResourceBlock {
             kind: Kind::Vm,
@@ -191,9 +243,45 @@ mod tests {
         };
         let ctx = crate::hcl::funcs::function_context();
         let refs = Refs { ctx: Some(&ctx), ..Refs::default() };
-        let ev = evaluate_instance(&rb, &refs, &Instance::default());
+        evaluate_instance(&rb, &refs, &Instance::default())
+    }
+
+    #[test]
+    fn errors_on_sensitive_attributes_do_not_quote_the_value() {
+        let ev = vm_instance("  name = \"a\"\n  user_data = \"hunter2\" + 1\n").expect("no conflict");
         assert_eq!(ev.unknown.len(), 1);
         assert!(!ev.unknown[0].1.contains("hunter2"), "{}", ev.unknown[0].1);
+    }
+
+    #[test]
+    fn the_write_only_twin_gives_the_attribute_and_its_version_is_terraforms_alone() {
+        let ev = vm_instance("  name = \"a\"\n  user_data_wo = \"#cloud-config hunter2\"\n  user_data_wo_version = 3\n").expect("no conflict");
+        assert_eq!(ev.attributes, json!({"name": "a", "user_data": "#cloud-config hunter2"}).as_object().expect("object").clone());
+        assert_eq!(ev.from_twin, ["user_data"]);
+        assert!(ev.unknown.is_empty() && ev.ignored.is_empty(), "the version is neither unknown nor ignored: {:?} {:?}", ev.unknown, ev.ignored);
+
+        // A null twin leaves the attribute alone (a module choosing one of the two).
+        let ev = vm_instance("  name = \"a\"\n  user_data = \"plain\"\n  user_data_wo = null\n  user_data_wo_version = 1\n").expect("no conflict");
+        assert_eq!((ev.attributes.get("user_data"), ev.from_twin.len()), (Some(&json!("plain")), 0));
+        let ev = vm_instance("  name = \"a\"\n  user_data = null\n  user_data_wo = \"wo\"\n").expect("no conflict");
+        assert_eq!(ev.attributes.get("user_data"), Some(&json!("wo")));
+    }
+
+    #[test]
+    fn the_attribute_and_its_twin_together_are_a_conflict_or_unknown() {
+        let conflict = vm_instance("  name = \"a\"\n  user_data = \"x\"\n  user_data_wo = \"y\"\n").expect_err("both set");
+        assert_eq!(conflict, TwinConflict { attribute: "user_data".into(), twin: "user_data_wo".into() });
+        // One side cannot be evaluated: which one counts is not known, and no value is quoted.
+        for body in ["  user_data = \"hunter2\"\n  user_data_wo = \"hunter2\" + 1\n", "  user_data = \"hunter2\" + 1\n  user_data_wo = \"hunter2\"\n"] {
+            let ev = vm_instance(&format!("  name = \"a\"\n{body}")).expect("not known to conflict");
+            assert!(!ev.attributes.contains_key("user_data"), "{body}");
+            assert_eq!(ev.unknown.len(), 1, "{body}: {:?}", ev.unknown);
+            let (attr, reason) = &ev.unknown[0];
+            assert_eq!(attr, "user_data");
+            assert!(reason.contains("set only one of them") && !reason.contains("hunter2"), "{reason}");
+        }
+        let ev = vm_instance("  name = \"a\"\n  user_data_wo = \"hunter2\" + 1\n").expect("no conflict");
+        assert_eq!(ev.unknown, [("user_data".to_string(), "user_data_wo could not be evaluated (details hidden: the attribute is sensitive)".to_string())]);
     }
 
     #[test]

@@ -292,7 +292,7 @@ impl Evaluator<'_> {
                     }
                 }
                 Node::Data(block) => self.data_block(block, &mut refs, prefix),
-                Node::Resource(block) => self.resource(block, &mut refs, prefix, &sensitive),
+                Node::Resource(block) => self.resource(block, &mut refs, prefix, &sensitive)?,
                 Node::Module(call) => self.module_call(ctx, call, &mut refs, dir, prefix, depth)?,
             }
         }
@@ -311,17 +311,17 @@ impl Evaluator<'_> {
         if let Some(known) = self.positions.get(&key) {
             return known.clone();
         }
-        // A block attribute is reported by its API name (`firewall_rules`), written as its block (`firewall_rule`).
-        let written = block
-            .kind
-            .schema()
-            .attributes
-            .iter()
-            .find(|a| a.name == attr)
+        // A block attribute is reported by its API name (`firewall_rules`), written as its block
+        // (`firewall_rule`); an attribute given through its write-only twin, written as the twin.
+        let schema_attr = block.kind.schema().attributes.iter().find(|a| a.name == attr);
+        let written_as = |name: &str| block.attributes.iter().any(|(a, _)| a == name);
+        let twin = schema_attr.and_then(|a| a.write_only_twin.as_deref()).filter(|t| !written_as(attr) && written_as(t));
+        let written = schema_attr
             .and_then(|a| match &a.ty {
                 AttrType::Blocks { block_name, .. } => Some(block_name.as_str()),
                 _ => None,
             })
+            .or(twin)
             .unwrap_or(attr);
         let found = self
             .tree
@@ -361,7 +361,7 @@ impl Evaluator<'_> {
         }
     }
 
-    fn resource(&mut self, block: &ResourceBlock, refs: &mut Refs<'_>, prefix: &str, sensitive: &[String]) {
+    fn resource(&mut self, block: &ResourceBlock, refs: &mut Refs<'_>, prefix: &str, sensitive: &[String]) -> Result<(), HclError> {
         let ty = block.kind.terraform_type();
         let key = format!("{ty}.{}", block.label);
         let base = format!("{prefix}{key}");
@@ -370,13 +370,18 @@ impl Evaluator<'_> {
             Err(reason) => {
                 self.out.warnings.push(format!("{base}: {reason}; its instances are not compared"));
                 refs.unknown.insert(key.clone(), format!("{key} could not be expanded: {reason}"));
-                return;
+                return Ok(());
             }
         };
         let mut values = Vec::with_capacity(instances.len());
         for (suffix, inst) in instances {
             let address = format!("{base}{suffix}");
-            let ev = evaluate_instance(block, refs, &inst);
+            let ev = evaluate_instance(block, refs, &inst).map_err(|c| HclError::ConflictingTwin {
+                file: block.file.clone(),
+                address: address.clone(),
+                attribute: c.attribute,
+                twin: c.twin,
+            })?;
             for arg in &ev.ignored {
                 self.out.warnings.push(format!("{address}: {arg} is not a settable attribute of {ty}; ignored"));
             }
@@ -399,7 +404,7 @@ impl Evaluator<'_> {
                 None => Map::new(),
             };
             for (k, v) in &ev.attributes {
-                value.insert(k.clone(), to_hcl(v));
+                value.insert(k.clone(), if ev.from_twin.contains(k) { Value::Null } else { to_hcl(v) });
             }
             values.push((instance_key(&suffix), Value::Object(value)));
             let mut unknown: Vec<String> = ev.unknown.into_iter().map(|(a, _)| a).collect();
@@ -407,6 +412,7 @@ impl Evaluator<'_> {
             self.out.resources.push(DesiredResource { address, kind: block.kind, name, attributes: ev.attributes, unknown });
         }
         refs.resources.insert(key, gather(shape, values));
+        Ok(())
     }
 
     fn module_call(&mut self, ctx: &Context<'_>, call: &ModuleCall, refs: &mut Refs<'_>, dir: &str, prefix: &str, depth: usize) -> Result<(), HclError> {

@@ -60,6 +60,20 @@ pub enum HclError {
         /// The second address.
         second: String,
     },
+    /// A resource sets an attribute and its Terraform write-only twin, two ways of giving one value.
+    #[error(
+        "{file}: {address} sets both {attribute} and {twin}, which conflict: {twin} is the write-only form of {attribute} (kept out of Terraform's plan and state); set only one of them"
+    )]
+    ConflictingTwin {
+        /// The file of the resource block.
+        file: String,
+        /// The resource instance.
+        address: String,
+        /// The API attribute (`user_data`).
+        attribute: String,
+        /// Its twin (`user_data_wo`).
+        twin: String,
+    },
     /// Declarations depend on each other in a circle.
     #[error("{module}: dependency cycle through {through}")]
     Cycle {

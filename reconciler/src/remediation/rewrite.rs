@@ -345,6 +345,36 @@ resource "novacron_network" "core" {
     }
 
     #[test]
+    fn user_data_is_never_written_whichever_way_it_is_given() {
+        let tf = "resource \"novacron_vm\" \"web\" {\n  name         = \"web\"\n  memory_gb    = 4\n  user_data_wo = \"#cloud-config hunter2\"\n  user_data_wo_version = 1\n}\nresource \"novacron_vm\" \"db\" {\n  name      = \"db\"\n  user_data = \"#cloud-config hunter2\"\n}\n";
+        let tree = MemoryTree::new([("main.tf", tf)]);
+        let hidden = |address: &str, plain: &[(&str, Value)]| {
+            let mut r = drifted(address, plain);
+            r.changes.push(Change {
+                path: "user_data".into(),
+                desired: json!("(sensitive)"),
+                live: json!("(sensitive)"),
+                severity: Severity::Medium,
+                sensitive: true,
+            });
+            r
+        };
+        let (web, db) = (hidden("novacron_vm.web", &[("memory_gb", json!(8))]), hidden("novacron_vm.db", &[]));
+        let out = codify(&tree, "", &[&web, &db], &[]);
+        assert_eq!(out.files["main.tf"], tf.replace("memory_gb    = 4", "memory_gb    = 8"), "only the plain value is codified");
+        assert_eq!(
+            out.manual,
+            ["novacron_vm.web user_data: sensitive; the live value is not known here", "novacron_vm.db user_data: sensitive; the live value is not known here"]
+        );
+        // An adopted VM never gets user data either (the API does not return it, only its hash).
+        let fields = json!({"id": "vm-9", "name": "stray", "cpu_cores": 1, "user_data_sha256": "abc"});
+        let mut stray = drifted("novacron_vm.stray", &[]);
+        (stray.status, stray.id) = (Status::Unmanaged, Some("vm-9".into()));
+        let out = codify(&tree, "", &[&stray], &[LiveObject { kind: novacron_schemas::Kind::Vm, fields: fields.as_object().expect("object").clone() }]);
+        assert!(!out.files[ADOPTED_FILE].contains("user_data"), "{}", out.files[ADOPTED_FILE]);
+    }
+
+    #[test]
     fn module_instances_are_left_for_a_person() {
         let tree = MemoryTree::new([("main.tf", TF)]);
         let r = drifted("module.a.novacron_vm.web", &[("memory_gb", json!(8))]);

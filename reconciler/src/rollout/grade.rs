@@ -6,6 +6,7 @@ use novacron_schemas::{AttrType, Attribute, Kind, ResourceSchema, Severity};
 
 use super::plan::{Action, PlanModel, ResourceChange};
 use crate::report::BySeverity;
+use crate::write_only::{TwinArgument, twin_argument};
 
 /// The severity of creating an object: sizing-level, like a new VM or network.
 pub const CREATE_SEVERITY: Severity = Severity::Medium;
@@ -64,7 +65,8 @@ pub fn grade_change(change: &ResourceChange) -> Option<GradedChange> {
     let schema = change.kind.schema();
     let mut attributes = Vec::new();
     for a in &change.attributes {
-        match schema_attribute(schema, &a.name) {
+        // A write-only twin and its version (`user_data_wo_version`: a new value is sent) weigh as their attribute.
+        match schema_attribute(schema, &a.name).or_else(|| twin_argument(schema, &a.name).map(TwinArgument::attribute)) {
             // Computed-only attributes change as a consequence of the others (status, ip_address).
             Some(s) if s.read_only => {}
             Some(s) => attributes.push((a.name.clone(), s.severity)),
@@ -198,6 +200,18 @@ mod tests {
         let g = grade_plan(&plan(json!([meta, timeouts])));
         assert_eq!(g.changes[1].severity, UNDESCRIBED_SEVERITY);
         assert_eq!(g.severity, Some(sev(Kind::Vm, "metadata").max(UNDESCRIBED_SEVERITY)));
+    }
+
+    #[test]
+    fn a_new_write_only_version_weighs_as_the_attribute_it_sends() {
+        let p = plan(json!([update(
+            "novacron_vm",
+            "web",
+            json!({"user_data_wo": null, "user_data_wo_version": 1}),
+            json!({"user_data_wo": null, "user_data_wo_version": 2})
+        )]));
+        let g = grade_plan(&p);
+        assert_eq!(g.changes[0].attributes, [("user_data_wo_version".to_string(), sev(Kind::Vm, "user_data"))]);
     }
 
     #[test]

@@ -265,3 +265,36 @@ fn other_providers_data_sources_are_unknown_saying_so() {
         ev.warnings
     );
 }
+
+#[test]
+fn user_data_wo_is_user_data_without_warnings_and_conflicts_with_it() {
+    let module = "variable \"ud\" {}\nvariable \"wo\" { default = true }\nresource \"novacron_vm\" \"this\" {\n  name = \"m\"\n  user_data    = var.wo ? null : var.ud\n  user_data_wo = var.wo ? var.ud : null\n  user_data_wo_version = 2\n}\n";
+    let main = "resource \"novacron_vm\" \"web\" {\n  name = \"web\"\n  user_data_wo         = \"#cloud-config hunter2\"\n  user_data_wo_version = 1\n}\nresource \"novacron_policy\" \"p\" {\n  name        = \"p\"\n  rule        = \"package p\"\n  description = coalesce(novacron_vm.web.user_data, \"none\")\n}\nmodule \"m\" {\n  source = \"./m\"\n  ud     = \"from-module\"\n}\nresource \"novacron_vm\" \"broken\" {\n  name         = \"broken\"\n  user_data_wo = file(\"nowhere\")\n}\n";
+    let t = MemoryTree::new([("main.tf", main), ("m/main.tf", module)]);
+    let ev = evaluate(&t, "", &[], &[], &DataSources::default()).expect("evaluates");
+    let web = find(&ev, "novacron_vm.web");
+    assert_eq!(web.attributes.get("user_data"), Some(&json!("#cloud-config hunter2")));
+    assert!(web.unknown.is_empty() && !web.attributes.contains_key("user_data_wo_version"));
+    assert_eq!(find(&ev, "module.m.novacron_vm.this").attributes.get("user_data"), Some(&json!("from-module")));
+    // Terraform's references see null for a value given write-only: it is in no state.
+    assert_eq!(find(&ev, "novacron_policy.p").attributes["description"], json!("none"));
+    // Only the broken twin warns, at the twin's position, without its value; nothing warns about the versions.
+    assert_eq!(find(&ev, "novacron_vm.broken").unknown, ["user_data"]);
+    assert_eq!(
+        ev.warnings,
+        [
+            "main.tf:17:18: novacron_vm.broken: user_data is unknown (user_data_wo could not be evaluated (details hidden: the attribute is sensitive)); left out of the comparison"
+        ]
+    );
+
+    let both = MemoryTree::new([(
+        "infra/vm.tf",
+        "resource \"novacron_vm\" \"web\" {\n  count        = 1\n  name         = \"web\"\n  user_data    = \"a\"\n  user_data_wo = \"hunter2\"\n}\n",
+    )]);
+    let err = evaluate(&both, "infra", &[], &[], &DataSources::default()).expect_err("conflict");
+    assert!(matches!(&err, HclError::ConflictingTwin { address, .. } if address == "novacron_vm.web[0]"), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "infra/vm.tf: novacron_vm.web[0] sets both user_data and user_data_wo, which conflict: user_data_wo is the write-only form of user_data (kept out of Terraform's plan and state); set only one of them"
+    );
+}
