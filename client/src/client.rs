@@ -124,7 +124,7 @@ impl Client {
         self.collect_pages(kind, ListQuery { page_size: Some(LIST_ALL_PAGE_SIZE), ..ListQuery::default() }).await
     }
 
-    /// Every object matching `query`'s filters (`name`, `os`), following page tokens.
+    /// Every object matching `query`'s filters, following page tokens.
     pub async fn list_matching(&self, kind: Kind, query: &ListQuery) -> Result<Vec<Object>, Error> {
         let query = ListQuery { page_size: query.page_size.or(Some(LIST_ALL_PAGE_SIZE)), page_token: None, ..query.clone() };
         self.collect_pages(kind, query).await

@@ -71,13 +71,25 @@ pub struct Response<T> {
     pub replayed: bool,
 }
 
-/// Filters and paging for a list call.
+/// Filters and paging for a list call. Filters combine (an object must match all of them);
+/// one that the kind does not take is refused by the server with a 400 naming it. A page token
+/// continues only the listing that issued it: send the same filters with it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ListQuery {
     /// Only objects with exactly this name.
     pub name: Option<String>,
+    /// Only objects whose name starts with this (every kind).
+    pub name_prefix: Option<String>,
     /// Only templates of this operating system (templates only).
     pub os: Option<String>,
+    /// Only VMs on this network id (VMs only).
+    pub network_id: Option<String>,
+    /// Only VMs in this status: `provisioning`, `running`, `stopped`, `deleting` or `error` (VMs only).
+    pub status: Option<String>,
+    /// Only volumes attached to this VM id (volumes only).
+    pub attached_to: Option<String>,
+    /// Only policies with this enforcement mode: `block`, `warn` or `audit` (policies only).
+    pub enforcement_mode: Option<String>,
     /// Objects per page, 1..=1000 (server default 100).
     pub page_size: Option<u32>,
     /// The `next_page_token` of the previous page.
@@ -87,13 +99,16 @@ pub struct ListQuery {
 impl ListQuery {
     /// The query parameters, in a stable order.
     pub(crate) fn pairs(&self) -> Vec<(&'static str, String)> {
-        let mut pairs = Vec::new();
-        if let Some(name) = &self.name {
-            pairs.push(("name", name.clone()));
-        }
-        if let Some(os) = &self.os {
-            pairs.push(("os", os.clone()));
-        }
+        let filters = [
+            ("name", &self.name),
+            ("name_prefix", &self.name_prefix),
+            ("os", &self.os),
+            ("network_id", &self.network_id),
+            ("status", &self.status),
+            ("attached_to", &self.attached_to),
+            ("enforcement_mode", &self.enforcement_mode),
+        ];
+        let mut pairs: Vec<(&'static str, String)> = filters.into_iter().filter_map(|(key, value)| Some((key, value.clone()?))).collect();
         if let Some(size) = self.page_size {
             pairs.push(("page_size", size.to_string()));
         }
@@ -193,6 +208,17 @@ mod tests {
         let q = ListQuery { name: Some("web".into()), page_size: Some(500), ..ListQuery::default() };
         assert_eq!(q.pairs(), vec![("name", "web".to_string()), ("page_size", "500".to_string())]);
         assert!(ListQuery::default().pairs().is_empty());
+        let filtered = ListQuery {
+            name_prefix: Some("web-".into()),
+            network_id: Some("net-1".into()),
+            status: Some("running".into()),
+            attached_to: Some("vm-1".into()),
+            enforcement_mode: Some("warn".into()),
+            page_token: Some("t".into()),
+            ..ListQuery::default()
+        };
+        let keys: Vec<&str> = filtered.pairs().iter().map(|(k, _)| *k).collect();
+        assert_eq!(keys, ["name_prefix", "network_id", "status", "attached_to", "enforcement_mode", "page_token"]);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Benchmark of novacron-platform: seeds 10,000 VMs into the release binary, then measures
 //! `GET /v1/vms/{id}` throughput (saturated) and latency (paced at 5,000/s) at 32 concurrent connections, a full listing in
-//! pages of 500, and the server's RSS; then restarts it on the same database serving HTTPS (a
+//! pages of 500 (unfiltered, through filters that match every VM, and through one matching 100), and the server's RSS; then restarts it on the same database serving HTTPS (a
 //! certificate from a private CA made here) and measures the same GETs over TLS, keep-alive.
 //! Prints figures; asserts nothing about speed.
 //!
@@ -125,6 +125,29 @@ fn report(label: &str, r: &LoadResult, concurrency: usize) {
     );
 }
 
+/// Five runs of a listing in pages of 500 (filters repeated with each token), in ms, sorted;
+/// checks each run saw `expected` objects.
+async fn list_runs(client: &Client, query: &ListQuery, expected: usize) -> Vec<f64> {
+    let mut runs = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        let mut token = None;
+        let mut n = 0;
+        loop {
+            let page = client.list_page(Kind::Vm, &ListQuery { page_size: Some(500), page_token: token, ..query.clone() }).await.expect("page");
+            n += page.items.len();
+            match page.next_page_token {
+                Some(next) => token = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(n, expected, "the listing saw every matching VM");
+        runs.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    runs.sort_by(f64::total_cmp);
+    runs
+}
+
 fn main() {
     let objects = env_or("BENCH_OBJECTS", 10_000);
     let seconds = env_or("BENCH_SECONDS", 10);
@@ -178,25 +201,18 @@ fn main() {
         let paced = load(&http, &server.endpoint, &ids, concurrency, seconds, Some(rate)).await;
         report(&format!("GET /v1/vms/{{id}} (paced at {rate}/s)"), &paced, concurrency);
 
-        // Full listing in pages of 500, five times.
-        let mut runs = Vec::new();
-        for _ in 0..5 {
-            let t = Instant::now();
-            let mut token = None;
-            let mut n = 0;
-            loop {
-                let page = client.list_page(Kind::Vm, &ListQuery { page_size: Some(500), page_token: token, ..Default::default() }).await.expect("page");
-                n += page.items.len();
-                match page.next_page_token {
-                    Some(next) => token = Some(next),
-                    None => break,
-                }
-            }
-            assert_eq!(n, objects, "the listing saw every VM");
-            runs.push(t.elapsed());
-        }
-        runs.sort();
-        println!("list {objects} VMs in pages of 500: median {:.0} ms, best {:.0} ms (5 runs)", runs[2].as_secs_f64() * 1000.0, runs[0].as_secs_f64() * 1000.0);
+        // Full listing in pages of 500, five times; then the same VMs through three filters
+        // that all of them match (the cost of filtering every row), and a name_prefix matching
+        // 100 of them (`vm-099` of `vm-00000`..`vm-09999`: a scan that returns one page).
+        let all = list_runs(&client, &ListQuery::default(), objects).await;
+        println!("list {objects} VMs in pages of 500: median {:.0} ms, best {:.0} ms (5 runs)", all[2], all[0]);
+        let everything =
+            ListQuery { network_id: Some(net.id().to_string()), status: Some("running".into()), name_prefix: Some("vm-".into()), ..ListQuery::default() };
+        let filtered = list_runs(&client, &everything, objects).await;
+        println!("list {objects} VMs matching network_id, status and name_prefix: median {:.0} ms, best {:.0} ms (5 runs)", filtered[2], filtered[0]);
+        let few = ListQuery { name_prefix: Some(format!("vm-{:03}", objects / 100 - 1)), ..ListQuery::default() };
+        let selective = list_runs(&client, &few, objects.min(100)).await;
+        println!("list the 100 of {objects} VMs matching a name_prefix: median {:.1} ms, best {:.1} ms (5 runs)", selective[2], selective[0]);
         println!(
             "server memory holding {objects} VMs: RSS {:.1} MiB, peak RSS {:.1} MiB",
             rss_kib(pid, "VmRSS:") as f64 / 1024.0,

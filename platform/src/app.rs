@@ -21,9 +21,10 @@ use crate::admission::{Admitted, Budget, Mode, PolicyRow, Verdicts};
 use crate::admission_worker::Evaluator;
 use crate::kinds::{self, SecretChange};
 use crate::limits::{Chaos, RateLimiter};
+use crate::listing::{self, ListRequest};
 use crate::metrics::Metrics;
 use crate::problem::ApiError;
-use crate::store::{IdempotentAnswer, ListFilter, Reference, Store, StoredObject, q};
+use crate::store::{IdempotentAnswer, Reference, Store, StoredObject, q};
 use crate::time::now_rfc3339;
 
 /// Shared state of a running platform.
@@ -242,16 +243,11 @@ impl App {
         self.store.read(|c| q::get(c, kind.collection(), id))?.ok_or_else(|| not_found(kind, id))
     }
 
-    /// A page of object bodies and the token of the next page.
-    pub fn list(&self, kind: Kind, filter: &ListFilter, page_size: usize, page_token: Option<&str>) -> Result<(Vec<String>, Option<String>), ApiError> {
-        let after = match page_token.filter(|t| !t.is_empty()) {
-            None => 0,
-            Some(t) => t.strip_prefix('p').and_then(|h| i64::from_str_radix(h, 16).ok()).ok_or_else(|| {
-                ApiError::field(kind.singular(), "page_token", Violation::Unknown, "page_token is not one this server issued; start again without it")
-            })?,
-        };
-        let (items, last) = self.store.read(|c| q::list(c, kind.collection(), after, page_size, filter))?;
-        Ok((items, last.map(|s| format!("p{s:x}"))))
+    /// A page of object bodies and the token of the next page, which continues this same
+    /// listing (see [`crate::listing`]).
+    pub fn list(&self, kind: Kind, request: &ListRequest) -> Result<(Vec<String>, Option<String>), ApiError> {
+        let (items, last) = self.store.read(|c| q::list(c, kind.collection(), request.after, request.page_size, &request.filter))?;
+        Ok((items, last.map(|seq| listing::next_token(kind, &request.filter, seq))))
     }
 
     /// The verdicts of the enabled policies on an object as it would be stored (the public

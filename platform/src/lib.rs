@@ -11,6 +11,7 @@ mod app;
 pub mod auth;
 mod kinds;
 mod limits;
+mod listing;
 mod metrics;
 mod problem;
 mod store;

@@ -12,6 +12,8 @@ use serde_json::{Value, json};
 
 #[path = "api/admission.rs"]
 mod admission;
+#[path = "api/list_filters.rs"]
+mod list_filters;
 #[path = "api/scopes.rs"]
 mod scopes;
 

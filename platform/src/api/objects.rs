@@ -16,7 +16,7 @@ use super::Actor;
 use crate::admission::PolicyVerdict;
 use crate::app::{App, Rehearsal, Removal, Written};
 use crate::problem::ApiError;
-use crate::store::{ListFilter, StoredObject};
+use crate::store::StoredObject;
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -173,28 +173,8 @@ fn percent_decode(s: &str) -> String {
 
 pub(super) async fn list(State(app): State<Arc<App>>, Path(segment): Path<String>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
     let kind = kind_of(&segment)?;
-    let mut filter = ListFilter::default();
-    let mut page_size = 100usize;
-    let mut page_token = None;
-    for (key, value) in parse_query(raw) {
-        match key.as_str() {
-            "name" => filter.name = Some(value),
-            "os" if kind == Kind::Template => filter.os = Some(value),
-            "page_size" => {
-                page_size = value
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=1000).contains(n))
-                    .ok_or_else(|| ApiError::bad_param("page_size", format!("page_size must be 1 to 1000, not {value:?}")))?;
-            }
-            "page_token" => page_token = Some(value),
-            other => {
-                let allowed = if kind == Kind::Template { "name, os, page_size or page_token" } else { "name, page_size or page_token" };
-                return Err(ApiError::bad_param(other, format!("unknown query parameter {other:?}; use {allowed}")));
-            }
-        }
-    }
-    let (items, next) = app.list(kind, &filter, page_size, page_token.as_deref())?;
+    let request = crate::listing::parse(kind, parse_query(raw))?;
+    let (items, next) = app.list(kind, &request)?;
     let mut body = String::with_capacity(items.iter().map(String::len).sum::<usize>() + 64);
     body.push_str("{\"items\":[");
     body.push_str(&items.join(","));
