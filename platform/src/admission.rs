@@ -1,19 +1,17 @@
 //! Policy admission: enabled Rego policies judge every create and update of the other kinds.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use regorus::{Engine, Value as RegoValue};
+use novacron_policy::Module;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// A compiled policy module and the path of its `deny` rule.
-#[derive(Clone)]
+/// A compiled policy module, for one version of a policy.
 struct Compiled {
     version: i64,
-    engine: Engine,
-    deny_rule: String,
+    module: Arc<Module>,
 }
 
 /// How a policy's violations are enforced (`enforcement_mode`).
@@ -106,19 +104,6 @@ pub struct PolicyRow {
     pub priority: i64,
 }
 
-/// Compiles a Rego module, returning the engine and its package path, or the parser's
-/// message (which carries the line and column).
-fn compile_module(rule: &str) -> Result<(Engine, String), String> {
-    let mut engine = Engine::new();
-    let package = engine.add_policy("rule.rego".to_string(), rule.to_string()).map_err(|e| e.to_string())?;
-    Ok((engine, package))
-}
-
-/// Checks that a policy's Rego compiles; the error names the line.
-pub fn check_rule(rule: &str) -> Result<(), String> {
-    compile_module(rule).map(|_| ())
-}
-
 /// Evaluates policies with a cache of compiled modules keyed by policy id and version.
 #[derive(Default)]
 pub struct Admission {
@@ -129,9 +114,10 @@ pub struct Admission {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Judgement {
-    /// The `deny` messages (empty: admitted).
+    /// The `deny` messages, sorted (empty: admitted).
     Violations(Vec<String>),
-    /// The module did not compile or `deny` could not be evaluated.
+    /// The module did not compile or `deny` could not be evaluated: why, as a
+    /// [`novacron_policy::PolicyError`] says it.
     Failed(String),
     /// Evaluation did not finish within the time budget or exceeded the memory bound.
     OverBudget,
@@ -153,11 +139,6 @@ impl Budget {
         let memory = self.memory_mb.map(|mb| format!(" (or exceeded {mb} MiB)")).unwrap_or_default();
         format!("did not finish within the admission budget of {} ms{memory}", self.time.as_millis())
     }
-}
-
-/// The admission input `{kind, action, object}`.
-pub fn input(kind: &str, action: &str, object: &Value) -> Value {
-    serde_json::json!({ "kind": kind, "action": action, "object": object })
 }
 
 /// Turns each policy's judgement into verdicts, highest priority first, then by name. A
@@ -190,30 +171,22 @@ pub fn unjudgeable(e: impl std::fmt::Display) -> Verdicts {
 }
 
 impl Admission {
-    fn compiled(&self, policy: &PolicyRow) -> Result<Compiled, String> {
+    fn compiled(&self, policy: &PolicyRow) -> Result<Arc<Module>, novacron_policy::PolicyError> {
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = cache.get(&policy.id).filter(|c| c.version == policy.version) {
-            return Ok(c.clone());
+            return Ok(Arc::clone(&c.module));
         }
-        let (engine, package) = compile_module(&policy.rule)?;
-        let compiled = Compiled { version: policy.version, engine, deny_rule: format!("{package}.deny") };
-        cache.insert(policy.id.clone(), compiled.clone());
-        Ok(compiled)
+        let module = Arc::new(Module::compile(&policy.rule)?);
+        cache.insert(policy.id.clone(), Compiled { version: policy.version, module: Arc::clone(&module) });
+        Ok(module)
     }
 
-    /// Evaluates one policy on a Rego input, in this process and without limits.
-    pub fn judge(&self, policy: &PolicyRow, input: &RegoValue) -> Judgement {
-        let mut compiled = match self.compiled(policy) {
-            Ok(c) => c,
-            Err(e) => return Judgement::Failed(format!("does not compile: {e}")),
-        };
-        compiled.engine.set_input(input.clone());
-        match compiled.engine.eval_rule(compiled.deny_rule.clone()) {
-            Ok(RegoValue::Undefined) => Judgement::Violations(vec![]),
-            Ok(RegoValue::Set(set)) => Judgement::Violations(set.iter().map(rego_text).collect()),
-            Ok(RegoValue::Array(items)) => Judgement::Violations(items.iter().map(rego_text).collect()),
-            Ok(other) => Judgement::Failed(format!("`deny` must be a set of messages, not {}", rego_text(&other))),
-            Err(e) => Judgement::Failed(format!("failed to evaluate: {e}")),
+    /// Evaluates one policy on the admission input `{kind, action, object}`, in this process
+    /// and without limits.
+    pub fn judge(&self, policy: &PolicyRow, input: &Value) -> Judgement {
+        match self.compiled(policy).and_then(|module| module.deny_messages(input)) {
+            Ok(messages) => Judgement::Violations(messages),
+            Err(e) => Judgement::Failed(e.to_string()),
         }
     }
 
@@ -222,22 +195,9 @@ impl Admission {
     /// violations or failed to evaluate.
     #[cfg(test)]
     pub fn evaluate(&self, policies: &[PolicyRow], kind: &str, action: &str, object: &Value) -> Verdicts {
-        if policies.is_empty() {
-            return Verdicts::default();
-        }
-        let input = match RegoValue::from_json_str(&input(kind, action, object).to_string()) {
-            Ok(v) => v,
-            Err(e) => return unjudgeable(e),
-        };
+        let input = novacron_policy::admission_input(kind, action, object);
         let unlimited = Budget { time: Duration::MAX, memory_mb: None };
         verdicts(policies, &unlimited, |p| self.judge(p, &input))
-    }
-}
-
-fn rego_text(v: &RegoValue) -> String {
-    match v {
-        RegoValue::String(s) => s.to_string(),
-        other => other.to_json_str().unwrap_or_else(|_| "<unprintable>".to_string()),
     }
 }
 
@@ -348,8 +308,8 @@ deny contains "vms need an owner label" if {
     }
 
     #[test]
-    fn broken_rego_names_the_line() {
-        let err = check_rule("package x\n\ndeny contains msg if {\n  input.kind ==\n}\n").unwrap_err();
-        assert!(err.contains(":4:") || err.contains(":5:"), "{err}");
+    fn a_policy_that_does_not_compile_fails_with_its_line() {
+        let judged = Admission::default().judge(&policy("broken", Mode::Block, 1, "package x\n\ndeny contains msg if {\n  input.kind ==\n}\n"), &Value::Null);
+        assert_eq!(judged, Judgement::Failed("the Rego module does not compile: rule.rego:5:1: expecting expression".into()));
     }
 }

@@ -12,7 +12,6 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 
-use regorus::Value as RegoValue;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::Semaphore;
@@ -46,10 +45,7 @@ fn answer(input: impl BufRead, mut output: impl Write) -> anyhow::Result<()> {
     for line in input.lines() {
         let line = line?;
         let judgement = match serde_json::from_str::<WorkerRequest>(&line) {
-            Ok(request) => match RegoValue::from_json_str(&request.input.to_string()) {
-                Ok(input) => admission.judge(&request.policy, &input),
-                Err(e) => Judgement::Failed(format!("cannot build policy input: {e}")),
-            },
+            Ok(request) => admission.judge(&request.policy, &request.input),
             Err(e) => Judgement::Failed(format!("the admission worker cannot read the request: {e}")),
         };
         serde_json::to_writer(&mut output, &judgement)?;
@@ -189,10 +185,7 @@ impl Backend {
     fn judge(&self, policy: &PolicyRow, input: &Value, budget: &Budget) -> Judgement {
         match self {
             Backend::Workers(pool) => pool.judge(policy, input, budget),
-            Backend::InProcess(admission) => match RegoValue::from_json_str(&input.to_string()) {
-                Ok(rego) => judge_in_process(admission, policy, &rego, budget),
-                Err(e) => Judgement::Failed(format!("cannot build policy input: {e}")),
-            },
+            Backend::InProcess(admission) => judge_in_process(admission, policy, input, budget),
         }
     }
 }
@@ -227,7 +220,7 @@ impl Evaluator {
         if policies.is_empty() {
             return Verdicts::default();
         }
-        let input = admission::input(kind, action, object);
+        let input = novacron_policy::admission_input(kind, action, object);
         self.off_executor(move |backend, budget| admission::verdicts(&policies, budget, |p| backend.judge(p, &input, budget)))
             .await
             .unwrap_or_else(admission::unjudgeable)
@@ -240,14 +233,16 @@ impl Evaluator {
         let id = format!("probe-{}", novacron_schemas::sha256_hex(rule.as_bytes()));
         let probe = PolicyRow { id, name: "probe".into(), version: 0, rule: rule.to_string(), mode: admission::Mode::Block, priority: 0 };
         self.off_executor(move |backend, budget| {
-            objects.iter().any(|(kind, object)| backend.judge(&probe, &admission::input(kind, "create", object), budget) == Judgement::OverBudget)
+            objects
+                .iter()
+                .any(|(kind, object)| backend.judge(&probe, &novacron_policy::admission_input(kind, "create", object), budget) == Judgement::OverBudget)
         })
         .await
         .unwrap_or(false)
     }
 }
 
-fn judge_in_process(admission: &Arc<Admission>, policy: &PolicyRow, input: &RegoValue, budget: &Budget) -> Judgement {
+fn judge_in_process(admission: &Arc<Admission>, policy: &PolicyRow, input: &Value, budget: &Budget) -> Judgement {
     let (send, receive) = mpsc::channel();
     let (admission, policy, input) = (Arc::clone(admission), policy.clone(), input.clone());
     let spawned = std::thread::Builder::new().name("admission-eval".into()).spawn(move || {
@@ -278,7 +273,7 @@ mod tests {
             mode: admission::Mode::Block,
             priority: 100,
         };
-        let big = WorkerRequest { policy: policy.clone(), input: admission::input("vm", "create", &serde_json::json!({"cpu_cores": 16})) };
+        let big = WorkerRequest { policy: policy.clone(), input: novacron_policy::admission_input("vm", "create", &serde_json::json!({"cpu_cores": 16})) };
         let garbage = "{not json";
         let requests = format!("{}\n{garbage}\n", serde_json::to_string(&big).expect("json"));
         let mut out = Vec::new();

@@ -260,7 +260,7 @@ impl App {
     /// kind (422 on `rule` otherwise): it will run on every write.
     async fn check_budget(&self, kind: Kind, rule: Option<&str>) -> Result<(), ApiError> {
         match rule {
-            Some(rule) if kind == Kind::Policy && crate::admission::check_rule(rule).is_ok() => {
+            Some(rule) if kind == Kind::Policy && novacron_policy::Module::compile(rule).is_ok() => {
                 if self.admission.over_budget(rule, kinds::representative_objects()).await {
                     return Err(over_budget(&self.admission.budget()));
                 }

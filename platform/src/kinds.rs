@@ -38,7 +38,8 @@ pub fn check_static(kind: Kind, settable: &Map<String, Value>) -> Result<(), Api
     if kind == Kind::Policy
         && let Some(rule) = str_field(settable, "rule")
     {
-        crate::admission::check_rule(rule).map_err(|e| unprocessable(kind, "rule", format!("the Rego module does not compile: {e}")))?;
+        // "the Rego module does not compile: rule.rego:LINE:COLUMN: ..."
+        novacron_policy::Module::compile(rule).map_err(|e| unprocessable(kind, "rule", e.to_string()))?;
     }
     Ok(())
 }

@@ -34,9 +34,10 @@ pub fn resource(t: &TypeSchema, config: &Val, diags: &mut Diagnostics) {
     if t.kind == Kind::Policy
         && let Val::Str(rule) = config.get("rule")
     {
-        let mut engine = regorus::Engine::new();
-        if let Err(e) = engine.add_policy("rule.rego".to_string(), rule.clone()) {
-            diags.error_at(path(&["rule"]), "Invalid Rego in rule", format!("The policy module does not compile: {e}"));
+        // Compiled as the platform's admission compiles it: "the Rego module does not
+        // compile: rule.rego:LINE:COLUMN: ...".
+        if let Err(e) = novacron_policy::Module::compile(rule) {
+            diags.error_at(path(&["rule"]), "Invalid Rego in rule", e.to_string());
         }
     }
     crate::apply::check_timeouts(config, diags);
