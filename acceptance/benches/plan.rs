@@ -1,4 +1,4 @@
-//! Benchmark: provider start-to-handshake time, and `terraform plan` of 200 VMs + 20 networks beside 220 `terraform_data`, with provider peak RSS.
+//! Benchmark: provider start-to-handshake time, `terraform plan` of 200 VMs + 20 networks beside 220 `terraform_data`, with provider peak RSS, and `terraform query` over 1,000 VMs.
 //!
 //! Prints figures and asserts nothing about speed. Run with
 //! `cargo build --release -p terraform-provider-novacron && cargo bench -p novacron-acceptance --bench plan`
@@ -20,6 +20,8 @@ const HANDSHAKE_RUNS: usize = 50;
 const PLAN_ROUNDS: usize = 5;
 const VMS: usize = 200;
 const NETWORKS: usize = 20;
+const QUERY_VMS: usize = 1_000;
+const QUERY_ROUNDS: usize = 3;
 
 fn main() -> ExitCode {
     match run() {
@@ -41,7 +43,64 @@ fn run() -> anyhow::Result<()> {
         return Ok(());
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    runtime.block_on(plans(&provider, terraform))
+    runtime.block_on(plans(&provider, terraform))?;
+    runtime.block_on(query(&provider, terraform))
+}
+
+/// `terraform query` of a `list "novacron_vm"` block over 1,000 VMs: the wall time with
+/// `limit` at 1,000 (every VM, two API pages), with and without `include_resource`, and at
+/// Terraform's default limit of 100; the provider's peak RSS.
+async fn query(provider: &Path, version: TfVersion) -> anyhow::Result<()> {
+    let platform = TestPlatform::start_with(|c| c.provision_delay = Duration::ZERO).await;
+    let net = platform.client().create(novacron_client::Kind::Network, &serde_json::json!({"name": "query-net", "cidr": "10.90.0.0/16"})).await?.value;
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for worker in 0..8 {
+        let (client, net) = (platform.client().clone(), net.id().to_string());
+        tasks.spawn(async move {
+            for i in (worker..QUERY_VMS).step_by(8) {
+                let body =
+                    serde_json::json!({"name": format!("q-{i:04}"), "cpu_cores": 1, "memory_gb": 2, "template_id": "tpl-ubuntu-24-04", "network_id": net});
+                client.create(novacron_client::Kind::Vm, &body).await?;
+            }
+            Ok::<(), novacron_client::Error>(())
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
+    println!("query setup: {QUERY_VMS} vms created through the API in {:.1} s", started.elapsed().as_secs_f64());
+    let mut tf = Tf::new(version, InstallMode::DevOverrides, provider, &platform.endpoint(), API_KEY)?;
+    tf.set_echo(false);
+    tf.write("main.tf", "terraform {\n  required_providers {\n    novacron = { source = \"novacron/novacron\" }\n  }\n}\n\nprovider \"novacron\" {}\n");
+    for (label, limit, include) in [("limit 1000", 1000, false), ("limit 1000, include_resource", 1000, true), ("default limit (100)", 0, false)] {
+        let limit_line = if limit > 0 { format!("  limit            = {limit}\n") } else { String::new() };
+        tf.write(
+            "all.tfquery.hcl",
+            &format!("list \"novacron_vm\" \"all\" {{\n  provider         = novacron\n  include_resource = {include}\n{limit_line}  config {{\n    name_prefix = \"q-\"\n  }}\n}}\n"),
+        );
+        let mut times = Vec::new();
+        let mut peak_kib = 0;
+        let mut results = 0;
+        for _ in 0..QUERY_ROUNDS {
+            let sampler = RssSampler::start();
+            let out = tf.run(&["query", "-no-color"]).await;
+            let (peak, _) = sampler.stop();
+            anyhow::ensure!(out.code == 0, "terraform query failed:\n{out}");
+            results = out.stdout.lines().filter(|l| l.contains("list.novacron_vm.all")).count();
+            peak_kib = peak_kib.max(peak);
+            times.push(out.elapsed);
+        }
+        times.sort();
+        println!(
+            "terraform query, {label}: {results} results, median {:.2} s of {QUERY_ROUNDS} (best {:.2} s); provider peak RSS {:.1} MiB",
+            percentile(&times, 50).as_secs_f64(),
+            times[0].as_secs_f64(),
+            peak_kib as f64 / 1024.0
+        );
+    }
+    platform.shutdown().await;
+    Ok(())
 }
 
 /// Spawns the provider as Terraform would and times how long until it prints its handshake line.

@@ -115,6 +115,19 @@ impl TestPlatform {
         }
     }
 
+    /// Waits (up to 30 s) until the VM is `running`.
+    pub async fn wait_running(&self, id: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match self.client.get(Kind::Vm, id).await {
+                Ok(r) if r.value.status() == Some("running") => return,
+                Ok(_) if tokio::time::Instant::now() > deadline => panic!("vm {id} is not running after 30 s"),
+                Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                Err(e) => panic!("cannot read vm {id}: {e}"),
+            }
+        }
+    }
+
     /// `<endpoint>/v1/tfstate/<workspace>`: what Terraform's `backend "http"` takes as its
     /// address, lock address and unlock address.
     pub fn state_address(&self, workspace: &str) -> String {

@@ -1,5 +1,6 @@
-//! Registry-style docs (`docs/index.md`, `docs/resources/*.md`, `docs/data-sources/*.md`)
-//! rendered from the schemas and the examples; a test fails when the files are stale.
+//! Registry-style docs (`docs/index.md`, `docs/resources/*.md`, `docs/data-sources/*.md`,
+//! `docs/list-resources/*.md`, `docs/functions/*.md`) rendered from the schemas and the
+//! examples; a test fails when the files are stale.
 
 use std::fmt::Write;
 use std::path::Path;
@@ -14,6 +15,44 @@ pub fn render_all(repo: &Path) -> Vec<(String, String)> {
     }
     for t in tfschema::data_sources() {
         out.push((format!("docs/data-sources/{}.md", short(t)), data_source_page(repo, t)));
+    }
+    for t in tfschema::resources() {
+        out.push((format!("docs/list-resources/{}.md", short(t)), list_resource_page(repo, t)));
+    }
+    for f in crate::function::functions() {
+        out.push((format!("docs/functions/{}.md", f.name), function_page(repo, &f)));
+    }
+    out
+}
+
+fn list_resource_page(repo: &Path, t: &TypeSchema) -> String {
+    let mut out = String::new();
+    let block = crate::list::config_block(t);
+    let _ = writeln!(
+        out,
+        "---
+page_title: \"{} List Resource - novacron\"\nsubcategory: \"\"\ndescription: |-\n  {}\n---\n",
+        t.type_name, block.description
+    );
+    let _ = writeln!(out, "# {} (List Resource)\n\n{}\n", t.type_name, block.description);
+    out.push_str("Terraform 1.14 and later: write `list` blocks in a `.tfquery.hcl` file and run `terraform query`; ");
+    out.push_str("`terraform query -generate-config-out=generated.tf` writes an `import` block (by identity) and a `resource` block per result. ");
+    out.push_str("`limit` (default 100) bounds the results; `include_resource = true` returns each object's full state as well.\n\n");
+    let _ = writeln!(out, "## Example Usage\n\n{}", example(repo, &format!("examples/list-resources/{}/list.tfquery.hcl", t.type_name), "terraform"));
+    out.push_str("## Schema\n\n### Nested Schema for `config`\n");
+    block_sections(&mut out, &block, "####");
+    let _ = writeln!(out, "\n## Results\n\nEach result's identity is `{{ id }}`, and its display name `<name> (<id>, <facts>)`.");
+    out
+}
+
+fn function_page(repo: &Path, f: &crate::function::FunctionDoc) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "---\npage_title: \"{} Function - novacron\"\nsubcategory: \"\"\ndescription: |-\n  {}\n---\n", f.name, f.summary);
+    let _ = writeln!(out, "# {} (Function)\n\n{}\n", f.name, f.description);
+    let _ = writeln!(out, "## Example Usage\n\n{}", example(repo, &format!("examples/functions/{}/function.tf", f.name), "terraform"));
+    let _ = writeln!(out, "## Signature\n\n```text\n{}\n```\n\n## Arguments\n", f.signature);
+    for (i, (name, description)) in f.parameters.iter().enumerate() {
+        let _ = writeln!(out, "{}. `{name}` {description}", i + 1);
     }
     out
 }
@@ -43,7 +82,8 @@ fn type_label(a: &TfAttr) -> String {
 
 fn attr_line(out: &mut String, a: &TfAttr) {
     let sensitive = if a.sensitive { ", Sensitive" } else { "" };
-    let _ = writeln!(out, "- `{}` ({}{sensitive}) {}", a.name, type_label(a), a.description);
+    let write_only = if a.write_only { ", Write-only" } else { "" };
+    let _ = writeln!(out, "- `{}` ({}{sensitive}{write_only}) {}", a.name, type_label(a), a.description);
 }
 
 /// Picks the attributes of one docs section.
@@ -86,8 +126,8 @@ fn resource_page(repo: &Path, t: &TypeSchema) -> String {
     );
     let _ = writeln!(
         out,
-        "With Terraform 1.5 and later, an `import` block works too:\n\n```terraform\nimport {{\n  to = {}.example\n  id = \"<id>\"\n}}\n```",
-        t.type_name
+        "With Terraform 1.5 and later, an `import` block works too, and with 1.12 and later by identity:\n\n```terraform\nimport {{\n  to = {}.example\n  id = \"<id>\"\n}}\n\nimport {{\n  to       = {}.other\n  identity = {{ id = \"<id>\" }}\n}}\n```",
+        t.type_name, t.type_name
     );
     out
 }
@@ -111,6 +151,12 @@ fn index(repo: &Path) -> String {
     out.push_str(&tfschema::resources().iter().map(|t| format!("[`{}`](resources/{}.md)", t.type_name, short(t))).collect::<Vec<_>>().join(", "));
     out.push_str(". Data sources: ");
     out.push_str(&tfschema::data_sources().iter().map(|t| format!("[`{}`](data-sources/{}.md)", t.type_name, short(t))).collect::<Vec<_>>().join(", "));
+    out.push_str(". List resources (`terraform query`): ");
+    out.push_str(&tfschema::resources().iter().map(|t| format!("[`{}`](list-resources/{}.md)", t.type_name, short(t))).collect::<Vec<_>>().join(", "));
+    out.push_str(". Functions: ");
+    out.push_str(
+        &crate::function::functions().iter().map(|f| format!("[`provider::novacron::{}`](functions/{}.md)", f.name, f.name)).collect::<Vec<_>>().join(", "),
+    );
     out.push_str(".\n\n");
     let _ = writeln!(out, "## Example Usage\n\n{}", example(repo, "examples/provider/provider.tf", "terraform"));
     out.push_str("## Schema\n");
@@ -118,7 +164,9 @@ fn index(repo: &Path) -> String {
     out.push_str("\n## Behaviour\n\n");
     out.push_str("- Requests are retried with exponential backoff and jitter on connection errors, 429 (honouring `Retry-After`) and 5xx answers to idempotent calls; creates carry an idempotency key, so a retried create never makes two objects.\n");
     out.push_str("- VM create, update and delete wait for the platform within the resource's `timeouts` block (10 minutes by default).\n");
-    out.push_str("- `user_data` is sensitive and write-only on the platform: plans show `(sensitive value)`; an out-of-band change is detected through `user_data_sha256`.\n");
+    out.push_str("- `user_data` is sensitive and write-only on the platform: plans show `(sensitive value)`; an out-of-band change is detected through `user_data_sha256`. On Terraform 1.11 and later, `user_data_wo` (write-only) keeps the value out of the plan and the state altogether: it is sent on create and whenever `user_data_wo_version` changes. An older Terraform refuses `user_data_wo` with the version it needs.\n");
+    out.push_str("- Every resource has the identity `{ id }` (Terraform 1.12 and later): `import { to = novacron_vm.web, identity = { id = \"vm-…\" } }` imports by it, and `terraform query` lists by it.\n");
+    out.push_str("- Capabilities come from what Terraform announces: Terraform 1.0 and later work; the newer protocol features are offered and used only where Terraform asks for them.\n");
     out.push_str("- An admission policy denial fails the apply with an error naming each violated policy and its message.\n");
     out.push_str("- With an `https://` endpoint the platform's certificate is checked against the public roots plus `ca_file`; a certificate that does not verify fails with one error naming the endpoint and the reason (unknown CA, name mismatch, expired). A `backend \"http\"` on the platform is Terraform's own client, which trusts a private CA only through `SSL_CERT_FILE`.\n");
     out

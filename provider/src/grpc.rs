@@ -17,7 +17,7 @@ use crate::proto::tfplugin5::provider_server::Provider;
 use crate::proto::tfplugin5::*;
 use crate::tfschema::{self, TypeSchema};
 use crate::value::Val;
-use crate::{identity, plan, upgrade, validate, writeonly};
+use crate::{function, identity, list, plan, upgrade, validate, writeonly};
 
 /// The provider: its configured client and the stop signal.
 pub struct NovacronProvider {
@@ -136,8 +136,8 @@ impl Provider for NovacronProvider {
             diagnostics: vec![],
             data_sources: tfschema::data_sources().iter().map(|d| get_metadata::DataSourceMetadata { type_name: d.type_name.clone() }).collect(),
             resources: tfschema::resources().iter().map(|r| get_metadata::ResourceMetadata { type_name: r.type_name.clone() }).collect(),
-            functions: vec![],
-            list_resources: vec![],
+            functions: function::functions().iter().map(|f| get_metadata::FunctionMetadata { name: f.name.to_string() }).collect(),
+            list_resources: tfschema::resources().iter().map(|r| get_metadata::ListResourceMetadata { type_name: r.type_name.clone() }).collect(),
         }))
     }
 
@@ -147,8 +147,8 @@ impl Provider for NovacronProvider {
             provider: Some(Schema { version: 0, block: Some(tfschema::to_proto_block(&tfschema::provider_block())) }),
             resource_schemas: map(tfschema::resources()),
             data_source_schemas: map(tfschema::data_sources()),
-            functions: HashMap::new(),
-            list_resource_schemas: HashMap::new(),
+            functions: function::definitions(),
+            list_resource_schemas: list::schemas(),
             diagnostics: vec![],
             provider_meta: None,
             server_capabilities: Some(capabilities()),
@@ -393,30 +393,64 @@ impl Provider for NovacronProvider {
     type ListResourceStream = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<list_resource::Event, Status>> + Send>>;
 
     async fn list_resource(&self, req: Request<list_resource::Request>) -> Result<Response<Self::ListResourceStream>, Status> {
+        let req = req.into_inner();
         let mut diags = Diagnostics::default();
-        unknown_type("list resource", &req.into_inner().type_name, &mut diags);
-        let event = list_resource::Event { diagnostic: diags.0, ..Default::default() };
-        Ok(Response::new(Box::pin(tokio_stream::iter([Ok(event)]))))
+        let config = decode(req.config.as_ref(), "list config", &mut diags);
+        let t = tfschema::resource(&req.type_name);
+        if t.is_none() {
+            unknown_type("list resource", &req.type_name, &mut diags);
+        }
+        if let Some(t) = t {
+            list::validate(t, &config, &mut diags);
+        }
+        let ctx = self.ctx(&mut diags);
+        match (t, ctx) {
+            (Some(t), Some(ctx)) if !diags.has_errors() => {
+                let (tx, rx) = tokio::sync::mpsc::channel(64);
+                let mut stop = self.stop.subscribe();
+                tokio::spawn(async move {
+                    tokio::select! {
+                        () = list::run(ctx, t, config, req.include_resource_object, req.limit, tx) => {}
+                        _ = stop.wait_for(|s| *s) => {}
+                    }
+                });
+                Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+            }
+            _ => {
+                let event = list_resource::Event { diagnostic: diags.0, ..Default::default() };
+                Ok(Response::new(Box::pin(tokio_stream::iter([Ok(event)]))))
+            }
+        }
     }
 
     async fn validate_list_resource_config(
         &self,
         req: Request<validate_list_resource_config::Request>,
     ) -> Result<Response<validate_list_resource_config::Response>, Status> {
+        let req = req.into_inner();
         let mut diags = Diagnostics::default();
-        unknown_type("list resource", &req.into_inner().type_name, &mut diags);
+        let config = decode(req.config.as_ref(), "list config", &mut diags);
+        match tfschema::resource(&req.type_name) {
+            Some(t) => list::validate(t, &config, &mut diags),
+            None => unknown_type("list resource", &req.type_name, &mut diags),
+        }
+        if let Ok(Val::Num(limit)) = Val::from_dynamic(req.limit.as_ref())
+            && (limit < 0.0 || limit.fract() != 0.0)
+        {
+            diags.error_at(path(&["limit"]), "Invalid limit", format!("limit must be a whole number of results, 0 or more, not {limit}"));
+        }
         Ok(Response::new(validate_list_resource_config::Response { diagnostics: diags.0 }))
     }
 
     async fn get_functions(&self, _: Request<get_functions::Request>) -> Result<Response<get_functions::Response>, Status> {
-        Ok(Response::new(get_functions::Response { functions: HashMap::new(), diagnostics: vec![] }))
+        Ok(Response::new(get_functions::Response { functions: function::definitions(), diagnostics: vec![] }))
     }
 
     async fn call_function(&self, req: Request<call_function::Request>) -> Result<Response<call_function::Response>, Status> {
-        let name = req.into_inner().name;
-        Ok(Response::new(call_function::Response {
-            result: None,
-            error: Some(FunctionError { text: format!("this provider has no function {name:?}"), function_argument: None }),
+        let req = req.into_inner();
+        Ok(Response::new(match function::call(&req.name, &req.arguments) {
+            Ok(result) => call_function::Response { result: Some(result), error: None },
+            Err(error) => call_function::Response { result: None, error: Some(error) },
         }))
     }
 

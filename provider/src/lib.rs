@@ -5,13 +5,16 @@
 //! `plugin_services` (go-plugin side services), `grpc` (the thin tfplugin5 service),
 //! `tfschema` (schemas derived from `schemas/`), `value` (msgpack/JSON values), `plan`
 //! (pure planning), `apply` (platform calls), `state` (object <-> state), `validate`,
-//! `upgrade`, `identity` (resource identity), `writeonly` (the write-only twins) and `diag`.
+//! `upgrade`, `function` (`policy_eval`), `identity` (resource identity), `list` (list resources for `terraform query`),
+//! `writeonly` (the write-only twins) and `diag`.
 
 pub mod apply;
 pub mod diag;
 pub mod docs;
+pub mod function;
 pub mod grpc;
 pub mod identity;
+pub mod list;
 pub mod plan;
 pub mod plugin_services;
 pub mod server;
