@@ -35,10 +35,19 @@ pub struct Filter {
     pub reference: Option<Kind>,
 }
 
+/// How docs and messages name several objects of `kind`: VMs, networks, volumes, policies.
+fn plural(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Vm => "VMs",
+        other => other.collection(),
+    }
+}
+
 /// The filters of the list resource of `kind`.
 pub fn filters(kind: Kind) -> Vec<Filter> {
     let values_of = |k: Kind, attr: &str| k.schema().attribute(attr).and_then(|a| a.constraints.enum_values.clone());
-    let mut out = vec![Filter { name: "name_prefix", description: format!("Only {}s whose name starts with this text.", kind), values: None, reference: None }];
+    let mut out =
+        vec![Filter { name: "name_prefix", description: format!("Only {} whose name starts with this text.", plural(kind)), values: None, reference: None }];
     match kind {
         Kind::Vm => {
             out.push(Filter {
@@ -96,8 +105,8 @@ pub fn config_block(t: &TypeSchema) -> TfBlock {
         .collect();
     TfBlock {
         description: format!(
-            "Lists existing {}s for `terraform query`, by identity (`{{ id }}`), e.g. to find and import objects no configuration manages. Filters combine; none lists every one.",
-            t.kind
+            "Lists existing {} for `terraform query`, by identity (`{{ id }}`), e.g. to find and import objects no configuration manages. Filters combine; none lists every one.",
+            plural(t.kind)
         ),
         attributes,
         blocks: vec![],
@@ -129,7 +138,7 @@ pub fn validate(t: &TypeSchema, config: &Val, diags: &mut Diagnostics) {
     for f in filters(t.kind) {
         let Val::Str(value) = config.get(f.name) else { continue };
         if value.trim().is_empty() {
-            diags.error_at(at(f.name), format!("Empty {}", f.name), format!("{} is empty: leave it out to list every {}", f.name, t.kind));
+            diags.error_at(at(f.name), format!("Empty {}", f.name), format!("{} is empty: leave it out to list all {}", f.name, plural(t.kind)));
             continue;
         }
         if let Some(values) = f.values.as_ref().filter(|v| !v.contains(value)) {
@@ -263,6 +272,6 @@ mod tests {
         let bad = errors("novacron_policy", &[("enforcement_mode", "deny")]);
         assert!(bad[0].contains("use one of block, warn, audit"), "{bad:?}");
         let bad = errors("novacron_network", &[("name_prefix", " ")]);
-        assert!(bad[0].contains("leave it out to list every network"), "{bad:?}");
+        assert!(bad[0].contains("leave it out to list all networks"), "{bad:?}");
     }
 }
