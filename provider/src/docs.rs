@@ -169,6 +169,7 @@ fn index(repo: &Path) -> String {
     out.push_str("- Capabilities come from what Terraform announces: Terraform 1.0 and later work; the newer protocol features are offered and used only where Terraform asks for them.\n");
     out.push_str("- An admission policy denial fails the apply with an error naming each violated policy and its message.\n");
     out.push_str("- With an `https://` endpoint the platform's certificate is checked against the public roots plus `ca_file`; a certificate that does not verify fails with one error naming the endpoint and the reason (unknown CA, name mismatch, expired). A `backend \"http\"` on the platform is Terraform's own client, which trusts a private CA only through `SSL_CERT_FILE`.\n");
+    out.push_str("- The API key needs the scopes `read` and `write` (a platform key is `NAME:SECRET:SCOPES`); a `backend \"http\"` on the platform needs `state` as well. A call outside the key's scopes fails with an error naming the key and the missing scope.\n");
     out
 }
 
