@@ -8,10 +8,10 @@ use tokio::sync::watch;
 use super::Service;
 use super::console::RunEvent;
 use super::repo::RepoHandle;
-use super::state::StoredRepo;
 use crate::command::DriftOptions;
 use crate::remediation::Forge;
 use crate::report::{Summary, now_rfc3339};
+use crate::state::StoredRepo;
 use crate::state::{RunRecord, pending_approvals};
 use crate::sync::{SyncError, SyncOptions, SyncOutcome, SyncReport, Thresholds, run_sync};
 use novacron_schemas::Severity;
@@ -153,7 +153,7 @@ pub async fn run_once(service: &Service, repo: &RepoHandle, source: &'static str
         st.last_run = Some(finished);
         st.last_duration_ms = Some(u64::try_from(took.as_millis()).unwrap_or(u64::MAX));
     });
-    if let Err(e) = service.state.save_repo(&name, &stored) {
+    if let Err(e) = crate::state::save_repo(&service.db, &name, &stored) {
         tracing::error!(repo = %name, error = %e, "cannot record the run in the state database");
     }
     refresh_approvals(service, repo);
