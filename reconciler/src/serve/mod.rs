@@ -27,6 +27,7 @@ use novacron_client::{Client, ClientConfig};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::clock::SharedClock;
 use crate::live::{ClientApi, LiveError};
 use crate::state::{StateDb, StateError, StateLock};
 use config::{ConfigError, ServeConfig};
@@ -119,6 +120,8 @@ impl ServeSettings {
 pub struct Service {
     /// The repositories, in config order.
     pub repos: Vec<Arc<RepoHandle>>,
+    /// The clock of reports, run times and everything the state database records.
+    pub clock: SharedClock,
     /// The state database: approvals, audit log and journal as `sync` keeps them, and the
     /// `serve` tables (repository positions, event feed, webhook deliveries, run history).
     pub db: StateDb,
@@ -204,7 +207,8 @@ pub async fn start(settings: ServeSettings) -> Result<RunningServe, ServeError> 
         )));
     }
     let lock = StateLock::acquire(&config.state)?;
-    let db = StateDb::open(&config.state)?;
+    let clock = SharedClock::default();
+    let db = StateDb::open(&config.state)?.with_clock(clock.clone());
     let mut repos = Vec::new();
     for repo in &config.repo {
         let stored = crate::state::stored_repo(&db, repo.name.get_ref())?;
@@ -240,6 +244,7 @@ pub async fn start(settings: ServeSettings) -> Result<RunningServe, ServeError> 
     let (stop, stopped) = watch::channel(false);
     let service = Arc::new(Service {
         repos,
+        clock,
         db,
         metrics: Metrics::default(),
         api,

@@ -8,9 +8,10 @@ use tokio::sync::watch;
 use super::Service;
 use super::console::RunEvent;
 use super::repo::RepoHandle;
+use crate::clock::Clock;
 use crate::command::DriftOptions;
 use crate::remediation::Forge;
-use crate::report::{Summary, now_rfc3339};
+use crate::report::Summary;
 use crate::state::StoredRepo;
 use crate::state::{RunRecord, pending_approvals};
 use crate::sync::{SyncError, SyncOptions, SyncOutcome, SyncReport, Thresholds, run_sync};
@@ -101,7 +102,7 @@ pub async fn run_once(service: &Service, repo: &RepoHandle, source: &'static str
     let started = Instant::now();
     let result = reconcile(service, repo).await;
     let took = started.elapsed();
-    let finished = now_rfc3339();
+    let finished = service.clock.rfc3339();
     let stored = match &result {
         Ok(sync) => {
             let report = &sync.report;
@@ -248,6 +249,8 @@ async fn reconcile(service: &Service, repo: &RepoHandle) -> Result<SyncReport, S
         tfstate: c.tfstate.clone(),
         workspace: c.workspace.clone(),
         http_address: std::env::var("TF_HTTP_ADDRESS").ok(),
+        progress: crate::progress::SharedProgress::new(crate::progress::Traced),
+        clock: service.clock.clone(),
     };
     let clone_lock = service.clone_lock(&c.url);
     let _clone = clone_lock.lock().await;

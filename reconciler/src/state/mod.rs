@@ -31,6 +31,8 @@ pub use reviews::{forget_review_comment, record_review, review_comment};
 pub use runs::{RunRecord, record_run, run_history};
 use rusqlite::Connection;
 
+use crate::clock::{Clock, SharedClock};
+
 /// The default `--state` file, relative to the working directory.
 pub const DEFAULT_STATE_PATH: &str = ".novacron-reconcile/state.db";
 
@@ -80,6 +82,8 @@ pub enum StateError {
 pub struct StateDb {
     path: PathBuf,
     conn: Mutex<Connection>,
+    /// Stamps every row and audit entry written (approvals, resolutions, journal, plans).
+    clock: SharedClock,
 }
 
 /// The schema as the first release wrote it (every statement idempotent, so databases made
@@ -261,7 +265,18 @@ impl StateDb {
         conn.pragma_update(None, "journal_mode", "WAL").map_err(|e| open_err(e.to_string()))?;
         conn.pragma_update(None, "synchronous", "FULL").map_err(|e| open_err(e.to_string()))?;
         migrate(&mut conn).map_err(open_err)?;
-        Ok(StateDb { path: path.to_path_buf(), conn: Mutex::new(conn) })
+        Ok(StateDb { path: path.to_path_buf(), conn: Mutex::new(conn), clock: SharedClock::default() })
+    }
+
+    /// The same database stamping what it writes with `clock` instead of the system clock.
+    pub fn with_clock(mut self, clock: SharedClock) -> StateDb {
+        self.clock = clock;
+        self
+    }
+
+    /// The current time by this database's clock, RFC 3339 UTC.
+    fn now(&self) -> String {
+        self.clock.rfc3339()
     }
 
     /// The file this database lives in.
@@ -283,11 +298,6 @@ impl StateDb {
     fn query_err(&self, operation: &'static str) -> impl Fn(rusqlite::Error) -> StateError + '_ {
         move |source| StateError::Query { path: self.path.clone(), operation, source }
     }
-}
-
-/// The current time as RFC 3339 UTC.
-fn now() -> String {
-    crate::report::now_rfc3339()
 }
 
 #[cfg(test)]
@@ -452,6 +462,14 @@ mod tests {
         assert_eq!(stored_repo(&db, "prod").expect("the new table"), StoredRepo::default());
         set_event_seq(&db, 7).expect("serve_meta");
         assert!(remember_delivery(&db, "d1").expect("serve_delivery"));
+    }
+
+    #[test]
+    fn what_is_written_carries_the_time_of_the_clock_handed_in() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = StateDb::open(&dir.path().join("state.db")).expect("open").with_clock(SharedClock::new(crate::clock::FixedClock(1_795_320_584)));
+        let entry = AuditEntry { actor: "a".into(), action: AuditAction::Detect, repo: "r".into(), subject: "s".into(), detail: serde_json::json!({}) };
+        assert_eq!(audit_append(&db, entry).expect("append").time, "2026-11-22T04:09:44Z");
     }
 
     #[test]
