@@ -7,6 +7,8 @@
 //! missing version is skipped with a printed reason; `NOVACRON_ACCEPTANCE=0` skips all) and
 //! needs the provider binary (`cargo test --workspace` builds it).
 
+#[path = "terraform/examples.rs"]
+mod examples;
 #[path = "terraform/protocol.rs"]
 mod protocol;
 #[path = "terraform/reconcile.rs"]

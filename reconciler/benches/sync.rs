@@ -73,6 +73,8 @@ async fn round(n: usize, round: usize) -> (Duration, usize, Duration) {
         tfstate: None,
         workspace: None,
         http_address: None,
+        progress: Default::default(),
+        clock: Default::default(),
     };
     let options = SyncOptions {
         drift,

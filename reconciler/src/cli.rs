@@ -230,6 +230,8 @@ pub fn run_sync_cli(args: &SyncArgs) -> anyhow::Result<ExitCode> {
             tfstate: args.tfstate.clone(),
             workspace: args.workspace.clone(),
             http_address: std::env::var("TF_HTTP_ADDRESS").ok(),
+            progress: crate::progress::SharedProgress::new(crate::progress::Terminal),
+            clock: crate::clock::SharedClock::default(),
         },
         thresholds: Thresholds { auto_sync_max: args.auto_sync_max.drift(), auto_apply_max: args.auto_apply_max.rollout(), prune: args.prune },
         dry_run: args.dry_run,

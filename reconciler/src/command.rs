@@ -1,14 +1,15 @@
 //! The `drift` operation end to end: repository snapshot, live state, evaluation, comparison, report.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
+use crate::clock::{Clock, SharedClock};
 use crate::drift::{DesiredResource, LiveObject, compute_drift_matched};
 use crate::git::{GitError, IGNORE_FILE, RepoSpec, Snapshot, fetch_snapshot};
 use crate::hcl::{DataSources, HclError, data_source_kinds, evaluate};
 use crate::ignore::IgnoreRules;
 use crate::live::{LiveError, PlatformApi, read_live};
-use crate::report::{DriftReport, LastApplied, now_rfc3339};
+use crate::progress::{Progress, SharedProgress};
+use crate::report::{DriftReport, LastApplied};
 use crate::source::SourceTree;
 use crate::tfstate::{AppliedState, StateReadError, StateSource, declared_backend, parse_state, read_state_file, workspace_of_address};
 use crate::threeway::{annotate, classify, match_ids};
@@ -37,6 +38,10 @@ pub struct DriftOptions {
     /// The backend address Terraform would take from `TF_HTTP_ADDRESS` when the backend block
     /// names none (the CLI passes the variable in; the library reads no environment).
     pub http_address: Option<String>,
+    /// Where progress goes (silent by default; the CLI draws it on a terminal, `serve` logs it).
+    pub progress: SharedProgress,
+    /// The clock the report's `generated_at` is read from.
+    pub clock: SharedClock,
 }
 
 impl DriftOptions {
@@ -52,7 +57,14 @@ impl DriftOptions {
             tfstate: None,
             workspace: None,
             http_address: None,
+            progress: SharedProgress::default(),
+            clock: SharedClock::default(),
         }
+    }
+
+    /// Where this run's repository is read from, and where its fetch progress goes.
+    pub fn repo_spec(&self) -> RepoSpec {
+        RepoSpec { repo: self.repo.clone(), reference: self.reference.clone(), cache_dir: self.cache_dir.clone(), progress: self.progress.clone() }
     }
 
     /// Where the last-applied state comes from for this configuration, if anywhere; a warning
@@ -112,21 +124,23 @@ fn short(revision: &str) -> &str {
 }
 
 /// Runs `drift`: reads the repository (cached clone, fetched), the live objects, evaluates the
-/// configuration and compares. The report's `generated_at` is the current time.
+/// configuration and compares. The report's `generated_at` is the time by `options.clock`;
+/// the slow steps are reported to `options.progress`.
 pub async fn run_drift(options: &DriftOptions, api: &impl PlatformApi) -> Result<DriftReport, DriftError> {
-    let spec = RepoSpec { repo: options.repo.clone(), reference: options.reference.clone(), cache_dir: options.cache_dir.clone() };
+    let spec = options.repo_spec();
+    let progress = &options.progress;
     let snapshot = tokio::task::spawn_blocking(move || fetch_snapshot(&spec)).await.map_err(|e| DriftError::Internal(e.to_string()))??;
-    let progress = Progress::start("reading live objects and Terraform state");
+    progress.step("reading live objects and Terraform state");
     let (source, warning) = options.state_source(&snapshot.files);
     let (live, applied) = tokio::join!(read_live(api), read_applied(api, source.as_ref()));
     let (live, applied) = (live?, applied?);
     let templates = read_templates(options, &snapshot, api).await?;
-    progress.done();
-    let progress = Progress::start("evaluating and comparing");
+    progress.step_done();
+    progress.step("evaluating and comparing");
     let data = DataSources { templates: templates.as_deref() };
     let mut report = detect_in_snapshot(options, &snapshot, &live, &data, applied.as_ref(), source.as_ref()).map(|(report, _, _)| report)?;
     report.warnings.extend(warning);
-    progress.done();
+    progress.step_done();
     attribute_changes(api, &mut report).await;
     Ok(report)
 }
@@ -194,27 +208,6 @@ async fn read_templates(options: &DriftOptions, snapshot: &Snapshot, api: &impl 
     api.list_all(Kind::Template).await.map(Some)
 }
 
-/// A status line on stderr while a slow step runs, only when stderr is a terminal.
-struct Progress {
-    shown: bool,
-}
-
-impl Progress {
-    fn start(step: &str) -> Progress {
-        let shown = std::io::stderr().is_terminal();
-        if shown {
-            eprint!("\rnovacron-reconcile: {step}...\x1b[K");
-        }
-        Progress { shown }
-    }
-
-    fn done(self) {
-        if self.shown {
-            eprint!("\r\x1b[K");
-        }
-    }
-}
-
 /// The comparison part of [`run_drift`], for a snapshot, live objects and data source reads
 /// already in hand (two-way: no Terraform state).
 pub fn drift_of_snapshot(options: &DriftOptions, snapshot: &Snapshot, live: &[LiveObject], data: &DataSources<'_>) -> Result<DriftReport, DriftError> {
@@ -246,7 +239,7 @@ pub struct Detection {
 
 /// [`run_drift`] keeping the desired resources, live objects and snapshot for acting on them.
 pub async fn detect(options: &DriftOptions, api: &impl PlatformApi) -> Result<Detection, DriftError> {
-    let spec = RepoSpec { repo: options.repo.clone(), reference: options.reference.clone(), cache_dir: options.cache_dir.clone() };
+    let spec = options.repo_spec();
     let snapshot = tokio::task::spawn_blocking(move || fetch_snapshot(&spec)).await.map_err(|e| DriftError::Internal(e.to_string()))??;
     let (state_source, warning) = options.state_source(&snapshot.files);
     let (live, applied) = tokio::join!(read_live(api), read_applied(api, state_source.as_ref()));
@@ -278,7 +271,7 @@ fn detect_in_snapshot(
     annotate(&mut result, facts.as_ref(), applied);
     let report = DriftReport {
         revision: snapshot.revision.clone(),
-        generated_at: now_rfc3339(),
+        generated_at: options.clock.rfc3339(),
         summary: result.summary,
         resources: result.resources,
         ignored: result.ignored,

@@ -1,12 +1,12 @@
 //! The desired-state repository: clone or fetch into a cache (git2), resolve `--ref`, snapshot the configuration and the files it reads.
 
-use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use git2::{
     AutotagOption, Cred, CredentialType, ErrorClass, ErrorCode, FetchOptions, ObjectType, Oid, RemoteCallbacks, Repository, TreeWalkMode, TreeWalkResult,
 };
 
+use crate::progress::{Progress, SharedProgress};
 use crate::source::MemoryTree;
 
 /// Files read from a revision whatever their size: configuration, variable files and the ignore file.
@@ -26,6 +26,8 @@ pub struct RepoSpec {
     pub reference: Option<String>,
     /// Directory holding one bare clone per repository.
     pub cache_dir: PathBuf,
+    /// Where the progress of a large fetch goes.
+    pub progress: SharedProgress,
 }
 
 /// The files of one commit.
@@ -141,7 +143,7 @@ pub fn fetch_snapshot(spec: &RepoSpec) -> Result<Snapshot, GitError> {
         .as_deref()
         .filter(|r| is_pull_ref(r))
         .map(|r| (format!("+{r}:{PULL_REFS}{}", &r["refs/".len()..]), format!("{PULL_REFS}{}", &r["refs/".len()..])));
-    let default_branch = fetch(&repo, &shown, pull.as_ref().map(|(spec, _)| spec.as_str()))?;
+    let default_branch = fetch(&repo, &shown, pull.as_ref().map(|(spec, _)| spec.as_str()), &spec.progress)?;
     if let Some(branch) = default_branch.as_deref().and_then(|b| b.strip_prefix("refs/heads/")) {
         // Remembered for remediation pull requests, which target the default branch.
         let _ = repo.reference_symbolic(DEFAULT_BRANCH_REF, &format!("refs/remotes/origin/{branch}"), true, "remote default branch");
@@ -195,13 +197,14 @@ fn is_pull_ref(r: &str) -> bool {
 }
 
 /// Fetches branches and tags (and `extra`, a refspec); returns the remote's default branch (`refs/heads/main`).
-fn fetch(repo: &Repository, shown: &str, extra: Option<&str>) -> Result<Option<String>, GitError> {
+fn fetch(repo: &Repository, shown: &str, extra: Option<&str>, progress: &SharedProgress) -> Result<Option<String>, GitError> {
     let mut remote = repo.find_remote("origin").map_err(|e| GitError::Fetch { repo: shown.into(), detail: e.message().into() })?;
     let mut callbacks = RemoteCallbacks::new();
     offer_credentials(&mut callbacks);
-    let mut progress = Progress::new(shown);
+    let sink = progress.clone();
+    let repo_shown = shown.to_string();
     callbacks.transfer_progress(move |p| {
-        progress.update(p.received_objects(), p.total_objects(), p.received_bytes());
+        sink.fetch(&repo_shown, p.received_objects(), p.total_objects(), p.received_bytes());
         true
     });
     let mut options = FetchOptions::new();
@@ -211,7 +214,7 @@ fn fetch(repo: &Repository, shown: &str, extra: Option<&str>) -> Result<Option<S
     let mut refspecs = vec!["+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"];
     refspecs.extend(extra);
     remote.fetch(&refspecs, Some(&mut options), None).map_err(|e| classify(shown, &e))?;
-    Progress::finish();
+    progress.fetch_done();
     let default = remote.default_branch().ok().and_then(|b| b.as_str().map(str::to_string));
     Ok(default)
 }
@@ -333,32 +336,6 @@ fn read_files(repo: &Repository, commit: Oid) -> Result<MemoryTree, git2::Error>
         }
     }
     Ok(MemoryTree::new(files.iter().map(|(p, t)| (p.as_str(), t.as_str()))))
-}
-
-/// A progress line on stderr while a large fetch runs, when stderr is a terminal.
-struct Progress {
-    repo: String,
-}
-
-impl Progress {
-    fn new(repo: &str) -> Progress {
-        Progress { repo: repo.to_string() }
-    }
-
-    fn update(&mut self, received: usize, total: usize, bytes: usize) {
-        if total < 1000 || !std::io::stderr().is_terminal() {
-            return;
-        }
-        let mut err = std::io::stderr();
-        let _ = write!(err, "\rfetching {}: {received}/{total} objects, {:.1} MiB", self.repo, bytes as f64 / 1_048_576.0);
-        let _ = err.flush();
-    }
-
-    fn finish() {
-        if std::io::stderr().is_terminal() {
-            let _ = write!(std::io::stderr(), "\r\x1b[K");
-        }
-    }
 }
 
 #[cfg(test)]

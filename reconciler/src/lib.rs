@@ -1,6 +1,7 @@
 //! novacron-reconcile: detects drift between the HCL in a Git repository and the live NovaCron platform.
 
 pub mod cli;
+pub mod clock;
 pub mod command;
 pub mod diff;
 pub mod drift;
@@ -8,6 +9,7 @@ pub mod git;
 pub mod hcl;
 pub mod ignore;
 pub mod live;
+pub mod progress;
 pub mod remediation;
 pub mod render;
 pub mod report;

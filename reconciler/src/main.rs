@@ -146,6 +146,8 @@ fn run() -> anyhow::Result<ExitCode> {
         tfstate: args.tfstate.clone(),
         workspace: args.workspace.clone(),
         http_address: std::env::var("TF_HTTP_ADDRESS").ok(),
+        progress: novacron_reconcile::progress::SharedProgress::new(novacron_reconcile::progress::Terminal),
+        clock: novacron_reconcile::clock::SharedClock::default(),
     };
     let api = ClientApi::with_ca_file(&args.endpoint, &api_key, args.ca_file.as_deref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;

@@ -272,12 +272,6 @@ impl DriftReport {
     }
 }
 
-/// The current time as RFC 3339 UTC with seconds, e.g. `2026-11-22T04:09:44Z`.
-pub fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    rfc3339_from_unix(secs)
-}
-
 /// Formats seconds since the Unix epoch as RFC 3339 UTC.
 pub fn rfc3339_from_unix(secs: u64) -> String {
     novacron_schemas::wire::rfc3339_secs(i64::try_from(secs).unwrap_or(i64::MAX))

@@ -10,6 +10,7 @@ use std::process::Command;
 
 use novacron_client::{Client, ClientConfig, Kind};
 use novacron_platform::{PlatformConfig, RunningPlatform, TEST_API_KEY};
+use novacron_reconcile::clock::{FixedClock, SharedClock};
 use novacron_reconcile::command::{DriftError, DriftOptions, run_drift};
 use novacron_reconcile::live::ClientApi;
 use novacron_reconcile::render::{render_json, render_markdown, render_text};
@@ -66,6 +67,9 @@ impl Env {
             tfstate: None,
             workspace: None,
             http_address: None,
+            progress: Default::default(),
+            // A fixed clock: the report's time is the one handed in.
+            clock: SharedClock::new(FixedClock(1_795_320_584)),
         }
     }
 
@@ -232,6 +236,7 @@ async fn drift_finds_in_sync_drifted_missing_and_unmanaged_with_paths_and_severi
     assert_eq!((s.resources, s.in_sync, s.drifted, s.missing, s.unmanaged), (5, 0, 3, 1, 1));
     assert_eq!((s.by_severity.critical, s.by_severity.high, s.by_severity.low, s.by_severity.info), (2, 1, 1, 1));
     assert_eq!(s.coverage, 0.75);
+    assert_eq!(report.generated_at, "2026-11-22T04:09:44Z", "stamped by the clock in the options");
 
     // The JSON keeps the contract's shape.
     let json: Value = serde_json::from_str(&render_json(&report)).expect("json");

@@ -102,6 +102,8 @@ impl Applied {
             tfstate: None,
             workspace: None,
             http_address: None,
+            progress: Default::default(),
+            clock: Default::default(),
         };
         let api = ClientApi::new(&self.platform.endpoint(), API_KEY).expect("platform client");
         run_drift(&options, &api).await.unwrap_or_else(|e| panic!("drift: {e}"))

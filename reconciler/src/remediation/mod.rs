@@ -15,7 +15,7 @@ pub use push::{PushError, PushRequest, Pushed, commit_and_push};
 pub use rewrite::{Codified, codify};
 
 use crate::command::{Detection, DriftOptions};
-use crate::git::{RepoSpec, default_branch, redact};
+use crate::git::{default_branch, redact};
 use crate::render::render_markdown;
 use crate::report::{BySeverity, DriftReport, ResourceReport, Status};
 use crate::state::{AuditAction, AuditEntry, StateDb, StateError, audit_append};
@@ -98,7 +98,7 @@ pub async fn remediate(request: &RemediationRequest<'_>, forge: &dyn Forge, db: 
     let dir = crate::source::join_path("", &request.options.path).unwrap_or_default();
     let codified = codify(&request.detection.snapshot.files, &dir, &drifted, &request.detection.live);
     let message = commit_message(&branch, &request.drifts, &codified);
-    let spec = RepoSpec { repo: request.options.repo.clone(), reference: request.options.reference.clone(), cache_dir: request.options.cache_dir.clone() };
+    let spec = request.options.repo_spec();
     let base_branch = base_branch(request.options, default_branch(&spec), |name| crate::git::is_remote_branch(&spec, name));
     let (base, files, branch_name) = (report.revision.clone(), codified.files.clone(), branch.clone());
     let pushed =
@@ -238,6 +238,8 @@ mod tests {
             tfstate: None,
             workspace: None,
             http_address: None,
+            progress: Default::default(),
+            clock: Default::default(),
         };
         let branches = |name: &str| ["main", "prod", "trunk"].contains(&name);
         assert_eq!(base_branch(&o, None, branches), "main");

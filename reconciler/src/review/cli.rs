@@ -84,6 +84,8 @@ pub fn run_plan_cli(args: &PlanArgs) -> anyhow::Result<ExitCode> {
         tfstate: args.tfstate.clone(),
         workspace: args.workspace.clone(),
         http_address: std::env::var("TF_HTTP_ADDRESS").ok(),
+        progress: crate::progress::SharedProgress::new(crate::progress::Terminal),
+        clock: crate::clock::SharedClock::default(),
     };
     let options = ReviewOptions { head, base: args.base.clone(), pull_request: None };
     let api = ClientApi::with_ca_file(&args.endpoint, &api_key, args.ca_file.as_deref())?;

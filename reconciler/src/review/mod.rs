@@ -20,10 +20,11 @@ use novacron_schemas::{Kind, Severity};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::clock::Clock;
 use crate::command::{Detection, DriftOptions, detect};
-use crate::git::{RepoSpec, Snapshot, fetch_snapshot};
+use crate::git::{Snapshot, fetch_snapshot};
 use crate::live::{PlatformApi, Preview};
-use crate::report::{ChangedBy, ResourceReport, now_rfc3339};
+use crate::report::{ChangedBy, ResourceReport};
 use crate::rollout::{Action, ChangeValue, PlanGrade, PlanModel, ResourceChange, RolloutError, grade_plan};
 use crate::sync::BoxFuture;
 use crate::tfstate::StateSource;
@@ -251,7 +252,7 @@ impl Review {
 
 /// Reviews `options.head`: plans it, previews its policies, adds the base branch's context.
 pub async fn run_review(options: &ReviewOptions, api: &impl PlatformApi, planner: &dyn ReviewPlanner) -> Result<Review, ReviewError> {
-    let spec = RepoSpec { repo: options.head.repo.clone(), reference: options.head.reference.clone(), cache_dir: options.head.cache_dir.clone() };
+    let spec = options.head.repo_spec();
     let head = tokio::task::spawn_blocking(move || fetch_snapshot(&spec)).await.map_err(|e| ReviewError::Internal(e.to_string()))??;
     let path = crate::source::join_path("", &options.head.path).unwrap_or_default();
     let mut base_options = options.head.clone();
@@ -263,7 +264,7 @@ pub async fn run_review(options: &ReviewOptions, api: &impl PlatformApi, planner
         revision: head.revision.clone(),
         pull_request: options.pull_request,
         base: BaseView { reference: options.base.clone(), revision: None },
-        generated_at: now_rfc3339(),
+        generated_at: options.head.clock.rfc3339(),
         outcome: ReviewOutcome::Planned,
         summary: "no changes".into(),
         severity: None,

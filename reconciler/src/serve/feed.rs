@@ -18,7 +18,7 @@ pub const LONG_POLL: Duration = Duration::from_secs(25);
 /// database; on the very first start, after the newest event (every repository is reconciled
 /// at start anyway, so older events need no re-check).
 pub async fn event_feed(service: Arc<Service>, mut stop: watch::Receiver<bool>) {
-    let stored = service.state.event_seq().unwrap_or_else(|e| {
+    let stored = crate::state::event_seq(&service.db).unwrap_or_else(|e| {
         tracing::error!(error = %e, "cannot read the event-feed position; starting from the newest event");
         None
     });
@@ -48,7 +48,7 @@ pub async fn event_feed(service: Arc<Service>, mut stop: watch::Receiver<bool>) 
                 if batch.next != after {
                     after = batch.next;
                     service.metrics.set_event_seq(after);
-                    if let Err(e) = service.state.set_event_seq(after) {
+                    if let Err(e) = crate::state::set_event_seq(&service.db, after) {
                         tracing::error!(error = %e, "cannot record the event-feed position");
                     }
                 }
@@ -80,7 +80,7 @@ mod tests {
     use super::*;
     use crate::report::DriftReport;
     use crate::serve::config::ServeConfig;
-    use crate::serve::state::StoredRepo;
+    use crate::state::StoredRepo;
 
     fn event(kind: &str, id: &str, name: &str) -> Event {
         Event { seq: 1, time: String::new(), actor: "a".into(), action: "update".into(), kind: kind.into(), id: id.into(), name: name.into(), detail: None }

@@ -62,7 +62,7 @@ fn answer(code: StatusCode, body: Value) -> Response {
 }
 
 async fn readyz(State(svc): State<Arc<Service>>) -> Response {
-    if let Err(e) = svc.state.ping() {
+    if let Err(e) = svc.db.ping() {
         return (StatusCode::SERVICE_UNAVAILABLE, format!("state database: {e}\n")).into_response();
     }
     let waiting: Vec<&str> = svc.repos.iter().filter(|r| r.status().runs == 0).map(|r| r.name()).collect();
@@ -211,7 +211,7 @@ async fn github_hook(State(svc): State<Arc<Service>>, headers: HeaderMap, body: 
     let Some(delivery) = text("x-github-delivery") else {
         return hook_answer(&svc, "no_delivery_id", StatusCode::BAD_REQUEST, json!({"error": "missing X-GitHub-Delivery"}));
     };
-    match svc.state.remember_delivery(delivery) {
+    match crate::state::remember_delivery(&svc.db, delivery) {
         Ok(true) => {}
         Ok(false) => {
             return hook_answer(

@@ -14,7 +14,6 @@ pub mod metrics;
 pub mod repo;
 pub mod review;
 pub mod scheduler;
-pub mod state;
 pub mod webhook;
 
 use std::collections::HashMap;
@@ -28,11 +27,12 @@ use novacron_client::{Client, ClientConfig};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::clock::SharedClock;
 use crate::live::{ClientApi, LiveError};
+use crate::state::{StateDb, StateError, StateLock};
 use config::{ConfigError, ServeConfig};
 use metrics::Metrics;
 use repo::RepoHandle;
-use state::{ServeState, StateError, StateLock};
 
 /// The environment variable holding the bearer token of `POST /api/approvals/{id}`.
 pub const ADMIN_TOKEN_ENV: &str = "NOVACRON_RECONCILE_ADMIN_TOKEN";
@@ -63,9 +63,6 @@ pub enum ServeError {
     /// The state database is locked or broken.
     #[error(transparent)]
     State(#[from] StateError),
-    /// The approvals and audit tables of the state database could not be opened.
-    #[error(transparent)]
-    SyncState(#[from] crate::state::StateError),
     /// The platform client could not be built.
     #[error(transparent)]
     Platform(#[from] LiveError),
@@ -123,10 +120,11 @@ impl ServeSettings {
 pub struct Service {
     /// The repositories, in config order.
     pub repos: Vec<Arc<RepoHandle>>,
-    /// The state database: the `serve` tables.
-    pub state: ServeState,
-    /// The state database: approvals, audit log and journal, as `sync` keeps them.
-    pub db: crate::state::StateDb,
+    /// The clock of reports, run times and everything the state database records.
+    pub clock: SharedClock,
+    /// The state database: approvals, audit log and journal as `sync` keeps them, and the
+    /// `serve` tables (repository positions, event feed, webhook deliveries, run history).
+    pub db: StateDb,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
     /// Live state reads.
@@ -209,11 +207,11 @@ pub async fn start(settings: ServeSettings) -> Result<RunningServe, ServeError> 
         )));
     }
     let lock = StateLock::acquire(&config.state)?;
-    let db = crate::state::StateDb::open(&config.state)?;
-    let state = ServeState::open(&config.state)?;
+    let clock = SharedClock::default();
+    let db = StateDb::open(&config.state)?.with_clock(clock.clone());
     let mut repos = Vec::new();
     for repo in &config.repo {
-        let stored = state.repo(repo.name.get_ref())?;
+        let stored = crate::state::stored_repo(&db, repo.name.get_ref())?;
         repos.push(Arc::new(RepoHandle::new(repo.clone(), stored, |name| std::env::var(name).ok()).map_err(ServeError::Secret)?));
     }
     let clone_locks = config.repo.iter().map(|r| (webhook::normalize_url(&r.url), Arc::default())).collect();
@@ -246,7 +244,7 @@ pub async fn start(settings: ServeSettings) -> Result<RunningServe, ServeError> 
     let (stop, stopped) = watch::channel(false);
     let service = Arc::new(Service {
         repos,
-        state,
+        clock,
         db,
         metrics: Metrics::default(),
         api,

@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use super::config::{Remediation, RepoConfig};
-use super::state::StoredRepo;
 use crate::remediation::{FORGE_TOKEN_ENV, GitHubForge};
 use crate::report::{DriftReport, Status, Summary};
+use crate::state::StoredRepo;
 use crate::sync::SyncReport;
 
 /// A repository, its trigger and its status.

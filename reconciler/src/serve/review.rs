@@ -275,6 +275,8 @@ async fn review_pull_request(svc: &Arc<Service>, repo: &Arc<RepoHandle>, job: &R
         tfstate: c.tfstate.clone(),
         workspace: c.workspace.clone(),
         http_address: None,
+        progress: crate::progress::SharedProgress::new(crate::progress::Traced),
+        clock: svc.clock.clone(),
     };
     let options = ReviewOptions { head, base: Some(job.base.clone()), pull_request: Some(job.number) };
     let key = repo.review_key.clone().unwrap_or_else(|| svc.runner_settings.api_key.clone());

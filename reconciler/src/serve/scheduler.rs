@@ -8,10 +8,11 @@ use tokio::sync::watch;
 use super::Service;
 use super::console::RunEvent;
 use super::repo::RepoHandle;
-use super::state::StoredRepo;
+use crate::clock::Clock;
 use crate::command::DriftOptions;
 use crate::remediation::Forge;
-use crate::report::{Summary, now_rfc3339};
+use crate::report::Summary;
+use crate::state::StoredRepo;
 use crate::state::{RunRecord, pending_approvals};
 use crate::sync::{SyncError, SyncOptions, SyncOutcome, SyncReport, Thresholds, run_sync};
 use novacron_schemas::Severity;
@@ -101,7 +102,7 @@ pub async fn run_once(service: &Service, repo: &RepoHandle, source: &'static str
     let started = Instant::now();
     let result = reconcile(service, repo).await;
     let took = started.elapsed();
-    let finished = now_rfc3339();
+    let finished = service.clock.rfc3339();
     let stored = match &result {
         Ok(sync) => {
             let report = &sync.report;
@@ -153,7 +154,7 @@ pub async fn run_once(service: &Service, repo: &RepoHandle, source: &'static str
         st.last_run = Some(finished);
         st.last_duration_ms = Some(u64::try_from(took.as_millis()).unwrap_or(u64::MAX));
     });
-    if let Err(e) = service.state.save_repo(&name, &stored) {
+    if let Err(e) = crate::state::save_repo(&service.db, &name, &stored) {
         tracing::error!(repo = %name, error = %e, "cannot record the run in the state database");
     }
     refresh_approvals(service, repo);
@@ -248,6 +249,8 @@ async fn reconcile(service: &Service, repo: &RepoHandle) -> Result<SyncReport, S
         tfstate: c.tfstate.clone(),
         workspace: c.workspace.clone(),
         http_address: std::env::var("TF_HTTP_ADDRESS").ok(),
+        progress: crate::progress::SharedProgress::new(crate::progress::Traced),
+        clock: service.clock.clone(),
     };
     let clone_lock = service.clone_lock(&c.url);
     let _clone = clone_lock.lock().await;

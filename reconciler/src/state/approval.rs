@@ -5,7 +5,7 @@ use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use serde_json::json;
 
-use super::{AuditEntry, StateDb, StateError, now};
+use super::{AuditEntry, StateDb, StateError};
 
 /// A drift as a sync saw it, to be recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,8 +94,11 @@ pub fn approve(db: &StateDb, id: &str, actor: &str) -> Result<PendingDrift, Appr
     let mut conn = db.conn();
     // The approval and its audit entry commit together: no approval without its record.
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(&err)?;
-    tx.execute("UPDATE drifts SET approved_by = ?2, approved_at = ?3 WHERE id = ?1 AND resolved_at IS NULL AND approved_by IS NULL", params![id, actor, now()])
-        .map_err(&err)?;
+    tx.execute(
+        "UPDATE drifts SET approved_by = ?2, approved_at = ?3 WHERE id = ?1 AND resolved_at IS NULL AND approved_by IS NULL",
+        params![id, actor, db.now()],
+    )
+    .map_err(&err)?;
     let sql = format!("SELECT {PENDING_COLUMNS} FROM drifts WHERE id = ?1 AND resolved_at IS NULL");
     let drift = tx.query_row(&sql, [id], pending_row).optional().map_err(&err)?.ok_or_else(|| ApprovalError::UnknownId { id: id.to_string() })?;
     // Every approval call is recorded, a repeated one too (who asked, and that the first stands).
@@ -106,7 +109,7 @@ pub fn approve(db: &StateDb, id: &str, actor: &str) -> Result<PendingDrift, Appr
         subject: drift.address.clone(),
         detail: json!({"drift_id": drift.id, "severity": drift.severity, "object_id": drift.object_id, "approved_by": drift.approved_by}),
     };
-    super::audit::append_in(&tx, entry).map_err(&err)?;
+    super::audit::append_in(&tx, entry, &db.now()).map_err(&err)?;
     tx.commit().map_err(&err)?;
     Ok(drift)
 }
@@ -116,7 +119,7 @@ pub fn approve(db: &StateDb, id: &str, actor: &str) -> Result<PendingDrift, Appr
 pub fn record_drifts(db: &StateDb, repo: &str, seen: &[DriftRecord]) -> Result<Vec<DriftRecord>, StateError> {
     let err = db.query_err("record drifts");
     let mut conn = db.conn();
-    let at = now();
+    let at = db.now();
     let tx = conn.transaction().map_err(&err)?;
     let mut new = Vec::new();
     for d in seen {
@@ -153,7 +156,7 @@ pub fn record_drifts(db: &StateDb, repo: &str, seen: &[DriftRecord]) -> Result<V
 pub fn record_findings(db: &StateDb, repo: &str, seen: &[(String, String, String)]) -> Result<Vec<(String, String, String)>, StateError> {
     let err = db.query_err("record findings");
     let mut conn = db.conn();
-    let at = now();
+    let at = db.now();
     let tx = conn.transaction().map_err(&err)?;
     let mut new = Vec::new();
     for (id, address, status) in seen {
@@ -174,7 +177,7 @@ pub fn record_findings(db: &StateDb, repo: &str, seen: &[(String, String, String
 /// Marks drift `id` resolved (`reverted`, ...).
 pub fn resolve_drift(db: &StateDb, id: &str, resolution: &str) -> Result<(), StateError> {
     let err = db.query_err("resolve a drift");
-    db.conn().execute("UPDATE drifts SET resolved_at = ?2, resolution = ?3 WHERE id = ?1", params![id, now(), resolution]).map_err(err)?;
+    db.conn().execute("UPDATE drifts SET resolved_at = ?2, resolution = ?3 WHERE id = ?1", params![id, db.now(), resolution]).map_err(err)?;
     Ok(())
 }
 

@@ -5,7 +5,7 @@ use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::{StateDb, StateError, now};
+use super::{StateDb, StateError};
 
 /// The `prev_hash` of the first entry.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -131,13 +131,13 @@ pub fn audit_append(db: &StateDb, entry: AuditEntry) -> Result<AuditRecord, Stat
     let err = db.query_err("append to the audit log");
     let mut conn = db.conn();
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(&err)?;
-    let record = append_in(&tx, entry).map_err(&err)?;
+    let record = append_in(&tx, entry, &db.now()).map_err(&err)?;
     tx.commit().map_err(&err)?;
     Ok(record)
 }
 
 /// Appends an entry inside the caller's (immediate) transaction, so it commits with what it records.
-pub(super) fn append_in(tx: &rusqlite::Transaction<'_>, entry: AuditEntry) -> rusqlite::Result<AuditRecord> {
+pub(super) fn append_in(tx: &rusqlite::Transaction<'_>, entry: AuditEntry, time: &str) -> rusqlite::Result<AuditRecord> {
     let last: Option<(u64, String)> = tx.query_row("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
     let (seq, prev_hash) = match last {
         Some((seq, hash)) => (seq + 1, hash),
@@ -145,7 +145,7 @@ pub(super) fn append_in(tx: &rusqlite::Transaction<'_>, entry: AuditEntry) -> ru
     };
     let mut record = AuditRecord {
         seq,
-        time: now(),
+        time: time.to_string(),
         actor: entry.actor,
         action: entry.action.as_str().to_string(),
         repo: entry.repo,

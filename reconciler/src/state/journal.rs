@@ -4,7 +4,7 @@ use rusqlite::{TransactionBehavior, params};
 use serde::Serialize;
 
 use super::audit::append_in;
-use super::{AuditEntry, StateDb, StateError, now};
+use super::{AuditEntry, StateDb, StateError};
 
 /// Where one revert stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -82,11 +82,11 @@ pub fn journal_intent(db: &StateDb, entry: &JournalEntry, audit: AuditEntry) -> 
     let attributes = serde_json::to_string(&entry.attributes).unwrap_or_else(|_| "[]".into());
     tx.execute(
         "INSERT INTO journal (drift_id, repo, address, kind, object_id, etag, attributes, state, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'intent', ?8)",
-        params![entry.drift_id, entry.repo, entry.address, entry.kind, entry.object_id, entry.etag, attributes, now()],
+        params![entry.drift_id, entry.repo, entry.address, entry.kind, entry.object_id, entry.etag, attributes, db.now()],
     )
     .map_err(&err)?;
     let seq = u64::try_from(tx.last_insert_rowid()).unwrap_or(0);
-    append_in(&tx, with_journal(audit, seq)).map_err(&err)?;
+    append_in(&tx, with_journal(audit, seq), &db.now()).map_err(&err)?;
     tx.commit().map_err(&err)?;
     Ok(seq)
 }
@@ -96,9 +96,9 @@ pub fn journal_finish(db: &StateDb, seq: u64, outcome: JournalOutcome, audit: Op
     let err = db.query_err("record a sync outcome");
     let mut conn = db.conn();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&err)?;
-    tx.execute("UPDATE journal SET state = 'done', outcome = ?2, finished_at = ?3 WHERE seq = ?1", params![seq, outcome.as_str(), now()]).map_err(&err)?;
+    tx.execute("UPDATE journal SET state = 'done', outcome = ?2, finished_at = ?3 WHERE seq = ?1", params![seq, outcome.as_str(), db.now()]).map_err(&err)?;
     if let Some(audit) = audit {
-        append_in(&tx, with_journal(audit, seq)).map_err(&err)?;
+        append_in(&tx, with_journal(audit, seq), &db.now()).map_err(&err)?;
     }
     tx.commit().map_err(&err)?;
     Ok(())

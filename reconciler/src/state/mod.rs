@@ -1,9 +1,16 @@
-//! The reconciler's state database (SQLite, WAL): audit log, drifts awaiting approval, sync journal.
+//! The reconciler's one state database (SQLite, WAL): one connection setup, one migration sequence, one error type; a module per table group.
+//!
+//! `sync`, `approve` and `audit` use the approvals, audit, journal and plans tables; `serve` adds its
+//! repository positions, event-feed position, webhook deliveries, run history and review comments,
+//! and holds the lock file beside the database.
 
 mod approval;
 mod audit;
+mod feed;
 mod journal;
+mod lock;
 mod plans;
+mod repos;
 mod reviews;
 mod runs;
 
@@ -12,21 +19,44 @@ use std::sync::{Mutex, MutexGuard};
 
 pub use approval::{ApprovalError, DriftRecord, PendingDrift, approve, pending_approvals, record_drifts, record_findings, resolve_drift};
 pub use audit::{AuditAction, AuditEntry, AuditRecord, VerifyOutcome, audit_append, audit_list, audit_page, audit_verify};
+pub use feed::{DELIVERIES_KEPT, event_seq, remember_delivery, set_event_seq};
 pub use journal::{JournalEntry, JournalOutcome, JournalState, journal_finish, journal_intent, journal_open_intents};
+pub use lock::StateLock;
 pub use plans::{
     PendingPlan, PlanRecord, RolloutIntent, approve_plan, hold_plan, open_rollouts, pending_plans, plan_file, resolve_plan, rolled_out_revision,
     rollout_finish, rollout_intent, rollout_started, set_rolled_out, supersede_plans,
 };
+pub use repos::{StoredRepo, save_repo, stored_repo};
 pub use reviews::{forget_review_comment, record_review, review_comment};
 pub use runs::{RunRecord, record_run, run_history};
 use rusqlite::Connection;
 
+use crate::clock::{Clock, SharedClock};
+
 /// The default `--state` file, relative to the working directory.
 pub const DEFAULT_STATE_PATH: &str = ".novacron-reconcile/state.db";
 
-/// Why the state database could not be used.
+/// Why the state database could not be used (or locked).
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
+    /// Another `serve` holds the lock file beside the database.
+    #[error("state {state} is in use by another novacron-reconcile serve ({holder}, lock file {lock}); stop it or point --state elsewhere")]
+    Locked {
+        /// The state database.
+        state: String,
+        /// `pid N` as written in the lock file, or `pid unknown`.
+        holder: String,
+        /// The lock file.
+        lock: String,
+    },
+    /// The lock file could not be created or locked.
+    #[error("state lock {lock}: {source}")]
+    LockIo {
+        /// The lock file.
+        lock: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// The file could not be opened or created.
     #[error("state database {}: cannot open: {detail}; check --state", path.display())]
     Open {
@@ -52,6 +82,8 @@ pub enum StateError {
 pub struct StateDb {
     path: PathBuf,
     conn: Mutex<Connection>,
+    /// Stamps every row and audit entry written (approvals, resolutions, journal, plans).
+    clock: SharedClock,
 }
 
 /// The schema as the first release wrote it (every statement idempotent, so databases made
@@ -182,8 +214,17 @@ CREATE TABLE serve_runs (
 CREATE INDEX serve_runs_repo ON serve_runs (repo, seq);
 ";
 
+/// Version 5: the tables `serve` used to create itself on its own connection (repository
+/// positions, the event-feed position, webhook deliveries). `IF NOT EXISTS`: a database `serve`
+/// ran on already has them, with rows that must survive.
+const SCHEMA_V5: &str = "
+CREATE TABLE IF NOT EXISTS serve_repo (name TEXT PRIMARY KEY, revision TEXT, last_run TEXT, last_error TEXT, summary TEXT);
+CREATE TABLE IF NOT EXISTS serve_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS serve_delivery (id TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+";
+
 /// The migrations, in order: entry `i` brings a database from version `i` to `i + 1`.
-const MIGRATIONS: [&str; 4] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4];
+const MIGRATIONS: [&str; 5] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5];
 
 /// The schema version this build writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
@@ -224,12 +265,28 @@ impl StateDb {
         conn.pragma_update(None, "journal_mode", "WAL").map_err(|e| open_err(e.to_string()))?;
         conn.pragma_update(None, "synchronous", "FULL").map_err(|e| open_err(e.to_string()))?;
         migrate(&mut conn).map_err(open_err)?;
-        Ok(StateDb { path: path.to_path_buf(), conn: Mutex::new(conn) })
+        Ok(StateDb { path: path.to_path_buf(), conn: Mutex::new(conn), clock: SharedClock::default() })
+    }
+
+    /// The same database stamping what it writes with `clock` instead of the system clock.
+    pub fn with_clock(mut self, clock: SharedClock) -> StateDb {
+        self.clock = clock;
+        self
+    }
+
+    /// The current time by this database's clock, RFC 3339 UTC.
+    fn now(&self) -> String {
+        self.clock.rfc3339()
     }
 
     /// The file this database lives in.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Checks that the database answers (`serve`'s readiness).
+    pub fn ping(&self) -> Result<(), StateError> {
+        self.conn().query_row("SELECT 1", [], |_| Ok(())).map_err(self.query_err("answer a ping"))
     }
 
     /// The connection; a poisoned lock is taken over (every operation is its own transaction).
@@ -241,11 +298,6 @@ impl StateDb {
     fn query_err(&self, operation: &'static str) -> impl Fn(rusqlite::Error) -> StateError + '_ {
         move |source| StateError::Query { path: self.path.clone(), operation, source }
     }
-}
-
-/// The current time as RFC 3339 UTC.
-fn now() -> String {
-    crate::report::now_rfc3339()
 }
 
 #[cfg(test)]
@@ -352,7 +404,7 @@ mod tests {
         }
         let db = StateDb::open(&path).expect("upgrade");
         let version: i64 = db.conn().query_row("PRAGMA user_version", [], |r| r.get(0)).expect("version");
-        assert_eq!(version, 4);
+        assert_eq!(version, SCHEMA_VERSION as i64);
         assert_eq!(pending_approvals(&db, Some("r")).expect("drifts").len(), 1, "the drift awaiting approval survives");
         assert_eq!(pending_plans(&db, Some("r")).expect("plans").len(), 1, "the pending plan survives");
         assert_eq!(review_comment(&db, "r", "", 7).expect("reviews"), Some(42), "the review comment survives");
@@ -361,6 +413,63 @@ mod tests {
         record_run(&db, &RunRecord { repo: "infra".into(), finished_at: "t".into(), trigger: "poll".into(), ok: true, ..RunRecord::default() }, 500)
             .expect("record");
         assert_eq!(run_history(&db, "infra", 10).expect("read").len(), 1);
+    }
+
+    #[test]
+    fn a_database_serve_ran_on_before_the_merge_keeps_its_serve_rows() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.db");
+        {
+            // What the release with two stores wrote: schema version 4 from the sync store, and
+            // the serve tables its second connection created unversioned, with their rows.
+            let conn = Connection::open(&path).expect("open");
+            for step in [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4] {
+                conn.execute_batch(step).expect("old schema");
+            }
+            conn.pragma_update(None, "user_version", 4).expect("version");
+            conn.execute_batch(
+                "CREATE TABLE IF NOT EXISTS serve_repo (name TEXT PRIMARY KEY, revision TEXT, last_run TEXT, last_error TEXT, summary TEXT);
+                 CREATE TABLE IF NOT EXISTS serve_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                 CREATE TABLE IF NOT EXISTS serve_delivery (id TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+                 INSERT INTO serve_repo VALUES ('prod', 'abc', '2026-01-01T00:00:00Z', NULL, '{}');
+                 INSERT INTO serve_meta VALUES ('event_seq', '42');
+                 INSERT INTO serve_delivery VALUES ('d1', 1);",
+            )
+            .expect("serve tables");
+        }
+        let db = StateDb::open(&path).expect("upgrade");
+        let version: i64 = db.conn().query_row("PRAGMA user_version", [], |r| r.get(0)).expect("version");
+        assert_eq!(version, SCHEMA_VERSION as i64);
+        assert_eq!(stored_repo(&db, "prod").expect("repo").revision.as_deref(), Some("abc"), "the repository position survives");
+        assert_eq!(event_seq(&db).expect("feed"), Some(42), "the event-feed position survives");
+        assert!(!remember_delivery(&db, "d1").expect("delivery"), "a delivery seen before the upgrade is still a replay");
+        db.ping().expect("ping");
+    }
+
+    #[test]
+    fn a_schema_4_database_without_serve_tables_gets_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.db");
+        {
+            // Only `sync` and `approve` ever used it: no serve tables.
+            let conn = Connection::open(&path).expect("open");
+            for step in [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4] {
+                conn.execute_batch(step).expect("old schema");
+            }
+            conn.pragma_update(None, "user_version", 4).expect("version");
+        }
+        let db = StateDb::open(&path).expect("upgrade");
+        assert_eq!(stored_repo(&db, "prod").expect("the new table"), StoredRepo::default());
+        set_event_seq(&db, 7).expect("serve_meta");
+        assert!(remember_delivery(&db, "d1").expect("serve_delivery"));
+    }
+
+    #[test]
+    fn what_is_written_carries_the_time_of_the_clock_handed_in() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = StateDb::open(&dir.path().join("state.db")).expect("open").with_clock(SharedClock::new(crate::clock::FixedClock(1_795_320_584)));
+        let entry = AuditEntry { actor: "a".into(), action: AuditAction::Detect, repo: "r".into(), subject: "s".into(), detail: serde_json::json!({}) };
+        assert_eq!(audit_append(&db, entry).expect("append").time, "2026-11-22T04:09:44Z");
     }
 
     #[test]

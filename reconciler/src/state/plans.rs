@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::audit::append_in;
-use super::{AuditEntry, StateDb, StateError, now};
+use super::{AuditEntry, StateDb, StateError};
 
 /// A saved plan as a sync made it, to be recorded.
 #[derive(Clone)]
@@ -98,7 +98,7 @@ pub fn hold_plan(db: &StateDb, plan: &PlanRecord, reason: &str, audit: AuditEntr
         tx.commit().map_err(&err)?;
         return Ok(false);
     }
-    let at = now();
+    let at = db.now();
     tx.execute(
         "UPDATE plans SET resolved_at = ?3, resolution = 'superseded' WHERE repo = ?1 AND path = ?2 AND resolved_at IS NULL",
         params![plan.repo, plan.path, at],
@@ -110,7 +110,7 @@ pub fn hold_plan(db: &StateDb, plan: &PlanRecord, reason: &str, audit: AuditEntr
         params![plan.id, plan.repo, plan.path, plan.revision, plan.severity.as_str(), plan.summary, reason, plan.changes.to_string(), plan.plan, at],
     )
     .map_err(&err)?;
-    append_in(&tx, audit).map_err(&err)?;
+    append_in(&tx, audit, &db.now()).map_err(&err)?;
     tx.commit().map_err(&err)?;
     Ok(true)
 }
@@ -138,8 +138,11 @@ pub fn approve_plan(db: &StateDb, id: &str, actor: &str) -> Result<Option<Pendin
     let err = db.query_err("approve a plan");
     let mut conn = db.conn();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&err)?;
-    tx.execute("UPDATE plans SET approved_by = ?2, approved_at = ?3 WHERE id = ?1 AND resolved_at IS NULL AND approved_by IS NULL", params![id, actor, now()])
-        .map_err(&err)?;
+    tx.execute(
+        "UPDATE plans SET approved_by = ?2, approved_at = ?3 WHERE id = ?1 AND resolved_at IS NULL AND approved_by IS NULL",
+        params![id, actor, db.now()],
+    )
+    .map_err(&err)?;
     let sql = format!("SELECT {COLUMNS} FROM plans WHERE id = ?1 AND resolved_at IS NULL");
     let Some(plan) = tx.query_row(&sql, [id], row).optional().map_err(&err)? else { return Ok(None) };
     let entry = AuditEntry {
@@ -149,7 +152,7 @@ pub fn approve_plan(db: &StateDb, id: &str, actor: &str) -> Result<Option<Pendin
         subject: plan.path.clone(),
         detail: json!({"plan_id": plan.id, "severity": plan.severity, "revision": plan.revision, "approved_by": plan.approved_by}),
     };
-    append_in(&tx, entry).map_err(&err)?;
+    append_in(&tx, entry, &db.now()).map_err(&err)?;
     tx.commit().map_err(&err)?;
     Ok(Some(plan))
 }
@@ -159,9 +162,9 @@ pub fn resolve_plan(db: &StateDb, id: &str, resolution: &str, audit: Option<Audi
     let err = db.query_err("resolve a plan");
     let mut conn = db.conn();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&err)?;
-    tx.execute("UPDATE plans SET resolved_at = ?2, resolution = ?3 WHERE id = ?1 AND resolved_at IS NULL", params![id, now(), resolution]).map_err(&err)?;
+    tx.execute("UPDATE plans SET resolved_at = ?2, resolution = ?3 WHERE id = ?1 AND resolved_at IS NULL", params![id, db.now(), resolution]).map_err(&err)?;
     if let Some(audit) = audit {
-        append_in(&tx, audit).map_err(&err)?;
+        append_in(&tx, audit, &db.now()).map_err(&err)?;
     }
     tx.commit().map_err(&err)?;
     Ok(())
@@ -173,7 +176,7 @@ pub fn supersede_plans(db: &StateDb, repo: &str, path: &str) -> Result<(), State
     let conn = db.conn();
     conn.execute(
         "UPDATE plans SET resolved_at = ?3, resolution = 'superseded' WHERE repo = ?1 AND path = ?2 AND resolved_at IS NULL",
-        params![repo, path, now()],
+        params![repo, path, db.now()],
     )
     .map_err(err)?;
     Ok(())
@@ -192,7 +195,7 @@ pub fn set_rolled_out(db: &StateDb, repo: &str, path: &str, revision: &str) -> R
     let conn = db.conn();
     conn.execute(
         "INSERT INTO rolled_out (repo, path, revision, at) VALUES (?1, ?2, ?3, ?4) ON CONFLICT(repo, path) DO UPDATE SET revision = ?3, at = ?4",
-        params![repo, path, revision, now()],
+        params![repo, path, revision, db.now()],
     )
     .map_err(err)?;
     Ok(())
@@ -222,10 +225,13 @@ pub fn rollout_intent(db: &StateDb, repo: &str, path: &str, operation: &str, pla
     let err = db.query_err("journal a Terraform run");
     let mut conn = db.conn();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&err)?;
-    tx.execute("INSERT INTO rollouts (repo, path, operation, plan_id, started_at) VALUES (?1, ?2, ?3, ?4, ?5)", params![repo, path, operation, plan_id, now()])
-        .map_err(&err)?;
+    tx.execute(
+        "INSERT INTO rollouts (repo, path, operation, plan_id, started_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![repo, path, operation, plan_id, db.now()],
+    )
+    .map_err(&err)?;
     let seq = u64::try_from(tx.last_insert_rowid()).unwrap_or(0);
-    append_in(&tx, audit).map_err(&err)?;
+    append_in(&tx, audit, &db.now()).map_err(&err)?;
     tx.commit().map_err(&err)?;
     Ok(seq)
 }
@@ -242,9 +248,9 @@ pub fn rollout_finish(db: &StateDb, seq: u64, outcome: &str, audit: Option<Audit
     let err = db.query_err("close a Terraform run");
     let mut conn = db.conn();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&err)?;
-    tx.execute("UPDATE rollouts SET finished_at = ?2, outcome = ?3 WHERE seq = ?1", params![seq, now(), outcome]).map_err(&err)?;
+    tx.execute("UPDATE rollouts SET finished_at = ?2, outcome = ?3 WHERE seq = ?1", params![seq, db.now(), outcome]).map_err(&err)?;
     if let Some(audit) = audit {
-        append_in(&tx, audit).map_err(&err)?;
+        append_in(&tx, audit, &db.now()).map_err(&err)?;
     }
     tx.commit().map_err(&err)?;
     Ok(())

@@ -2,7 +2,7 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{StateDb, StateError, now};
+use super::{StateDb, StateError};
 
 /// The forge's id of the review comment on pull request `number` of a repository path, when one was posted.
 pub fn review_comment(db: &StateDb, repo: &str, path: &str, number: u64) -> Result<Option<u64>, StateError> {
@@ -23,7 +23,7 @@ pub fn record_review(db: &StateDb, repo: &str, path: &str, number: u64, comment_
     conn.execute(
         "INSERT INTO pr_reviews (repo, path, number, comment_id, head, state, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT (repo, path, number) DO UPDATE SET comment_id = COALESCE(excluded.comment_id, comment_id), head = excluded.head, state = excluded.state, updated_at = excluded.updated_at",
-        params![repo, path, number as i64, comment_id.and_then(|c| i64::try_from(c).ok()), head, state, now()],
+        params![repo, path, number as i64, comment_id.and_then(|c| i64::try_from(c).ok()), head, state, db.now()],
     )
     .map_err(err)?;
     Ok(())

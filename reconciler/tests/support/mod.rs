@@ -163,6 +163,8 @@ impl Env {
                 tfstate: None,
                 workspace: None,
                 http_address: None,
+                progress: Default::default(),
+                clock: Default::default(),
             },
             thresholds: Thresholds { auto_sync_max: AutoSyncMax::Low, auto_apply_max: AutoApplyMax::Medium, prune: false },
             dry_run: false,
