@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Subcommand, ValueEnum};
+use novacron_client::DEFAULT_ENDPOINT;
 
 use crate::command::DriftOptions;
 use crate::live::ClientApi;
@@ -34,7 +35,7 @@ pub struct SyncArgs {
     #[arg(long, default_value = ".")]
     pub path: String,
     /// Platform API endpoint. The API key comes from NOVACRON_API_KEY.
-    #[arg(long, env = "NOVACRON_ENDPOINT", default_value = "http://localhost:8080")]
+    #[arg(long, env = "NOVACRON_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
     pub endpoint: String,
     /// PEM file of CA certificates to trust for an https:// endpoint (a private CA), besides the
     /// public roots; Terraform runs get it as SSL_CERT_FILE and NOVACRON_CA_FILE.

@@ -55,7 +55,7 @@ struct DriftArgs {
     #[arg(long, default_value = ".")]
     path: String,
     /// Platform API endpoint. The API key comes from NOVACRON_API_KEY.
-    #[arg(long, env = "NOVACRON_ENDPOINT", default_value = "http://localhost:8080")]
+    #[arg(long, env = "NOVACRON_ENDPOINT", default_value = novacron_client::DEFAULT_ENDPOINT)]
     endpoint: String,
     /// PEM file of CA certificates to trust for an https:// endpoint (a private CA), besides the
     /// public roots.

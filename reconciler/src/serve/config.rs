@@ -207,7 +207,7 @@ pub enum ConfigError {
 }
 
 fn default_endpoint() -> String {
-    "http://localhost:8080".into()
+    novacron_client::DEFAULT_ENDPOINT.into()
 }
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8090))
