@@ -51,11 +51,11 @@ pub struct SyncArgs {
     #[arg(long, env = "NOVACRON_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
     /// Highest drift severity reverted without approval; critical never is.
-    #[arg(long, value_enum, default_value_t = Threshold::Low)]
-    pub auto_sync_max: Threshold,
+    #[arg(long, value_enum, default_value_t = AutoSyncMax::Low)]
+    pub auto_sync_max: AutoSyncMax,
     /// Highest rollout (plan) severity applied without approval; critical never is.
-    #[arg(long, value_enum, default_value_t = Threshold::Medium)]
-    pub auto_apply_max: Threshold,
+    #[arg(long, value_enum, default_value_t = AutoApplyMax::Medium)]
+    pub auto_apply_max: AutoApplyMax,
     /// Let rollouts delete objects removed from Git (without it, a plan that deletes waits).
     #[arg(long)]
     pub prune: bool,
@@ -92,41 +92,6 @@ pub struct SyncArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub state: StateArgs,
-}
-
-/// `--auto-sync-max`.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-#[allow(missing_docs)]
-pub enum Threshold {
-    None,
-    Info,
-    Low,
-    Medium,
-    High,
-}
-
-impl Threshold {
-    /// As the drift threshold.
-    pub fn drift(self) -> AutoSyncMax {
-        match self {
-            Threshold::None => AutoSyncMax::None,
-            Threshold::Info => AutoSyncMax::Info,
-            Threshold::Low => AutoSyncMax::Low,
-            Threshold::Medium => AutoSyncMax::Medium,
-            Threshold::High => AutoSyncMax::High,
-        }
-    }
-
-    /// As the rollout threshold.
-    pub fn rollout(self) -> AutoApplyMax {
-        match self {
-            Threshold::None => AutoApplyMax::None,
-            Threshold::Info => AutoApplyMax::Info,
-            Threshold::Low => AutoApplyMax::Low,
-            Threshold::Medium => AutoApplyMax::Medium,
-            Threshold::High => AutoApplyMax::High,
-        }
-    }
 }
 
 /// `--remediation`.
@@ -232,7 +197,7 @@ pub fn run_sync_cli(args: &SyncArgs) -> anyhow::Result<ExitCode> {
             workspace: args.workspace.clone(),
             http_address: std::env::var("TF_HTTP_ADDRESS").ok(),
         },
-        thresholds: Thresholds { auto_sync_max: args.auto_sync_max.drift(), auto_apply_max: args.auto_apply_max.rollout(), prune: args.prune },
+        thresholds: Thresholds { auto_sync_max: args.auto_sync_max, auto_apply_max: args.auto_apply_max, prune: args.prune },
         dry_run: args.dry_run,
         remediation_pr: args.remediation == Remediation::Pr,
         actor: actor(args.actor.as_ref()),
