@@ -10,7 +10,7 @@ use novacron_client::DEFAULT_ENDPOINT;
 
 use crate::command::DriftOptions;
 use crate::live::ClientApi;
-use crate::remediation::{FORGE_TOKEN_ENV, Forge, GitHubForge};
+use crate::remediation::{FORGE_TOKEN_ENV, Forge, GitHubForge, Remediation};
 use crate::state::{DEFAULT_STATE_PATH, StateDb, approve, approve_plan, audit_list, audit_verify, pending_approvals, pending_plans};
 use crate::sync::{AutoApplyMax, AutoSyncMax, RolloutOutcome, SyncOptions, SyncOutcome, SyncReport, Thresholds, run_sync};
 
@@ -92,14 +92,6 @@ pub struct SyncArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub state: StateArgs,
-}
-
-/// `--remediation`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-#[allow(missing_docs)]
-pub enum Remediation {
-    None,
-    Pr,
 }
 
 /// `--format` of `sync`, `approvals list` and `audit list`.

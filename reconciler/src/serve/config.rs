@@ -168,18 +168,8 @@ pub struct RepoConfig {
     pub ignore: Vec<String>,
 }
 
+pub use crate::remediation::Remediation;
 pub use crate::sync::{AutoApplyMax, AutoSyncMax};
-
-/// `remediation`: what happens to drift above the threshold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Remediation {
-    /// Report it and wait for approval.
-    #[default]
-    None,
-    /// Push a branch and open a pull request.
-    Pr,
-}
 
 /// Why the config file cannot be used; names the file, the line and the key.
 #[derive(Debug, thiserror::Error)]
