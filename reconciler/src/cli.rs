@@ -22,9 +22,11 @@ pub struct StateArgs {
     pub state: PathBuf,
 }
 
-/// Flags of `sync`: those of `drift`, plus what to act on.
-#[derive(Debug, clap::Args)]
-pub struct SyncArgs {
+/// The flags `drift` and `sync` share: which configuration to read (repository, ref, path,
+/// variables, ignore rules, clone cache) and which platform to compare it with. `drift` words
+/// a few of them its own way (see its `mut_arg`s); names, env vars and defaults are these.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SourceArgs {
     /// Repository: a local path, file://, https:// or ssh:// URL.
     #[arg(long)]
     pub repo: String,
@@ -50,6 +52,32 @@ pub struct SyncArgs {
     /// Where repository clones are cached.
     #[arg(long, env = "NOVACRON_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
+}
+
+impl SourceArgs {
+    /// What `drift` and `sync` detect drift in: these flags, the last-applied view
+    /// (`--tfstate` or `--workspace`) and `TF_HTTP_ADDRESS`.
+    pub fn drift_options(&self, tfstate: Option<PathBuf>, workspace: Option<String>) -> DriftOptions {
+        DriftOptions {
+            repo: self.repo.clone(),
+            reference: self.reference.clone(),
+            path: self.path.clone(),
+            vars: self.vars.clone(),
+            ignore: self.ignore.clone(),
+            cache_dir: self.cache_dir.clone().unwrap_or_else(default_cache_dir),
+            tfstate,
+            workspace,
+            http_address: std::env::var("TF_HTTP_ADDRESS").ok(),
+        }
+    }
+}
+
+/// Flags of `sync`: those of `drift`, plus what to act on.
+#[derive(Debug, clap::Args)]
+pub struct SyncArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub source: SourceArgs,
     /// Highest drift severity reverted without approval; critical never is.
     #[arg(long, value_enum, default_value_t = AutoSyncMax::Low)]
     pub auto_sync_max: AutoSyncMax,
@@ -178,32 +206,22 @@ pub fn run_sync_cli(args: &SyncArgs) -> anyhow::Result<ExitCode> {
         _ => None,
     };
     let options = SyncOptions {
-        drift: DriftOptions {
-            repo: args.repo.clone(),
-            reference: args.reference.clone(),
-            path: args.path.clone(),
-            vars: args.vars.clone(),
-            ignore: args.ignore.clone(),
-            cache_dir: args.cache_dir.clone().unwrap_or_else(default_cache_dir),
-            tfstate: args.tfstate.clone(),
-            workspace: args.workspace.clone(),
-            http_address: std::env::var("TF_HTTP_ADDRESS").ok(),
-        },
+        drift: args.source.drift_options(args.tfstate.clone(), args.workspace.clone()),
         thresholds: Thresholds { auto_sync_max: args.auto_sync_max, auto_apply_max: args.auto_apply_max, prune: args.prune },
         dry_run: args.dry_run,
         remediation_pr: args.remediation == Remediation::Pr,
         actor: actor(args.actor.as_ref()),
     };
     let db = StateDb::open(&args.state.state)?;
-    let api = ClientApi::with_ca_file(&args.endpoint, &api_key, args.ca_file.as_deref())?;
+    let api = ClientApi::with_ca_file(&args.source.endpoint, &api_key, args.source.ca_file.as_deref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
     let runner = crate::sync::terraform_runner(&crate::sync::RunnerSettings {
         terraform: args.terraform.clone(),
         provider: args.provider.clone(),
         cache_dir: options.drift.cache_dir.join("terraform"),
-        endpoint: args.endpoint.clone(),
+        endpoint: args.source.endpoint.clone(),
         api_key: api_key.clone(),
-        ca_file: args.ca_file.clone(),
+        ca_file: args.source.ca_file.clone(),
     });
     let report = runtime.block_on(run_sync(&options, &api, &db, forge.as_ref().map(|f| f as &dyn Forge), runner.as_deref()))?;
     match args.format {
