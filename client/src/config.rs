@@ -9,6 +9,9 @@ use reqwest::header::HeaderValue;
 
 use crate::error::Error;
 
+/// The platform endpoint every NovaCron program uses when none is configured (the provider's
+/// `endpoint`, the reconciler's `--endpoint` and serve `endpoint`).
+pub const DEFAULT_ENDPOINT: &str = "http://localhost:8080";
 /// The default time allowed for one attempt of one request.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// The default number of retries after the first attempt.

@@ -42,7 +42,7 @@ mod tfstate;
 mod trust;
 
 pub use client::Client;
-pub use config::{ClientConfig, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT};
+pub use config::{ClientConfig, DEFAULT_ENDPOINT, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT};
 pub use dry_run::{DryRun, PolicyVerdict};
 pub use error::{Error, Problem, ProblemField};
 pub use novacron_schemas::Kind;

@@ -25,30 +25,10 @@ pub struct Ctx {
 /// Default wait for create, update and delete.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// Parses a Go-style duration such as `30s`, `10m`, `1h30m` or `500ms`.
+/// Parses a Go-style duration such as `30s`, `10m`, `1h30m` or `500ms`: the grammar of
+/// [`novacron_schemas::duration::parse`], which every NovaCron config shares.
 pub fn parse_duration(text: &str) -> Option<Duration> {
-    let mut total = Duration::ZERO;
-    let mut rest = text.trim();
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(rest.len());
-        let number: f64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
-        let unit = &rest[..unit_len];
-        rest = &rest[unit_len..];
-        let secs = match unit {
-            "ms" => number / 1000.0,
-            "s" => number,
-            "m" => number * 60.0,
-            "h" => number * 3600.0,
-            _ => return None,
-        };
-        total += Duration::from_secs_f64(secs);
-    }
-    Some(total)
+    novacron_schemas::duration::parse(text).ok()
 }
 
 fn timeout_of(state: &Val, which: &str) -> Duration {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::RwLock;
 use std::time::Duration;
 
-use novacron_client::{Client, ClientConfig};
+use novacron_client::{Client, ClientConfig, DEFAULT_ENDPOINT};
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
@@ -100,7 +100,7 @@ fn client_config(config: &Val, env: impl Fn(&str) -> Option<String>, diags: &mut
     if diags.has_errors() {
         return None;
     }
-    let endpoint = config.get("endpoint").as_str().map(str::to_string).or_else(|| env("NOVACRON_ENDPOINT")).unwrap_or_else(|| "http://localhost:8080".into());
+    let endpoint = config.get("endpoint").as_str().map(str::to_string).or_else(|| env("NOVACRON_ENDPOINT")).unwrap_or_else(|| DEFAULT_ENDPOINT.into());
     let Some(api_key) = config.get("api_key").as_str().map(str::to_string).or_else(|| env("NOVACRON_API_KEY")) else {
         diags.error_at(path(&["api_key"]), "Missing API key", "set api_key in the provider block or the NOVACRON_API_KEY environment variable");
         return None;

@@ -373,7 +373,7 @@ pub fn provider_block() -> TfBlock {
                 "endpoint",
                 TfType::String,
                 false,
-                "Base URL of the platform API. Defaults to the NOVACRON_ENDPOINT environment variable, then `http://localhost:8080`.",
+                &format!("Base URL of the platform API. Defaults to the NOVACRON_ENDPOINT environment variable, then `{}`.", novacron_client::DEFAULT_ENDPOINT),
             ),
             attr("api_key", TfType::String, true, "API key. Defaults to the NOVACRON_API_KEY environment variable. Sensitive: never shown."),
             attr("timeout", TfType::Number, false, "Seconds to wait for each API request. Defaults to 30."),

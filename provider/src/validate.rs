@@ -1,6 +1,7 @@
 //! Config validation before any plan: the schema's ranges, enums and formats, Rego that
 //! must compile, lookups that must name one object, and provider settings.
 
+use novacron_client::DEFAULT_ENDPOINT;
 use novacron_schemas::{Kind, Violation};
 use serde_json::Value as Json;
 
@@ -67,7 +68,7 @@ pub fn provider(config: &Val, diags: &mut Diagnostics) {
     if let Val::Str(endpoint) = config.get("endpoint")
         && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
     {
-        diags.error_at(path(&["endpoint"]), "Invalid endpoint", format!("{endpoint:?} must be an http:// or https:// URL, e.g. http://localhost:8080"));
+        diags.error_at(path(&["endpoint"]), "Invalid endpoint", format!("{endpoint:?} must be an http:// or https:// URL, e.g. {DEFAULT_ENDPOINT}"));
     }
     if let Val::Num(t) = config.get("timeout")
         && !(*t > 0.0 && *t <= 3600.0)

@@ -6,10 +6,11 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Subcommand, ValueEnum};
+use novacron_client::DEFAULT_ENDPOINT;
 
 use crate::command::DriftOptions;
 use crate::live::ClientApi;
-use crate::remediation::{FORGE_TOKEN_ENV, Forge, GitHubForge};
+use crate::remediation::{FORGE_TOKEN_ENV, Forge, GitHubForge, Remediation};
 use crate::state::{DEFAULT_STATE_PATH, StateDb, approve, approve_plan, audit_list, audit_verify, pending_approvals, pending_plans};
 use crate::sync::{AutoApplyMax, AutoSyncMax, RolloutOutcome, SyncOptions, SyncOutcome, SyncReport, Thresholds, run_sync};
 
@@ -21,9 +22,11 @@ pub struct StateArgs {
     pub state: PathBuf,
 }
 
-/// Flags of `sync`: those of `drift`, plus what to act on.
-#[derive(Debug, clap::Args)]
-pub struct SyncArgs {
+/// The flags `drift` and `sync` share: which configuration to read (repository, ref, path,
+/// variables, ignore rules, clone cache) and which platform to compare it with. `drift` words
+/// a few of them its own way (see its `mut_arg`s); names, env vars and defaults are these.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SourceArgs {
     /// Repository: a local path, file://, https:// or ssh:// URL.
     #[arg(long)]
     pub repo: String,
@@ -34,7 +37,7 @@ pub struct SyncArgs {
     #[arg(long, default_value = ".")]
     pub path: String,
     /// Platform API endpoint. The API key comes from NOVACRON_API_KEY.
-    #[arg(long, env = "NOVACRON_ENDPOINT", default_value = "http://localhost:8080")]
+    #[arg(long, env = "NOVACRON_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
     pub endpoint: String,
     /// PEM file of CA certificates to trust for an https:// endpoint (a private CA), besides the
     /// public roots; Terraform runs get it as SSL_CERT_FILE and NOVACRON_CA_FILE.
@@ -49,12 +52,41 @@ pub struct SyncArgs {
     /// Where repository clones are cached.
     #[arg(long, env = "NOVACRON_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
+}
+
+impl SourceArgs {
+    /// What `drift` and `sync` detect drift in: these flags, the last-applied view
+    /// (`--tfstate` or `--workspace`) and `TF_HTTP_ADDRESS`.
+    pub fn drift_options(&self, tfstate: Option<PathBuf>, workspace: Option<String>) -> DriftOptions {
+        DriftOptions {
+            repo: self.repo.clone(),
+            reference: self.reference.clone(),
+            path: self.path.clone(),
+            vars: self.vars.clone(),
+            ignore: self.ignore.clone(),
+            cache_dir: self.cache_dir.clone().unwrap_or_else(default_cache_dir),
+            tfstate,
+            workspace,
+            http_address: std::env::var("TF_HTTP_ADDRESS").ok(),
+            // The CLI draws progress on the terminal; results take the system clock.
+            progress: crate::progress::SharedProgress::new(crate::progress::Terminal),
+            clock: crate::clock::SharedClock::default(),
+        }
+    }
+}
+
+/// Flags of `sync`: those of `drift`, plus what to act on.
+#[derive(Debug, clap::Args)]
+pub struct SyncArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub source: SourceArgs,
     /// Highest drift severity reverted without approval; critical never is.
-    #[arg(long, value_enum, default_value_t = Threshold::Low)]
-    pub auto_sync_max: Threshold,
+    #[arg(long, value_enum, default_value_t = AutoSyncMax::Low)]
+    pub auto_sync_max: AutoSyncMax,
     /// Highest rollout (plan) severity applied without approval; critical never is.
-    #[arg(long, value_enum, default_value_t = Threshold::Medium)]
-    pub auto_apply_max: Threshold,
+    #[arg(long, value_enum, default_value_t = AutoApplyMax::Medium)]
+    pub auto_apply_max: AutoApplyMax,
     /// Let rollouts delete objects removed from Git (without it, a plan that deletes waits).
     #[arg(long)]
     pub prune: bool,
@@ -91,49 +123,6 @@ pub struct SyncArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub state: StateArgs,
-}
-
-/// `--auto-sync-max`.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-#[allow(missing_docs)]
-pub enum Threshold {
-    None,
-    Info,
-    Low,
-    Medium,
-    High,
-}
-
-impl Threshold {
-    /// As the drift threshold.
-    pub fn drift(self) -> AutoSyncMax {
-        match self {
-            Threshold::None => AutoSyncMax::None,
-            Threshold::Info => AutoSyncMax::Info,
-            Threshold::Low => AutoSyncMax::Low,
-            Threshold::Medium => AutoSyncMax::Medium,
-            Threshold::High => AutoSyncMax::High,
-        }
-    }
-
-    /// As the rollout threshold.
-    pub fn rollout(self) -> AutoApplyMax {
-        match self {
-            Threshold::None => AutoApplyMax::None,
-            Threshold::Info => AutoApplyMax::Info,
-            Threshold::Low => AutoApplyMax::Low,
-            Threshold::Medium => AutoApplyMax::Medium,
-            Threshold::High => AutoApplyMax::High,
-        }
-    }
-}
-
-/// `--remediation`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-#[allow(missing_docs)]
-pub enum Remediation {
-    None,
-    Pr,
 }
 
 /// `--format` of `sync`, `approvals list` and `audit list`.
@@ -220,34 +209,22 @@ pub fn run_sync_cli(args: &SyncArgs) -> anyhow::Result<ExitCode> {
         _ => None,
     };
     let options = SyncOptions {
-        drift: DriftOptions {
-            repo: args.repo.clone(),
-            reference: args.reference.clone(),
-            path: args.path.clone(),
-            vars: args.vars.clone(),
-            ignore: args.ignore.clone(),
-            cache_dir: args.cache_dir.clone().unwrap_or_else(default_cache_dir),
-            tfstate: args.tfstate.clone(),
-            workspace: args.workspace.clone(),
-            http_address: std::env::var("TF_HTTP_ADDRESS").ok(),
-            progress: crate::progress::SharedProgress::new(crate::progress::Terminal),
-            clock: crate::clock::SharedClock::default(),
-        },
-        thresholds: Thresholds { auto_sync_max: args.auto_sync_max.drift(), auto_apply_max: args.auto_apply_max.rollout(), prune: args.prune },
+        drift: args.source.drift_options(args.tfstate.clone(), args.workspace.clone()),
+        thresholds: Thresholds { auto_sync_max: args.auto_sync_max, auto_apply_max: args.auto_apply_max, prune: args.prune },
         dry_run: args.dry_run,
         remediation_pr: args.remediation == Remediation::Pr,
         actor: actor(args.actor.as_ref()),
     };
     let db = StateDb::open(&args.state.state)?;
-    let api = ClientApi::with_ca_file(&args.endpoint, &api_key, args.ca_file.as_deref())?;
+    let api = ClientApi::with_ca_file(&args.source.endpoint, &api_key, args.source.ca_file.as_deref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
     let runner = crate::sync::terraform_runner(&crate::sync::RunnerSettings {
         terraform: args.terraform.clone(),
         provider: args.provider.clone(),
         cache_dir: options.drift.cache_dir.join("terraform"),
-        endpoint: args.endpoint.clone(),
+        endpoint: args.source.endpoint.clone(),
         api_key: api_key.clone(),
-        ca_file: args.ca_file.clone(),
+        ca_file: args.source.ca_file.clone(),
     });
     let report = runtime.block_on(run_sync(&options, &api, &db, forge.as_ref().map(|f| f as &dyn Forge), runner.as_deref()))?;
     match args.format {

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use novacron_reconcile::command::{DriftOptions, run_drift};
+use novacron_reconcile::cli::SourceArgs;
+use novacron_reconcile::command::run_drift;
 use novacron_reconcile::live::ClientApi;
 use novacron_reconcile::render::{render_json, render_markdown, render_text};
 
@@ -44,38 +45,20 @@ enum Command {
 }
 
 #[derive(Debug, clap::Args)]
+// `drift` words three of the shared flags its own way: it runs no Terraform, so --ca-file
+// has no SSL_CERT_FILE note, and it says more about --var and --ignore.
+#[command(mut_arg("ca_file", |a| a.help("PEM file of CA certificates to trust for an https:// endpoint (a private CA), besides the public roots")))]
+#[command(mut_arg("vars", |a| a.help("Set a root variable: NAME=VALUE (repeatable; beats tfvars files)")))]
+#[command(mut_arg("ignore", |a| a.help("Ignore a resource or attribute: `address` or `address.path`, globs allowed (repeatable)")))]
 struct DriftArgs {
-    /// Repository: a local path, file://, https:// or ssh:// URL.
-    #[arg(long)]
-    repo: String,
-    /// Branch, tag or commit SHA (default: the repository's default branch).
-    #[arg(long = "ref")]
-    reference: Option<String>,
-    /// Directory of the configuration inside the repository.
-    #[arg(long, default_value = ".")]
-    path: String,
-    /// Platform API endpoint. The API key comes from NOVACRON_API_KEY.
-    #[arg(long, env = "NOVACRON_ENDPOINT", default_value = "http://localhost:8080")]
-    endpoint: String,
-    /// PEM file of CA certificates to trust for an https:// endpoint (a private CA), besides the
-    /// public roots.
-    #[arg(long, env = "NOVACRON_CA_FILE", value_name = "FILE")]
-    ca_file: Option<PathBuf>,
+    #[command(flatten)]
+    source: SourceArgs,
     /// Report format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
     /// Write the report to FILE (atomically, only when the run succeeds) instead of stdout.
     #[arg(long)]
     output: Option<PathBuf>,
-    /// Set a root variable: NAME=VALUE (repeatable; beats tfvars files).
-    #[arg(long = "var", value_name = "NAME=VALUE")]
-    vars: Vec<String>,
-    /// Ignore a resource or attribute: `address` or `address.path`, globs allowed (repeatable).
-    #[arg(long = "ignore", value_name = "PATTERN")]
-    ignore: Vec<String>,
-    /// Where repository clones are cached.
-    #[arg(long, env = "NOVACRON_CACHE_DIR")]
-    cache_dir: Option<PathBuf>,
     /// Colour in the text report.
     #[arg(long, value_enum, default_value_t = Color::Auto)]
     color: Color,
@@ -136,20 +119,8 @@ fn run() -> anyhow::Result<ExitCode> {
     };
     let api_key =
         std::env::var("NOVACRON_API_KEY").ok().filter(|k| !k.trim().is_empty()).context("NOVACRON_API_KEY is not set: export the platform API key")?;
-    let options = DriftOptions {
-        repo: args.repo.clone(),
-        reference: args.reference.clone(),
-        path: args.path.clone(),
-        vars: args.vars.clone(),
-        ignore: args.ignore.clone(),
-        cache_dir: args.cache_dir.clone().unwrap_or_else(novacron_reconcile::cli::default_cache_dir),
-        tfstate: args.tfstate.clone(),
-        workspace: args.workspace.clone(),
-        http_address: std::env::var("TF_HTTP_ADDRESS").ok(),
-        progress: novacron_reconcile::progress::SharedProgress::new(novacron_reconcile::progress::Terminal),
-        clock: novacron_reconcile::clock::SharedClock::default(),
-    };
-    let api = ClientApi::with_ca_file(&args.endpoint, &api_key, args.ca_file.as_deref())?;
+    let options = args.source.drift_options(args.tfstate.clone(), args.workspace.clone());
+    let api = ClientApi::with_ca_file(&args.source.endpoint, &api_key, args.source.ca_file.as_deref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
     let report = runtime.block_on(run_drift(&options, &api))?;
     let rendered = match args.format {
@@ -195,4 +166,60 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     tmp.as_file().sync_all().with_context(|| format!("--output {}: sync failed", path.display()))?;
     tmp.persist(path).map_err(|e| e.error).with_context(|| format!("--output {}: cannot rename into place", path.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    fn arg_of(cli: &clap::Command, subcommand: &str, id: &str) -> clap::Arg {
+        let sub = cli.find_subcommand(subcommand).expect("the subcommand exists");
+        sub.get_arguments().find(|a| a.get_id() == id).expect("the flag exists").clone()
+    }
+
+    #[test]
+    fn drift_and_sync_share_their_source_flags_and_keep_their_own_wording() {
+        let cli = Cli::command();
+        Cli::command().debug_assert();
+        let help = |sub: &str, id: &str| arg_of(&cli, sub, id).get_help().map(ToString::to_string).unwrap_or_default();
+        assert_eq!(help("drift", "ca_file"), "PEM file of CA certificates to trust for an https:// endpoint (a private CA), besides the public roots");
+        assert_eq!(
+            help("sync", "ca_file"),
+            "PEM file of CA certificates to trust for an https:// endpoint (a private CA), besides the public roots; Terraform runs get it as SSL_CERT_FILE and NOVACRON_CA_FILE"
+        );
+        assert_eq!(help("drift", "vars"), "Set a root variable: NAME=VALUE (repeatable; beats tfvars files)");
+        assert_eq!(help("sync", "vars"), "Set a root variable: NAME=VALUE (repeatable)");
+        assert_eq!(help("drift", "ignore"), "Ignore a resource or attribute: `address` or `address.path`, globs allowed (repeatable)");
+        assert_eq!(help("sync", "ignore"), "Ignore a resource or attribute (repeatable)");
+        for sub in ["drift", "sync"] {
+            for (id, long) in [("repo", "repo"), ("reference", "ref"), ("path", "path"), ("endpoint", "endpoint"), ("vars", "var"), ("cache_dir", "cache-dir")]
+            {
+                assert_eq!(arg_of(&cli, sub, id).get_long(), Some(long), "{sub} {id}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_endpoint_flag_defaults_to_the_clients_default_endpoint() {
+        let cli = Cli::command();
+        for sub in ["drift", "sync", "plan"] {
+            let endpoint = arg_of(&cli, sub, "endpoint");
+            assert_eq!(endpoint.get_default_values(), [novacron_client::DEFAULT_ENDPOINT], "{sub}");
+            assert_eq!(endpoint.get_env().and_then(|e| e.to_str()), Some("NOVACRON_ENDPOINT"), "{sub}");
+        }
+    }
+
+    #[test]
+    fn thresholds_and_remediation_keep_their_defaults_and_values() {
+        let cli = Cli::command();
+        let values = |id: &str| arg_of(&cli, "sync", id).get_possible_values().iter().map(|v| v.get_name().to_string()).collect::<Vec<_>>();
+        assert_eq!(values("auto_sync_max"), ["none", "info", "low", "medium", "high"]);
+        assert_eq!(values("auto_apply_max"), ["none", "info", "low", "medium", "high"]);
+        assert_eq!(values("remediation"), ["none", "pr"]);
+        assert_eq!(arg_of(&cli, "sync", "auto_sync_max").get_default_values(), ["low"]);
+        assert_eq!(arg_of(&cli, "sync", "auto_apply_max").get_default_values(), ["medium"]);
+        assert_eq!(arg_of(&cli, "sync", "remediation").get_default_values(), ["none"]);
+    }
 }

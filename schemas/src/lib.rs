@@ -5,6 +5,7 @@
 //! It performs no I/O: the schema files are embedded at compile time.
 
 mod canonical;
+pub mod duration;
 mod model;
 pub mod net;
 mod severity;

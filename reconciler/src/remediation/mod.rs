@@ -52,6 +52,33 @@ pub struct RemediationOutcome {
     pub manual: Vec<String>,
 }
 
+/// What happens to drift above the threshold: `--remediation` of `sync`, `remediation` of a
+/// serve `[[repo]]`, both written `none` or `pr`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Remediation {
+    /// Report it and wait for approval.
+    #[default]
+    None,
+    /// Push a branch and open a pull request.
+    Pr,
+}
+
+// Written out rather than derived, so that `--help` keeps listing the values as
+// `[possible values: none, pr]` (a derive would make the doc comments per-value help).
+impl clap::ValueEnum for Remediation {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[Remediation::None, Remediation::Pr]
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(match self {
+            Remediation::None => "none",
+            Remediation::Pr => "pr",
+        }))
+    }
+}
+
 /// Why no remediation change was made; each is audited as an `error` entry.
 #[derive(Debug, thiserror::Error)]
 pub enum RemediationError {
@@ -217,6 +244,17 @@ fn after_sync(report: &DriftReport, reverted: &[String]) -> DriftReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remediation_is_spelt_alike_on_the_command_line_and_in_the_config() {
+        use clap::ValueEnum;
+        for r in Remediation::value_variants() {
+            let name = r.to_possible_value().expect("named").get_name().to_string();
+            assert_eq!(serde_json::from_value::<Remediation>(json!(name)).expect("the config takes the flag's spelling"), *r);
+            assert_eq!(Remediation::from_str(&name, false), Ok(*r));
+        }
+        assert_eq!(Remediation::default(), Remediation::None);
+    }
 
     #[test]
     fn set_ids_are_order_free() {

@@ -28,7 +28,7 @@ pub struct PlanArgs {
     #[arg(long, default_value = ".")]
     pub path: String,
     /// Platform API endpoint. The API key comes from NOVACRON_API_KEY (a key that can read is enough).
-    #[arg(long, env = "NOVACRON_ENDPOINT", default_value = "http://localhost:8080")]
+    #[arg(long, env = "NOVACRON_ENDPOINT", default_value = novacron_client::DEFAULT_ENDPOINT)]
     pub endpoint: String,
     /// PEM file of CA certificates to trust for an https:// endpoint (a private CA), besides the
     /// public roots; Terraform runs get it as SSL_CERT_FILE and NOVACRON_CA_FILE.

@@ -113,7 +113,7 @@ pub struct RepoConfig {
     /// Directory of the configuration inside the repository.
     #[serde(default = "default_path")]
     pub path: String,
-    /// How often to poll (e.g. `30s`, `5m`, `1h`); each wait is jittered by ±10%.
+    /// How often to poll (e.g. `30s`, `5m`, `1h30m`); each wait is jittered by ±10%.
     #[serde(default = "default_interval", deserialize_with = "interval")]
     pub interval: Duration,
     /// The highest drift severity reverted without approval (`none` for never); critical never is.
@@ -168,18 +168,8 @@ pub struct RepoConfig {
     pub ignore: Vec<String>,
 }
 
+pub use crate::remediation::Remediation;
 pub use crate::sync::{AutoApplyMax, AutoSyncMax};
-
-/// `remediation`: what happens to drift above the threshold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Remediation {
-    /// Report it and wait for approval.
-    #[default]
-    None,
-    /// Push a branch and open a pull request.
-    Pr,
-}
 
 /// Why the config file cannot be used; names the file, the line and the key.
 #[derive(Debug, thiserror::Error)]
@@ -207,7 +197,7 @@ pub enum ConfigError {
 }
 
 fn default_endpoint() -> String {
-    "http://localhost:8080".into()
+    novacron_client::DEFAULT_ENDPOINT.into()
 }
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8090))
@@ -237,19 +227,17 @@ fn interval<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error
     parse_duration(&text).map_err(serde::de::Error::custom)
 }
 
-/// Parses `500ms`, `30s`, `5m`, `1h`: a whole number greater than zero and a unit.
+/// Parses an `interval` or `session_ttl`: `500ms`, `30s`, `5m`, `1h`, `1h30m` (the grammar of
+/// [`novacron_schemas::duration::parse`]), and greater than zero.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (digits, unit) = t.split_at(split);
-    let n: u64 = digits.parse().map_err(|_| format!("invalid interval {text:?}: write a whole number and a unit, e.g. \"30s\", \"5m\", \"1h\""))?;
-    let d = match unit {
-        "ms" => Duration::from_millis(n),
-        "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n.saturating_mul(60)),
-        "h" => Duration::from_secs(n.saturating_mul(3600)),
-        _ => return Err(format!("invalid interval {text:?}: the unit must be ms, s, m or h")),
-    };
+    use novacron_schemas::duration::{DurationError, parse};
+    let d = parse(text).map_err(|e| match e {
+        DurationError::Empty | DurationError::Number { .. } => {
+            format!("invalid interval {text:?}: write a number and a unit, e.g. \"30s\", \"5m\", \"1h30m\"")
+        }
+        DurationError::Unit { .. } => format!("invalid interval {text:?}: the unit must be ms, s, m or h"),
+        DurationError::TooLong => format!("invalid interval {text:?}: it is too long"),
+    })?;
     if d.is_zero() {
         return Err(format!("invalid interval {text:?}: it must be greater than zero"));
     }
@@ -413,6 +401,20 @@ mod tests {
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("5 minutes").is_err());
         assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn durations_take_several_units_and_keep_their_messages() {
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("1.5h"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("0h0m"), Err("invalid interval \"0h0m\": it must be greater than zero".into()));
+        assert_eq!(parse_duration("soon"), Err("invalid interval \"soon\": write a number and a unit, e.g. \"30s\", \"5m\", \"1h30m\"".into()));
+        assert_eq!(parse_duration("10"), Err("invalid interval \"10\": the unit must be ms, s, m or h".into()));
+        assert_eq!(parse_duration("5 minutes"), Err("invalid interval \"5 minutes\": the unit must be ms, s, m or h".into()));
+        assert_eq!(parse_duration("99999999999999999999999h"), Err("invalid interval \"99999999999999999999999h\": it is too long".into()));
+        let text = GOOD.replace("\"30s\"", "\"1h30m\"").replace("[[repo]]", "[console]\nsession_ttl = \"2h30m\"\n\n[[repo]]");
+        let c = ServeConfig::parse(&text, "f").unwrap();
+        assert_eq!((c.repo[0].interval, c.console.session_ttl), (Duration::from_secs(5400), Duration::from_secs(9000)));
     }
 
     #[test]

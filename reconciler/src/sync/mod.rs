@@ -4,15 +4,17 @@ mod planner;
 mod revert;
 mod rollout;
 mod terraform;
+mod threshold;
 
 use novacron_schemas::{Severity, sha256_hex};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 
-pub use planner::{Approvals, AutoApplyMax, Decision, DriftFinding, Findings, HoldReason, RolloutFinding, Thresholds, plan_sync};
+pub use planner::{Approvals, Decision, DriftFinding, Findings, HoldReason, RolloutFinding, Thresholds, plan_sync};
 pub use revert::{RevertError, RevertResult, TEST_PAUSE_ENV, drifted_attributes, not_revertible, revert_patch};
 pub use rollout::{BoxFuture, PidSink, PlannedChange, RolloutOutcome, RolloutReport, RolloutRunner, plan_id};
 pub use terraform::{LOCK_WAIT, RunnerSettings, TerraformReviewer, review_key, terraform_runner};
+pub use threshold::{AutoApplyMax, AutoSyncMax, Threshold};
 
 use self::rollout::{RolloutContext, approved_plans, rollout_needed};
 use crate::command::{Detection, DriftError, DriftOptions, detect};
@@ -26,36 +28,6 @@ use crate::state::{
     record_drifts, record_findings, resolve_drift, rolled_out_revision,
 };
 use crate::threeway::applied_target;
-
-/// The highest severity reverted without approval (`critical` never is).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AutoSyncMax {
-    /// Nothing is reverted without approval.
-    None,
-    /// Only `info`.
-    Info,
-    /// `info` and `low` (the default).
-    Low,
-    /// Up to `medium`.
-    Medium,
-    /// Up to `high`.
-    High,
-}
-
-impl AutoSyncMax {
-    /// Whether drift of `severity` is reverted without approval.
-    pub fn allows(self, severity: Severity) -> bool {
-        let max = match self {
-            AutoSyncMax::None => return false,
-            AutoSyncMax::Info => Severity::Info,
-            AutoSyncMax::Low => Severity::Low,
-            AutoSyncMax::Medium => Severity::Medium,
-            AutoSyncMax::High => Severity::High,
-        };
-        severity != Severity::Critical && severity <= max
-    }
-}
 
 /// What a `sync` run does.
 #[derive(Debug, Clone)]

@@ -4,7 +4,7 @@
 use novacron_schemas::Severity;
 use serde::Serialize;
 
-use super::AutoSyncMax;
+use super::{AutoApplyMax, AutoSyncMax};
 
 /// One drifted resource (live moved away from the last applied or desired values).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,36 +61,6 @@ impl Approvals {
 
     fn plan(&self, id: &str) -> Option<&str> {
         self.plans.iter().find(|(p, _)| p == id).map(|(_, by)| by.as_str())
-    }
-}
-
-/// The highest plan severity applied without approval (`critical` never is).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AutoApplyMax {
-    /// Every rollout waits for approval.
-    None,
-    /// Only `info`.
-    Info,
-    /// Up to `low`.
-    Low,
-    /// Up to `medium` (the default: creates and most updates roll out by themselves).
-    Medium,
-    /// Up to `high` (replacements and, with prune, deletes).
-    High,
-}
-
-impl AutoApplyMax {
-    /// Whether a plan of `severity` is applied without approval.
-    pub fn allows(self, severity: Severity) -> bool {
-        let max = match self {
-            AutoApplyMax::None => return false,
-            AutoApplyMax::Info => Severity::Info,
-            AutoApplyMax::Low => Severity::Low,
-            AutoApplyMax::Medium => Severity::Medium,
-            AutoApplyMax::High => Severity::High,
-        };
-        severity != Severity::Critical && severity <= max
     }
 }
 
