@@ -107,9 +107,9 @@ pub struct DataSource {
 /// Steps a client takes around writes of a kind (`x-lifecycle`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Lifecycle {
-    /// After create, update and an accepted (202) delete, poll the object while its attribute
-    /// (the first) has one of these values (`"wait-while": {"status": [...]}`), or until it is
-    /// gone after a delete.
+    /// After a create or an update, poll the object while this attribute has one of these
+    /// values (`"wait-while": {"status": ["provisioning", "deleting"]}`); an accepted (202)
+    /// delete, which passes through such a value, is waited for until the object is gone.
     pub wait_while: Option<(String, Vec<String>)>,
     /// A reference attribute that must be cleared before the object is deleted
     /// (`"detach-before-delete": "attached_to"`): the platform refuses the delete while it is
