@@ -70,8 +70,10 @@ impl LookupError {
     }
 }
 
-/// The argument names that filter, in message order.
-const FILTERS: [&str; 5] = ["id", "name", "os", "os_version", "arch"];
+/// The lookup attributes of `kind`'s data source (`x-data-source` in `schemas/`), in message order.
+fn lookup_keys(kind: Kind) -> &'static [String] {
+    kind.schema().data_source.as_ref().map_or(&[], |d| d.lookup.as_slice())
+}
 
 impl LookupArgs {
     /// What to read from the API: by id when `id` is set, else a list filtered by `name` and `os`.
@@ -94,15 +96,15 @@ impl LookupArgs {
     }
 
     /// Whether `object` passes the filters that [`LookupArgs::candidates`] leaves to the
-    /// client: with `id`, only `os_version` and `arch` (the API answered for the id); else
+    /// client: with `id`, all but `name` and `os` (the API answered for the id); else
     /// every one, so a full unfiltered list gives the same answer as the API's filtered one.
-    fn keeps(&self, object: &Object) -> bool {
-        let checked: &[&str] = if self.id.is_some() { &["id", "os_version", "arch"] } else { &FILTERS };
-        checked.iter().all(|k| self.get(k).is_none_or(|want| object.get(k).and_then(Value::as_str) == Some(want)))
+    fn keeps(&self, kind: Kind, object: &Object) -> bool {
+        let checked = lookup_keys(kind).iter().filter(|k| self.id.is_none() || !matches!(k.as_str(), "name" | "os"));
+        checked.into_iter().all(|k| self.get(k).is_none_or(|want| object.get(k).and_then(Value::as_str) == Some(want)))
     }
 
-    fn filters(&self) -> String {
-        FILTERS.iter().filter_map(|k| self.get(k).map(|v| format!("{k} = {v:?}"))).collect::<Vec<_>>().join(", ")
+    fn filters(&self, kind: Kind) -> String {
+        lookup_keys(kind).iter().filter_map(|k| self.get(k).map(|v| format!("{k} = {v:?}"))).collect::<Vec<_>>().join(", ")
     }
 }
 
@@ -110,18 +112,19 @@ impl LookupArgs {
 /// answered for [`LookupArgs::candidates`], or every object of the kind).
 pub fn select(kind: Kind, args: &LookupArgs, candidates: impl IntoIterator<Item = Object>) -> Result<Object, LookupError> {
     let type_name = kind.terraform_type().to_string();
-    let mut matches: Vec<Object> = candidates.into_iter().filter(|o| args.keeps(o)).collect();
+    let newest_by = kind.schema().data_source.as_ref().and_then(|d| d.most_recent_by.as_deref());
+    let mut matches: Vec<Object> = candidates.into_iter().filter(|o| args.keeps(kind, o)).collect();
     if matches.is_empty() {
-        return Err(LookupError::NoMatch { type_name, filters: args.filters() });
+        return Err(LookupError::NoMatch { type_name, filters: args.filters(kind) });
     }
     if matches.len() > 1 {
-        if !args.most_recent {
-            let hint = if kind == Kind::Template { "add filters or set most_recent = true" } else { "look it up by id" };
+        let Some(newest_by) = newest_by.filter(|_| args.most_recent) else {
+            let hint = if newest_by.is_some() { "add filters or set most_recent = true" } else { "look it up by id" };
             let names = matches.iter().map(|o| o.name().to_string()).collect();
-            return Err(LookupError::Ambiguous { type_name, names, filters: args.filters(), hint: hint.into() });
-        }
+            return Err(LookupError::Ambiguous { type_name, names, filters: args.filters(kind), hint: hint.into() });
+        };
         // Stable: of equal release times the first listed wins, as the API lists them.
-        let released = |o: &Object| o.get("released_at").and_then(Value::as_str).unwrap_or_default().to_string();
+        let released = |o: &Object| o.get(newest_by).and_then(Value::as_str).unwrap_or_default().to_string();
         matches.sort_by_key(|o| std::cmp::Reverse(released(o)));
     }
     Ok(matches.swap_remove(0))

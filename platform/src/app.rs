@@ -24,7 +24,7 @@ use crate::limits::{Chaos, RateLimiter};
 use crate::listing::{self, ListRequest};
 use crate::metrics::Metrics;
 use crate::problem::ApiError;
-use crate::store::{IdempotentAnswer, Reference, Store, StoredObject, q};
+use crate::store::{IdempotentAnswer, Store, StoredObject, q};
 use crate::time::now_rfc3339;
 
 /// Shared state of a running platform.
@@ -463,27 +463,24 @@ impl App {
         }
         let removal = self.store.write(|tx| -> Result<Removal, ApiError> {
             let current = q::get(tx, kind.collection(), id)?.ok_or_else(|| not_found(kind, id))?;
-            let holders = match kind {
-                Kind::Network => q::referencing(tx, "vms", Reference::NetworkId, id)?,
-                Kind::Vm => q::referencing(tx, "volumes", Reference::AttachedTo, id)?,
-                _ => vec![],
-            };
-            if !holders.is_empty() {
-                let what = if kind == Kind::Network { "vm" } else { "volume" };
-                let list: Vec<String> = holders.iter().take(5).map(|h| format!("{what} {} ({})", h.name, h.id)).collect();
+            // What holds this object in use, as `x-reference ... holds` in `schemas/` declares.
+            for (holder, attribute, advice) in novacron_schemas::catalog().holders_of(kind) {
+                let holders = q::referencing(tx, holder.collection(), &attribute.name, id)?;
+                if holders.is_empty() {
+                    continue;
+                }
+                let list: Vec<String> = holders.iter().take(5).map(|h| format!("{holder} {} ({})", h.name, h.id)).collect();
                 let more = if holders.len() > 5 { format!(" and {} more", holders.len() - 5) } else { String::new() };
-                let fix = if kind == Kind::Network {
-                    "delete those vms or move them to another network first"
-                } else {
-                    "detach those volumes first (PATCH attached_to to null)"
-                };
-                return Err(ApiError::Conflict { detail: format!("{kind} {} is in use by {}{more}; {fix}", current.name, list.join(", ")), errors: vec![] });
+                return Err(ApiError::Conflict { detail: format!("{kind} {} is in use by {}{more}; {advice}", current.name, list.join(", ")), errors: vec![] });
             }
-            if kind == Kind::Volume {
+            // A reference to clear first (`x-lifecycle` `detach-before-delete`).
+            if let Some(attribute) = &kind.schema().lifecycle.detach_before_delete {
                 let fields = current.fields();
-                if let Some(vm) = fields.get("attached_to").and_then(Value::as_str) {
+                if let Some(target) = fields.get(attribute).and_then(Value::as_str) {
+                    let target_kind =
+                        kind.schema().attribute(attribute).and_then(|a| a.reference.as_ref()).map_or("object".to_string(), |r| r.kind.to_string());
                     return Err(ApiError::Conflict {
-                        detail: format!("volume {} is attached to vm {vm}; detach it first (PATCH attached_to to null)", current.name),
+                        detail: format!("{kind} {} is attached to {target_kind} {target}; detach it first (PATCH {attribute} to null)", current.name),
                         errors: vec![],
                     });
                 }

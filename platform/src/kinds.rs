@@ -1,5 +1,6 @@
 //! What the platform computes for each kind on a write: addresses, statuses, device paths,
-//! gateway defaults, write-only hashes, and the referential checks behind them.
+//! gateway defaults, write-only hashes, and the referential checks that `x-reference` in
+//! `schemas/` declares.
 
 use novacron_schemas::net::Cidr;
 use novacron_schemas::{Kind, Violation, sha256_hex};
@@ -7,7 +8,7 @@ use rusqlite::Transaction;
 use serde_json::{Map, Value};
 
 use crate::problem::ApiError;
-use crate::store::{Reference, q};
+use crate::store::q;
 
 /// A write-only value to store or clear beside the object.
 pub enum SecretChange {
@@ -105,6 +106,7 @@ pub fn materialize(
             secrets.push(SecretChange::Clear(k.clone()));
         }
     }
+    check_references(kind, tx, &body)?;
     match kind {
         Kind::Vm => vm(tx, id, previous, &mut body)?,
         Kind::Network => network(tx, id, &mut body)?,
@@ -114,15 +116,31 @@ pub fn materialize(
     Ok(Materialized { body, secrets })
 }
 
-fn vm(tx: &Transaction<'_>, id: &str, previous: Option<&Map<String, Value>>, body: &mut Map<String, Value>) -> Result<(), ApiError> {
-    let template_id = str_field(body, "template_id").unwrap_or_default().to_string();
-    if q::get(tx, "templates", &template_id)?.is_none() {
-        return Err(unprocessable(Kind::Vm, "template_id", format!("no template with id {template_id:?}; list the catalogue with GET /v1/templates")));
+/// Every reference the body sets (`x-reference` in the kind's schema) must name an existing
+/// object of the referenced kind (422 with the schema's `if-missing` advice otherwise).
+/// Required references are checked even when absent, as the empty id names nothing. The
+/// first missing one is answered; immutable references go first (a VM's template before its
+/// network), since fixing one of those may mean another object altogether.
+fn check_references(kind: Kind, tx: &Transaction<'_>, body: &Map<String, Value>) -> Result<(), ApiError> {
+    let schema = kind.schema();
+    let mut references: Vec<_> = schema.references().collect();
+    references.sort_by_key(|(attr, _)| !attr.immutable);
+    for (attr, reference) in references {
+        let value = match body.get(&attr.name) {
+            Some(Value::String(id)) => id.as_str(),
+            None | Some(Value::Null) if attr.required => "",
+            _ => continue,
+        };
+        if q::get(tx, reference.kind.collection(), value)?.is_none() {
+            return Err(unprocessable(kind, &attr.name, format!("no {} with id {value:?}; {}", reference.kind, reference.if_missing)));
+        }
     }
+    Ok(())
+}
+
+fn vm(tx: &Transaction<'_>, id: &str, previous: Option<&Map<String, Value>>, body: &mut Map<String, Value>) -> Result<(), ApiError> {
     let network_id = str_field(body, "network_id").unwrap_or_default().to_string();
-    let Some(network) = q::get(tx, "networks", &network_id)? else {
-        return Err(unprocessable(Kind::Vm, "network_id", format!("no network with id {network_id:?}; create it first or use an existing id")));
-    };
+    let network = q::get(tx, "networks", &network_id)?.ok_or_else(|| ApiError::Internal(format!("network {network_id} vanished in the transaction")))?;
     let power = str_field(body, "power_state").unwrap_or("running").to_string();
     let status = match previous.and_then(|p| str_field(p, "status")) {
         None => "provisioning".to_string(),
@@ -160,7 +178,7 @@ fn network(tx: &Transaction<'_>, id: &str, body: &mut Map<String, Value>) -> Res
             let Some(index) = cidr.host_index(&ip) else {
                 return Err(unprocessable(Kind::Network, "gateway", format!("gateway {g} is the network or broadcast address of {cidr}; use a host address")));
             };
-            if let Some(user) = q::referencing(tx, "vms", Reference::NetworkId, id)?.into_iter().find(|vm| str_field(&vm.fields(), "ip_address") == Some(g)) {
+            if let Some(user) = q::referencing(tx, "vms", "network_id", id)?.into_iter().find(|vm| str_field(&vm.fields(), "ip_address") == Some(g)) {
                 return Err(ApiError::Conflict {
                     detail: format!("gateway {g} (host {index}) is the address of vm {} ({}); pick another gateway", user.name, user.id),
                     errors: vec![],
@@ -178,16 +196,14 @@ fn volume(tx: &Transaction<'_>, id: &str, previous: Option<&Map<String, Value>>,
         body.remove("device_path");
         return Ok(());
     };
-    let Some(vm) = q::get(tx, "vms", &vm_id)? else {
-        return Err(unprocessable(Kind::Volume, "attached_to", format!("no vm with id {vm_id:?}; attach to an existing vm id")));
-    };
+    let vm = q::get(tx, "vms", &vm_id)?.ok_or_else(|| ApiError::Internal(format!("vm {vm_id} vanished in the transaction")))?;
     if str_field(&vm.fields(), "status") == Some("deleting") {
         return Err(ApiError::Conflict { detail: format!("vm {} ({vm_id}) is being deleted; attach to another vm", vm.name), errors: vec![] });
     }
     body.insert("status".into(), Value::String("attached".into()));
     let same_vm = previous.and_then(|p| str_field(p, "attached_to")) == Some(vm_id.as_str());
     if !same_vm || !body.contains_key("device_path") {
-        let used: Vec<String> = q::referencing(tx, "volumes", Reference::AttachedTo, &vm_id)?
+        let used: Vec<String> = q::referencing(tx, "volumes", "attached_to", &vm_id)?
             .into_iter()
             .filter(|v| v.id != id)
             .filter_map(|v| str_field(&v.fields(), "device_path").map(str::to_string))

@@ -81,7 +81,7 @@ fn check_attribute_value(param: &str, attribute: &Attribute, value: &str) -> Res
     {
         return Err(bad(param, format!("{param} must be one of {}, not {value:?}", allowed.join(", "))));
     }
-    if let Some(target) = attribute.reference {
+    if let Some(target) = attribute.reference.as_ref().map(|r| r.kind) {
         let prefix = format!("{}-", target.schema().id_prefix);
         if !value.starts_with(&prefix) || value.len() == prefix.len() {
             return Err(bad(

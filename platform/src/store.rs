@@ -333,16 +333,20 @@ pub mod q {
         args
     }
 
-    /// Objects of `kind` whose reference attribute (`network_id` or `attached_to`, both
-    /// indexed) equals `value`.
-    pub fn referencing(conn: &Connection, kind: &str, attribute: Reference, value: &str) -> rusqlite::Result<Vec<StoredObject>> {
-        let sql = match attribute {
-            Reference::NetworkId => "SELECT id, name, version, body FROM objects WHERE kind = ?1 AND json_extract(body, '$.network_id') = ?2 ORDER BY seq",
-            Reference::AttachedTo => "SELECT id, name, version, body FROM objects WHERE kind = ?1 AND json_extract(body, '$.attached_to') = ?2 ORDER BY seq",
-        };
-        let mut stmt = conn.prepare_cached(sql)?;
+    /// Objects of `kind` whose reference attribute `attribute` (an `x-reference` of the
+    /// kind's schema) equals `value`, oldest first.
+    pub fn referencing(conn: &Connection, kind: &str, attribute: &str, value: &str) -> rusqlite::Result<Vec<StoredObject>> {
+        let mut stmt = conn.prepare_cached(&referencing_sql(attribute))?;
         let rows = stmt.query_map(params![kind, value], row_object)?;
         rows.collect()
+    }
+
+    /// The statement of [`referencing`]. The attribute is a property name from `schemas/`
+    /// (never request text), and the expression is spelt exactly as the reference indexes
+    /// spell theirs, so SQLite answers from the index (a test checks every held reference).
+    pub(super) fn referencing_sql(attribute: &str) -> String {
+        debug_assert!(attribute.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{attribute}");
+        format!("SELECT id, name, version, body FROM objects WHERE kind = ?1 AND json_extract(body, '$.{attribute}') = ?2 ORDER BY seq")
     }
 
     /// Reserves the lowest free host index in a network for a VM, skipping `reserved`
@@ -499,15 +503,6 @@ pub mod q {
             .execute(params![actor, key, answer.request_hash, answer.status, answer.body, now_millis()])?;
         Ok(())
     }
-}
-
-/// The indexed reference attributes.
-#[derive(Debug, Clone, Copy)]
-pub enum Reference {
-    /// A VM's `network_id`.
-    NetworkId,
-    /// A volume's `attached_to`.
-    AttachedTo,
 }
 
 /// What listed objects must match; every filter given applies.
@@ -703,6 +698,25 @@ CREATE TABLE IF NOT EXISTS secrets (
         assert_eq!(plan(&filter(None, &[])), "SEARCH objects USING INDEX objects_listing (kind=? AND seq>?)");
         assert_eq!(plan(&filter(Some("vm-"), &[("status", "running")])), "SEARCH objects USING INDEX objects_listing (kind=? AND seq>?)");
         assert_eq!(plan(&filter(None, &[("network_id", "net-a")])), "SEARCH objects USING INDEX objects_network_ref (kind=? AND <expr>=? AND rowid>?)");
+    }
+
+    #[test]
+    fn every_reference_the_schemas_declare_is_found_through_an_index() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(dir.path()).expect("open");
+        let mut checked = Vec::new();
+        for kind in novacron_schemas::Kind::ALL {
+            for (holder, attribute, _) in novacron_schemas::catalog().holders_of(kind) {
+                let sql = format!("EXPLAIN QUERY PLAN {}", q::referencing_sql(&attribute.name));
+                let plan = store
+                    .read(|c| c.prepare(&sql)?.query_map(params![holder.collection(), "x"], |r| r.get::<_, String>(3))?.collect::<Result<Vec<_>, _>>())
+                    .expect("plan")
+                    .join("; ");
+                assert!(plan.starts_with("SEARCH objects USING INDEX") && plan.contains("(kind=? AND <expr>=?)"), "{holder}.{}: {plan}", attribute.name);
+                checked.push(format!("{holder}.{}", attribute.name));
+            }
+        }
+        assert_eq!(checked, ["volume.attached_to", "vm.network_id"]);
     }
 
     #[test]

@@ -658,6 +658,33 @@ async fn referential_integrity() {
     h.platform.shutdown().await.expect("shutdown");
 }
 
+/// The answers behind referential integrity carry what `x-reference` in `schemas/` declares:
+/// the `if-missing` advice on a write naming an absent object, the `holds` advice on a delete
+/// refused while something holds the object.
+#[tokio::test]
+async fn reference_answers_follow_the_schema() {
+    let h = harness().await;
+    let c = &h.client;
+    let reference = |kind: Kind, attr: &str| kind.schema().attribute(attr).and_then(|a| a.reference.clone()).expect("a reference");
+    let err = c.create(Kind::Volume, &json!({"name": "d", "size_gb": 10, "attached_to": "vm-nope"})).await.unwrap_err();
+    assert!(err.to_string().contains(&format!("no vm with id \"vm-nope\"; {}", reference(Kind::Volume, "attached_to").if_missing)), "{err}");
+
+    let net = network(c, "core", "10.19.0.0/24").await;
+    let v = vm(c, "web", net.id()).await;
+    c.create(Kind::Volume, &json!({"name": "d", "size_gb": 10, "attached_to": v.id()})).await.expect("volume");
+    let mut held = Vec::new();
+    for (kind, id) in [(Kind::Network, net.id()), (Kind::Vm, v.id())] {
+        for (holder, attr, advice) in novacron_schemas::catalog().holders_of(kind) {
+            let err = c.delete(kind, id).await.unwrap_err();
+            assert_eq!(status_of(&err), 409);
+            assert!(err.to_string().contains(&format!("is in use by {holder} ")) && err.to_string().contains(advice), "{err}");
+            held.push(format!("{kind} by {holder}.{}", attr.name));
+        }
+    }
+    assert_eq!(held, ["network by vm.network_id", "vm by volume.attached_to"]);
+    h.platform.shutdown().await.expect("shutdown");
+}
+
 #[tokio::test]
 async fn bad_input_gets_a_clear_answer_and_writes_nothing() {
     let h = harness().await;

@@ -1,5 +1,6 @@
 //! The calls that talk to the platform: apply (create, update, delete), read, import and
-//! data source reads. VM operations wait for the platform within the `timeouts` block.
+//! data source reads. Writes wait for the platform (as `x-lifecycle` in `schemas/` says) within
+//! the `timeouts` block.
 
 use std::time::{Duration, Instant};
 
@@ -56,12 +57,12 @@ pub fn report_api_error(diags: &mut Diagnostics, block: &TfBlock, action: &str, 
     }
 }
 
-/// Polls a VM until `done` holds for it, or the timeout passes. Returns the last object.
-async fn wait_vm(ctx: &Ctx, id: &str, timeout: Duration, done: impl Fn(Option<&Object>) -> bool) -> Result<Option<Object>, String> {
+/// Polls an object until `done` holds for it, or the timeout passes. Returns the last object.
+async fn wait_for(ctx: &Ctx, kind: Kind, id: &str, timeout: Duration, done: impl Fn(Option<&Object>) -> bool) -> Result<Option<Object>, String> {
     let deadline = Instant::now() + timeout;
     let mut delay = Duration::from_millis(50);
     loop {
-        let current = match ctx.client.get(Kind::Vm, id).await {
+        let current = match ctx.client.get(kind, id).await {
             Ok(r) => Some(r.value),
             Err(e) if e.is_not_found() => None,
             Err(e) => return Err(e.to_string()),
@@ -70,8 +71,9 @@ async fn wait_vm(ctx: &Ctx, id: &str, timeout: Duration, done: impl Fn(Option<&O
             return Ok(current);
         }
         if Instant::now() + delay > deadline {
-            let status = current.as_ref().and_then(Object::status).unwrap_or("gone").to_string();
-            return Err(format!("vm {id} is still {status} after {}s; raise the timeouts block or check the platform", timeout.as_secs()));
+            let attribute = kind.schema().lifecycle.wait_while.as_ref().map_or("status", |(a, _)| a.as_str());
+            let state = current.as_ref().and_then(|o| o.get(attribute)).and_then(Json::as_str).unwrap_or("gone").to_string();
+            return Err(format!("{kind} {id} is still {state} after {}s; raise the timeouts block or check the platform", timeout.as_secs()));
         }
         let mut stop = ctx.stop.clone();
         tokio::select! {
@@ -101,8 +103,11 @@ async fn delete_when_free(ctx: &Ctx, kind: Kind, id: &str, timeout: Duration) ->
     }
 }
 
-fn settled(o: Option<&Object>) -> bool {
-    o.is_none_or(|o| !matches!(o.status(), Some("provisioning")))
+/// Whether a written object has settled: gone, or its `x-lifecycle` `wait-while` attribute
+/// holds none of the values to wait through (a VM no longer `provisioning`).
+fn settled(kind: Kind, o: Option<&Object>) -> bool {
+    let Some((attribute, values)) = &kind.schema().lifecycle.wait_while else { return true };
+    o.is_none_or(|o| !o.get(attribute).and_then(Json::as_str).is_some_and(|v| values.iter().any(|w| w == v)))
 }
 
 /// Puts the write-only twins' values into an API body: the twin's value (from `config`, the
@@ -124,10 +129,15 @@ pub async fn apply(ctx: &Ctx, t: &TypeSchema, prior: &Val, planned: &Val, config
     let kind = t.kind;
     if planned.is_null() {
         let id = prior.get("id").as_str().unwrap_or_default().to_string();
-        // The platform refuses to delete an attached volume; Terraform owns the volume, so
-        // destroying it means detaching it first.
-        if kind == Kind::Volume && !prior.get("attached_to").is_null() {
-            match ctx.client.patch(kind, &id, &serde_json::json!({"attached_to": null}), None).await {
+        // The platform refuses to delete an object whose `x-lifecycle` `detach-before-delete`
+        // reference is set (an attached volume); Terraform owns the object, so destroying it
+        // means clearing that reference first.
+        if let Some(attribute) = &kind.schema().lifecycle.detach_before_delete
+            && !prior.get(attribute).is_null()
+        {
+            let mut detach = Map::new();
+            detach.insert(attribute.clone(), Json::Null);
+            match ctx.client.patch(kind, &id, &Json::Object(detach), None).await {
                 Ok(_) => {}
                 Err(e) if e.is_not_found() => return Val::Null,
                 Err(e) => {
@@ -137,8 +147,9 @@ pub async fn apply(ctx: &Ctx, t: &TypeSchema, prior: &Val, planned: &Val, config
             }
         }
         match delete_when_free(ctx, kind, &id, timeout_of(prior, "delete")).await {
+            // Accepted (202): the platform finishes the delete by itself; wait until it is gone.
             Ok(Deleted::Accepted(_)) => {
-                if let Err(e) = wait_vm(ctx, &id, timeout_of(prior, "delete"), |o| o.is_none()).await {
+                if let Err(e) = wait_for(ctx, kind, &id, timeout_of(prior, "delete"), |o| o.is_none()).await {
                     diags.error(format!("Deleting {} failed", t.type_name), e);
                     return prior.clone();
                 }
@@ -180,12 +191,12 @@ pub async fn apply(ctx: &Ctx, t: &TypeSchema, prior: &Val, planned: &Val, config
             return prior.clone();
         }
     };
-    let object = if kind == Kind::Vm {
+    let object = if kind.schema().lifecycle.wait_while.is_some() {
         let which = if prior.is_null() { "create" } else { "update" };
-        match wait_vm(ctx, object.id(), timeout_of(planned, which), settled).await {
+        match wait_for(ctx, kind, object.id(), timeout_of(planned, which), |o| settled(kind, o)).await {
             Ok(Some(o)) => o,
             Ok(None) => {
-                diags.error(format!("{} disappeared", t.type_name), format!("vm {} was deleted while Terraform waited for it", object.id()));
+                diags.error(format!("{} disappeared", t.type_name), format!("{kind} {} was deleted while Terraform waited for it", object.id()));
                 return Val::Null;
             }
             Err(e) => {

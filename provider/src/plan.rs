@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use novacron_schemas::{Kind, sha256_hex};
+use novacron_schemas::{Trigger, sha256_hex};
 
 use crate::proto::tfplugin5::AttributePath;
 use crate::tfschema::{Nesting, TfBlock, TypeSchema};
@@ -90,39 +90,46 @@ fn planned_hash(t: &TypeSchema, secret: &str, hash_attr: &str, state: &Val, prio
     hash_of(state.get(secret))
 }
 
-/// What the platform recomputes when the settable values change.
+/// The name an API attribute has in the Terraform block: its block type for nested blocks
+/// (`firewall_rules` is planned as `firewall_rule`).
+fn tf_name<'a>(block: &'a TfBlock, api_name: &'a str) -> &'a str {
+    block.blocks.iter().find(|b| b.api_name == api_name).map_or(api_name, |b| b.type_name.as_str())
+}
+
+/// What the platform recomputes when the settable values change, as `x-recomputed` in
+/// `schemas/` declares: an attribute whose trigger changed is unknown until the platform
+/// answers (one the configuration sets keeps its value), and one that follows an enum
+/// attribute takes its new value when the prior one was steady.
 fn adjust_computed(t: &TypeSchema, state: &mut Val, prior: Option<&Val>, config: &Val) {
     for (secret, hash_attr) in t.block.hashed() {
         let hash = planned_hash(t, secret, hash_attr, state, prior, config);
         set(state, hash_attr, hash);
     }
     let Some(prior) = prior else { return };
-    match t.kind {
-        Kind::Vm => {
-            if changed(state, prior, "network_id") {
-                set(state, "ip_address", Val::Unknown);
+    let schema = t.kind.schema();
+    for rule in &schema.recomputed {
+        let name = rule.attribute.as_str();
+        if !t.block.attr(name).is_some_and(|a| a.computed) || !config.get(name).is_null() {
+            continue;
+        }
+        match &rule.trigger {
+            Trigger::When(triggers) => {
+                if triggers.iter().any(|k| changed(state, prior, tf_name(&t.block, k))) {
+                    set(state, name, Val::Unknown);
+                }
             }
-            let steady = matches!(prior.get("status").as_str(), Some("running" | "stopped"));
-            if changed(state, prior, "power_state") {
-                let status = match state.get("power_state") {
-                    Val::Str(p) if steady => Val::Str(p.clone()),
-                    _ => Val::Unknown,
-                };
-                set(state, "status", status);
+            Trigger::Follows(followed) => {
+                if changed(state, prior, followed) {
+                    let steady = schema.attribute(followed).and_then(|a| a.constraints.enum_values.as_ref());
+                    let was_steady = prior.get(name).as_str().is_some_and(|p| steady.is_some_and(|s| s.iter().any(|v| v == p)));
+                    let next = match state.get(followed) {
+                        Val::Str(v) if was_steady => Val::Str(v.clone()),
+                        _ => Val::Unknown,
+                    };
+                    set(state, name, next);
+                }
             }
         }
-        Kind::Volume => {
-            if changed(state, prior, "attached_to") {
-                set(state, "status", Val::Unknown);
-                set(state, "device_path", Val::Unknown);
-            }
-        }
-        Kind::Policy => {
-            if t.block.settable().any(|k| changed(state, prior, k)) {
-                set(state, "version", Val::Unknown);
-            }
-        }
-        Kind::Network | Kind::Template => {}
     }
 }
 
@@ -222,6 +229,57 @@ mod tests {
         let mut unknown = with_wo("x", 3.0);
         set(&mut unknown, "user_data_wo", Val::Unknown);
         assert_eq!(plan(vm, &prior, &unknown).state.get("user_data_sha256"), &Val::Unknown);
+    }
+
+    /// A prior state of `t` as the platform left it: the plan of `config` with these computed values.
+    fn applied(t: &TypeSchema, config: &Val, computed: &[(&str, Val)]) -> Val {
+        let mut prior = plan(t, &Val::Null, config).state;
+        for (k, v) in computed {
+            set(&mut prior, k, v.clone());
+        }
+        prior
+    }
+
+    #[test]
+    fn recompute_rules_come_from_the_schema() {
+        let vm = resource("novacron_vm").expect("vm");
+        let prior = applied(vm, &vm_config(4.0), &[("id", s("vm-1")), ("ip_address", s("10.0.0.2")), ("status", s("running"))]);
+        let mut moved = vm_config(4.0);
+        set(&mut moved, "network_id", s("net-b"));
+        let p = plan(vm, &prior, &moved).state;
+        assert_eq!((p.get("ip_address"), p.get("status")), (&Val::Unknown, &s("running")), "x-recomputed ip_address when network_id");
+        let mut stopped = vm_config(4.0);
+        set(&mut stopped, "power_state", s("stopped"));
+        let provisioning = applied(vm, &vm_config(4.0), &[("id", s("vm-1")), ("ip_address", s("10.0.0.2")), ("status", s("provisioning"))]);
+        assert_eq!(plan(vm, &provisioning, &stopped).state.get("status"), &Val::Unknown, "status follows power_state only from a steady state");
+
+        let storage = resource("novacron_storage").expect("storage");
+        let vol = obj(&[("name", s("d")), ("size_gb", Val::Num(10.0))]);
+        let prior = applied(storage, &vol, &[("id", s("vol-1")), ("status", s("available"))]);
+        let mut attached = vol.clone();
+        set(&mut attached, "attached_to", s("vm-1"));
+        let p = plan(storage, &prior, &attached).state;
+        assert_eq!((p.get("status"), p.get("device_path")), (&Val::Unknown, &Val::Unknown));
+        let mut bigger = vol.clone();
+        set(&mut bigger, "size_gb", Val::Num(20.0));
+        assert_eq!(plan(storage, &prior, &bigger).state.get("status"), &s("available"));
+
+        let policy = resource("novacron_policy").expect("policy");
+        let pol = obj(&[("name", s("p")), ("type", s("security")), ("rule", s("package p"))]);
+        let prior = applied(policy, &pol, &[("id", s("pol-1")), ("version", Val::Num(3.0))]);
+        assert_eq!(plan(policy, &prior, &pol).state.get("version"), &Val::Num(3.0));
+        let mut edited = pol.clone();
+        set(&mut edited, "priority", Val::Num(7.0));
+        assert_eq!(plan(policy, &prior, &edited).state.get("version"), &Val::Unknown, "any settable attribute");
+
+        let net = resource("novacron_network").expect("network");
+        let config = obj(&[("name", s("n")), ("cidr", s("10.0.0.0/24"))]);
+        let prior = applied(net, &config, &[("id", s("net-1")), ("gateway", s("10.0.0.1"))]);
+        let mut renumbered = config.clone();
+        set(&mut renumbered, "cidr", s("10.1.0.0/24"));
+        assert_eq!(plan(net, &prior, &renumbered).state.get("gateway"), &Val::Unknown, "the gateway follows a new cidr");
+        set(&mut renumbered, "gateway", s("10.1.0.9"));
+        assert_eq!(plan(net, &prior, &renumbered).state.get("gateway"), &s("10.1.0.9"), "a configured gateway stays");
     }
 
     #[test]

@@ -220,16 +220,6 @@ fn write_only_twin(a: &Attribute, twin: &str) -> [TfAttr; 2] {
     ]
 }
 
-/// Attributes of the platform that never go into Terraform state: they change on every
-/// write and would show as noise in every plan.
-fn in_state(kind: Kind, name: &str) -> bool {
-    match name {
-        "updated_at" => false,
-        "version" => kind == Kind::Policy,
-        _ => true,
-    }
-}
-
 fn timeouts_block() -> TfBlockType {
     let attr = |name: &str, what: &str| TfAttr {
         name: name.to_string(),
@@ -255,19 +245,12 @@ fn timeouts_block() -> TfBlockType {
     }
 }
 
-/// State schema version per resource type (see `upgrade.rs` for the upgrade steps).
-pub fn state_version(kind: Kind) -> i64 {
-    match kind {
-        Kind::Vm => 1,
-        _ => 0,
-    }
-}
-
 fn build_resource(kind: Kind) -> TypeSchema {
     let schema = kind.schema();
     let mut block = TfBlock { description: schema.description.clone(), ..Default::default() };
+    // `x-not-in-state`: what changes on every write would show as noise in every plan.
     for a in &schema.attributes {
-        if !in_state(kind, &a.name) {
+        if !schema.in_state(&a.name) {
             continue;
         }
         if let AttrType::Blocks { block_name, attributes } = &a.ty {
@@ -288,21 +271,20 @@ fn build_resource(kind: Kind) -> TypeSchema {
     }
     block.attributes.sort_by(|a, b| a.name.cmp(&b.name));
     block.blocks.push(timeouts_block());
-    TypeSchema { kind, type_name: kind.terraform_type().to_string(), version: state_version(kind), block }
+    // `x-schema-version`; `upgrade.rs` holds the steps from older versions.
+    let version = i64::try_from(schema.schema_version).expect("schema versions are small");
+    TypeSchema { kind, type_name: kind.terraform_type().to_string(), version, block }
 }
 
 fn build_data_source(kind: Kind) -> TypeSchema {
     let schema = kind.schema();
-    let lookup: &[&str] = match kind {
-        Kind::Template => &["id", "name", "os", "os_version", "arch"],
-        _ => &["id", "name"],
-    };
+    let data_source = schema.data_source.as_ref().expect("data sources are built for kinds with x-data-source");
     let mut block = TfBlock { description: format!("Looks up one existing object. {}", schema.description), ..Default::default() };
     for a in &schema.attributes {
-        if !in_state(kind, &a.name) || a.write_only {
+        if !schema.in_state(&a.name) || a.write_only {
             continue;
         }
-        let is_lookup = lookup.contains(&a.name.as_str());
+        let is_lookup = data_source.lookup.contains(&a.name);
         block.attributes.push(TfAttr {
             name: a.name.clone(),
             ty: tf_type(&a.ty),
@@ -315,7 +297,7 @@ fn build_data_source(kind: Kind) -> TypeSchema {
             source: Some(a.clone()),
         });
     }
-    if kind == Kind::Template {
+    if data_source.most_recent_by.is_some() {
         block.attributes.push(TfAttr {
             name: "most_recent".into(),
             ty: TfType::Bool,
@@ -340,7 +322,7 @@ pub fn resources() -> &'static [TypeSchema] {
 /// The data source types.
 pub fn data_sources() -> &'static [TypeSchema] {
     static D: OnceLock<Vec<TypeSchema>> = OnceLock::new();
-    D.get_or_init(|| [Kind::Vm, Kind::Network, Kind::Template].into_iter().map(build_data_source).collect())
+    D.get_or_init(|| Kind::ALL.into_iter().filter(|k| k.schema().data_source.is_some()).map(build_data_source).collect())
 }
 
 /// The resource type called `name`.
@@ -467,5 +449,25 @@ mod tests {
         assert!(ds.block.attr("name").expect("name").optional);
         assert_eq!(ds.block.attr("firewall_rules").expect("rules").ty.to_json()[0], "list");
         assert!(data_source("novacron_template").expect("template").block.attr("most_recent").is_some());
+        assert!(ds.block.attr("most_recent").is_none());
+        let names: Vec<&str> = data_sources().iter().map(|d| d.type_name.as_str()).collect();
+        assert_eq!(names, ["novacron_vm", "novacron_network", "novacron_template"]);
+        let lookup = |t: &str| -> Vec<String> {
+            let ds = data_source(t).expect("data source");
+            ds.block.attributes.iter().filter(|a| a.optional && a.source.is_some()).map(|a| a.name.clone()).collect()
+        };
+        assert_eq!(lookup("novacron_vm"), ["id", "name"]);
+        assert_eq!(lookup("novacron_template"), ["arch", "id", "name", "os", "os_version"]);
+    }
+
+    #[test]
+    fn state_versions_and_state_fields_come_from_the_schemas() {
+        let version = |t: &str| resource(t).expect("resource").version;
+        assert_eq!(version("novacron_vm"), 1, "v1 dropped updated_at and version from vm state (upgrade.rs)");
+        assert_eq!(version("novacron_network"), 0);
+        let policy = resource("novacron_policy").expect("policy");
+        assert!(policy.block.attr("version").is_some() && policy.block.attr("updated_at").is_none());
+        assert!(resource("novacron_storage").expect("storage").block.attr("version").is_none());
+        assert!(data_source("novacron_template").expect("template").block.attr("updated_at").is_none());
     }
 }

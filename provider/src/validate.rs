@@ -44,22 +44,21 @@ pub fn resource(t: &TypeSchema, config: &Val, diags: &mut Diagnostics) {
     crate::apply::check_timeouts(config, diags);
 }
 
-/// ValidateDataSourceConfig.
+/// ValidateDataSourceConfig: the lookup attributes `x-data-source` declares must say which
+/// object to read.
 pub fn data_source(t: &TypeSchema, config: &Val, diags: &mut Diagnostics) {
-    let given = |k: &str| !config.get(k).is_null();
-    match t.kind {
-        Kind::Template => {
-            if !["id", "name", "os", "os_version", "arch"].iter().any(|k| given(k)) {
-                diags.error("Missing template filter", "set id, name, or os (with most_recent = true to pick the newest release)");
-            }
+    let Some(lookup) = t.kind.schema().data_source.as_ref() else { return };
+    let given: Vec<&str> = lookup.lookup.iter().map(String::as_str).filter(|k| !config.get(k).is_null()).collect();
+    let keys = lookup.lookup.join(" or ");
+    if !lookup.exclusive {
+        if given.is_empty() {
+            let newest = if lookup.most_recent_by.is_some() { " (with most_recent = true to pick the newest release)" } else { "" };
+            diags.error(format!("Missing {} filter", t.kind), format!("set one or more of {}{newest}", lookup.lookup.join(", ")));
         }
-        _ => {
-            if given("id") && given("name") {
-                diags.error_at(path(&["name"]), "Conflicting lookup", format!("set either id or name on data.{}, not both", t.type_name));
-            } else if !given("id") && !given("name") {
-                diags.error(format!("Missing lookup for data.{}", t.type_name), "set id or name to say which object to read");
-            }
-        }
+    } else if let [_, second, ..] = given.as_slice() {
+        diags.error_at(path(&[second]), "Conflicting lookup", format!("set either {} on data.{}, not both", lookup.lookup.join(" or "), t.type_name));
+    } else if given.is_empty() {
+        diags.error(format!("Missing lookup for data.{}", t.type_name), format!("set {keys} to say which object to read"));
     }
 }
 
@@ -110,6 +109,27 @@ mod tests {
         super::resource(pol, &obj(&[("rule", Val::Str("package p\n\ndeny contains m if {\n  input.x ==\n}\n".into()))]), &mut d);
         assert_eq!(d.0.len(), 1);
         assert!(d.0[0].detail.contains(":4:") || d.0[0].detail.contains(":5:"), "{}", d.0[0].detail);
+    }
+
+    #[test]
+    fn data_source_lookups_follow_the_schema() {
+        let summaries = |t: &str, config: &Val| {
+            let mut d = Diagnostics::default();
+            super::data_source(tfschema::data_source(t).expect("data source"), config, &mut d);
+            d.0.iter().map(|x| format!("{}: {}", x.summary, x.detail)).collect::<Vec<_>>()
+        };
+        let s = |v: &str| Val::Str(v.into());
+        assert!(summaries("novacron_vm", &obj(&[("name", s("web"))])).is_empty());
+        assert_eq!(
+            summaries("novacron_vm", &obj(&[("id", s("vm-1")), ("name", s("web"))])),
+            ["Conflicting lookup: set either id or name on data.novacron_vm, not both"]
+        );
+        assert_eq!(summaries("novacron_network", &obj(&[])), ["Missing lookup for data.novacron_network: set id or name to say which object to read"]);
+        assert!(summaries("novacron_template", &obj(&[("os", s("ubuntu")), ("arch", s("x86_64"))])).is_empty());
+        assert_eq!(
+            summaries("novacron_template", &obj(&[("most_recent", Val::Bool(true))])),
+            ["Missing template filter: set one or more of id, name, os, os_version, arch (with most_recent = true to pick the newest release)"]
+        );
     }
 
     #[test]

@@ -3,8 +3,31 @@
 //! This crate is the single source of truth that the platform's validation, the provider's
 //! Terraform schema, the reconciler's canonicalisation and severity, and the docs all read.
 //! It performs no I/O: the schema files are embedded at compile time.
+//!
+//! # Per-kind behaviour
+//!
+//! Besides shapes, the files declare what each kind *does*, so no consumer restates it with
+//! a `match kind` (every annotation is in [`ANNOTATIONS`], and a test names who reads each):
+//!
+//! - On a property, `x-reference: {kind, if-missing, holds}`: the attribute holds the id of an
+//!   object of `kind`. The platform refuses a write naming an absent one (422, with the
+//!   `if-missing` advice); with `holds`, deleting the referenced object is refused (409 "in
+//!   use", with the `holds` advice) while anything names it.
+//! - `x-recomputed: {attribute: {when: [...]} | {follows: attr}}`: computed attributes the
+//!   platform recomputes on a write and what triggers them (`"*"`: any settable attribute).
+//!   The provider plans them unknown (or, for `follows`, as the followed value).
+//! - `x-not-in-state: [...]`: attributes the platform serves that never go into Terraform
+//!   state (they change on every write).
+//! - `x-data-source: {lookup, exclusive, most-recent-by}`: the kind has a Terraform data source
+//!   that finds its object by these attributes.
+//! - `x-lifecycle: {wait-while: {attr: [values]}, detach-before-delete: attr}`: the provider
+//!   polls after a write while the attribute has one of the values; a reference that must be
+//!   cleared before a delete (the platform refuses the delete while it is set).
+//! - `x-schema-version`: the version of the Terraform state layout the provider serves.
 
 mod canonical;
+#[cfg(test)]
+mod consumers;
 pub mod duration;
 mod model;
 pub mod net;
@@ -15,7 +38,7 @@ pub mod wire;
 use std::sync::OnceLock;
 
 pub use canonical::{canonical_json, content_hash, sha256_hex};
-pub use model::{AttrType, Attribute, Constraints, Format, ResourceSchema};
+pub use model::{AttrType, Attribute, Constraints, DataSource, Format, Lifecycle, Recompute, Reference, ResourceSchema, Trigger};
 pub use severity::Severity;
 pub use validate::{FieldError, Violation};
 
@@ -113,6 +136,41 @@ impl Catalog {
     }
 }
 
+/// Every `x-` annotation the loader understands, file-level and property-level. A test checks
+/// it against the loader's source, and `consumers.rs` names the code that reads each one.
+pub const ANNOTATIONS: &[&str] = &[
+    "x-kind",
+    "x-terraform-type",
+    "x-schema-version",
+    "x-id-prefix",
+    "x-read-only-kind",
+    "x-not-in-state",
+    "x-recomputed",
+    "x-data-source",
+    "x-lifecycle",
+    "x-computed",
+    "x-sensitive",
+    "x-immutable",
+    "x-grow-only",
+    "x-set",
+    "x-reference",
+    "x-hash-attribute",
+    "x-terraform-write-only",
+    "x-within",
+    "x-terraform-block",
+    "x-drift-severity",
+];
+
+impl Catalog {
+    /// The attributes, of any kind, whose reference holds an object of `kind` in use:
+    /// (the referencing kind, its attribute, the advice when a delete is refused).
+    pub fn holders_of(&self, kind: Kind) -> impl Iterator<Item = (Kind, &Attribute, &str)> {
+        self.schemas
+            .iter()
+            .flat_map(move |s| s.references().filter(move |(_, r)| r.kind == kind).filter_map(move |(a, r)| Some((s.kind, a, r.holds.as_deref()?))))
+    }
+}
+
 /// The embedded schema files: (file name, contents).
 pub const SCHEMA_FILES: [(&str, &str); 6] = [
     ("common.json", include_str!("../resources/common.json")),
@@ -163,6 +221,57 @@ mod tests {
                 assert!(!attr.description.is_empty(), "{kind}.{} needs a description", attr.name);
             }
         }
+    }
+
+    #[test]
+    fn per_kind_behaviour_is_read_from_the_files() {
+        let vm = Kind::Vm.schema();
+        assert_eq!(vm.schema_version, 1, "the provider serves novacron_vm state version 1");
+        assert!(!vm.in_state("updated_at") && !vm.in_state("version") && vm.in_state("ip_address"));
+        assert!(Kind::Policy.schema().in_state("version") && !Kind::Policy.schema().in_state("updated_at"));
+        assert_eq!(
+            vm.recomputed,
+            [
+                Recompute { attribute: "ip_address".into(), trigger: Trigger::When(vec!["network_id".into()]) },
+                Recompute { attribute: "status".into(), trigger: Trigger::Follows("power_state".into()) },
+            ]
+        );
+        let policy_version = &Kind::Policy.schema().recomputed[0];
+        let Trigger::When(triggers) = &policy_version.trigger else { panic!("{policy_version:?}") };
+        assert!(triggers.contains(&"rule".to_string()) && !triggers.contains(&"version".to_string()), "`*` is every settable attribute: {triggers:?}");
+        assert_eq!(vm.lifecycle.wait_while, Some(("status".into(), vec!["provisioning".into(), "deleting".into()])));
+        assert_eq!(Kind::Volume.schema().lifecycle.detach_before_delete.as_deref(), Some("attached_to"));
+        let with_data_sources: Vec<Kind> = Kind::ALL.into_iter().filter(|k| k.schema().data_source.is_some()).collect();
+        assert_eq!(with_data_sources, [Kind::Vm, Kind::Network, Kind::Template]);
+        let templates = Kind::Template.schema().data_source.as_ref().expect("template data source");
+        assert_eq!(templates.lookup, ["id", "name", "os", "os_version", "arch"]);
+        assert_eq!((templates.exclusive, templates.most_recent_by.as_deref()), (false, Some("released_at")));
+    }
+
+    #[test]
+    fn references_say_what_holds_what() {
+        let holders = |kind: Kind| catalog().holders_of(kind).map(|(k, a, _)| (k, a.name.clone())).collect::<Vec<_>>();
+        assert_eq!(holders(Kind::Network), [(Kind::Vm, "network_id".to_string())]);
+        assert_eq!(holders(Kind::Vm), [(Kind::Volume, "attached_to".to_string())]);
+        assert!(holders(Kind::Template).is_empty(), "a template is referenced but never held in use");
+        let template_id = Kind::Vm.schema().attribute("template_id").and_then(|a| a.reference.as_ref()).expect("reference");
+        assert_eq!(template_id.kind, Kind::Template);
+    }
+
+    #[test]
+    fn behaviour_naming_an_unknown_attribute_is_refused() {
+        let common = model::parse_file(SCHEMA_FILES[0].0, SCHEMA_FILES[0].1, None).expect("common");
+        let load = |text: &str| model::parse_file("x.json", text, Some(&common)).and_then(|p| p.into_resource("x.json")).map(|_| ());
+        let vm = SCHEMA_FILES[1].1;
+        let broken = vm.replace(r#""ip_address": { "when": ["network_id"] }"#, r#""ip_address": { "when": ["network"] }"#);
+        assert_eq!(load(&broken), Err("x.json: x-recomputed names unknown property network".into()));
+        let broken = vm.replace(r#""follows": "power_state""#, r#""follows": "cpu_cores""#);
+        assert_eq!(load(&broken), Err("x.json: x-recomputed: status follows cpu_cores, which needs an enum".into()));
+        let broken = vm.replace(r#""status": ["provisioning", "deleting"]"#, r#""status": ["booting"]"#);
+        assert_eq!(load(&broken), Err("x.json: x-lifecycle: booting is not a value of status".into()));
+        let broken = vm.replace(r#""lookup": ["id", "name"]"#, r#""lookup": ["id", "label"]"#);
+        assert_eq!(load(&broken), Err("x.json: x-data-source names unknown property label".into()));
+        assert!(load(vm).is_ok());
     }
 
     #[test]

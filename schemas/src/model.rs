@@ -24,6 +24,15 @@ pub struct ResourceSchema {
     pub read_only_kind: bool,
     /// Every attribute, common ones included, sorted by name.
     pub attributes: Vec<Attribute>,
+    /// Attributes the platform serves that never go into Terraform state (`x-not-in-state`).
+    pub not_in_state: Vec<String>,
+    /// Computed attributes the platform recomputes on a write, and what triggers each
+    /// (`x-recomputed`), sorted by attribute name.
+    pub recomputed: Vec<Recompute>,
+    /// The data source of this kind, if it has one (`x-data-source`).
+    pub data_source: Option<DataSource>,
+    /// Steps around create, update and delete (`x-lifecycle`).
+    pub lifecycle: Lifecycle,
 }
 
 impl ResourceSchema {
@@ -36,6 +45,76 @@ impl ResourceSchema {
     pub fn settable(&self) -> impl Iterator<Item = &Attribute> {
         self.attributes.iter().filter(|a| !a.read_only)
     }
+
+    /// Whether the attribute called `name` belongs in Terraform state (see `x-not-in-state`).
+    pub fn in_state(&self, name: &str) -> bool {
+        !self.not_in_state.iter().any(|n| n == name)
+    }
+
+    /// The attributes of this kind that reference another kind, with their reference.
+    pub fn references(&self) -> impl Iterator<Item = (&Attribute, &Reference)> {
+        self.attributes.iter().filter_map(|a| Some((a, a.reference.as_ref()?)))
+    }
+}
+
+/// What an attribute holding another object's id says about it (`x-reference`).
+#[derive(Debug, Clone)]
+pub struct Reference {
+    /// The kind whose id the attribute holds.
+    pub kind: Kind,
+    /// Advice when no object of that kind has the id, e.g. "create it first or use an existing id".
+    pub if_missing: String,
+    /// Present when the referencing object holds the referenced one in use: deleting the
+    /// referenced object is refused (409) while any object names it. The text is the advice
+    /// given then, e.g. "delete those vms or move them to another network first".
+    pub holds: Option<String>,
+}
+
+/// One computed attribute the platform recomputes on a write (`x-recomputed`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recompute {
+    /// The recomputed attribute.
+    pub attribute: String,
+    /// What makes it change.
+    pub trigger: Trigger,
+}
+
+/// What makes a recomputed attribute change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trigger {
+    /// A change of any of these attributes (`"when": [...]`; `"*"` expands to every settable
+    /// attribute at load time). The new value is unknown until the platform answers.
+    When(Vec<String>),
+    /// The attribute follows a settable enum attribute (`"follows": "power_state"`): when that
+    /// changes, the new value is the followed one's new value if the prior value was one of
+    /// the followed attribute's enum values (a steady state), else unknown.
+    Follows(String),
+}
+
+/// How the data source of a kind finds its object (`x-data-source`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataSource {
+    /// The attributes a data source block may set to find the object, in message order.
+    pub lookup: Vec<String>,
+    /// Exactly one lookup attribute must be set (`id` or `name`); otherwise any combination
+    /// narrows the match, and at least one must be set.
+    pub exclusive: bool,
+    /// When set, the data source takes `most_recent = true` to pick, of several matches, the
+    /// one whose attribute of this name (an RFC 3339 time) is the latest.
+    pub most_recent_by: Option<String>,
+}
+
+/// Steps a client takes around writes of a kind (`x-lifecycle`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lifecycle {
+    /// After a create or an update, poll the object while this attribute has one of these
+    /// values (`"wait-while": {"status": ["provisioning", "deleting"]}`); an accepted (202)
+    /// delete, which passes through such a value, is waited for until the object is gone.
+    pub wait_while: Option<(String, Vec<String>)>,
+    /// A reference attribute that must be cleared before the object is deleted
+    /// (`"detach-before-delete": "attached_to"`): the platform refuses the delete while it is
+    /// set; the provider clears it first.
+    pub detach_before_delete: Option<String>,
 }
 
 /// One attribute of a kind, or of a nested block, or the item of a collection.
@@ -65,8 +144,8 @@ pub struct Attribute {
     pub default: Option<Value>,
     /// Drift severity when this attribute differs.
     pub severity: Severity,
-    /// Kind whose id this attribute holds.
-    pub reference: Option<Kind>,
+    /// Kind whose id this attribute holds, and whether it holds that object in use.
+    pub reference: Option<Reference>,
     /// For a write-only attribute: the computed attribute holding its SHA-256.
     pub hash_attribute: Option<String>,
     /// For a write-only attribute: the name of its Terraform write-only twin (`user_data_wo`),
@@ -173,6 +252,14 @@ struct RawFile {
     id_prefix: Option<String>,
     #[serde(rename = "x-read-only-kind", default)]
     read_only_kind: bool,
+    #[serde(rename = "x-not-in-state", default)]
+    not_in_state: Vec<String>,
+    #[serde(rename = "x-recomputed", default)]
+    recomputed: BTreeMap<String, RawRecompute>,
+    #[serde(rename = "x-data-source")]
+    data_source: Option<RawDataSource>,
+    #[serde(rename = "x-lifecycle", default)]
+    lifecycle: RawLifecycle,
     properties: BTreeMap<String, RawProperty>,
     #[serde(default)]
     required: Vec<String>,
@@ -220,7 +307,7 @@ struct RawProperty {
     #[serde(rename = "x-set", default)]
     set: bool,
     #[serde(rename = "x-reference")]
-    reference: Option<String>,
+    reference: Option<RawReference>,
     #[serde(rename = "x-hash-attribute")]
     hash_attribute: Option<String>,
     #[serde(rename = "x-terraform-write-only")]
@@ -231,6 +318,41 @@ struct RawProperty {
     block_name: Option<String>,
     #[serde(rename = "x-drift-severity")]
     severity: Option<Severity>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct RawReference {
+    kind: String,
+    #[serde(rename = "if-missing")]
+    if_missing: String,
+    holds: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRecompute {
+    when: Option<Vec<String>>,
+    follows: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDataSource {
+    lookup: Vec<String>,
+    #[serde(default)]
+    exclusive: bool,
+    #[serde(rename = "most-recent-by")]
+    most_recent_by: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLifecycle {
+    #[serde(rename = "wait-while")]
+    wait_while: Option<BTreeMap<String, Vec<String>>>,
+    #[serde(rename = "detach-before-delete")]
+    detach_before_delete: Option<String>,
 }
 
 /// A parsed file before it becomes a [`ResourceSchema`].
@@ -285,6 +407,68 @@ impl ParsedFile {
                 return Err(format!("{file}: {}: x-within {within} must name a cidr property", attr.name));
             }
         }
+        let known = |what: &str, name: &str| -> Result<&Attribute, String> {
+            self.attributes.iter().find(|a| a.name == name).ok_or_else(|| format!("{file}: {what} names unknown property {name}"))
+        };
+        for name in &self.raw.not_in_state {
+            known("x-not-in-state", name)?;
+        }
+        let mut recomputed = Vec::new();
+        for (name, rule) in &self.raw.recomputed {
+            if !known("x-recomputed", name)?.computed {
+                return Err(format!("{file}: x-recomputed: {name} must be readOnly or x-computed"));
+            }
+            let trigger = match (&rule.when, &rule.follows) {
+                (Some(when), None) if when.as_slice() == ["*"] => {
+                    Trigger::When(self.attributes.iter().filter(|a| !a.read_only).map(|a| a.name.clone()).collect())
+                }
+                (Some(when), None) => {
+                    for t in when {
+                        if known("x-recomputed", t)?.read_only {
+                            return Err(format!("{file}: x-recomputed: {name} is triggered by {t}, which no client sets"));
+                        }
+                    }
+                    Trigger::When(when.clone())
+                }
+                (None, Some(followed)) => {
+                    if known("x-recomputed", followed)?.constraints.enum_values.is_none() {
+                        return Err(format!("{file}: x-recomputed: {name} follows {followed}, which needs an enum"));
+                    }
+                    Trigger::Follows(followed.clone())
+                }
+                _ => return Err(format!("{file}: x-recomputed: {name} needs exactly one of when, follows")),
+            };
+            recomputed.push(Recompute { attribute: name.clone(), trigger });
+        }
+        let data_source = match self.raw.data_source {
+            None => None,
+            Some(ds) => {
+                for name in ds.lookup.iter().chain(&ds.most_recent_by) {
+                    known("x-data-source", name)?;
+                }
+                Some(DataSource { lookup: ds.lookup, exclusive: ds.exclusive, most_recent_by: ds.most_recent_by })
+            }
+        };
+        let wait_while = match self.raw.lifecycle.wait_while {
+            None => None,
+            Some(map) => {
+                let mut entries = map.into_iter();
+                let (name, values) = entries.next().ok_or_else(|| format!("{file}: x-lifecycle: wait-while names no attribute"))?;
+                if entries.next().is_some() {
+                    return Err(format!("{file}: x-lifecycle: wait-while names one attribute"));
+                }
+                let allowed = known("x-lifecycle", &name)?.constraints.enum_values.clone().unwrap_or_default();
+                if let Some(v) = values.iter().find(|v| !allowed.contains(v)) {
+                    return Err(format!("{file}: x-lifecycle: {v} is not a value of {name}"));
+                }
+                Some((name, values))
+            }
+        };
+        if let Some(name) = &self.raw.lifecycle.detach_before_delete
+            && known("x-lifecycle", name)?.reference.is_none()
+        {
+            return Err(format!("{file}: x-lifecycle: detach-before-delete {name} must be an x-reference"));
+        }
         Ok(ResourceSchema {
             kind,
             terraform_type,
@@ -292,6 +476,10 @@ impl ParsedFile {
             schema_version: self.raw.schema_version.ok_or_else(|| missing("x-schema-version"))?,
             id_prefix: self.raw.id_prefix.ok_or_else(|| missing("x-id-prefix"))?,
             read_only_kind: self.raw.read_only_kind,
+            not_in_state: self.raw.not_in_state,
+            recomputed,
+            data_source,
+            lifecycle: Lifecycle { wait_while, detach_before_delete: self.raw.lifecycle.detach_before_delete },
             attributes: self.attributes,
         })
     }
@@ -351,7 +539,11 @@ fn convert(file: &str, name: &str, p: &RawProperty, is_item: bool) -> Result<Att
     };
     let reference = match &p.reference {
         None => None,
-        Some(c) => Some(Kind::from_collection(c).ok_or_else(|| at(format!("unknown x-reference {c}")))?),
+        Some(r) => Some(Reference {
+            kind: Kind::from_collection(&r.kind).ok_or_else(|| at(format!("unknown x-reference kind {}", r.kind)))?,
+            if_missing: r.if_missing.clone(),
+            holds: r.holds.clone(),
+        }),
     };
     if !is_item && p.description.is_empty() {
         return Err(at("needs a description".into()));
