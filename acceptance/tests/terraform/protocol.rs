@@ -9,16 +9,7 @@ use novacron_client::Kind;
 use novacron_schemas::sha256_hex;
 use serde_json::json;
 
-const HEADER: &str = r#"terraform {
-  required_providers {
-    novacron = {
-      source = "novacron/novacron"
-    }
-  }
-}
-
-provider "novacron" {}
-"#;
+use super::HEADER;
 
 /// A VM whose user data is write-only, from a sensitive variable (`TF_VAR_user_data`), as
 /// secrets are given: Terraform prints configuration lines in its diagnostics.
