@@ -75,7 +75,42 @@ fn lookup_keys(kind: Kind) -> &'static [String] {
     kind.schema().data_source.as_ref().map_or(&[], |d| d.lookup.as_slice())
 }
 
+/// Whether `kind`'s data source can pick the newest of several matches (`most_recent`).
+fn picks_newest(kind: Kind) -> bool {
+    kind.schema().data_source.as_ref().is_some_and(|d| d.most_recent_by.is_some())
+}
+
+/// The arguments of `kind`'s data source that choose its object: the lookup keys, then
+/// `most_recent` where the data source has it.
+pub fn arguments(kind: Kind) -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = lookup_keys(kind).iter().map(String::as_str).collect();
+    if picks_newest(kind) {
+        names.push("most_recent");
+    }
+    names
+}
+
 impl LookupArgs {
+    /// The arguments of `kind`'s data source as `x-data-source` in `schemas/` declares them
+    /// (its lookup keys, and `most_recent` where it picks the newest), each read by `text`;
+    /// `most_recent` is true when `text("most_recent")` says `true`.
+    pub fn from_arguments(kind: Kind, text: impl Fn(&str) -> Option<String>) -> LookupArgs {
+        let mut args = LookupArgs::default();
+        for key in lookup_keys(kind) {
+            let value = text(key);
+            match key.as_str() {
+                "id" => args.id = value,
+                "name" => args.name = value,
+                "os" => args.os = value,
+                "os_version" => args.os_version = value,
+                "arch" => args.arch = value,
+                other => debug_assert!(false, "x-data-source lookup key {other} has no LookupArgs field"),
+            }
+        }
+        args.most_recent = picks_newest(kind) && text("most_recent").as_deref() == Some("true");
+        args
+    }
+
     /// What to read from the API: by id when `id` is set, else a list filtered by `name` and `os`.
     pub fn candidates(&self) -> Candidates {
         match &self.id {
@@ -128,6 +163,27 @@ pub fn select(kind: Kind, args: &LookupArgs, candidates: impl IntoIterator<Item 
         matches.sort_by_key(|o| std::cmp::Reverse(released(o)));
     }
     Ok(matches.swap_remove(0))
+}
+
+#[cfg(test)]
+mod arguments_tests {
+    use super::*;
+
+    #[test]
+    fn arguments_come_from_the_schema_and_fill_lookup_args() {
+        assert_eq!(arguments(Kind::Vm), ["id", "name"]);
+        assert_eq!(arguments(Kind::Template), ["id", "name", "os", "os_version", "arch", "most_recent"]);
+        let given = |k: &str| match k {
+            "name" => Some("web".to_string()),
+            "os" => Some("ubuntu".to_string()),
+            "most_recent" => Some("true".to_string()),
+            _ => None,
+        };
+        let vm = LookupArgs::from_arguments(Kind::Vm, given);
+        assert_eq!((vm.name.as_deref(), vm.os, vm.most_recent), (Some("web"), None, false), "a VM data source has no os or most_recent");
+        let tpl = LookupArgs::from_arguments(Kind::Template, given);
+        assert_eq!((tpl.name.as_deref(), tpl.os.as_deref(), tpl.most_recent), (Some("web"), Some("ubuntu"), true));
+    }
 }
 
 #[cfg(test)]

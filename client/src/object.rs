@@ -97,6 +97,22 @@ pub struct ListQuery {
 }
 
 impl ListQuery {
+    /// Sets the attribute filter `name` (an `x-list-filter` attribute of the schema, or
+    /// `name_prefix`) to `value`; false when the query has no such filter.
+    pub fn set_filter(&mut self, name: &str, value: String) -> bool {
+        let field = match name {
+            "name_prefix" => &mut self.name_prefix,
+            "os" => &mut self.os,
+            "network_id" => &mut self.network_id,
+            "status" => &mut self.status,
+            "attached_to" => &mut self.attached_to,
+            "enforcement_mode" => &mut self.enforcement_mode,
+            _ => return false,
+        };
+        *field = Some(value);
+        true
+    }
+
     /// The query parameters, in a stable order.
     pub(crate) fn pairs(&self) -> Vec<(&'static str, String)> {
         let filters = [
@@ -201,6 +217,19 @@ mod tests {
         let page: Page = serde_json::from_value::<WirePage>(json!({"items": [{"id": "a"}], "next_page_token": "t2"})).expect("a page").into();
         assert_eq!(page.next_page_token.as_deref(), Some("t2"));
         assert_eq!(page.items[0].id(), "a");
+    }
+
+    #[test]
+    fn every_list_filter_of_the_schemas_has_a_field() {
+        for kind in novacron_schemas::Kind::ALL {
+            for attribute in kind.schema().list_filters() {
+                let mut q = ListQuery::default();
+                assert!(q.set_filter(&attribute.name, "x".into()), "{kind}: x-list-filter {} has no ListQuery field", attribute.name);
+                let keys: Vec<&str> = q.pairs().iter().map(|(k, _)| *k).collect();
+                assert_eq!(keys, [attribute.name.as_str()], "sent under its own name");
+            }
+        }
+        assert!(!ListQuery::default().set_filter("cpu_cores", "2".into()));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! `schemas/` declares.
 
 use novacron_schemas::net::Cidr;
-use novacron_schemas::{Kind, Violation, sha256_hex};
+use novacron_schemas::{Format, Kind, Violation, sha256_hex};
 use rusqlite::Transaction;
 use serde_json::{Map, Value};
 
@@ -34,13 +34,14 @@ fn str_field<'a>(m: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
     m.get(key).and_then(Value::as_str)
 }
 
-/// Checks that need no database: a policy's Rego must compile.
+/// Checks that need no database: every attribute of `format: rego` (a policy's `rule`) must
+/// compile.
 pub fn check_static(kind: Kind, settable: &Map<String, Value>) -> Result<(), ApiError> {
-    if kind == Kind::Policy
-        && let Some(rule) = str_field(settable, "rule")
-    {
-        // "the Rego module does not compile: rule.rego:LINE:COLUMN: ..."
-        novacron_policy::Module::compile(rule).map_err(|e| unprocessable(kind, "rule", e.to_string()))?;
+    for a in kind.schema().attributes.iter().filter(|a| a.constraints.format == Some(Format::Rego)) {
+        if let Some(rule) = str_field(settable, &a.name) {
+            // "the Rego module does not compile: rule.rego:LINE:COLUMN: ..."
+            novacron_policy::Module::compile(rule).map_err(|e| unprocessable(kind, &a.name, e.to_string()))?;
+        }
     }
     Ok(())
 }

@@ -256,15 +256,11 @@ pub async fn import(ctx: &Ctx, t: &TypeSchema, id: &str, diags: &mut Diagnostics
 /// ReadDataSource: finds one object by id, name or (templates) filters; the choice among the
 /// candidates is `novacron_client::lookup::select`, which the reconciler shares.
 pub async fn read_data_source(ctx: &Ctx, t: &TypeSchema, config: &Val, diags: &mut Diagnostics) -> Val {
-    let text = |k: &str| config.get(k).as_str().map(str::to_string);
-    let args = LookupArgs {
-        id: text("id"),
-        name: text("name"),
-        os: text("os"),
-        os_version: text("os_version"),
-        arch: text("arch"),
-        most_recent: config.get("most_recent") == &Val::Bool(true),
-    };
+    let args = LookupArgs::from_arguments(t.kind, |k| match config.get(k) {
+        Val::Str(s) => Some(s.clone()),
+        Val::Bool(b) => Some(b.to_string()),
+        _ => None,
+    });
     let found = match args.candidates() {
         Candidates::ById(id) => match ctx.client.get(t.kind, &id).await {
             Ok(r) => vec![r.value],

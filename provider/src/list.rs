@@ -43,43 +43,18 @@ fn plural(kind: Kind) -> &'static str {
     }
 }
 
-/// The filters of the list resource of `kind`.
+/// The filters of the list resource of `kind`: `name_prefix`, then the attributes the schema
+/// marks `x-list-filter` (the platform's list endpoint takes the same ones).
 pub fn filters(kind: Kind) -> Vec<Filter> {
-    let values_of = |k: Kind, attr: &str| k.schema().attribute(attr).and_then(|a| a.constraints.enum_values.clone());
     let mut out =
         vec![Filter { name: "name_prefix", description: format!("Only {} whose name starts with this text.", plural(kind)), values: None, reference: None }];
-    match kind {
-        Kind::Vm => {
-            out.push(Filter {
-                name: "network_id",
-                description: "Only VMs on this network (its id, `net-…`).".into(),
-                values: None,
-                reference: Some(Kind::Network),
-            });
-            out.push(Filter {
-                name: "status",
-                description: "Only VMs in this lifecycle state.".into(),
-                values: values_of(Kind::Vm, "status"),
-                reference: None,
-            });
-        }
-        Kind::Volume => {
-            out.push(Filter {
-                name: "attached_to",
-                description: "Only volumes attached to this VM (its id, `vm-…`).".into(),
-                values: None,
-                reference: Some(Kind::Vm),
-            });
-        }
-        Kind::Policy => {
-            out.push(Filter {
-                name: "enforcement_mode",
-                description: "Only policies with this enforcement mode.".into(),
-                values: values_of(Kind::Policy, "enforcement_mode"),
-                reference: None,
-            });
-        }
-        Kind::Network | Kind::Template => {}
+    for a in kind.schema().list_filters() {
+        let reference = a.reference.as_ref().map(|r| r.kind);
+        let what = match reference {
+            Some(k) => format!("Only {} whose `{}` is this {} id (`{}-…`).", plural(kind), a.name, k, k.schema().id_prefix),
+            None => format!("Only {} whose `{}` is this value.", plural(kind), a.name),
+        };
+        out.push(Filter { name: a.name.as_str(), description: format!("{what} {}", a.description), values: a.constraints.enum_values.clone(), reference });
     }
     out
 }
@@ -165,17 +140,16 @@ pub fn validate(t: &TypeSchema, config: &Val, diags: &mut Diagnostics) {
 }
 
 /// The list endpoint query of a `config` block.
-pub fn query(config: &Val) -> ListQuery {
+pub fn query(kind: Kind, config: &Val) -> ListQuery {
     let (config, _) = filter_values(config);
-    let text = |k: &str| config.get(k).as_str().map(str::to_string);
-    ListQuery {
-        name_prefix: text("name_prefix"),
-        network_id: text("network_id"),
-        status: text("status"),
-        attached_to: text("attached_to"),
-        enforcement_mode: text("enforcement_mode"),
-        ..Default::default()
+    let mut query = ListQuery::default();
+    for f in filters(kind) {
+        if let Some(value) = config.get(f.name).as_str() {
+            // Every filter is a ListQuery field: the client's test checks each x-list-filter.
+            query.set_filter(f.name, value.to_string());
+        }
     }
+    query
 }
 
 /// How a result is shown to a person: its name, id and the facts that tell objects apart.
@@ -199,7 +173,7 @@ pub fn display_name(kind: Kind, object: &Object) -> String {
 /// limit), then stops; an API error ends the stream with one event carrying the diagnostic.
 pub async fn run(ctx: Ctx, t: &'static TypeSchema, config: Val, include: bool, limit: i64, tx: mpsc::Sender<Result<list_resource::Event, Status>>) {
     let limit = if limit <= 0 { i64::MAX } else { limit };
-    let mut query = query(&config);
+    let mut query = query(t.kind, &config);
     let mut sent = 0i64;
     loop {
         query.page_size = Some(u32::try_from((limit - sent).min(PAGE_SIZE)).unwrap_or(PAGE_SIZE as u32));
@@ -258,7 +232,7 @@ mod tests {
         assert_eq!(names(Kind::Volume), ["name_prefix", "attached_to"]);
         assert_eq!(names(Kind::Policy), ["name_prefix", "enforcement_mode"]);
         assert_eq!(schemas().len(), 4);
-        let q = query(&config(&[("name_prefix", "web-"), ("status", "running")]));
+        let q = query(Kind::Vm, &config(&[("name_prefix", "web-"), ("status", "running")]));
         assert_eq!((q.name_prefix.as_deref(), q.status.as_deref(), q.network_id), (Some("web-"), Some("running"), None));
     }
 

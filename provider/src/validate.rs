@@ -2,7 +2,7 @@
 //! must compile, lookups that must name one object, and provider settings.
 
 use novacron_client::DEFAULT_ENDPOINT;
-use novacron_schemas::{Kind, Violation};
+use novacron_schemas::{Format, Violation};
 use serde_json::Value as Json;
 
 use crate::diag::{Diagnostics, api_field_path, hcl_field, path};
@@ -32,13 +32,13 @@ pub fn resource(t: &TypeSchema, config: &Val, diags: &mut Diagnostics) {
             }
         }
     }
-    if t.kind == Kind::Policy
-        && let Val::Str(rule) = config.get("rule")
-    {
-        // Compiled as the platform's admission compiles it: "the Rego module does not
-        // compile: rule.rego:LINE:COLUMN: ...".
-        if let Err(e) = novacron_policy::Module::compile(rule) {
-            diags.error_at(path(&["rule"]), "Invalid Rego in rule", e.to_string());
+    // Every attribute of `format: rego` is compiled as the platform's admission compiles it:
+    // "the Rego module does not compile: rule.rego:LINE:COLUMN: ...".
+    for a in t.kind.schema().attributes.iter().filter(|a| a.constraints.format == Some(Format::Rego)) {
+        if let Val::Str(rule) = config.get(&a.name)
+            && let Err(e) = novacron_policy::Module::compile(rule)
+        {
+            diags.error_at(path(&[&a.name]), format!("Invalid Rego in {}", a.name), e.to_string());
         }
     }
     crate::apply::check_timeouts(config, diags);

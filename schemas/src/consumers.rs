@@ -31,6 +31,7 @@ const CONSUMERS: &[(&str, &[(&str, &str)])] = &[
             ("platform/src/app.rs", "lifecycle.detach_before_delete"),
         ],
     ),
+    ("x-list-filter", &[("platform/src/listing.rs", "list_filters()"), ("provider/src/list.rs", "list_filters()"), ("client/src/object.rs", "list_filters()")]),
     ("x-computed", &[("provider/src/tfschema.rs", "a.computed")]),
     ("x-sensitive", &[("provider/src/tfschema.rs", "a.sensitive"), ("reconciler/src/diff.rs", "attr.sensitive")]),
     ("x-immutable", &[("schemas/src/validate.rs", "attr.immutable"), ("provider/src/plan.rs", "s.immutable")]),

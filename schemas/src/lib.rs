@@ -24,6 +24,9 @@
 //!   polls after a write while the attribute has one of the values; a reference that must be
 //!   cleared before a delete (the platform refuses the delete while it is set).
 //! - `x-schema-version`: the version of the Terraform state layout the provider serves.
+//! - On a property, `x-list-filter: true`: the list endpoint filters on it (`?network_id=...`),
+//!   and the provider's list resource for `terraform query` offers it (with `name_prefix`,
+//!   which every kind has).
 
 mod canonical;
 #[cfg(test)]
@@ -148,6 +151,7 @@ pub const ANNOTATIONS: &[&str] = &[
     "x-recomputed",
     "x-data-source",
     "x-lifecycle",
+    "x-list-filter",
     "x-computed",
     "x-sensitive",
     "x-immutable",

@@ -46,6 +46,12 @@ impl ResourceSchema {
         self.attributes.iter().filter(|a| !a.read_only)
     }
 
+    /// Attributes the list endpoint filters on (`x-list-filter`), besides `name` and
+    /// `name_prefix` which every kind takes.
+    pub fn list_filters(&self) -> impl Iterator<Item = &Attribute> {
+        self.attributes.iter().filter(|a| a.list_filter)
+    }
+
     /// Whether the attribute called `name` belongs in Terraform state (see `x-not-in-state`).
     pub fn in_state(&self, name: &str) -> bool {
         !self.not_in_state.iter().any(|n| n == name)
@@ -154,6 +160,9 @@ pub struct Attribute {
     pub write_only_twin: Option<String>,
     /// For an IP: the sibling CIDR attribute it must lie inside.
     pub within: Option<String>,
+    /// The kind's list endpoint filters on it (`?<name>=<value>`), and the provider's list
+    /// resource offers it as a filter of `terraform query`.
+    pub list_filter: bool,
     /// Value constraints.
     pub constraints: Constraints,
 }
@@ -312,6 +321,8 @@ struct RawProperty {
     hash_attribute: Option<String>,
     #[serde(rename = "x-terraform-write-only")]
     write_only_twin: Option<String>,
+    #[serde(rename = "x-list-filter", default)]
+    list_filter: bool,
     #[serde(rename = "x-within")]
     within: Option<String>,
     #[serde(rename = "x-terraform-block")]
@@ -570,6 +581,7 @@ fn convert(file: &str, name: &str, p: &RawProperty, is_item: bool) -> Result<Att
         reference,
         hash_attribute: p.hash_attribute.clone(),
         write_only_twin: p.write_only_twin.clone(),
+        list_filter: p.list_filter,
         within: p.within.clone(),
         constraints: Constraints {
             minimum: p.minimum,

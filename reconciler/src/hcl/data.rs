@@ -49,15 +49,13 @@ pub fn root_dir(path: &str) -> &str {
     if dir == "." { "" } else { dir }
 }
 
-/// Arguments of a data source that choose the object; the rest (e.g. `most_recent`) is kept in its value.
-const ARGS: [&str; 6] = ["id", "name", "os", "os_version", "arch", "most_recent"];
-
 /// Reads one instance of a data block: the selected object's fields overlaid with its
 /// arguments, or why it is unknown.
 pub fn read_instance(block: &DataBlock, refs: &Refs<'_>, inst: &Instance, live: &[&LiveObject], sources: &DataSources<'_>) -> Result<Value, String> {
     let mut given = Map::new();
     for (name, expr) in &block.args {
-        if !ARGS.contains(&name.as_str()) {
+        // The arguments that choose the object, as x-data-source declares them for the kind.
+        if !lookup::arguments(block.kind).contains(&name.as_str()) {
             continue;
         }
         match refs.eval(expr, inst) {
@@ -74,14 +72,7 @@ pub fn read_instance(block: &DataBlock, refs: &Refs<'_>, inst: &Instance, live: 
         Some(Value::Bool(b)) => Some(b.to_string()),
         _ => None,
     };
-    let args = LookupArgs {
-        id: text("id"),
-        name: text("name"),
-        os: text("os"),
-        os_version: text("os_version"),
-        arch: text("arch"),
-        most_recent: matches!(given.get("most_recent"), Some(Value::Bool(true))) || text("most_recent").as_deref() == Some("true"),
-    };
+    let args = LookupArgs::from_arguments(block.kind, text);
     let candidates: Vec<Object> = match block.kind {
         Kind::Template => match sources.templates {
             Some(all) => all.iter().map(|o| Object(o.fields.clone())).collect(),
