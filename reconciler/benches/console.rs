@@ -86,24 +86,15 @@ fn report(n: usize) -> SyncReport {
             r
         })
         .collect::<Vec<_>>();
-    SyncReport {
-        report: DriftReport {
-            revision: "0123456789abcdef0123456789abcdef01234567".into(),
-            generated_at: "2026-01-01T12:00:00Z".into(),
-            summary: Summary { resources: n, in_sync: n - n / 10, drifted: n / 10, ..Summary::default() },
-            resources,
-            ignored: Vec::new(),
-            warnings: Vec::new(),
-            last_applied: None,
-        },
-        actions: Vec::new(),
-        remediation: None,
-        errors: Vec::new(),
-        dry_run: false,
-        rollout: None,
-        conflicts: Vec::new(),
-        recovered: Vec::new(),
-    }
+    SyncReport::acting_on(DriftReport {
+        revision: "0123456789abcdef0123456789abcdef01234567".into(),
+        generated_at: "2026-01-01T12:00:00Z".into(),
+        summary: Summary { resources: n, in_sync: n - n / 10, drifted: n / 10, ..Summary::default() },
+        resources,
+        ignored: Vec::new(),
+        warnings: Vec::new(),
+        last_applied: None,
+    })
 }
 
 fn measure(label: &str, renders: usize, mut render: impl FnMut() -> String) {

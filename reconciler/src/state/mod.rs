@@ -415,6 +415,16 @@ mod tests {
         assert_eq!(run_history(&db, "infra", 10).expect("read").len(), 1);
     }
 
+    /// A database as schema version 4 (the release with two stores) left it.
+    fn schema_4_database(path: &std::path::Path) -> Connection {
+        let conn = Connection::open(path).expect("open");
+        for step in [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4] {
+            conn.execute_batch(step).expect("old schema");
+        }
+        conn.pragma_update(None, "user_version", 4).expect("version");
+        conn
+    }
+
     #[test]
     fn a_database_serve_ran_on_before_the_merge_keeps_its_serve_rows() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -422,11 +432,7 @@ mod tests {
         {
             // What the release with two stores wrote: schema version 4 from the sync store, and
             // the serve tables its second connection created unversioned, with their rows.
-            let conn = Connection::open(&path).expect("open");
-            for step in [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4] {
-                conn.execute_batch(step).expect("old schema");
-            }
-            conn.pragma_update(None, "user_version", 4).expect("version");
+            let conn = schema_4_database(&path);
             conn.execute_batch(
                 "CREATE TABLE IF NOT EXISTS serve_repo (name TEXT PRIMARY KEY, revision TEXT, last_run TEXT, last_error TEXT, summary TEXT);
                  CREATE TABLE IF NOT EXISTS serve_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -452,11 +458,7 @@ mod tests {
         let path = dir.path().join("state.db");
         {
             // Only `sync` and `approve` ever used it: no serve tables.
-            let conn = Connection::open(&path).expect("open");
-            for step in [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4] {
-                conn.execute_batch(step).expect("old schema");
-            }
-            conn.pragma_update(None, "user_version", 4).expect("version");
+            schema_4_database(&path);
         }
         let db = StateDb::open(&path).expect("upgrade");
         assert_eq!(stored_repo(&db, "prod").expect("the new table"), StoredRepo::default());

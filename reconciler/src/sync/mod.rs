@@ -122,6 +122,20 @@ pub struct Recovered {
 }
 
 impl SyncReport {
+    /// A sync of `report` that has done nothing (yet): no actions, rollout, errors or conflicts.
+    pub fn acting_on(report: DriftReport) -> SyncReport {
+        SyncReport {
+            report,
+            actions: Vec::new(),
+            remediation: None,
+            errors: Vec::new(),
+            dry_run: false,
+            rollout: None,
+            conflicts: Vec::new(),
+            recovered: Vec::new(),
+        }
+    }
+
     /// Findings a (real) sync leaves: drifted resources not reverted, missing and unmanaged objects.
     pub fn remaining(&self) -> usize {
         let left = self.actions.iter().filter(|a| !matches!(a.outcome, SyncOutcome::Reverted | SyncOutcome::AlreadyInSync | SyncOutcome::WouldRevert)).count();

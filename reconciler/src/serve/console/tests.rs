@@ -24,24 +24,15 @@ fn drifted_vm(value: &str) -> ResourceReport {
 }
 
 fn sync_of(resources: Vec<ResourceReport>) -> SyncReport {
-    SyncReport {
-        report: DriftReport {
-            revision: "0123456789abcdef0123".into(),
-            generated_at: "2026-01-01T00:00:01Z".into(),
-            summary: Summary { resources: resources.len(), drifted: 1, ..Summary::default() },
-            resources,
-            ignored: Vec::new(),
-            warnings: Vec::new(),
-            last_applied: None,
-        },
-        actions: Vec::new(),
-        remediation: None,
-        errors: Vec::new(),
-        dry_run: false,
-        rollout: None,
-        conflicts: Vec::new(),
-        recovered: Vec::new(),
-    }
+    SyncReport::acting_on(DriftReport {
+        revision: "0123456789abcdef0123".into(),
+        generated_at: "2026-01-01T00:00:01Z".into(),
+        summary: Summary { resources: resources.len(), drifted: 1, ..Summary::default() },
+        resources,
+        ignored: Vec::new(),
+        warnings: Vec::new(),
+        last_applied: None,
+    })
 }
 
 fn card(name: &str) -> CardView {
