@@ -1,10 +1,10 @@
 //! Drifts awaiting a decision: recorded by each sync under a stable id, approved by a person, resolved when gone.
 
 use novacron_schemas::Severity;
-use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use serde_json::json;
 
+use super::sql::{DbError, Row, args};
 use super::{AuditEntry, StateDb, StateError};
 
 /// A drift as a sync saw it, to be recorded.
@@ -63,7 +63,7 @@ pub enum ApprovalError {
 
 const PENDING_COLUMNS: &str = "id, repo, address, object_id, severity, created_at, approved_by, approved_at";
 
-fn pending_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PendingDrift> {
+fn pending_row(r: &Row) -> Result<PendingDrift, DbError> {
     let severity: String = r.get(4)?;
     Ok(PendingDrift {
         id: r.get(0)?,
@@ -79,106 +79,89 @@ fn pending_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PendingDrift> {
 
 /// Unresolved drifts (of one repository, or all), oldest first.
 pub fn pending_approvals(db: &StateDb, repo: Option<&str>) -> Result<Vec<PendingDrift>, StateError> {
-    let err = db.query_err("list drifts awaiting approval");
-    let conn = db.conn();
-    let sql = format!("SELECT {PENDING_COLUMNS} FROM drifts WHERE resolved_at IS NULL AND (?1 IS NULL OR repo = ?1) ORDER BY created_at, id");
-    let mut stmt = conn.prepare(&sql).map_err(&err)?;
-    let rows = stmt.query_map([repo], pending_row).map_err(&err)?;
-    rows.collect::<Result<Vec<_>, _>>().map_err(err)
+    let sql = format!("SELECT {PENDING_COLUMNS} FROM drifts WHERE resolved_at IS NULL AND repo = COALESCE(?1, repo) ORDER BY created_at, id");
+    db.read("list drifts awaiting approval", |tx| tx.query(&sql, args![repo])?.iter().map(pending_row).collect())
 }
 
 /// Approves the revert of drift `id`; the next sync carries it out. Recorded with who and
 /// when, and in the audit log. Approving twice keeps the first approval.
 pub fn approve(db: &StateDb, id: &str, actor: &str) -> Result<PendingDrift, ApprovalError> {
-    let err = db.query_err("approve a drift");
-    let mut conn = db.conn();
+    let now = db.now();
     // The approval and its audit entry commit together: no approval without its record.
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(&err)?;
-    tx.execute(
-        "UPDATE drifts SET approved_by = ?2, approved_at = ?3 WHERE id = ?1 AND resolved_at IS NULL AND approved_by IS NULL",
-        params![id, actor, db.now()],
-    )
-    .map_err(&err)?;
-    let sql = format!("SELECT {PENDING_COLUMNS} FROM drifts WHERE id = ?1 AND resolved_at IS NULL");
-    let drift = tx.query_row(&sql, [id], pending_row).optional().map_err(&err)?.ok_or_else(|| ApprovalError::UnknownId { id: id.to_string() })?;
-    // Every approval call is recorded, a repeated one too (who asked, and that the first stands).
-    let entry = AuditEntry {
-        actor: actor.to_string(),
-        action: super::AuditAction::Approve,
-        repo: drift.repo.clone(),
-        subject: drift.address.clone(),
-        detail: json!({"drift_id": drift.id, "severity": drift.severity, "object_id": drift.object_id, "approved_by": drift.approved_by}),
-    };
-    super::audit::append_in(&tx, entry, &db.now()).map_err(&err)?;
-    tx.commit().map_err(&err)?;
-    Ok(drift)
+    let drift = db.write("approve a drift", |tx| {
+        tx.execute(
+            "UPDATE drifts SET approved_by = ?2, approved_at = ?3 WHERE id = ?1 AND resolved_at IS NULL AND approved_by IS NULL",
+            args![id, actor, &now],
+        )?;
+        let sql = format!("SELECT {PENDING_COLUMNS} FROM drifts WHERE id = ?1 AND resolved_at IS NULL");
+        let Some(drift) = tx.query_opt(&sql, args![id])?.as_ref().map(pending_row).transpose()? else { return Ok(None) };
+        // Every approval call is recorded, a repeated one too (who asked, and that the first stands).
+        let entry = AuditEntry {
+            actor: actor.to_string(),
+            action: super::AuditAction::Approve,
+            repo: drift.repo.clone(),
+            subject: drift.address.clone(),
+            detail: json!({"drift_id": drift.id, "severity": drift.severity, "object_id": drift.object_id, "approved_by": drift.approved_by}),
+        };
+        super::audit::append_in(tx, entry, &now)?;
+        Ok(Some(drift))
+    })?;
+    drift.ok_or_else(|| ApprovalError::UnknownId { id: id.to_string() })
 }
 
 /// Records the drifts one sync of `repo` saw: new ones are inserted (and returned), known ones
 /// touched; unresolved drifts of `repo` not in `seen` are resolved as `gone`.
 pub fn record_drifts(db: &StateDb, repo: &str, seen: &[DriftRecord]) -> Result<Vec<DriftRecord>, StateError> {
-    let err = db.query_err("record drifts");
-    let mut conn = db.conn();
     let at = db.now();
-    let tx = conn.transaction().map_err(&err)?;
-    let mut new = Vec::new();
-    for d in seen {
-        let changed = tx
-            .execute(
+    db.write("record drifts", |tx| {
+        let mut new = Vec::new();
+        for d in seen {
+            let changed = tx.execute(
                 "INSERT INTO drifts (id, repo, address, kind, object_id, severity, desired_hash, live_hash, created_at, last_seen)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9) ON CONFLICT(id) DO NOTHING",
-                params![d.id, repo, d.address, d.kind, d.object_id, d.severity.as_str(), d.desired_hash, d.live_hash, at],
-            )
-            .map_err(&err)?;
-        if changed == 1 {
-            new.push(d.clone());
-        } else {
-            // Seen again after being resolved (e.g. reverted, then changed back the same way): open it again.
-            tx.execute("UPDATE drifts SET last_seen = ?2, resolved_at = NULL, resolution = NULL WHERE id = ?1", params![d.id, at]).map_err(&err)?;
+                args![&d.id, repo, &d.address, &d.kind, &d.object_id, d.severity.as_str(), &d.desired_hash, &d.live_hash, &at],
+            )?;
+            if changed == 1 {
+                new.push(d.clone());
+            } else {
+                // Seen again after being resolved (e.g. reverted, then changed back the same way): open it again.
+                tx.execute("UPDATE drifts SET last_seen = ?2, resolved_at = NULL, resolution = NULL WHERE id = ?1", args![&d.id, &at])?;
+            }
         }
-    }
-    let ids: Vec<&str> = seen.iter().map(|d| d.id.as_str()).collect();
-    let open: Vec<String> = {
-        let mut stmt = tx.prepare("SELECT id FROM drifts WHERE repo = ?1 AND resolved_at IS NULL").map_err(&err)?;
-        let rows = stmt.query_map([repo], |r| r.get(0)).map_err(&err)?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(&err)?
-    };
-    for id in open.iter().filter(|id| !ids.contains(&id.as_str())) {
-        tx.execute("UPDATE drifts SET resolved_at = ?2, resolution = 'gone' WHERE id = ?1", params![id, at]).map_err(&err)?;
-    }
-    tx.commit().map_err(&err)?;
-    Ok(new)
+        let ids: Vec<&str> = seen.iter().map(|d| d.id.as_str()).collect();
+        let open: Vec<String> =
+            tx.query("SELECT id FROM drifts WHERE repo = ?1 AND resolved_at IS NULL", args![repo])?.iter().map(|r| r.get(0)).collect::<Result<_, _>>()?;
+        for id in open.iter().filter(|id| !ids.contains(&id.as_str())) {
+            tx.execute("UPDATE drifts SET resolved_at = ?2, resolution = 'gone' WHERE id = ?1", args![id, &at])?;
+        }
+        Ok(new)
+    })
 }
 
 /// Records missing and unmanaged objects (`(id, address, status)`) a sync of `repo` saw; returns
 /// those never seen before, which get a `detect` audit entry. They await no approval: the
 /// reconciler never creates or deletes objects.
 pub fn record_findings(db: &StateDb, repo: &str, seen: &[(String, String, String)]) -> Result<Vec<(String, String, String)>, StateError> {
-    let err = db.query_err("record findings");
-    let mut conn = db.conn();
     let at = db.now();
-    let tx = conn.transaction().map_err(&err)?;
-    let mut new = Vec::new();
-    for (id, address, status) in seen {
-        let inserted = tx
-            .execute(
+    db.write("record findings", |tx| {
+        let mut new = Vec::new();
+        for (id, address, status) in seen {
+            let inserted = tx.execute(
                 "INSERT INTO findings (id, repo, address, status, first_seen) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(id) DO NOTHING",
-                params![id, repo, address, status, at],
-            )
-            .map_err(&err)?;
-        if inserted == 1 {
-            new.push((id.clone(), address.clone(), status.clone()));
+                args![id, repo, address, status, &at],
+            )?;
+            if inserted == 1 {
+                new.push((id.clone(), address.clone(), status.clone()));
+            }
         }
-    }
-    tx.commit().map_err(&err)?;
-    Ok(new)
+        Ok(new)
+    })
 }
 
 /// Marks drift `id` resolved (`reverted`, ...).
 pub fn resolve_drift(db: &StateDb, id: &str, resolution: &str) -> Result<(), StateError> {
-    let err = db.query_err("resolve a drift");
-    db.conn().execute("UPDATE drifts SET resolved_at = ?2, resolution = ?3 WHERE id = ?1", params![id, db.now(), resolution]).map_err(err)?;
-    Ok(())
+    let now = db.now();
+    db.write("resolve a drift", |tx| tx.execute("UPDATE drifts SET resolved_at = ?2, resolution = ?3 WHERE id = ?1", args![id, &now, resolution]).map(|_| ()))
 }
 
 #[cfg(test)]

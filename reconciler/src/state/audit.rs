@@ -1,10 +1,10 @@
 //! The hash-chained audit log: each entry holds the SHA-256 of the one before, so an edit breaks the chain.
 
 use novacron_schemas::{canonical_json, sha256_hex};
-use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use super::sql::{DbError, Row, Tx, args};
 use super::{StateDb, StateError};
 
 /// The `prev_hash` of the first entry.
@@ -126,21 +126,25 @@ impl AuditRecord {
     }
 }
 
-/// Appends an entry at the end of the chain, in one transaction.
-pub fn audit_append(db: &StateDb, entry: AuditEntry) -> Result<AuditRecord, StateError> {
-    let err = db.query_err("append to the audit log");
-    let mut conn = db.conn();
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(&err)?;
-    let record = append_in(&tx, entry, &db.now()).map_err(&err)?;
-    tx.commit().map_err(&err)?;
-    Ok(record)
+/// The hash `record` should have (for tests that build a chain by hand).
+#[cfg(test)]
+pub(super) fn expected_hash_of(record: &AuditRecord) -> String {
+    record.expected_hash()
 }
 
-/// Appends an entry inside the caller's (immediate) transaction, so it commits with what it records.
-pub(super) fn append_in(tx: &rusqlite::Transaction<'_>, entry: AuditEntry, time: &str) -> rusqlite::Result<AuditRecord> {
-    let last: Option<(u64, String)> = tx.query_row("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
-    let (seq, prev_hash) = match last {
-        Some((seq, hash)) => (seq + 1, hash),
+/// Appends an entry at the end of the chain, in one transaction.
+pub fn audit_append(db: &StateDb, entry: AuditEntry) -> Result<AuditRecord, StateError> {
+    let now = db.now();
+    db.write("append to the audit log", |tx| append_in(tx, entry, &now))
+}
+
+/// Appends an entry inside the caller's write transaction, so it commits with what it records.
+/// The chain's head row is locked first: appends from several processes (replicas sharing
+/// PostgreSQL, the CLI beside `serve`) take turns, and each links to the one before.
+pub(super) fn append_in(tx: &mut Tx<'_>, entry: AuditEntry, time: &str) -> Result<AuditRecord, DbError> {
+    let head = tx.query_opt("SELECT seq, hash FROM audit_head WHERE id = 1{for_update}", args![])?;
+    let (seq, prev_hash) = match head {
+        Some(r) => (r.get::<u64>(0)? + 1, r.get::<String>(1)?),
         None => (1, GENESIS_HASH.to_string()),
     };
     let mut record = AuditRecord {
@@ -157,22 +161,26 @@ pub(super) fn append_in(tx: &rusqlite::Transaction<'_>, entry: AuditEntry, time:
     record.hash = record.expected_hash();
     tx.execute(
         "INSERT INTO audit (seq, time, actor, action, repo, subject, detail, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        params![
+        args![
             record.seq,
-            record.time,
-            record.actor,
-            record.action,
-            record.repo,
-            record.subject,
+            &record.time,
+            &record.actor,
+            &record.action,
+            &record.repo,
+            &record.subject,
             canonical_json(&record.detail),
-            record.prev_hash,
-            record.hash
+            &record.prev_hash,
+            &record.hash
         ],
+    )?;
+    tx.execute(
+        "INSERT INTO audit_head (id, seq, hash) VALUES (1, ?1, ?2) ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+        args![record.seq, &record.hash],
     )?;
     Ok(record)
 }
 
-fn record_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRecord> {
+fn record_row(r: &Row) -> Result<AuditRecord, DbError> {
     let detail: String = r.get(6)?;
     Ok(AuditRecord {
         seq: r.get(0)?,
@@ -190,14 +198,10 @@ fn record_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRecord> {
 
 /// Up to `limit` entries, newest first, skipping the `offset` newest (`limit` `None`: all).
 fn read_newest(db: &StateDb, offset: u64, limit: Option<u64>) -> Result<Vec<AuditRecord>, StateError> {
-    let err = db.query_err("read the audit log");
-    let conn = db.conn();
-    let sql = "SELECT seq, time, actor, action, repo, subject, detail, prev_hash, hash FROM audit ORDER BY seq DESC LIMIT ?1 OFFSET ?2";
-    let mut stmt = conn.prepare(sql).map_err(&err)?;
-    let cap = limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
-    let skip = i64::try_from(offset).unwrap_or(i64::MAX);
-    let rows = stmt.query_map([cap, skip], record_row).map_err(&err)?;
-    rows.collect::<Result<Vec<_>, _>>().map_err(err)
+    db.read("read the audit log", |tx| {
+        let sql = "SELECT seq, time, actor, action, repo, subject, detail, prev_hash, hash FROM audit ORDER BY seq DESC LIMIT ?1 OFFSET ?2";
+        tx.query(sql, args![limit.unwrap_or(u64::MAX), offset])?.iter().map(record_row).collect()
+    })
 }
 
 fn read_all(db: &StateDb, limit: Option<u64>) -> Result<Vec<AuditRecord>, StateError> {
@@ -210,7 +214,7 @@ fn read_all(db: &StateDb, limit: Option<u64>) -> Result<Vec<AuditRecord>, StateE
 /// One page of the log, newest first: `limit` entries after skipping the `offset` newest, and
 /// how many entries the log holds.
 pub fn audit_page(db: &StateDb, offset: u64, limit: u64) -> Result<(Vec<AuditRecord>, u64), StateError> {
-    let total: u64 = db.conn().query_row("SELECT COUNT(*) FROM audit", [], |r| r.get(0)).map_err(db.query_err("count the audit log"))?;
+    let total: u64 = db.read("count the audit log", |tx| tx.query_one("SELECT COUNT(*) FROM audit", args![])?.get(0))?;
     Ok((read_newest(db, offset, Some(limit))?, total))
 }
 

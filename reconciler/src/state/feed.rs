@@ -1,7 +1,6 @@
 //! What `serve` has taken in from outside: the platform event-feed position (`serve_meta`) and the webhook deliveries seen (`serve_delivery`, for replay detection).
 
-use rusqlite::{OptionalExtension, params};
-
+use super::sql::args;
 use super::{StateDb, StateError};
 
 /// How many webhook delivery ids are remembered for replay detection.
@@ -9,32 +8,31 @@ pub const DELIVERIES_KEPT: i64 = 10_000;
 
 /// The last event-feed sequence number handled, if any.
 pub fn event_seq(db: &StateDb) -> Result<Option<u64>, StateError> {
-    let err = db.query_err("read the event-feed position");
-    let conn = db.conn();
-    let text: Option<String> = conn.query_row("SELECT value FROM serve_meta WHERE key = 'event_seq'", [], |r| r.get(0)).optional().map_err(err)?;
-    Ok(text.and_then(|t| t.parse().ok()))
+    db.read("read the event-feed position", |tx| {
+        let text: Option<String> = tx.query_opt("SELECT value FROM serve_meta WHERE key = 'event_seq'", args![])?.map(|r| r.get(0)).transpose()?;
+        Ok(text.and_then(|t| t.parse().ok()))
+    })
 }
 
 /// Records the event-feed position.
 pub fn set_event_seq(db: &StateDb, seq: u64) -> Result<(), StateError> {
-    let err = db.query_err("record the event-feed position");
-    let conn = db.conn();
-    conn.execute("INSERT INTO serve_meta (key, value) VALUES ('event_seq', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value", [seq.to_string()])
-        .map_err(err)?;
-    Ok(())
+    db.write("record the event-feed position", |tx| {
+        tx.execute("INSERT INTO serve_meta (key, value) VALUES ('event_seq', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value", args![seq.to_string()])
+            .map(|_| ())
+    })
 }
 
 /// Remembers a webhook delivery id; false when it was seen before (a replay). Keeps the
 /// newest [`DELIVERIES_KEPT`].
 pub fn remember_delivery(db: &StateDb, id: &str) -> Result<bool, StateError> {
-    let err = db.query_err("remember a webhook delivery");
-    let conn = db.conn();
-    let next: i64 = conn.query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM serve_delivery", [], |r| r.get(0)).map_err(&err)?;
-    let added = conn.execute("INSERT OR IGNORE INTO serve_delivery (id, seq) VALUES (?1, ?2)", params![id, next]).map_err(&err)? == 1;
-    if added && next % 100 == 0 {
-        conn.execute("DELETE FROM serve_delivery WHERE seq <= ?1", [next - DELIVERIES_KEPT]).map_err(&err)?;
-    }
-    Ok(added)
+    db.write("remember a webhook delivery", |tx| {
+        let next: i64 = tx.query_one("SELECT COALESCE(MAX(seq), 0) + 1 FROM serve_delivery", args![])?.get(0)?;
+        let added = tx.execute("INSERT INTO serve_delivery (id, seq) VALUES (?1, ?2) ON CONFLICT (id) DO NOTHING", args![id, next])? == 1;
+        if added && next % 100 == 0 {
+            tx.execute("DELETE FROM serve_delivery WHERE seq <= ?1", args![next - DELIVERIES_KEPT])?;
+        }
+        Ok(added)
+    })
 }
 
 #[cfg(test)]

@@ -1,9 +1,9 @@
 //! The sync journal: an intent before each PATCH and its outcome after, so an interrupted sync is finished, not repeated.
 
-use rusqlite::{TransactionBehavior, params};
 use serde::Serialize;
 
 use super::audit::append_in;
+use super::sql::args;
 use super::{AuditEntry, StateDb, StateError};
 
 /// Where one revert stands.
@@ -76,32 +76,30 @@ pub struct JournalEntry {
 /// Writes an intent and its audit entry in one transaction (the entry's object `detail` gets
 /// `"journal": seq`); returns the sequence number for [`journal_finish`].
 pub fn journal_intent(db: &StateDb, entry: &JournalEntry, audit: AuditEntry) -> Result<u64, StateError> {
-    let err = db.query_err("write a sync intent");
-    let mut conn = db.conn();
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&err)?;
+    let now = db.now();
     let attributes = serde_json::to_string(&entry.attributes).unwrap_or_else(|_| "[]".into());
-    tx.execute(
-        "INSERT INTO journal (drift_id, repo, address, kind, object_id, etag, attributes, state, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'intent', ?8)",
-        params![entry.drift_id, entry.repo, entry.address, entry.kind, entry.object_id, entry.etag, attributes, db.now()],
-    )
-    .map_err(&err)?;
-    let seq = u64::try_from(tx.last_insert_rowid()).unwrap_or(0);
-    append_in(&tx, with_journal(audit, seq), &db.now()).map_err(&err)?;
-    tx.commit().map_err(&err)?;
-    Ok(seq)
+    db.write("write a sync intent", |tx| {
+        let seq: u64 = tx
+            .query_one(
+                "INSERT INTO journal (drift_id, repo, address, kind, object_id, etag, attributes, state, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'intent', ?8) RETURNING seq",
+                args![&entry.drift_id, &entry.repo, &entry.address, &entry.kind, &entry.object_id, &entry.etag, attributes, &now],
+            )?
+            .get(0)?;
+        append_in(tx, with_journal(audit, seq), &now)?;
+        Ok(seq)
+    })
 }
 
 /// Records the outcome of intent `seq`, with its audit entry when given, in one transaction.
 pub fn journal_finish(db: &StateDb, seq: u64, outcome: JournalOutcome, audit: Option<AuditEntry>) -> Result<(), StateError> {
-    let err = db.query_err("record a sync outcome");
-    let mut conn = db.conn();
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&err)?;
-    tx.execute("UPDATE journal SET state = 'done', outcome = ?2, finished_at = ?3 WHERE seq = ?1", params![seq, outcome.as_str(), db.now()]).map_err(&err)?;
-    if let Some(audit) = audit {
-        append_in(&tx, with_journal(audit, seq), &db.now()).map_err(&err)?;
-    }
-    tx.commit().map_err(&err)?;
-    Ok(())
+    let now = db.now();
+    db.write("record a sync outcome", |tx| {
+        tx.execute("UPDATE journal SET state = 'done', outcome = ?2, finished_at = ?3 WHERE seq = ?1", args![seq, outcome.as_str(), &now])?;
+        if let Some(audit) = audit {
+            append_in(tx, with_journal(audit, seq), &now)?;
+        }
+        Ok(())
+    })
 }
 
 fn with_journal(mut audit: AuditEntry, seq: u64) -> AuditEntry {
@@ -113,29 +111,29 @@ fn with_journal(mut audit: AuditEntry, seq: u64) -> AuditEntry {
 
 /// Intents of `repo` that were never finished (a sync stopped between intent and outcome).
 pub fn journal_open_intents(db: &StateDb, repo: &str) -> Result<Vec<JournalEntry>, StateError> {
-    let err = db.query_err("read open sync intents");
-    let conn = db.conn();
-    let mut stmt = conn
-        .prepare("SELECT seq, drift_id, repo, address, kind, object_id, etag, attributes FROM journal WHERE repo = ?1 AND state = 'intent' ORDER BY seq")
-        .map_err(&err)?;
-    let rows = stmt
-        .query_map([repo], |r| {
-            let attributes: String = r.get(7)?;
-            Ok(JournalEntry {
-                seq: r.get(0)?,
-                drift_id: r.get(1)?,
-                repo: r.get(2)?,
-                address: r.get(3)?,
-                kind: r.get(4)?,
-                object_id: r.get(5)?,
-                etag: r.get(6)?,
-                attributes: serde_json::from_str(&attributes).unwrap_or_default(),
-                state: JournalState::Intent,
-                outcome: None,
+    db.read("read open sync intents", |tx| {
+        let rows = tx.query(
+            "SELECT seq, drift_id, repo, address, kind, object_id, etag, attributes FROM journal WHERE repo = ?1 AND state = 'intent' ORDER BY seq",
+            args![repo],
+        )?;
+        rows.iter()
+            .map(|r| {
+                let attributes: String = r.get(7)?;
+                Ok(JournalEntry {
+                    seq: r.get(0)?,
+                    drift_id: r.get(1)?,
+                    repo: r.get(2)?,
+                    address: r.get(3)?,
+                    kind: r.get(4)?,
+                    object_id: r.get(5)?,
+                    etag: r.get(6)?,
+                    attributes: serde_json::from_str(&attributes).unwrap_or_default(),
+                    state: JournalState::Intent,
+                    outcome: None,
+                })
             })
-        })
-        .map_err(&err)?;
-    rows.collect::<Result<Vec<_>, _>>().map_err(err)
+            .collect()
+    })
 }
 
 #[cfg(test)]

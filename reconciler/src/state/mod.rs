@@ -8,25 +8,34 @@ mod approval;
 mod audit;
 mod feed;
 mod journal;
+mod leases;
 mod lock;
 mod plans;
+mod postgres_url;
 mod repos;
 mod reviews;
 mod runs;
+pub mod sql;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+#[cfg(test)]
+use std::sync::MutexGuard;
+use std::sync::{Arc, Mutex};
 
 pub use approval::{ApprovalError, DriftRecord, PendingDrift, approve, pending_approvals, record_drifts, record_findings, resolve_drift};
 pub use audit::{AuditAction, AuditEntry, AuditRecord, VerifyOutcome, audit_append, audit_list, audit_page, audit_verify};
 pub use feed::{DELIVERIES_KEPT, event_seq, remember_delivery, set_event_seq};
 pub use journal::{JournalEntry, JournalOutcome, JournalState, journal_finish, journal_intent, journal_open_intents};
+pub use leases::{
+    LeaseRow, ReplicaRow, WAKE_CHANNEL, WakeListener, heartbeat, last_wakeup, leases, register_replica, release_lease, replicas, retire_replica, try_acquire,
+    wake, wakeups_since,
+};
 pub use lock::StateLock;
 pub use plans::{
     PendingPlan, PlanRecord, RolloutIntent, approve_plan, hold_plan, open_rollouts, pending_plans, plan_file, resolve_plan, rolled_out_revision,
     rollout_finish, rollout_intent, rollout_started, set_rolled_out, supersede_plans,
 };
-pub use repos::{StoredRepo, save_repo, stored_repo};
+pub use repos::{StoredRepo, save_repo, stored_repo, stored_repos};
 pub use reviews::{forget_review_comment, record_review, review_comment};
 pub use runs::{RunRecord, record_run, run_history};
 use rusqlite::Connection;
@@ -35,6 +44,61 @@ use crate::clock::{Clock, SharedClock};
 
 /// The default `--state` file, relative to the working directory.
 pub const DEFAULT_STATE_PATH: &str = ".novacron-reconcile/state.db";
+
+/// Where the state lives: a SQLite file (the embedded default) or a PostgreSQL database
+/// (`postgres://` or `postgresql://` URL), shared by `serve` replicas.
+#[derive(Clone)]
+pub enum StateLocation {
+    /// A SQLite file.
+    File(PathBuf),
+    /// A PostgreSQL database; the password (from the URL, `PGPASSWORD` or libpq's passfile)
+    /// stays inside the config and is never printed.
+    Postgres(Box<postgres::Config>),
+}
+
+impl std::fmt::Debug for StateLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.to_string())
+    }
+}
+
+impl std::fmt::Display for StateLocation {
+    /// The file, or the URL without its password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StateLocation::File(path) => write!(f, "{}", path.display()),
+            StateLocation::Postgres(config) => f.write_str(&postgres_url::redacted(config)),
+        }
+    }
+}
+
+impl std::str::FromStr for StateLocation {
+    type Err = String;
+
+    /// A `postgres://` / `postgresql://` URL, else a file path.
+    fn from_str(s: &str) -> Result<StateLocation, String> {
+        if postgres_url::is_postgres(s) {
+            postgres_url::parse(s).map(|c| StateLocation::Postgres(Box::new(c)))
+        } else {
+            Ok(StateLocation::File(PathBuf::from(s)))
+        }
+    }
+}
+
+impl StateLocation {
+    /// The SQLite file, when the state is one.
+    pub fn file(&self) -> Option<&Path> {
+        match self {
+            StateLocation::File(p) => Some(p),
+            StateLocation::Postgres(_) => None,
+        }
+    }
+
+    /// True for PostgreSQL, which several `serve` replicas may share.
+    pub fn is_shared(&self) -> bool {
+        matches!(self, StateLocation::Postgres(_))
+    }
+}
 
 /// Why the state database could not be used (or locked).
 #[derive(Debug, thiserror::Error)]
@@ -57,33 +121,82 @@ pub enum StateError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The file could not be opened or created.
-    #[error("state database {}: cannot open: {detail}; check --state", path.display())]
+    /// The database could not be opened, created or migrated.
+    #[error("state database {location}: cannot open: {detail}; check --state")]
     Open {
-        /// The file.
-        path: PathBuf,
-        /// What SQLite or the file system said.
+        /// The file, or the URL without its password.
+        location: String,
+        /// What the engine or the file system said.
         detail: String,
     },
     /// A query failed.
-    #[error("state database {}: {operation}: {source}", path.display())]
+    #[error("state database {location}: {operation}: {source}")]
     Query {
-        /// The file.
-        path: PathBuf,
+        /// The file, or the URL without its password.
+        location: String,
         /// What was being done.
         operation: &'static str,
-        /// What SQLite said.
-        source: rusqlite::Error,
+        /// What the engine said.
+        source: sql::DbError,
+    },
+    /// A write of a reconcile whose repository lease has moved to another replica (or was
+    /// given up): refused, so a replica that lost its lease cannot overwrite its successor.
+    #[error(
+        "state database {location}: {operation}: refused, the lease on repository {repo} moved on (this replica held token {token}, the lease is now {now}); another replica reconciles it"
+    )]
+    Fenced {
+        /// The file, or the URL without its password.
+        location: String,
+        /// What was being done.
+        operation: &'static str,
+        /// The repository.
+        repo: String,
+        /// The fencing token the write carried.
+        token: u64,
+        /// Who holds it now (`owner` and token), or `released`.
+        now: String,
     },
 }
 
-/// An open state database. One connection behind a mutex: every operation is a short transaction.
-#[derive(Debug)]
+impl StateError {
+    /// True when the database could not be reached (as opposed to a query it refused).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, StateError::Query { source, .. } if source.unreachable)
+    }
+}
+
+/// The lease a reconcile's writes carry: refused once the lease on `repo` is held by anyone
+/// else or with another token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    /// The repository (as `serve` names it).
+    pub repo: String,
+    /// This replica.
+    pub owner: String,
+    /// The fencing token of the lease when it was taken.
+    pub token: u64,
+}
+
+struct Inner {
+    location: StateLocation,
+    engine: sql::Engine,
+}
+
+/// An open state database: SQLite (one connection behind a mutex) or PostgreSQL (a small
+/// pool); every operation is a short transaction. Clones share the connection.
+#[derive(Clone)]
 pub struct StateDb {
-    path: PathBuf,
-    conn: Mutex<Connection>,
+    inner: Arc<Inner>,
     /// Stamps every row and audit entry written (approvals, resolutions, journal, plans).
     clock: SharedClock,
+    /// The lease every write carries, for a reconcile run by `serve`.
+    fence: Option<Fence>,
+}
+
+impl std::fmt::Debug for StateDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateDb").field("location", &self.inner.location).field("fence", &self.fence).finish_non_exhaustive()
+    }
 }
 
 /// The schema as the first release wrote it (every statement idempotent, so databases made
@@ -223,14 +336,59 @@ CREATE TABLE IF NOT EXISTS serve_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL
 CREATE TABLE IF NOT EXISTS serve_delivery (id TEXT PRIMARY KEY, seq INTEGER NOT NULL);
 ";
 
-/// The migrations, in order: entry `i` brings a database from version `i` to `i + 1`.
-const MIGRATIONS: [&str; 5] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5];
+/// Version 6: what replicas share — repository leases with fencing tokens, the replicas
+/// alive, wake-ups for the lease holder, and the audit chain's head row (locked by each append,
+/// so appends from several processes serialise). The head is seeded from the log as it stands.
+const SCHEMA_V6: &str = "
+CREATE TABLE leases (repo TEXT PRIMARY KEY, owner TEXT NOT NULL, token BIGINT NOT NULL, expires_ms BIGINT NOT NULL, acquired_at TEXT NOT NULL);
+CREATE TABLE replicas (id TEXT PRIMARY KEY, address TEXT NOT NULL, started_at TEXT NOT NULL, expires_ms BIGINT NOT NULL);
+CREATE TABLE wakeups (seq INTEGER PRIMARY KEY, repo TEXT NOT NULL, reason TEXT NOT NULL, at TEXT NOT NULL);
+CREATE TABLE audit_head (id INTEGER PRIMARY KEY CHECK (id = 1), seq BIGINT NOT NULL, hash TEXT NOT NULL);
+INSERT INTO audit_head (id, seq, hash)
+    SELECT 1, COALESCE(MAX(seq), 0), COALESCE((SELECT hash FROM audit ORDER BY seq DESC LIMIT 1), '0000000000000000000000000000000000000000000000000000000000000000') FROM audit;
+";
 
-/// The schema version this build writes (`PRAGMA user_version`).
+/// The migrations, in order: entry `i` brings a database from version `i` to `i + 1`.
+const MIGRATIONS: [&str; 6] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6];
+
+/// The schema version this build writes (SQLite: `PRAGMA user_version`).
 pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
 
-/// Brings the database up to [`SCHEMA_VERSION`], one transaction per step; refuses a database
-/// written by a newer build.
+/// The PostgreSQL schema, version 1: the same tables as SQLite's version 6, in PostgreSQL's types.
+const PG_SCHEMA_V1: &str = "
+CREATE TABLE audit (seq BIGINT PRIMARY KEY, time TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, repo TEXT NOT NULL, subject TEXT NOT NULL, detail TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
+CREATE TABLE audit_head (id INTEGER PRIMARY KEY CHECK (id = 1), seq BIGINT NOT NULL, hash TEXT NOT NULL);
+INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000');
+CREATE TABLE drifts (id TEXT PRIMARY KEY, repo TEXT NOT NULL, address TEXT NOT NULL, kind TEXT NOT NULL, object_id TEXT NOT NULL, severity TEXT NOT NULL, desired_hash TEXT NOT NULL, live_hash TEXT NOT NULL, created_at TEXT NOT NULL, last_seen TEXT NOT NULL, approved_by TEXT, approved_at TEXT, resolved_at TEXT, resolution TEXT);
+CREATE INDEX drifts_open ON drifts (repo, resolved_at);
+CREATE TABLE findings (id TEXT PRIMARY KEY, repo TEXT NOT NULL, address TEXT NOT NULL, status TEXT NOT NULL, first_seen TEXT NOT NULL);
+CREATE TABLE journal (seq BIGSERIAL PRIMARY KEY, drift_id TEXT NOT NULL, repo TEXT NOT NULL, address TEXT NOT NULL, kind TEXT NOT NULL, object_id TEXT NOT NULL, etag TEXT NOT NULL, attributes TEXT NOT NULL, state TEXT NOT NULL, created_at TEXT NOT NULL, finished_at TEXT, outcome TEXT);
+CREATE TABLE plans (id TEXT PRIMARY KEY, repo TEXT NOT NULL, path TEXT NOT NULL, revision TEXT NOT NULL, severity TEXT NOT NULL, summary TEXT NOT NULL, reason TEXT NOT NULL, changes TEXT NOT NULL, plan BYTEA NOT NULL, created_at TEXT NOT NULL, approved_by TEXT, approved_at TEXT, resolved_at TEXT, resolution TEXT);
+CREATE INDEX plans_open ON plans (repo, path, resolved_at);
+CREATE TABLE rollouts (seq BIGSERIAL PRIMARY KEY, repo TEXT NOT NULL, path TEXT NOT NULL, operation TEXT NOT NULL, plan_id TEXT, pid BIGINT, started_at TEXT NOT NULL, finished_at TEXT, outcome TEXT);
+CREATE TABLE rolled_out (repo TEXT NOT NULL, path TEXT NOT NULL, revision TEXT NOT NULL, at TEXT NOT NULL, PRIMARY KEY (repo, path));
+CREATE TABLE pr_reviews (repo TEXT NOT NULL, path TEXT NOT NULL, number BIGINT NOT NULL, comment_id BIGINT, head TEXT NOT NULL, state TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (repo, path, number));
+CREATE TABLE serve_runs (seq BIGSERIAL PRIMARY KEY, repo TEXT NOT NULL, finished_at TEXT NOT NULL, duration_ms BIGINT NOT NULL, trigger TEXT NOT NULL, revision TEXT, ok BIGINT NOT NULL, drifted BIGINT NOT NULL, critical BIGINT NOT NULL, high BIGINT NOT NULL, medium BIGINT NOT NULL, low BIGINT NOT NULL, info BIGINT NOT NULL, error TEXT);
+CREATE INDEX serve_runs_repo ON serve_runs (repo, seq);
+CREATE TABLE serve_repo (name TEXT PRIMARY KEY, revision TEXT, last_run TEXT, last_error TEXT, summary TEXT);
+CREATE TABLE serve_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE serve_delivery (id TEXT PRIMARY KEY, seq BIGINT NOT NULL);
+CREATE TABLE leases (repo TEXT PRIMARY KEY, owner TEXT NOT NULL, token BIGINT NOT NULL, expires_ms BIGINT NOT NULL, acquired_at TEXT NOT NULL);
+CREATE TABLE replicas (id TEXT PRIMARY KEY, address TEXT NOT NULL, started_at TEXT NOT NULL, expires_ms BIGINT NOT NULL);
+CREATE TABLE wakeups (seq BIGSERIAL PRIMARY KEY, repo TEXT NOT NULL, reason TEXT NOT NULL, at TEXT NOT NULL);
+";
+
+/// The PostgreSQL migrations, in order (entry `i` brings version `i` to `i + 1`).
+const PG_MIGRATIONS: [&str; 1] = [PG_SCHEMA_V1];
+
+/// The PostgreSQL schema version this build writes (table `novacron_schema`).
+pub const PG_SCHEMA_VERSION: usize = PG_MIGRATIONS.len();
+
+/// The advisory lock that serialises migrations when several replicas start at once.
+const PG_MIGRATION_LOCK: i64 = 0x6e6f_7661_6372_6f6e;
+
+/// Brings a SQLite database up to [`SCHEMA_VERSION`], one transaction per step; refuses a
+/// database written by a newer build.
 fn migrate(conn: &mut Connection) -> Result<(), String> {
     let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| e.to_string())?;
     let current = usize::try_from(current).unwrap_or(0);
@@ -248,10 +406,31 @@ fn migrate(conn: &mut Connection) -> Result<(), String> {
     Ok(())
 }
 
+/// Brings a PostgreSQL database up to [`PG_SCHEMA_VERSION`], every step in one transaction
+/// under an advisory lock (replicas starting together migrate once); idempotent.
+fn migrate_postgres(tx: &mut sql::Tx<'_>) -> Result<(), sql::DbError> {
+    tx.execute("SELECT pg_advisory_xact_lock(?1)", sql::args![PG_MIGRATION_LOCK])?;
+    tx.batch("CREATE TABLE IF NOT EXISTS novacron_schema (version BIGINT NOT NULL)")?;
+    let current: Option<i64> = tx.query_opt("SELECT MAX(version) FROM novacron_schema", sql::args![])?.map(|r| r.get(0)).transpose()?.flatten();
+    let current = usize::try_from(current.unwrap_or(0)).unwrap_or(0);
+    if current > PG_SCHEMA_VERSION {
+        return Err(sql::DbError::other(format!(
+            "it was written by a newer novacron-reconcile (PostgreSQL schema version {current}, this build knows {PG_SCHEMA_VERSION}); upgrade the reconciler"
+        )));
+    }
+    for (i, step) in PG_MIGRATIONS.iter().enumerate().skip(current) {
+        tx.batch(step).map_err(|e| sql::DbError { message: format!("migration to schema version {}: {e}", i + 1), ..e })?;
+        tx.execute("INSERT INTO novacron_schema (version) VALUES (?1)", sql::args![i + 1])?;
+    }
+    Ok(())
+}
+
 impl StateDb {
-    /// Opens (creating it and its directory when absent) the state database at `path`, in WAL mode.
+    /// Opens (creating it and its directory when absent) the SQLite state database at `path`,
+    /// in WAL mode.
     pub fn open(path: &Path) -> Result<StateDb, StateError> {
-        let open_err = |detail: String| StateError::Open { path: path.to_path_buf(), detail };
+        let location = StateLocation::File(path.to_path_buf());
+        let open_err = |detail: String| StateError::Open { location: path.display().to_string(), detail };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| open_err(format!("cannot create {}: {e}", dir.display())))?;
         }
@@ -265,7 +444,19 @@ impl StateDb {
         conn.pragma_update(None, "journal_mode", "WAL").map_err(|e| open_err(e.to_string()))?;
         conn.pragma_update(None, "synchronous", "FULL").map_err(|e| open_err(e.to_string()))?;
         migrate(&mut conn).map_err(open_err)?;
-        Ok(StateDb { path: path.to_path_buf(), conn: Mutex::new(conn), clock: SharedClock::default() })
+        Ok(StateDb { inner: Arc::new(Inner { location, engine: sql::Engine::Sqlite(Mutex::new(conn)) }), clock: SharedClock::default(), fence: None })
+    }
+
+    /// Opens the state wherever it lives: a SQLite file, or a PostgreSQL database (connected
+    /// and migrated now).
+    pub fn connect(location: &StateLocation) -> Result<StateDb, StateError> {
+        let config = match location {
+            StateLocation::File(path) => return StateDb::open(path),
+            StateLocation::Postgres(config) => config,
+        };
+        let engine = sql::Engine::Postgres(sql::PgPool::new((**config).clone()));
+        engine.transaction(true, migrate_postgres).map_err(|e| StateError::Open { location: location.to_string(), detail: e.message })?;
+        Ok(StateDb { inner: Arc::new(Inner { location: location.clone(), engine }), clock: SharedClock::default(), fence: None })
     }
 
     /// The same database stamping what it writes with `clock` instead of the system clock.
@@ -274,29 +465,76 @@ impl StateDb {
         self
     }
 
+    /// The same database, every write refused unless `fence` still holds the lease.
+    pub fn fenced(&self, fence: Fence) -> StateDb {
+        StateDb { inner: self.inner.clone(), clock: self.clock.clone(), fence: Some(fence) }
+    }
+
+    /// The lease this handle's writes carry.
+    pub fn fence(&self) -> Option<&Fence> {
+        self.fence.as_ref()
+    }
+
     /// The current time by this database's clock, RFC 3339 UTC.
     fn now(&self) -> String {
         self.clock.rfc3339()
     }
 
-    /// The file this database lives in.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Where this database lives.
+    pub fn location(&self) -> &StateLocation {
+        &self.inner.location
+    }
+
+    /// True on PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.inner.engine, sql::Engine::Postgres(_))
     }
 
     /// Checks that the database answers (`serve`'s readiness).
     pub fn ping(&self) -> Result<(), StateError> {
-        self.conn().query_row("SELECT 1", [], |_| Ok(())).map_err(self.query_err("answer a ping"))
+        self.read("answer a ping", |tx| tx.query_one("SELECT 1", sql::args![]).map(|_| ()))
     }
 
-    /// The connection; a poisoned lock is taken over (every operation is its own transaction).
+    /// Runs `f` in a read transaction.
+    fn read<T: Send>(&self, operation: &'static str, f: impl FnOnce(&mut sql::Tx<'_>) -> Result<T, sql::DbError> + Send) -> Result<T, StateError> {
+        self.inner.engine.transaction(false, f).map_err(|source| StateError::Query { location: self.inner.location.to_string(), operation, source })
+    }
+
+    /// Runs `f` in a write transaction; with a fence, first checks (and locks against a
+    /// takeover until the commit) that the lease is still this one.
+    fn write<T: Send>(&self, operation: &'static str, f: impl FnOnce(&mut sql::Tx<'_>) -> Result<T, sql::DbError> + Send) -> Result<T, StateError> {
+        let fence = self.fence.clone();
+        let outcome = self.inner.engine.transaction(true, |tx| {
+            if let Some(fence) = &fence {
+                let row = tx.query_opt("SELECT owner, token FROM leases WHERE repo = ?1{for_share}", sql::args![&fence.repo])?;
+                let (owner, token): (String, u64) = match row {
+                    Some(r) => (r.get(0)?, r.get(1)?),
+                    None => (String::new(), 0),
+                };
+                if owner != fence.owner || token != fence.token {
+                    let now = if owner.is_empty() { "released".to_string() } else { format!("{owner}, token {token}") };
+                    return Ok(Err(now));
+                }
+            }
+            f(tx).map(Ok)
+        });
+        match outcome {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(now)) => {
+                let fence = self.fence.clone().unwrap_or(Fence { repo: String::new(), owner: String::new(), token: 0 });
+                Err(StateError::Fenced { location: self.inner.location.to_string(), operation, repo: fence.repo, token: fence.token, now })
+            }
+            Err(source) => Err(StateError::Query { location: self.inner.location.to_string(), operation, source }),
+        }
+    }
+
+    /// Runs `f` on the SQLite connection itself (tests that tamper with a file).
+    #[cfg(test)]
     fn conn(&self) -> MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// A closure turning a SQLite error into a [`StateError::Query`] for `operation`.
-    fn query_err(&self, operation: &'static str) -> impl Fn(rusqlite::Error) -> StateError + '_ {
-        move |source| StateError::Query { path: self.path.clone(), operation, source }
+        match &self.inner.engine {
+            sql::Engine::Sqlite(conn) => conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner()),
+            sql::Engine::Postgres(_) => panic!("not a SQLite database"),
+        }
     }
 }
 
@@ -311,7 +549,7 @@ mod tests {
         let db = StateDb::open(&path).expect("open");
         drop(db);
         let db = StateDb::open(&path).expect("reopen");
-        assert_eq!(db.path(), path);
+        assert_eq!(db.location().file(), Some(path.as_path()));
         let mode: String = db.conn().query_row("PRAGMA journal_mode", [], |r| r.get(0)).expect("pragma");
         assert_eq!(mode, "wal");
         use std::os::unix::fs::PermissionsExt;
@@ -464,6 +702,52 @@ mod tests {
         assert_eq!(stored_repo(&db, "prod").expect("the new table"), StoredRepo::default());
         set_event_seq(&db, 7).expect("serve_meta");
         assert!(remember_delivery(&db, "d1").expect("serve_delivery"));
+    }
+
+    #[test]
+    fn a_schema_5_database_gets_leases_and_its_audit_chain_continues() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.db");
+        {
+            // What the release before replicas wrote: schema version 5 with two chained entries.
+            let conn = Connection::open(&path).expect("open");
+            for step in &MIGRATIONS[..5] {
+                conn.execute_batch(step).expect("old schema");
+            }
+            conn.pragma_update(None, "user_version", 5).expect("version");
+            let mut prev = audit::GENESIS_HASH.to_string();
+            for seq in 1..=2u64 {
+                let mut record = AuditRecord {
+                    seq,
+                    time: "t".into(),
+                    actor: "a".into(),
+                    action: "detect".into(),
+                    repo: "r".into(),
+                    subject: "s".into(),
+                    detail: serde_json::json!({}),
+                    prev_hash: prev.clone(),
+                    hash: String::new(),
+                };
+                record.hash = audit::expected_hash_of(&record);
+                conn.execute(
+                    "INSERT INTO audit (seq, time, actor, action, repo, subject, detail, prev_hash, hash) VALUES (?1, 't', 'a', 'detect', 'r', 's', '{}', ?2, ?3)",
+                    rusqlite::params![seq, record.prev_hash, record.hash],
+                )
+                .expect("entry");
+                prev = record.hash;
+            }
+        }
+        let db = StateDb::open(&path).expect("upgrade");
+        let version: i64 = db.conn().query_row("PRAGMA user_version", [], |r| r.get(0)).expect("version");
+        assert_eq!(version, SCHEMA_VERSION as i64);
+        let third = audit_append(
+            &db,
+            AuditEntry { actor: "a".into(), action: AuditAction::Detect, repo: "r".into(), subject: "s".into(), detail: serde_json::json!({}) },
+        )
+        .expect("append");
+        assert_eq!(third.seq, 3, "the head was seeded from the existing log");
+        assert_eq!(audit_verify(&db).expect("verify"), VerifyOutcome { ok: true, entries: 3, first_bad: None });
+        assert_eq!(try_acquire(&db, "prod", "replica-a", 15_000).expect("the new leases table"), Some(1));
     }
 
     #[test]

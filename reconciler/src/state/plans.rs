@@ -1,11 +1,11 @@
 //! Pending rollout plans (saved Terraform plans awaiting approval), the rollout journal, and which revision each repository path last rolled out.
 
 use novacron_schemas::Severity;
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 use serde_json::json;
 
 use super::audit::append_in;
+use super::sql::{DbError, Row, args};
 use super::{AuditEntry, StateDb, StateError};
 
 /// A saved plan as a sync made it, to be recorded.
@@ -68,7 +68,7 @@ pub struct PendingPlan {
 
 const COLUMNS: &str = "id, repo, path, revision, severity, summary, reason, created_at, approved_by, approved_at";
 
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PendingPlan> {
+fn row(r: &Row) -> Result<PendingPlan, DbError> {
     let severity: String = r.get(4)?;
     Ok(PendingPlan {
         id: r.get(0)?,
@@ -88,117 +88,101 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PendingPlan> {
 /// plans of the same repository path are superseded. Returns false when this plan was pending
 /// already (nothing is written: a repeated run makes no audit noise).
 pub fn hold_plan(db: &StateDb, plan: &PlanRecord, reason: &str, audit: AuditEntry) -> Result<bool, StateError> {
-    let err = db.query_err("record a pending plan");
-    let mut conn = db.conn();
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&err)?;
-    let known: Option<String> =
-        tx.query_row("SELECT id FROM plans WHERE id = ?1 AND resolved_at IS NULL", [&plan.id], |r| r.get(0)).optional().map_err(&err)?;
-    if known.is_some() {
-        tx.execute("UPDATE plans SET reason = ?2 WHERE id = ?1", params![plan.id, reason]).map_err(&err)?;
-        tx.commit().map_err(&err)?;
-        return Ok(false);
-    }
     let at = db.now();
-    tx.execute(
-        "UPDATE plans SET resolved_at = ?3, resolution = 'superseded' WHERE repo = ?1 AND path = ?2 AND resolved_at IS NULL",
-        params![plan.repo, plan.path, at],
-    )
-    .map_err(&err)?;
-    tx.execute(
-        "INSERT INTO plans (id, repo, path, revision, severity, summary, reason, changes, plan, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-         ON CONFLICT(id) DO UPDATE SET reason = ?7, plan = ?9, created_at = ?10, resolved_at = NULL, resolution = NULL, approved_by = NULL, approved_at = NULL",
-        params![plan.id, plan.repo, plan.path, plan.revision, plan.severity.as_str(), plan.summary, reason, plan.changes.to_string(), plan.plan, at],
-    )
-    .map_err(&err)?;
-    append_in(&tx, audit, &db.now()).map_err(&err)?;
-    tx.commit().map_err(&err)?;
-    Ok(true)
+    db.write("record a pending plan", |tx| {
+        if tx.query_opt("SELECT id FROM plans WHERE id = ?1 AND resolved_at IS NULL", args![&plan.id])?.is_some() {
+            tx.execute("UPDATE plans SET reason = ?2 WHERE id = ?1", args![&plan.id, reason])?;
+            return Ok(false);
+        }
+        tx.execute(
+            "UPDATE plans SET resolved_at = ?3, resolution = 'superseded' WHERE repo = ?1 AND path = ?2 AND resolved_at IS NULL",
+            args![&plan.repo, &plan.path, &at],
+        )?;
+        tx.execute(
+            "INSERT INTO plans (id, repo, path, revision, severity, summary, reason, changes, plan, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+             ON CONFLICT(id) DO UPDATE SET reason = excluded.reason, plan = excluded.plan, created_at = excluded.created_at, resolved_at = NULL, resolution = NULL, approved_by = NULL, approved_at = NULL",
+            args![&plan.id, &plan.repo, &plan.path, &plan.revision, plan.severity.as_str(), &plan.summary, reason, plan.changes.to_string(), plan.plan.as_slice(), &at],
+        )?;
+        append_in(tx, audit, &at)?;
+        Ok(true)
+    })
 }
 
 /// Pending plans (of one repository, or all), oldest first.
 pub fn pending_plans(db: &StateDb, repo: Option<&str>) -> Result<Vec<PendingPlan>, StateError> {
-    let err = db.query_err("list pending plans");
-    let conn = db.conn();
-    let sql = format!("SELECT {COLUMNS} FROM plans WHERE resolved_at IS NULL AND (?1 IS NULL OR repo = ?1) ORDER BY created_at, id");
-    let mut stmt = conn.prepare(&sql).map_err(&err)?;
-    let rows = stmt.query_map([repo], row).map_err(&err)?;
-    rows.collect::<Result<Vec<_>, _>>().map_err(err)
+    let sql = format!("SELECT {COLUMNS} FROM plans WHERE resolved_at IS NULL AND repo = COALESCE(?1, repo) ORDER BY created_at, id");
+    db.read("list pending plans", |tx| tx.query(&sql, args![repo])?.iter().map(row).collect())
 }
 
 /// The saved plan file of a pending plan.
 pub fn plan_file(db: &StateDb, id: &str) -> Result<Option<Vec<u8>>, StateError> {
-    let err = db.query_err("read a saved plan");
-    let conn = db.conn();
-    conn.query_row("SELECT plan FROM plans WHERE id = ?1 AND resolved_at IS NULL", [id], |r| r.get(0)).optional().map_err(err)
+    db.read("read a saved plan", |tx| tx.query_opt("SELECT plan FROM plans WHERE id = ?1 AND resolved_at IS NULL", args![id])?.map(|r| r.get(0)).transpose())
 }
 
 /// Approves pending plan `id` (the first approval stands); audited in the same transaction.
 /// `None` when no pending plan has that id.
 pub fn approve_plan(db: &StateDb, id: &str, actor: &str) -> Result<Option<PendingPlan>, StateError> {
-    let err = db.query_err("approve a plan");
-    let mut conn = db.conn();
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&err)?;
-    tx.execute(
-        "UPDATE plans SET approved_by = ?2, approved_at = ?3 WHERE id = ?1 AND resolved_at IS NULL AND approved_by IS NULL",
-        params![id, actor, db.now()],
-    )
-    .map_err(&err)?;
-    let sql = format!("SELECT {COLUMNS} FROM plans WHERE id = ?1 AND resolved_at IS NULL");
-    let Some(plan) = tx.query_row(&sql, [id], row).optional().map_err(&err)? else { return Ok(None) };
-    let entry = AuditEntry {
-        actor: actor.to_string(),
-        action: super::AuditAction::Approve,
-        repo: plan.repo.clone(),
-        subject: plan.path.clone(),
-        detail: json!({"plan_id": plan.id, "severity": plan.severity, "revision": plan.revision, "approved_by": plan.approved_by}),
-    };
-    append_in(&tx, entry, &db.now()).map_err(&err)?;
-    tx.commit().map_err(&err)?;
-    Ok(Some(plan))
+    let now = db.now();
+    db.write("approve a plan", |tx| {
+        tx.execute(
+            "UPDATE plans SET approved_by = ?2, approved_at = ?3 WHERE id = ?1 AND resolved_at IS NULL AND approved_by IS NULL",
+            args![id, actor, &now],
+        )?;
+        let sql = format!("SELECT {COLUMNS} FROM plans WHERE id = ?1 AND resolved_at IS NULL");
+        let Some(plan) = tx.query_opt(&sql, args![id])?.as_ref().map(row).transpose()? else { return Ok(None) };
+        let entry = AuditEntry {
+            actor: actor.to_string(),
+            action: super::AuditAction::Approve,
+            repo: plan.repo.clone(),
+            subject: plan.path.clone(),
+            detail: json!({"plan_id": plan.id, "severity": plan.severity, "revision": plan.revision, "approved_by": plan.approved_by}),
+        };
+        append_in(tx, entry, &now)?;
+        Ok(Some(plan))
+    })
 }
 
 /// Resolves plan `id` (`applied`, `stale`, `failed`, `superseded`) with its audit entry.
 pub fn resolve_plan(db: &StateDb, id: &str, resolution: &str, audit: Option<AuditEntry>) -> Result<(), StateError> {
-    let err = db.query_err("resolve a plan");
-    let mut conn = db.conn();
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&err)?;
-    tx.execute("UPDATE plans SET resolved_at = ?2, resolution = ?3 WHERE id = ?1 AND resolved_at IS NULL", params![id, db.now(), resolution]).map_err(&err)?;
-    if let Some(audit) = audit {
-        append_in(&tx, audit, &db.now()).map_err(&err)?;
-    }
-    tx.commit().map_err(&err)?;
-    Ok(())
+    let now = db.now();
+    db.write("resolve a plan", |tx| {
+        tx.execute("UPDATE plans SET resolved_at = ?2, resolution = ?3 WHERE id = ?1 AND resolved_at IS NULL", args![id, &now, resolution])?;
+        if let Some(audit) = audit {
+            append_in(tx, audit, &now)?;
+        }
+        Ok(())
+    })
 }
 
 /// Resolves every pending plan of a repository path (a newer revision planned nothing).
 pub fn supersede_plans(db: &StateDb, repo: &str, path: &str) -> Result<(), StateError> {
-    let err = db.query_err("supersede plans");
-    let conn = db.conn();
-    conn.execute(
-        "UPDATE plans SET resolved_at = ?3, resolution = 'superseded' WHERE repo = ?1 AND path = ?2 AND resolved_at IS NULL",
-        params![repo, path, db.now()],
-    )
-    .map_err(err)?;
-    Ok(())
+    let now = db.now();
+    db.write("supersede plans", |tx| {
+        tx.execute(
+            "UPDATE plans SET resolved_at = ?3, resolution = 'superseded' WHERE repo = ?1 AND path = ?2 AND resolved_at IS NULL",
+            args![repo, path, &now],
+        )
+        .map(|_| ())
+    })
 }
 
 /// The revision a repository path last rolled out completely (its plan applied, or nothing to do).
 pub fn rolled_out_revision(db: &StateDb, repo: &str, path: &str) -> Result<Option<String>, StateError> {
-    let err = db.query_err("read the rolled-out revision");
-    let conn = db.conn();
-    conn.query_row("SELECT revision FROM rolled_out WHERE repo = ?1 AND path = ?2", params![repo, path], |r| r.get(0)).optional().map_err(err)
+    db.read("read the rolled-out revision", |tx| {
+        tx.query_opt("SELECT revision FROM rolled_out WHERE repo = ?1 AND path = ?2", args![repo, path])?.map(|r| r.get(0)).transpose()
+    })
 }
 
 /// Records that `revision` is rolled out for a repository path.
 pub fn set_rolled_out(db: &StateDb, repo: &str, path: &str, revision: &str) -> Result<(), StateError> {
-    let err = db.query_err("record the rolled-out revision");
-    let conn = db.conn();
-    conn.execute(
-        "INSERT INTO rolled_out (repo, path, revision, at) VALUES (?1, ?2, ?3, ?4) ON CONFLICT(repo, path) DO UPDATE SET revision = ?3, at = ?4",
-        params![repo, path, revision, db.now()],
-    )
-    .map_err(err)?;
-    Ok(())
+    let now = db.now();
+    db.write("record the rolled-out revision", |tx| {
+        tx.execute(
+            "INSERT INTO rolled_out (repo, path, revision, at) VALUES (?1, ?2, ?3, ?4) ON CONFLICT(repo, path) DO UPDATE SET revision = excluded.revision, at = excluded.at",
+            args![repo, path, revision, &now],
+        )
+        .map(|_| ())
+    })
 }
 
 /// A Terraform run that writes (apply, refresh, import) as journalled before it starts.
@@ -222,61 +206,57 @@ pub struct RolloutIntent {
 
 /// Journals a Terraform run before it starts, with its audit entry, in one transaction.
 pub fn rollout_intent(db: &StateDb, repo: &str, path: &str, operation: &str, plan_id: Option<&str>, audit: AuditEntry) -> Result<u64, StateError> {
-    let err = db.query_err("journal a Terraform run");
-    let mut conn = db.conn();
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&err)?;
-    tx.execute(
-        "INSERT INTO rollouts (repo, path, operation, plan_id, started_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![repo, path, operation, plan_id, db.now()],
-    )
-    .map_err(&err)?;
-    let seq = u64::try_from(tx.last_insert_rowid()).unwrap_or(0);
-    append_in(&tx, audit, &db.now()).map_err(&err)?;
-    tx.commit().map_err(&err)?;
-    Ok(seq)
+    let now = db.now();
+    db.write("journal a Terraform run", |tx| {
+        let seq: u64 = tx
+            .query_one(
+                "INSERT INTO rollouts (repo, path, operation, plan_id, started_at) VALUES (?1, ?2, ?3, ?4, ?5) RETURNING seq",
+                args![repo, path, operation, plan_id, &now],
+            )?
+            .get(0)?;
+        append_in(tx, audit, &now)?;
+        Ok(seq)
+    })
 }
 
 /// Records the pid of the Terraform process of intent `seq`.
 pub fn rollout_started(db: &StateDb, seq: u64, pid: u32) -> Result<(), StateError> {
-    let err = db.query_err("journal a Terraform pid");
-    db.conn().execute("UPDATE rollouts SET pid = ?2 WHERE seq = ?1", params![seq, pid]).map_err(err)?;
-    Ok(())
+    db.write("journal a Terraform pid", |tx| tx.execute("UPDATE rollouts SET pid = ?2 WHERE seq = ?1", args![seq, pid]).map(|_| ()))
 }
 
 /// Closes intent `seq` with `outcome` and its audit entry.
 pub fn rollout_finish(db: &StateDb, seq: u64, outcome: &str, audit: Option<AuditEntry>) -> Result<(), StateError> {
-    let err = db.query_err("close a Terraform run");
-    let mut conn = db.conn();
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&err)?;
-    tx.execute("UPDATE rollouts SET finished_at = ?2, outcome = ?3 WHERE seq = ?1", params![seq, db.now(), outcome]).map_err(&err)?;
-    if let Some(audit) = audit {
-        append_in(&tx, audit, &db.now()).map_err(&err)?;
-    }
-    tx.commit().map_err(&err)?;
-    Ok(())
+    let now = db.now();
+    db.write("close a Terraform run", |tx| {
+        tx.execute("UPDATE rollouts SET finished_at = ?2, outcome = ?3 WHERE seq = ?1", args![seq, &now, outcome])?;
+        if let Some(audit) = audit {
+            append_in(tx, audit, &now)?;
+        }
+        Ok(())
+    })
 }
 
 /// Terraform runs of a repository that never closed: the process stopped mid-run.
 pub fn open_rollouts(db: &StateDb, repo: &str) -> Result<Vec<RolloutIntent>, StateError> {
-    let err = db.query_err("list open Terraform runs");
-    let conn = db.conn();
-    let mut stmt = conn
-        .prepare("SELECT seq, repo, path, operation, plan_id, pid, started_at FROM rollouts WHERE repo = ?1 AND finished_at IS NULL ORDER BY seq")
-        .map_err(&err)?;
-    let rows = stmt
-        .query_map([repo], |r| {
-            Ok(RolloutIntent {
-                seq: r.get(0)?,
-                repo: r.get(1)?,
-                path: r.get(2)?,
-                operation: r.get(3)?,
-                plan_id: r.get(4)?,
-                pid: r.get(5)?,
-                started_at: r.get(6)?,
+    db.read("list open Terraform runs", |tx| {
+        let rows = tx.query(
+            "SELECT seq, repo, path, operation, plan_id, pid, started_at FROM rollouts WHERE repo = ?1 AND finished_at IS NULL ORDER BY seq",
+            args![repo],
+        )?;
+        rows.iter()
+            .map(|r| {
+                Ok(RolloutIntent {
+                    seq: r.get(0)?,
+                    repo: r.get(1)?,
+                    path: r.get(2)?,
+                    operation: r.get(3)?,
+                    plan_id: r.get(4)?,
+                    pid: r.get(5)?,
+                    started_at: r.get(6)?,
+                })
             })
-        })
-        .map_err(&err)?;
-    rows.collect::<Result<Vec<_>, _>>().map_err(err)
+            .collect()
+    })
 }
 
 #[cfg(test)]

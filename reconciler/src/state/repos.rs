@@ -1,7 +1,6 @@
 //! Where `serve` left each repository (`serve_repo`): the revision last reconciled, the last run and its error.
 
-use rusqlite::{OptionalExtension, params};
-
+use super::sql::args;
 use super::{StateDb, StateError};
 
 /// A repository's last known position.
@@ -19,27 +18,33 @@ pub struct StoredRepo {
 
 /// The stored position of repository `name`, default when it never ran.
 pub fn stored_repo(db: &StateDb, name: &str) -> Result<StoredRepo, StateError> {
-    let err = db.query_err("read a repository's position");
-    let conn = db.conn();
-    conn.query_row("SELECT revision, last_run, last_error, summary FROM serve_repo WHERE name = ?1", [name], |r| {
-        Ok(StoredRepo { revision: r.get(0)?, last_run: r.get(1)?, last_error: r.get(2)?, summary: r.get(3)? })
+    db.read("read a repository's position", |tx| {
+        let row = tx.query_opt("SELECT revision, last_run, last_error, summary FROM serve_repo WHERE name = ?1", args![name])?;
+        row.map_or(Ok(StoredRepo::default()), |r| Ok(StoredRepo { revision: r.get(0)?, last_run: r.get(1)?, last_error: r.get(2)?, summary: r.get(3)? }))
     })
-    .optional()
-    .map(Option::unwrap_or_default)
-    .map_err(err)
+}
+
+/// The stored position of every repository that ran, by name (what a replica shows for the
+/// repositories other replicas hold).
+pub fn stored_repos(db: &StateDb) -> Result<std::collections::HashMap<String, StoredRepo>, StateError> {
+    db.read("read the repositories' positions", |tx| {
+        tx.query("SELECT name, revision, last_run, last_error, summary FROM serve_repo", args![])?
+            .iter()
+            .map(|r| Ok((r.get(0)?, StoredRepo { revision: r.get(1)?, last_run: r.get(2)?, last_error: r.get(3)?, summary: r.get(4)? })))
+            .collect()
+    })
 }
 
 /// Records repository `name`'s position after a run.
 pub fn save_repo(db: &StateDb, name: &str, repo: &StoredRepo) -> Result<(), StateError> {
-    let err = db.query_err("record a repository's position");
-    let conn = db.conn();
-    conn.execute(
-        "INSERT INTO serve_repo (name, revision, last_run, last_error, summary) VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT(name) DO UPDATE SET revision = excluded.revision, last_run = excluded.last_run, last_error = excluded.last_error, summary = excluded.summary",
-        params![name, repo.revision, repo.last_run, repo.last_error, repo.summary],
-    )
-    .map_err(err)?;
-    Ok(())
+    db.write("record a repository's position", |tx| {
+        tx.execute(
+            "INSERT INTO serve_repo (name, revision, last_run, last_error, summary) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(name) DO UPDATE SET revision = excluded.revision, last_run = excluded.last_run, last_error = excluded.last_error, summary = excluded.summary",
+            args![name, &repo.revision, &repo.last_run, &repo.last_error, &repo.summary],
+        )
+        .map(|_| ())
+    })
 }
 
 #[cfg(test)]

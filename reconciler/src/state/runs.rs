@@ -1,8 +1,8 @@
 //! The run history `serve` keeps per repository (`serve_runs`): one row per finished run, the newest `keep` kept, for the console's charts.
 
-use rusqlite::params;
 use serde::Serialize;
 
+use super::sql::args;
 use super::{StateDb, StateError};
 
 /// One finished run as the history records it.
@@ -41,74 +41,68 @@ pub struct RunRecord {
 /// Appends `run` to its repository's history and deletes that repository's rows beyond the
 /// newest `keep` (at least one is always kept).
 pub fn record_run(db: &StateDb, run: &RunRecord, keep: usize) -> Result<u64, StateError> {
-    let err = db.query_err("record a run in the history");
-    let mut conn = db.conn();
-    let tx = conn.transaction().map_err(&err)?;
-    tx.execute(
-        "INSERT INTO serve_runs (repo, finished_at, duration_ms, trigger, revision, ok, drifted, critical, high, medium, low, info, error)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-        params![
-            run.repo,
-            run.finished_at,
-            run.duration_ms,
-            run.trigger,
-            run.revision,
-            run.ok,
-            run.drifted,
-            run.critical,
-            run.high,
-            run.medium,
-            run.low,
-            run.info,
-            run.error
-        ],
-    )
-    .map_err(&err)?;
-    let seq = u64::try_from(tx.last_insert_rowid()).unwrap_or(0);
-    let keep = i64::try_from(keep.max(1)).unwrap_or(i64::MAX);
-    tx.execute(
-        "DELETE FROM serve_runs WHERE repo = ?1 AND seq NOT IN (SELECT seq FROM serve_runs WHERE repo = ?1 ORDER BY seq DESC LIMIT ?2)",
-        params![run.repo, keep],
-    )
-    .map_err(&err)?;
-    tx.commit().map_err(&err)?;
-    Ok(seq)
+    db.write("record a run in the history", |tx| {
+        let seq: u64 = tx
+            .query_one(
+                "INSERT INTO serve_runs (repo, finished_at, duration_ms, trigger, revision, ok, drifted, critical, high, medium, low, info, error)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) RETURNING seq",
+                args![
+                    &run.repo,
+                    &run.finished_at,
+                    run.duration_ms,
+                    &run.trigger,
+                    &run.revision,
+                    run.ok,
+                    run.drifted,
+                    run.critical,
+                    run.high,
+                    run.medium,
+                    run.low,
+                    run.info,
+                    &run.error
+                ],
+            )?
+            .get(0)?;
+        tx.execute(
+            "DELETE FROM serve_runs WHERE repo = ?1 AND seq NOT IN (SELECT seq FROM serve_runs WHERE repo = ?1 ORDER BY seq DESC LIMIT ?2)",
+            args![&run.repo, keep.max(1)],
+        )?;
+        Ok(seq)
+    })
 }
 
 /// The newest `limit` runs of `repo`, oldest first (as charts draw them, left to right).
 pub fn run_history(db: &StateDb, repo: &str, limit: usize) -> Result<Vec<RunRecord>, StateError> {
-    let err = db.query_err("read the run history");
-    let conn = db.conn();
-    let mut stmt = conn
-        .prepare(
+    db.read("read the run history", |tx| {
+        let rows = tx.query(
             "SELECT repo, seq, finished_at, duration_ms, trigger, revision, ok, drifted, critical, high, medium, low, info, error
              FROM serve_runs WHERE repo = ?1 ORDER BY seq DESC LIMIT ?2",
-        )
-        .map_err(&err)?;
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let rows = stmt
-        .query_map(params![repo, limit], |r| {
-            Ok(RunRecord {
-                repo: r.get(0)?,
-                seq: r.get(1)?,
-                finished_at: r.get(2)?,
-                duration_ms: r.get(3)?,
-                trigger: r.get(4)?,
-                revision: r.get(5)?,
-                ok: r.get(6)?,
-                drifted: r.get(7)?,
-                critical: r.get(8)?,
-                high: r.get(9)?,
-                medium: r.get(10)?,
-                low: r.get(11)?,
-                info: r.get(12)?,
-                error: r.get(13)?,
+            args![repo, limit],
+        )?;
+        let mut out = rows
+            .iter()
+            .map(|r| {
+                Ok(RunRecord {
+                    repo: r.get(0)?,
+                    seq: r.get(1)?,
+                    finished_at: r.get(2)?,
+                    duration_ms: r.get(3)?,
+                    trigger: r.get(4)?,
+                    revision: r.get(5)?,
+                    ok: r.get(6)?,
+                    drifted: r.get(7)?,
+                    critical: r.get(8)?,
+                    high: r.get(9)?,
+                    medium: r.get(10)?,
+                    low: r.get(11)?,
+                    info: r.get(12)?,
+                    error: r.get(13)?,
+                })
             })
-        })
-        .map_err(&err)?;
-    let mut out = rows.collect::<Result<Vec<_>, _>>().map_err(&err)?;
-    out.reverse();
-    Ok(out)
+            .collect::<Result<Vec<_>, super::sql::DbError>>()?;
+        out.reverse();
+        Ok(out)
+    })
 }
 
 #[cfg(test)]
