@@ -1,7 +1,8 @@
-//! Test fixtures for the integration tests: the platform, a desired-state repo behind a bare remote, the binary, a recording forge, a headless Chromium.
+//! Test fixtures for the integration tests: the platform, a desired-state repo behind a bare remote, the binary, a recording forge, a headless Chromium, a PostgreSQL server.
 
 pub mod browser;
 pub mod forge;
+pub mod postgres;
 pub mod smart_http;
 pub mod terraform;
 
