@@ -17,9 +17,11 @@ use crate::sync::{AutoApplyMax, AutoSyncMax, RolloutOutcome, SyncOptions, SyncOu
 /// `--state FILE`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct StateArgs {
-    /// The reconciler's state database (SQLite): approvals, pending drifts, sync journal, audit log.
+    /// The reconciler's state: a SQLite file, or a `postgres://USER@HOST:PORT/DATABASE` URL shared
+    /// with `serve` replicas (password from PGPASSWORD or the passfile): approvals, pending
+    /// drifts, sync journal, audit log.
     #[arg(long, env = "NOVACRON_STATE", default_value = DEFAULT_STATE_PATH)]
-    pub state: PathBuf,
+    pub state: crate::state::StateLocation,
 }
 
 /// The flags `drift` and `sync` share: which configuration to read (repository, ref, path,
@@ -215,7 +217,7 @@ pub fn run_sync_cli(args: &SyncArgs) -> anyhow::Result<ExitCode> {
         remediation_pr: args.remediation == Remediation::Pr,
         actor: actor(args.actor.as_ref()),
     };
-    let db = StateDb::open(&args.state.state)?;
+    let db = StateDb::connect(&args.state.state)?;
     let api = ClientApi::with_ca_file(&args.source.endpoint, &api_key, args.source.ca_file.as_deref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
     let runner = crate::sync::terraform_runner(&crate::sync::RunnerSettings {
@@ -315,7 +317,7 @@ pub fn sync_text(report: &SyncReport) -> String {
 
 /// Runs `approve <id>`.
 pub fn run_approve_cli(args: &ApproveArgs) -> anyhow::Result<ExitCode> {
-    let db = StateDb::open(&args.state.state)?;
+    let db = StateDb::connect(&args.state.state)?;
     if args.id.starts_with("plan-") {
         let plan = approve_plan(&db, &args.id, &actor(args.actor.as_ref()))?
             .with_context(|| format!("no pending plan has id {:?}; list them with `novacron-reconcile approvals list`", args.id))?;
@@ -344,7 +346,7 @@ pub fn run_approve_cli(args: &ApproveArgs) -> anyhow::Result<ExitCode> {
 /// Runs `approvals list`.
 pub fn run_approvals_cli(command: &ApprovalsCommand) -> anyhow::Result<ExitCode> {
     let ApprovalsCommand::List { format, state } = command;
-    let db = StateDb::open(&state.state)?;
+    let db = StateDb::connect(&state.state)?;
     let pending = pending_approvals(&db, None)?;
     let plans = pending_plans(&db, None)?;
     if *format == OutputFormat::Json {
@@ -383,7 +385,7 @@ pub fn run_approvals_cli(command: &ApprovalsCommand) -> anyhow::Result<ExitCode>
 pub fn run_audit_cli(command: &AuditCommand) -> anyhow::Result<ExitCode> {
     match command {
         AuditCommand::List { format, limit, state } => {
-            let db = StateDb::open(&state.state)?;
+            let db = StateDb::connect(&state.state)?;
             let entries = audit_list(&db, *limit)?;
             if *format == OutputFormat::Json {
                 println!("{}", serde_json::to_string_pretty(&entries).context("cannot encode")?);
@@ -395,7 +397,7 @@ pub fn run_audit_cli(command: &AuditCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         AuditCommand::Verify { state } => {
-            let db = StateDb::open(&state.state)?;
+            let db = StateDb::connect(&state.state)?;
             let outcome = audit_verify(&db)?;
             match outcome.first_bad {
                 None => {

@@ -21,6 +21,21 @@ pub struct ServeConfig {
     /// The state database (`--state` beats it); relative paths are relative to the config file.
     #[serde(default = "default_state")]
     pub state: PathBuf,
+    /// Name of the environment variable holding a `postgres://` URL of a PostgreSQL state database
+    /// that several replicas share (beats `state`; `--state` beats both). The password may also
+    /// come from `PGPASSWORD` or libpq's passfile.
+    #[serde(default)]
+    pub state_env: Option<String>,
+    /// Where the state lives when given on the command line (`--state`, a file or a
+    /// `postgres://` URL); beats `state_env` and `state`.
+    #[serde(skip)]
+    pub state_location: Option<crate::state::StateLocation>,
+    /// This replica's id among those sharing the state (default: host name and process id).
+    #[serde(default)]
+    pub replica_id: Option<String>,
+    /// Repository leases: how long one lasts and how early a replica stops acting on one.
+    #[serde(default)]
+    pub leases: LeasesConfig,
     /// Name of the environment variable holding the platform API key.
     #[serde(default = "default_api_key_env")]
     pub api_key_env: String,
@@ -50,6 +65,33 @@ pub struct ServeConfig {
     /// The repositories to reconcile.
     #[serde(default)]
     pub repo: Vec<RepoConfig>,
+}
+
+/// The `[leases]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeasesConfig {
+    /// How long a repository's lease lasts without renewal (`15s`): how soon another replica
+    /// takes over from one that died. Renewed every third of it.
+    #[serde(default = "default_lease_ttl", deserialize_with = "interval")]
+    pub ttl: Duration,
+    /// How long before its lease could expire a replica that cannot renew it stops acting on it
+    /// (`5s`): longer than its longest single write.
+    #[serde(default = "default_lease_margin", deserialize_with = "interval")]
+    pub renew_margin: Duration,
+}
+
+impl Default for LeasesConfig {
+    fn default() -> LeasesConfig {
+        LeasesConfig { ttl: default_lease_ttl(), renew_margin: default_lease_margin() }
+    }
+}
+
+fn default_lease_ttl() -> Duration {
+    Duration::from_secs(15)
+}
+fn default_lease_margin() -> Duration {
+    Duration::from_secs(5)
 }
 
 /// The `[console]` table.
@@ -245,6 +287,26 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 impl ServeConfig {
+    /// Where the state lives: `--state`, else the URL in `state_env`'s variable (read through
+    /// `env`), else the `state` file.
+    pub fn resolve_state(&self, env: impl Fn(&str) -> Option<String>) -> Result<crate::state::StateLocation, String> {
+        if let Some(location) = &self.state_location {
+            return Ok(location.clone());
+        }
+        match &self.state_env {
+            Some(var) => {
+                let url = env(var)
+                    .filter(|u| !u.trim().is_empty())
+                    .ok_or_else(|| format!("state_env names {var}, which is not set: export the PostgreSQL URL (postgres://USER@HOST:PORT/DATABASE) in it"))?;
+                if !crate::state::is_postgres_url(&url) {
+                    return Err(format!("{var} (state_env) must hold a postgres:// URL; for a SQLite file set state instead"));
+                }
+                url.parse().map_err(|e: String| format!("{var} (state_env): {e}"))
+            }
+            None => Ok(crate::state::StateLocation::File(self.state.clone())),
+        }
+    }
+
     /// Reads and checks `file`; relative paths in it become relative to its directory.
     pub fn load(file: &Path) -> Result<ServeConfig, ConfigError> {
         let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read { file: file.display().to_string(), source })?;
@@ -285,6 +347,40 @@ impl ServeConfig {
                 return Err(invalid(text, file, at, "needs tls_cert: set the certificate too (or neither for plain HTTP)".into()));
             }
             _ => {}
+        }
+        if config.leases.ttl < Duration::from_secs(3) {
+            let at = text.find("ttl").unwrap_or(0);
+            return Err(invalid(text, file, at, "the lease ttl must be at least 3s (leases are renewed every third of it)".into()));
+        }
+        if config.leases.renew_margin * 3 > config.leases.ttl * 2 {
+            let at = text.find("renew_margin").unwrap_or(0);
+            return Err(invalid(
+                text,
+                file,
+                at,
+                format!(
+                    "renew_margin ({}s) must be at most two thirds of the lease ttl ({}s): a replica must still hold a lease between two renewals",
+                    config.leases.renew_margin.as_secs_f64(),
+                    config.leases.ttl.as_secs_f64()
+                ),
+            ));
+        }
+        if let Some(env) = &config.state_env
+            && (env.trim().is_empty() || env.contains("://"))
+        {
+            let at = text.find("state_env").unwrap_or(0);
+            return Err(invalid(
+                text,
+                file,
+                at,
+                "state_env names the environment variable that holds the postgres:// URL (e.g. NOVACRON_STATE_URL), not the URL itself".into(),
+            ));
+        }
+        if let Some(id) = &config.replica_id
+            && (id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c)))
+        {
+            let at = text.find("replica_id").unwrap_or(0);
+            return Err(invalid(text, file, at, format!("replica_id {id:?} must be non-empty letters, digits, '-', '_', '.' or ':'")));
         }
         if config.console.history_runs == 0 {
             let at = text.find("history_runs").unwrap_or(0);

@@ -65,7 +65,16 @@ async fn readyz(State(svc): State<Arc<Service>>) -> Response {
     if let Err(e) = svc.db.ping() {
         return (StatusCode::SERVICE_UNAVAILABLE, format!("state database: {e}\n")).into_response();
     }
-    let waiting: Vec<&str> = svc.repos.iter().filter(|r| r.status().runs == 0).map(|r| r.name()).collect();
+    if !svc.leases.healthy() {
+        let health = svc.leases.health();
+        let why = health.error.unwrap_or_else(|| match health.renewed_ms_ago {
+            Some(ms) => format!("last renewed {ms} ms ago"),
+            None => "not renewed yet".to_string(),
+        });
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("leases: cannot renew ({why}); this replica acts on none until it can\n")).into_response();
+    }
+    // The first reconcile of every repository this replica holds.
+    let waiting: Vec<&str> = svc.repos.iter().filter(|r| svc.leases.holds(r.name()) && r.status().runs == 0).map(|r| r.name()).collect();
     if !svc.feed_following.load(Ordering::Relaxed) {
         (StatusCode::SERVICE_UNAVAILABLE, "the event feed is catching up\n").into_response()
     } else if waiting.is_empty() {
@@ -79,14 +88,30 @@ async fn metrics(State(svc): State<Arc<Service>>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], svc.metrics.render()).into_response()
 }
 
-/// The JSON of `/api/status`.
+/// The JSON of `/api/status`: every repository, with the replica that holds it. A repository
+/// another replica holds shows where that replica left it (from the state database).
 pub fn status_json(svc: &Service) -> Value {
+    let leases: std::collections::HashMap<String, crate::state::LeaseRow> =
+        crate::state::leases(&svc.db).unwrap_or_default().into_iter().map(|l| (l.repo.clone(), l)).collect();
+    let mut stored: Option<std::collections::HashMap<String, crate::state::StoredRepo>> = None;
     let repos: Vec<Value> = svc
         .repos
         .iter()
         .map(|r| {
             let c = &r.config;
-            let s = r.status();
+            let mut s = r.status();
+            let here = svc.leases.holds(r.name());
+            if !here {
+                let positions = stored.get_or_insert_with(|| crate::state::stored_repos(&svc.db).unwrap_or_default());
+                if let Some(p) = positions.get(r.name()) {
+                    s.revision.clone_from(&p.revision);
+                    s.last_run.clone_from(&p.last_run);
+                    s.last_error.clone_from(&p.last_error);
+                    s.summary = p.summary.as_deref().and_then(|x| serde_json::from_str(x).ok());
+                    s.running = false;
+                }
+            }
+            let lease = leases.get(r.name()).filter(|l| l.live);
             json!({
                 "name": r.name(),
                 "url": crate::git::redact(&c.url),
@@ -95,6 +120,9 @@ pub fn status_json(svc: &Service) -> Value {
                 "interval_secs": c.interval.as_secs_f64(),
                 "auto_sync_max": format!("{:?}", c.auto_sync_max).to_ascii_lowercase(),
                 "webhook": r.secret.is_some(),
+                "holder": lease.map(|l| l.owner.clone()),
+                "held_here": here,
+                "lease_token": lease.map(|l| l.token),
                 "revision": s.revision,
                 "last_run": s.last_run,
                 "last_error": s.last_error,
@@ -109,7 +137,19 @@ pub fn status_json(svc: &Service) -> Value {
             })
         })
         .collect();
-    json!({ "repos": repos, "state": svc.state_path.display().to_string(), "event_feed": { "following": svc.feed_following.load(Ordering::Relaxed) } })
+    let replicas = crate::state::replicas(&svc.db).unwrap_or_default();
+    let replicas: Vec<Value> = replicas
+        .iter()
+        .map(|p| json!({"id": p.id, "address": p.address, "started_at": p.started_at, "alive": p.alive, "leases": leases.values().filter(|l| l.live && l.owner == p.id).count()}))
+        .collect();
+    json!({
+        "repos": repos,
+        "state": svc.state_location,
+        "replica": svc.leases.replica,
+        "leases": svc.leases.health(),
+        "replicas": replicas,
+        "event_feed": { "following": svc.feed_following.load(Ordering::Relaxed) },
+    })
 }
 
 async fn status(State(svc): State<Arc<Service>>) -> Response {
@@ -130,7 +170,7 @@ async fn approve(State(svc): State<Arc<Service>>, Path(id): Path<String>, header
                 tracing::info!(approval = %id, revision = %plan.revision, "plan approved over HTTP; applying it at the next sync, which starts now");
                 for repo in svc.repos.iter().filter(|r| r.state_key() == plan.repo) {
                     super::scheduler::refresh_approvals(&svc, repo);
-                    repo.trigger("approval");
+                    super::lease::wake(&svc, repo, "approval");
                 }
                 answer(StatusCode::OK, json!({"approved": plan}))
             }
@@ -146,7 +186,7 @@ async fn approve(State(svc): State<Arc<Service>>, Path(id): Path<String>, header
             tracing::info!(approval = %id, address = %drift.address, "approved over HTTP; reverting at the next sync, which starts now");
             for repo in svc.repos.iter().filter(|r| r.state_key() == drift.repo) {
                 super::scheduler::refresh_approvals(&svc, repo);
-                repo.trigger("approval");
+                super::lease::wake(&svc, repo, "approval");
             }
             answer(StatusCode::OK, json!({"approved": drift}))
         }
@@ -251,7 +291,7 @@ async fn github_hook(State(svc): State<Arc<Service>>, headers: HeaderMap, body: 
     }
     for name in &targets {
         if let Some(repo) = svc.repo(name) {
-            repo.trigger("webhook");
+            super::lease::wake(&svc, repo, "webhook");
         }
     }
     hook_answer(&svc, "triggered", StatusCode::ACCEPTED, json!({"triggered": targets}))

@@ -10,6 +10,7 @@ pub mod config;
 pub mod console;
 pub mod feed;
 pub mod http;
+pub mod lease;
 pub mod metrics;
 pub mod repo;
 pub mod review;
@@ -18,7 +19,7 @@ pub mod webhook;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -46,9 +47,9 @@ pub struct ServeArgs {
     /// Address to listen on (beats `listen` in the config).
     #[arg(long)]
     pub listen: Option<SocketAddr>,
-    /// The state database (beats `state` in the config).
+    /// The state: a SQLite file or a `postgres://` URL (beats `state` and `state_env` in the config).
     #[arg(long)]
-    pub state: Option<PathBuf>,
+    pub state: Option<crate::state::StateLocation>,
 }
 
 /// Why `serve` could not start.
@@ -135,8 +136,10 @@ pub struct Service {
     pub cache_dir: PathBuf,
     /// The approvals bearer token.
     pub admin_token: Option<String>,
-    /// The state database path, for status.
-    pub state_path: PathBuf,
+    /// Where the state lives (a file, or a PostgreSQL URL without its password), for status.
+    pub state_location: String,
+    /// The repositories this replica holds the lease of.
+    pub leases: lease::Leases,
     /// True once the event feed follows new events (after skipping old ones at the first start).
     pub feed_following: AtomicBool,
     /// One lock per repository URL: repos sharing a URL (other paths or refs) share a cached
@@ -194,7 +197,7 @@ pub struct RunningServe {
     server: JoinHandle<()>,
     service: Arc<Service>,
     tls: Option<Arc<novacron_tls::ReloadableCert>>,
-    _lock: StateLock,
+    _lock: Option<StateLock>,
 }
 
 /// Locks the state, opens it, binds the listener and starts every task. Each repository is
@@ -206,9 +209,12 @@ pub async fn start(settings: ServeSettings) -> Result<RunningServe, ServeError> 
             "[console] require_signin = true but {ADMIN_TOKEN_ENV} is not set: nobody could sign in to see the console; set it or turn require_signin off"
         )));
     }
-    let lock = StateLock::acquire(&config.state)?;
+    let location = config.resolve_state(|name| std::env::var(name).ok()).map_err(ServeError::Secret)?;
+    // A SQLite file is one replica's: the lock file keeps a second one off it. PostgreSQL is
+    // shared, and leases say which replica reconciles what.
+    let lock = location.file().map(StateLock::acquire).transpose()?;
     let clock = SharedClock::default();
-    let db = StateDb::open(&config.state)?.with_clock(clock.clone());
+    let db = StateDb::connect(&location)?.with_clock(clock.clone());
     let mut repos = Vec::new();
     for repo in &config.repo {
         let stored = crate::state::stored_repo(&db, repo.name.get_ref())?;
@@ -220,7 +226,7 @@ pub async fn start(settings: ServeSettings) -> Result<RunningServe, ServeError> 
     client_config.ca_file = config.ca_file.clone();
     let client = Client::new(client_config).map_err(|e| LiveError::Config(e.to_string()))?;
     let cache_dir = config.cache_dir.clone().unwrap_or_else(|| {
-        let mut name = config.state.as_os_str().to_owned();
+        let mut name = location.file().unwrap_or(Path::new(crate::state::DEFAULT_STATE_PATH)).as_os_str().to_owned();
         name.push(".cache");
         PathBuf::from(name)
     });
@@ -242,6 +248,16 @@ pub async fn start(settings: ServeSettings) -> Result<RunningServe, ServeError> 
     let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|source| ServeError::Listen { addr: config.listen, source })?;
     let addr = listener.local_addr().map_err(|source| ServeError::Listen { addr: config.listen, source })?;
     let (stop, stopped) = watch::channel(false);
+    let replica = config.replica_id.clone().unwrap_or_else(lease::default_replica_id);
+    let settings = lease::LeaseSettings { ttl: config.leases.ttl, margin: config.leases.renew_margin };
+    let ttl_ms = u64::try_from(settings.ttl.as_millis()).unwrap_or(u64::MAX);
+    if !crate::state::register_replica(&db, &replica, &addr.to_string(), ttl_ms)? {
+        return Err(ServeError::Secret(format!(
+            "replica_id {replica:?} is in use by a running replica sharing {location}: give each replica its own replica_id (or leave it unset)"
+        )));
+    }
+    let names: Vec<String> = config.repo.iter().map(|r| r.name.get_ref().clone()).collect();
+    let leases = lease::Leases::new(replica, addr.to_string(), settings, &names);
     let service = Arc::new(Service {
         repos,
         clock,
@@ -251,7 +267,8 @@ pub async fn start(settings: ServeSettings) -> Result<RunningServe, ServeError> 
         client,
         cache_dir,
         admin_token,
-        state_path: config.state.clone(),
+        state_location: location.to_string(),
+        leases,
         feed_following: AtomicBool::new(false),
         clone_locks,
         runner_settings,
@@ -263,13 +280,22 @@ pub async fn start(settings: ServeSettings) -> Result<RunningServe, ServeError> 
     for r in service.repos.iter().filter(|r| r.config.review_pull_requests && r.review_key.is_none()) {
         tracing::warn!(repo = %r.name(), "pull-request plans use the service's own API key: set review_api_key_env to a key that can only read (and read state), since a pull request's HCL can read the environment Terraform runs in");
     }
+    // On a file the one replica takes every lease before the first reconciles; on PostgreSQL
+    // the keeper first waits a renewal interval, so replicas started together spread at once.
+    if !service.db.is_postgres() {
+        lease::renew_and_balance(&service, true, false).await;
+    }
     let mut tasks: Vec<JoinHandle<()>> =
         service.repos.iter().map(|r| tokio::spawn(scheduler::repo_worker(service.clone(), r.clone(), stopped.clone()))).collect();
     tasks.push(tokio::spawn(feed::event_feed(service.clone(), stopped.clone())));
     tasks.push(tokio::spawn(scheduler::approvals_watcher(service.clone(), stopped.clone())));
+    tasks.push(tokio::spawn(lease::wake_follower(service.clone(), stopped.clone())));
+    // Last, so that it releases the leases only once every repository task has stopped.
+    let keeper = tokio::spawn(lease::lease_keeper(service.clone(), stopped.clone()));
     let server = tokio::spawn(http::serve_http(listener, service.clone(), tls.clone(), stopped));
     let endpoint = format!("{}://{addr}", if tls.is_some() { "https" } else { "http" });
-    tracing::info!(%addr, %endpoint, repos = service.repos.len(), state = %config.state.display(), lock = %lock.path().display(), "novacron-reconcile serve started");
+    tasks.push(keeper);
+    tracing::info!(%addr, %endpoint, repos = service.repos.len(), state = %location, replica = %service.leases.replica, lock = ?lock.as_ref().map(|l| l.path().display().to_string()), "novacron-reconcile serve started");
     Ok(RunningServe { addr, stop, tasks, server, service, tls, _lock: lock })
 }
 
@@ -319,7 +345,7 @@ pub fn run_cli(args: &ServeArgs) -> Result<ExitCode, ServeError> {
         config.listen = listen;
     }
     if let Some(state) = &args.state {
-        config.state = state.clone();
+        config.state_location = Some(state.clone());
     }
     let settings = ServeSettings::from_env(config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(ServeError::Runtime)?;

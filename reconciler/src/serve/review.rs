@@ -458,7 +458,7 @@ fn approve_id(svc: &Arc<Service>, repo: &Arc<RepoHandle>, login: &str, id: &str,
         Ok(Some(what)) => {
             tracing::info!(repo = %repo.name(), pull_request = number, approval = %id, login, "approved from a pull request comment; the next sync, which starts now, carries it out");
             super::scheduler::refresh_approvals(svc, repo);
-            repo.trigger("approval");
+            super::lease::wake(svc, repo, "approval");
             format!("@{login} approved {what}. The reconciler carries it out now; the audit log records the approval with your login.")
         }
         Ok(None) => format!(

@@ -47,7 +47,15 @@ pub async fn repo_worker(service: Arc<Service>, repo: Arc<RepoHandle>, mut stop:
         if *stop.borrow() {
             break;
         }
-        let ok = run_once(&service, &repo, source).await;
+        // Only the replica holding the repository's lease reconciles it, and only while the
+        // lease is valid; a lease is given up only between runs (`acting`).
+        let acting = service.leases.acting(repo.name());
+        let guard = acting.lock().await;
+        let ok = match service.leases.fence(repo.name()) {
+            Some(fence) => run_once(&service, &repo, source, fence).await,
+            None => true,
+        };
+        drop(guard);
         let failures = repo.status().consecutive_errors;
         let delay = if ok { jittered(interval) } else { jittered(backoff(failures, interval)) };
         source = tokio::select! {
@@ -69,11 +77,17 @@ pub async fn approvals_watcher(service: Arc<Service>, mut stop: watch::Receiver<
     let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut first = true;
     loop {
-        for repo in &service.repos {
-            let key = repo.state_key();
-            let drifts = pending_approvals(&service.db, Some(&key)).unwrap_or_default().into_iter().filter(|d| d.approved_by.is_some()).map(|d| d.id);
-            let plans = crate::state::pending_plans(&service.db, Some(&key)).unwrap_or_default().into_iter().filter(|p| p.approved_by.is_some()).map(|p| p.id);
-            let fresh: Vec<String> = drifts.chain(plans).filter(|id| seen.insert(id.clone())).collect();
+        // Two queries a round whatever the number of repositories.
+        let mut approved: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
+        for d in pending_approvals(&service.db, None).unwrap_or_default().into_iter().filter(|d| d.approved_by.is_some()) {
+            approved.entry(d.repo).or_default().push(d.id);
+        }
+        for p in crate::state::pending_plans(&service.db, None).unwrap_or_default().into_iter().filter(|p| p.approved_by.is_some()) {
+            approved.entry(p.repo).or_default().push(p.id);
+        }
+        for repo in service.repos.iter().filter(|r| service.leases.holds(r.name())) {
+            let ids = approved.get(&repo.state_key()).cloned().unwrap_or_default();
+            let fresh: Vec<String> = ids.into_iter().filter(|id| seen.insert(id.clone())).collect();
             // Approvals already there at start are acted on by the startup reconcile.
             if !fresh.is_empty() && !first {
                 tracing::info!(repo = %repo.name(), approvals = ?fresh, "approval recorded in the state database; reconciling now");
@@ -91,8 +105,10 @@ pub async fn approvals_watcher(service: Arc<Service>, mut stop: watch::Receiver<
 
 /// One reconcile of `repo`, recorded in its status, the state database and the metrics.
 /// Returns whether it succeeded.
-pub async fn run_once(service: &Service, repo: &RepoHandle, source: &'static str) -> bool {
+pub async fn run_once(service: &Service, repo: &RepoHandle, source: &'static str, fence: crate::state::Fence) -> bool {
     let name = repo.name().to_string();
+    // Every write of this run carries the lease.
+    let db = service.db.fenced(fence);
     service.metrics.record_trigger(&name, source);
     repo.update_status(|s| {
         s.running = true;
@@ -100,7 +116,7 @@ pub async fn run_once(service: &Service, repo: &RepoHandle, source: &'static str
         s.last_trigger = Some(source);
     });
     let started = Instant::now();
-    let result = reconcile(service, repo).await;
+    let result = reconcile(service, repo, &db).await;
     let took = started.elapsed();
     let finished = service.clock.rfc3339();
     let stored = match &result {
@@ -154,7 +170,7 @@ pub async fn run_once(service: &Service, repo: &RepoHandle, source: &'static str
         st.last_run = Some(finished);
         st.last_duration_ms = Some(u64::try_from(took.as_millis()).unwrap_or(u64::MAX));
     });
-    if let Err(e) = crate::state::save_repo(&service.db, &name, &stored) {
+    if let Err(e) = crate::state::save_repo(&db, &name, &stored) {
         tracing::error!(repo = %name, error = %e, "cannot record the run in the state database");
     }
     refresh_approvals(service, repo);
@@ -162,13 +178,13 @@ pub async fn run_once(service: &Service, repo: &RepoHandle, source: &'static str
     if let Ok(sync) = result {
         repo.set_last_sync(Arc::new(sync));
     }
-    record_history(service, repo, source, ok);
+    record_history(service, &db, repo, source, ok);
     ok
 }
 
 /// Appends the run that just ended to the repository's history (a failed run keeps the last
 /// known counts) and tells the browsers following `/events`.
-fn record_history(service: &Service, repo: &RepoHandle, source: &'static str, ok: bool) {
+fn record_history(service: &Service, db: &crate::state::StateDb, repo: &RepoHandle, source: &'static str, ok: bool) {
     let status = repo.status();
     let counts = status.summary.clone().unwrap_or_default();
     let n = |v: usize| u64::try_from(v).unwrap_or(u64::MAX);
@@ -189,7 +205,7 @@ fn record_history(service: &Service, repo: &RepoHandle, source: &'static str, ok
         info: n(b.info),
         error: if ok { None } else { status.last_error.clone() },
     };
-    if let Err(e) = crate::state::record_run(&service.db, &run, service.console.config.history_runs) {
+    if let Err(e) = crate::state::record_run(db, &run, service.console.config.history_runs) {
         tracing::error!(repo = %repo.name(), error = %e, "cannot record the run in the history");
     }
     // Nobody listening is fine: the send only fails without subscribers.
@@ -237,7 +253,7 @@ pub fn refresh_approvals(service: &Service, repo: &RepoHandle) {
 
 /// The reconcile itself: `sync` of the repository against the live platform, with its
 /// threshold and remediation settings.
-async fn reconcile(service: &Service, repo: &RepoHandle) -> Result<SyncReport, SyncError> {
+async fn reconcile(service: &Service, repo: &RepoHandle, db: &crate::state::StateDb) -> Result<SyncReport, SyncError> {
     let c = &repo.config;
     let drift = DriftOptions {
         repo: c.url.clone(),
@@ -257,7 +273,7 @@ async fn reconcile(service: &Service, repo: &RepoHandle) -> Result<SyncReport, S
     let thresholds = Thresholds { auto_sync_max: c.auto_sync_max, auto_apply_max: c.auto_apply_max, prune: c.prune };
     let options = SyncOptions { drift, thresholds, dry_run: false, remediation_pr: repo.forge.is_some(), actor: ACTOR.to_string() };
     let runner = service.runner(&c.name.get_ref().to_string());
-    run_sync(&options, &service.api, &service.db, repo.forge.as_ref().map(|f| f as &dyn Forge), runner.as_deref()).await
+    run_sync(&options, &service.api, db, repo.forge.as_ref().map(|f| f as &dyn Forge), runner.as_deref()).await
 }
 
 #[cfg(test)]

@@ -244,7 +244,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = StateDb::open(&dir.path().join("s.db")).expect("open");
         let token = try_acquire(&db, "prod", "a", 0).expect("acquire").expect("free");
-        let fenced = db.fenced(crate::state::Fence { repo: "prod".into(), owner: "a".into(), token });
+        let fenced = db.fenced(crate::state::Fence { repo: "prod".into(), owner: "a".into(), token, clock: None });
         crate::state::set_rolled_out(&fenced, "r", "", "abc").expect("still the holder");
         try_acquire(&db, "prod", "b", 15_000).expect("take over").expect("expired");
         let err = crate::state::set_rolled_out(&fenced, "r", "", "def").expect_err("refused");

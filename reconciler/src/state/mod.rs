@@ -85,6 +85,11 @@ impl std::str::FromStr for StateLocation {
     }
 }
 
+/// True for a `postgres://` or `postgresql://` URL.
+pub fn is_postgres_url(s: &str) -> bool {
+    postgres_url::is_postgres(s)
+}
+
 impl StateLocation {
     /// The SQLite file, when the state is one.
     pub fn file(&self) -> Option<&Path> {
@@ -175,7 +180,48 @@ pub struct Fence {
     pub owner: String,
     /// The fencing token of the lease when it was taken.
     pub token: u64,
+    /// Until when the holder may act on it by its own clock (renewals move it on); a write after
+    /// that is refused without asking the database.
+    pub clock: Option<LeaseClock>,
 }
+
+/// The local deadline of a lease, shared between the replica's lease keeper (which moves it on
+/// at every renewal, or revokes it) and the reconcile acting on the lease.
+#[derive(Debug, Clone)]
+pub struct LeaseClock(Arc<Mutex<Option<std::time::Instant>>>);
+
+impl LeaseClock {
+    /// Valid until `at`.
+    pub fn until(at: std::time::Instant) -> LeaseClock {
+        LeaseClock(Arc::new(Mutex::new(Some(at))))
+    }
+
+    /// True before the deadline.
+    pub fn valid(&self) -> bool {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).is_some_and(|at| std::time::Instant::now() < at)
+    }
+
+    /// Moves the deadline to `at` (a renewal), unless revoked.
+    pub fn extend(&self, at: std::time::Instant) {
+        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_some() {
+            *slot = Some(at);
+        }
+    }
+
+    /// Ends it for good (the lease was lost or given up).
+    pub fn revoke(&self) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+}
+
+impl PartialEq for LeaseClock {
+    fn eq(&self, other: &LeaseClock) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for LeaseClock {}
 
 struct Inner {
     location: StateLocation,
@@ -504,6 +550,15 @@ impl StateDb {
     /// takeover until the commit) that the lease is still this one.
     fn write<T: Send>(&self, operation: &'static str, f: impl FnOnce(&mut sql::Tx<'_>) -> Result<T, sql::DbError> + Send) -> Result<T, StateError> {
         let fence = self.fence.clone();
+        if let Some(f) = fence.as_ref().filter(|f| f.clock.as_ref().is_some_and(|c| !c.valid())) {
+            return Err(StateError::Fenced {
+                location: self.inner.location.to_string(),
+                operation,
+                repo: f.repo.clone(),
+                token: f.token,
+                now: "not renewed in time: this replica stopped acting before it could expire".to_string(),
+            });
+        }
         let outcome = self.inner.engine.transaction(true, |tx| {
             if let Some(fence) = &fence {
                 let row = tx.query_opt("SELECT owner, token FROM leases WHERE repo = ?1{for_share}", sql::args![&fence.repo])?;
@@ -521,7 +576,7 @@ impl StateDb {
         match outcome {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(now)) => {
-                let fence = self.fence.clone().unwrap_or(Fence { repo: String::new(), owner: String::new(), token: 0 });
+                let fence = self.fence.clone().unwrap_or(Fence { repo: String::new(), owner: String::new(), token: 0, clock: None });
                 Err(StateError::Fenced { location: self.inner.location.to_string(), operation, repo: fence.repo, token: fence.token, now })
             }
             Err(source) => Err(StateError::Query { location: self.inner.location.to_string(), operation, source }),

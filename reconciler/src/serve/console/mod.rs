@@ -471,7 +471,7 @@ async fn approve(
         Ok(true) => {
             tracing::info!(repo = %name, approval = %item.id, actor = %who.name, "approved in the console; reconciling now");
             super::scheduler::refresh_approvals(&svc, repo);
-            repo.trigger("approval");
+            super::lease::wake(&svc, repo, "approval");
             svc.console.sessions.set_flash(&sid, format!("Approved {} ({}) as {}; {name} is reconciling now.", item.id, item.subject, who.name));
         }
         Ok(false) => svc.console.sessions.set_flash(&sid, format!("{} was resolved meanwhile; nothing to approve.", item.id)),

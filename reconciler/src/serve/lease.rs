@@ -1,0 +1,380 @@
+//! Which repositories this replica reconciles: one lease per repository in the state database,
+//! renewed by a heartbeat, spread evenly over the replicas alive, taken over when a replica stops
+//! renewing; and the wake-ups that bring a trigger from any replica to the holder.
+//!
+//! A lease is acted on only while it is valid *locally*: until the moment the last successful
+//! renewal was sent plus the TTL minus the renewal margin. A replica cut off from the database
+//! therefore stops writing before any other replica can take its repositories over, and every
+//! write a reconcile makes carries the lease's fencing token ([`crate::state::Fence`]), refused
+//! by the database once the lease moved on.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::watch;
+
+use super::Service;
+use crate::state::{self, Fence, LeaseClock, StateDb};
+
+/// The `[leases]` settings.
+#[derive(Debug, Clone, Copy)]
+pub struct LeaseSettings {
+    /// How long a lease lasts without renewal.
+    pub ttl: Duration,
+    /// How long before the TTL runs out a replica stops acting on a lease it could not renew.
+    pub margin: Duration,
+}
+
+impl LeaseSettings {
+    /// How often leases are renewed (and spread): a third of the TTL.
+    pub fn renew_every(&self) -> Duration {
+        self.ttl / 3
+    }
+
+    fn ttl_ms(&self) -> u64 {
+        u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+struct Held {
+    token: u64,
+    clock: LeaseClock,
+}
+
+/// How the last renewal went, for `/readyz` and `/api/status`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LeaseHealth {
+    /// Milliseconds since the last successful renewal (`None` before the first).
+    pub renewed_ms_ago: Option<u64>,
+    /// The last renewal's error, while renewals fail.
+    pub error: Option<String>,
+    /// Leases held.
+    pub held: usize,
+    /// Replicas alive at the last renewal.
+    pub replicas_alive: usize,
+}
+
+/// This replica's leases.
+pub struct Leases {
+    /// This replica's id.
+    pub replica: String,
+    /// Where this replica's HTTP server listens (announced with the heartbeat).
+    pub address: String,
+    /// TTL and margin.
+    pub settings: LeaseSettings,
+    held: Mutex<HashMap<String, Held>>,
+    acting: HashMap<String, Arc<tokio::sync::Mutex<()>>>,
+    last_renewal: Mutex<Option<Instant>>,
+    last_error: Mutex<Option<String>>,
+    alive: std::sync::atomic::AtomicUsize,
+    wake_seq: std::sync::atomic::AtomicU64,
+}
+
+impl std::fmt::Debug for Leases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Leases").field("replica", &self.replica).field("settings", &self.settings).finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Leases {
+    /// The leases of replica `replica` over repositories `names` (none held yet).
+    pub fn new(replica: String, address: String, settings: LeaseSettings, names: &[String]) -> Leases {
+        Leases {
+            replica,
+            address,
+            settings,
+            held: Mutex::default(),
+            acting: names.iter().map(|n| (n.clone(), Arc::default())).collect(),
+            last_renewal: Mutex::default(),
+            last_error: Mutex::default(),
+            alive: std::sync::atomic::AtomicUsize::new(1),
+            wake_seq: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// The fence of `repo`'s lease while this replica holds it and it is valid locally.
+    pub fn fence(&self, repo: &str) -> Option<Fence> {
+        let held = lock(&self.held);
+        let h = held.get(repo).filter(|h| h.clock.valid())?;
+        Some(Fence { repo: repo.to_string(), owner: self.replica.clone(), token: h.token, clock: Some(h.clock.clone()) })
+    }
+
+    /// True while this replica holds `repo`'s lease (valid locally).
+    pub fn holds(&self, repo: &str) -> bool {
+        lock(&self.held).get(repo).is_some_and(|h| h.clock.valid())
+    }
+
+    /// The lock a reconcile of `repo` holds while it runs (a lease is given up only between runs).
+    pub fn acting(&self, repo: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.acting.get(repo).cloned().unwrap_or_default()
+    }
+
+    /// The repositories held now.
+    pub fn held(&self) -> Vec<String> {
+        let mut names: Vec<String> = lock(&self.held).iter().filter(|(_, h)| h.clock.valid()).map(|(n, _)| n.clone()).collect();
+        names.sort();
+        names
+    }
+
+    /// How the renewals go.
+    pub fn health(&self) -> LeaseHealth {
+        LeaseHealth {
+            renewed_ms_ago: lock(&self.last_renewal).map(|at| u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX)),
+            error: lock(&self.last_error).clone(),
+            held: self.held().len(),
+            replicas_alive: self.alive.load(std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+
+    /// True when the last renewal succeeded recently enough that held leases are valid.
+    pub fn healthy(&self) -> bool {
+        lock(&self.last_error).is_none() && lock(&self.last_renewal).is_some_and(|at| at.elapsed() < self.settings.ttl - self.settings.margin)
+    }
+
+    fn valid_until(&self, sent: Instant) -> Instant {
+        sent + self.settings.ttl.saturating_sub(self.settings.margin)
+    }
+}
+
+/// Renews this replica's heartbeat and leases, then spreads the repositories: takes free ones
+/// up to its fair share (the repositories over the replicas alive, rounded up) and gives up the
+/// idle ones above it. A repository it takes is reconciled at once. Runs every
+/// [`LeaseSettings::renew_every`] until `stop`; on stop, releases everything so another replica
+/// takes over at once.
+pub async fn lease_keeper(service: Arc<Service>, mut stop: watch::Receiver<bool>) {
+    let mut first = true;
+    loop {
+        // On PostgreSQL the first round only announces this replica (see `start`).
+        let take = !(first && service.db.is_postgres());
+        first = false;
+        renew_and_balance(&service, take, true).await;
+        tokio::select! {
+            () = tokio::time::sleep(service.leases.settings.renew_every()) => {}
+            _ = stop.changed() => break,
+        }
+    }
+    let leases = &service.leases;
+    lock(&leases.held).clear();
+    match state::retire_replica(&service.db, &leases.replica) {
+        Ok(n) => tracing::info!(replica = %leases.replica, released = n, "leases released for the other replicas"),
+        Err(e) => tracing::warn!(replica = %leases.replica, error = %e, "cannot release the leases; other replicas take them over after the TTL"),
+    }
+}
+
+/// One round of renewal and spreading (without taking leases when `take_leases` is false; a
+/// lease taken triggers its repository when `trigger`).
+pub async fn renew_and_balance(service: &Arc<Service>, take_leases: bool, trigger: bool) {
+    let leases = &service.leases;
+    let db = &service.db;
+    let sent = Instant::now();
+    let renewed = match state::heartbeat(db, &leases.replica, &leases.address, leases.settings.ttl_ms()) {
+        Ok(renewed) => renewed,
+        Err(e) => {
+            let first = lock(&leases.last_error).replace(e.to_string()).is_none();
+            if first {
+                tracing::error!(replica = %leases.replica, error = %e, "cannot renew the leases; acting on them stops when they can no longer be trusted");
+            }
+            return;
+        }
+    };
+    if lock(&leases.last_error).take().is_some() {
+        tracing::info!(replica = %leases.replica, "lease renewals work again");
+    }
+    *lock(&leases.last_renewal) = Some(sent);
+    let until = leases.valid_until(sent);
+    {
+        let mut held = lock(&leases.held);
+        let renewed: HashMap<&str, u64> = renewed.iter().map(|(r, t)| (r.as_str(), *t)).collect();
+        held.retain(|repo, h| {
+            let kept = renewed.get(repo.as_str()) == Some(&h.token);
+            if kept {
+                h.clock.extend(until);
+            } else {
+                h.clock.revoke();
+                tracing::warn!(repo = %repo, token = h.token, "lease lost to another replica");
+            }
+            kept
+        });
+    }
+    let alive = match state::replicas(db) {
+        Ok(all) => all.iter().filter(|r| r.alive).count().max(1),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot count the replicas");
+            return;
+        }
+    };
+    leases.alive.store(alive, std::sync::atomic::Ordering::Relaxed);
+    let total = service.repos.len();
+    let fair = total.div_ceil(alive);
+    let mine = leases.held().len();
+    if mine > fair && alive > 1 {
+        give_up(service, mine - fair).await;
+    } else if mine < fair && take_leases {
+        take(service, fair - mine, until, trigger);
+    }
+}
+
+/// Takes up to `want` free leases (never taken, released or expired), in an order that differs
+/// per replica so that replicas starting together do not all race for the same ones.
+fn take(service: &Arc<Service>, want: usize, until: Instant, trigger: bool) {
+    let leases = &service.leases;
+    let live: HashMap<String, bool> = match state::leases(&service.db) {
+        Ok(rows) => rows.into_iter().map(|l| (l.repo, l.live)).collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the leases");
+            return;
+        }
+    };
+    let offset = leases.replica.bytes().fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(usize::from(b)));
+    let n = service.repos.len();
+    let mut taken = 0;
+    for i in 0..n {
+        if taken == want {
+            break;
+        }
+        let repo = &service.repos[(offset + i) % n];
+        let name = repo.name();
+        if live.get(name).copied().unwrap_or(false) || leases.holds(name) {
+            continue;
+        }
+        match state::try_acquire(&service.db, name, &leases.replica, leases.settings.ttl_ms()) {
+            Ok(Some(token)) => {
+                let clock = LeaseClock::until(until);
+                lock(&leases.held).insert(name.to_string(), Held { token, clock });
+                taken += 1;
+                tracing::info!(repo = %name, token, replica = %leases.replica, "lease taken");
+                if trigger {
+                    repo.trigger("takeover");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(repo = %name, error = %e, "cannot take a lease");
+                return;
+            }
+        }
+    }
+}
+
+/// Gives up `count` leases whose repositories are not reconciling right now.
+async fn give_up(service: &Arc<Service>, count: usize) {
+    let leases = &service.leases;
+    let mut given = 0;
+    for name in leases.held() {
+        if given == count {
+            break;
+        }
+        let acting = leases.acting(&name);
+        let Ok(_idle) = acting.try_lock() else { continue };
+        let Some(h) = lock(&leases.held).remove(&name) else { continue };
+        h.clock.revoke();
+        match state::release_lease(&service.db, &name, &leases.replica, h.token) {
+            Ok(_) => {
+                given += 1;
+                tracing::info!(repo = %name, replica = %leases.replica, "lease given up to spread the repositories over the replicas");
+            }
+            Err(e) => tracing::warn!(repo = %name, error = %e, "cannot release a lease; it expires after the TTL"),
+        }
+    }
+}
+
+/// Asks for a reconcile of `repo` wherever it is held: at once when this replica holds it,
+/// otherwise through a wake-up in the state database (which, on PostgreSQL, also notifies the
+/// holder). Returns where it went.
+pub fn wake(service: &Service, repo: &super::repo::RepoHandle, reason: &'static str) -> &'static str {
+    if service.leases.holds(repo.name()) || !service.db.is_postgres() {
+        repo.trigger(reason);
+        return "here";
+    }
+    match state::wake(&service.db, repo.name(), reason) {
+        Ok(_) => "holder",
+        Err(e) => {
+            // The database is away: nobody could act on it anyway; trigger locally so that the
+            // trigger is not lost should this replica take the lease.
+            tracing::warn!(repo = %repo.name(), error = %e, "cannot record the wake-up for the lease holder");
+            repo.trigger(reason);
+            "here"
+        }
+    }
+}
+
+/// How often wake-ups are read even when no notification arrived (a missed `NOTIFY` while the
+/// listening connection was being re-made costs at most this).
+pub const WAKE_POLL: Duration = Duration::from_secs(2);
+
+/// Triggers the repositories this replica holds for which any replica recorded a wake-up:
+/// woken by PostgreSQL's `NOTIFY` (a thread of its own holds the listening connection), and
+/// every [`WAKE_POLL`] in any case. Nothing to do on SQLite (one replica).
+pub async fn wake_follower(service: Arc<Service>, mut stop: watch::Receiver<bool>) {
+    if !service.db.is_postgres() {
+        return;
+    }
+    let notified = Arc::new(tokio::sync::Notify::new());
+    let quit = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let listener = {
+        let (db, notified, quit) = (service.db.clone(), notified.clone(), quit.clone());
+        std::thread::Builder::new().name("wake-listener".into()).spawn(move || listen(&db, &notified, &quit)).ok()
+    };
+    let mut seq = state::last_wakeup(&service.db).unwrap_or(0);
+    service.leases.wake_seq.store(seq, std::sync::atomic::Ordering::Relaxed);
+    loop {
+        tokio::select! {
+            () = notified.notified() => {}
+            () = tokio::time::sleep(WAKE_POLL) => {}
+            _ = stop.changed() => break,
+        }
+        match state::wakeups_since(&service.db, seq) {
+            Ok((woken, last)) => {
+                seq = last;
+                for (name, _reason) in woken {
+                    if let Some(repo) = service.repo(&name).filter(|_| service.leases.holds(&name)) {
+                        tracing::debug!(repo = %name, "woken by another replica");
+                        repo.trigger("wakeup");
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot read wake-ups"),
+        }
+    }
+    quit.store(true, std::sync::atomic::Ordering::Relaxed);
+    drop(listener);
+}
+
+/// The listening thread: (re)connects with backoff and pokes `notified` at every notification.
+fn listen(db: &StateDb, notified: &tokio::sync::Notify, quit: &std::sync::atomic::AtomicBool) {
+    let mut backoff = Duration::from_millis(250);
+    while !quit.load(std::sync::atomic::Ordering::Relaxed) {
+        let Some(Ok(mut listener)) = state::WakeListener::connect(db) else {
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+            continue;
+        };
+        backoff = Duration::from_millis(250);
+        // Catch up on what was recorded while not listening.
+        notified.notify_one();
+        while !quit.load(std::sync::atomic::Ordering::Relaxed) {
+            match listener.wait(Duration::from_millis(500)) {
+                Ok(true) => notified.notify_one(),
+                Ok(false) => {}
+                Err(_) => break,
+            }
+        }
+    }
+}
+
+/// The default replica id: the host name and the process id.
+pub fn default_replica_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "replica".to_string());
+    format!("{host}-{}", std::process::id())
+}
