@@ -63,7 +63,12 @@ fn answer(code: StatusCode, body: Value) -> Response {
 
 async fn readyz(State(svc): State<Arc<Service>>) -> Response {
     if let Err(e) = svc.db.ping() {
-        return (StatusCode::SERVICE_UNAVAILABLE, format!("state database: {e}\n")).into_response();
+        let held = svc.leases.health().held;
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("state database: {e}; leases: cannot renew, this replica stops acting on its {held} before they can expire\n"),
+        )
+            .into_response();
     }
     if !svc.leases.healthy() {
         let health = svc.leases.health();

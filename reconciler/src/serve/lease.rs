@@ -147,16 +147,29 @@ impl Leases {
 /// idle ones above it. A repository it takes is reconciled at once. Runs every
 /// [`LeaseSettings::renew_every`] until `stop`; on stop, releases everything so another replica
 /// takes over at once.
-pub async fn lease_keeper(service: Arc<Service>, mut stop: watch::Receiver<bool>) {
+///
+/// It runs on a thread of its own (every step is a blocking database call anyway): reconciles
+/// busy on the async workers must never delay a renewal past the margin.
+pub fn spawn_keeper(service: Arc<Service>, stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+    tokio::task::spawn_blocking(move || keeper(&service, &stop))
+}
+
+fn keeper(service: &Arc<Service>, stop: &watch::Receiver<bool>) {
     let mut first = true;
-    loop {
+    'rounds: loop {
         // On PostgreSQL the first round only announces this replica (see `start`).
         let take = !(first && service.db.is_postgres());
         first = false;
-        renew_and_balance(&service, take, true).await;
-        tokio::select! {
-            () = tokio::time::sleep(service.leases.settings.renew_every()) => {}
-            _ = stop.changed() => break,
+        renew_and_balance(service, take, true);
+        let next = Instant::now() + service.leases.settings.renew_every();
+        while Instant::now() < next {
+            if *stop.borrow() {
+                break 'rounds;
+            }
+            std::thread::sleep(Duration::from_millis(50).min(next.saturating_duration_since(Instant::now())));
+        }
+        if *stop.borrow() {
+            break;
         }
     }
     let leases = &service.leases;
@@ -169,7 +182,7 @@ pub async fn lease_keeper(service: Arc<Service>, mut stop: watch::Receiver<bool>
 
 /// One round of renewal and spreading (without taking leases when `take_leases` is false; a
 /// lease taken triggers its repository when `trigger`).
-pub async fn renew_and_balance(service: &Arc<Service>, take_leases: bool, trigger: bool) {
+pub fn renew_and_balance(service: &Arc<Service>, take_leases: bool, trigger: bool) {
     let leases = &service.leases;
     let db = &service.db;
     let sent = Instant::now();
@@ -214,7 +227,7 @@ pub async fn renew_and_balance(service: &Arc<Service>, take_leases: bool, trigge
     let fair = total.div_ceil(alive);
     let mine = leases.held().len();
     if mine > fair && alive > 1 {
-        give_up(service, mine - fair).await;
+        give_up(service, mine - fair);
     } else if mine < fair && take_leases {
         take(service, fair - mine, until, trigger);
     }
@@ -263,7 +276,7 @@ fn take(service: &Arc<Service>, want: usize, until: Instant, trigger: bool) {
 }
 
 /// Gives up `count` leases whose repositories are not reconciling right now.
-async fn give_up(service: &Arc<Service>, count: usize) {
+fn give_up(service: &Arc<Service>, count: usize) {
     let leases = &service.leases;
     let mut given = 0;
     for name in leases.held() {

@@ -283,7 +283,7 @@ pub async fn start(settings: ServeSettings) -> Result<RunningServe, ServeError> 
     // On a file the one replica takes every lease before the first reconciles; on PostgreSQL
     // the keeper first waits a renewal interval, so replicas started together spread at once.
     if !service.db.is_postgres() {
-        lease::renew_and_balance(&service, true, false).await;
+        lease::renew_and_balance(&service, true, false);
     }
     let mut tasks: Vec<JoinHandle<()>> =
         service.repos.iter().map(|r| tokio::spawn(scheduler::repo_worker(service.clone(), r.clone(), stopped.clone()))).collect();
@@ -291,7 +291,7 @@ pub async fn start(settings: ServeSettings) -> Result<RunningServe, ServeError> 
     tasks.push(tokio::spawn(scheduler::approvals_watcher(service.clone(), stopped.clone())));
     tasks.push(tokio::spawn(lease::wake_follower(service.clone(), stopped.clone())));
     // Last, so that it releases the leases only once every repository task has stopped.
-    let keeper = tokio::spawn(lease::lease_keeper(service.clone(), stopped.clone()));
+    let keeper = lease::spawn_keeper(service.clone(), stopped.clone());
     let server = tokio::spawn(http::serve_http(listener, service.clone(), tls.clone(), stopped));
     let endpoint = format!("{}://{addr}", if tls.is_some() { "https" } else { "http" });
     tasks.push(keeper);
