@@ -500,7 +500,7 @@ impl StateDb {
             StateLocation::File(path) => return StateDb::open(path),
             StateLocation::Postgres(config) => config,
         };
-        let engine = sql::Engine::Postgres(sql::PgPool::new((**config).clone()));
+        let engine = sql::Engine::Postgres(Box::new(sql::PgPool::new((**config).clone())));
         engine.transaction(true, migrate_postgres).map_err(|e| StateError::Open { location: location.to_string(), detail: e.message })?;
         Ok(StateDb { inner: Arc::new(Inner { location: location.clone(), engine }), clock: SharedClock::default(), fence: None })
     }

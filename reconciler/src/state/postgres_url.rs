@@ -25,10 +25,8 @@ pub fn parse(url: &str) -> Result<postgres::Config, String> {
     if config.get_password().is_none() {
         if let Some(password) = std::env::var("PGPASSWORD").ok().filter(|p| !p.is_empty()) {
             config.password(password);
-        } else if let Some(file) = passfile() {
-            if let Some(password) = passfile_password(&file, &config) {
-                config.password(password);
-            }
+        } else if let Some(password) = passfile().and_then(|file| passfile_password(&file, &config)) {
+            config.password(password);
         }
     }
     Ok(config)
@@ -80,13 +78,15 @@ fn split_passfile_line(line: &str) -> Vec<String> {
     while let Some(c) = chars.next() {
         match c {
             '\\' => {
-                if let Some(next) = chars.next() {
-                    fields.last_mut().map(|f| f.push(next));
+                if let (Some(next), Some(field)) = (chars.next(), fields.last_mut()) {
+                    field.push(next);
                 }
             }
             ':' if fields.len() < 5 => fields.push(String::new()),
             _ => {
-                fields.last_mut().map(|f| f.push(c));
+                if let Some(field) = fields.last_mut() {
+                    field.push(c);
+                }
             }
         }
     }

@@ -192,14 +192,23 @@ impl From<rusqlite::Error> for DbError {
 
 impl From<postgres::Error> for DbError {
     fn from(e: postgres::Error) -> DbError {
+        // A server shutting down or starting up answers with an error of its own (57P01
+        // `admin_shutdown` to the sessions it ends, 57P03 while it starts, class 08 for a lost
+        // connection): the database is unreachable then, like when nothing answers at all.
+        let server_gone = e.code().is_some_and(|c| c.code().starts_with("57P") || c.code().starts_with("08"));
+        let unreachable = e.is_closed() || server_gone || e.as_db_error().is_none() && e.code().is_none();
         // The server's own message (with its detail) reads better than the driver's wrapper.
-        let unreachable = e.is_closed() || e.as_db_error().is_none() && e.code().is_none();
         let message = match e.as_db_error() {
             Some(db) => match db.detail() {
                 Some(detail) => format!("{}: {detail}", db.message()),
                 None => db.message().to_string(),
             },
-            None => e.to_string(),
+            // The driver's message leaves out the cause ("error connecting to server"), which is
+            // what says what to fix ("Connection refused").
+            None => match std::error::Error::source(&e) {
+                Some(cause) => format!("{e}: {cause}"),
+                None => e.to_string(),
+            },
         };
         DbError { message, unreachable }
     }
@@ -489,8 +498,8 @@ impl PgPool {
 pub enum Engine {
     /// One SQLite connection behind a mutex.
     Sqlite(Mutex<rusqlite::Connection>),
-    /// A PostgreSQL pool.
-    Postgres(PgPool),
+    /// A PostgreSQL pool (boxed: it is much larger than the SQLite connection).
+    Postgres(Box<PgPool>),
 }
 
 impl Engine {
