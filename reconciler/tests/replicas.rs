@@ -106,7 +106,7 @@ fn write_repo(dir: &Path, i: usize, network: &str) -> PathBuf {
 
 fn config(dir: &Path, endpoint: &str, replica: &str, repos: &[PathBuf]) -> PathBuf {
     let mut text = format!(
-        "endpoint = \"{endpoint}\"\nlisten = \"127.0.0.1:0\"\nstate_env = \"NOVACRON_STATE_URL\"\nreplica_id = \"{replica}\"\napi_key_env = \"NOVACRON_TEST_SERVE_KEY\"\ncache_dir = \"{}\"\n\n[leases]\nttl = \"3s\"\nrenew_margin = \"1s\"\n",
+        "endpoint = \"{endpoint}\"\nlisten = \"127.0.0.1:0\"\nstate_env = \"NOVACRON_STATE_URL\"\nreplica_id = \"{replica}\"\napi_key_env = \"NOVACRON_TEST_SERVE_KEY\"\ncache_dir = \"{}\"\n\n[leases]\nttl = \"6s\"\nrenew_margin = \"2s\"\n",
         dir.join(format!("cache-{replica}")).display()
     );
     for (i, repo) in repos.iter().enumerate() {

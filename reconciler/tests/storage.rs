@@ -339,6 +339,7 @@ fn rollouts_are_journalled_and_revisions_remembered(store: &Store) {
                 operation: "apply".into(),
                 plan_id: Some("plan-2".into()),
                 pid: Some(4_242),
+                host: Some(novacron_reconcile::state::host_id()),
                 started_at: started_at(0)
             },
             RolloutIntent {
@@ -348,6 +349,7 @@ fn rollouts_are_journalled_and_revisions_remembered(store: &Store) {
                 operation: "refresh".into(),
                 plan_id: None,
                 pid: None,
+                host: None,
                 started_at: started_at(1)
             },
         ]
@@ -664,7 +666,7 @@ fn fenced_writes_are_refused_once_the_lease_moved_on(store: &Store) {
     let db = store.db();
     let other_replica = store.db();
     let token = try_acquire(&db, "prod", "a", 0).expect("acquire").expect("free");
-    let a = db.fenced(Fence { repo: "prod".into(), owner: "a".into(), token });
+    let a = db.fenced(Fence { repo: "prod".into(), owner: "a".into(), token, clock: None });
     assert_eq!(a.fence().map(|f| f.token), Some(1));
     // Expired but not taken yet: still a's.
     set_rolled_out(&a, "infra", "prod", "rev-a").expect("the holder writes");
@@ -721,7 +723,7 @@ fn fenced_writes_are_refused_once_the_lease_moved_on(store: &Store) {
     // Reads through the fenced handle still work.
     assert_eq!(rolled_out_revision(&a, "infra", "prod").expect("a fenced read").as_deref(), Some("rev-a"));
 
-    let b = other_replica.fenced(Fence { repo: "prod".into(), owner: "b".into(), token: 2 });
+    let b = other_replica.fenced(Fence { repo: "prod".into(), owner: "b".into(), token: 2, clock: None });
     set_rolled_out(&b, "infra", "prod", "rev-b").expect("the new holder writes");
     audit_append(&b, entry("b", AuditAction::Sync, "by b")).expect("the new holder appends");
     assert_eq!(record_drifts(&b, "infra", &[drift("d1", Severity::Low)]).expect("drifts").len(), 1);
@@ -734,7 +736,7 @@ fn fenced_writes_are_refused_once_the_lease_moved_on(store: &Store) {
         Err(StateError::Fenced { now, .. }) => assert_eq!(now, "released"),
         other => panic!("a write after giving the lease up: {other:?}"),
     }
-    let never = db.fenced(Fence { repo: "never-leased".into(), owner: "a".into(), token: 1 });
+    let never = db.fenced(Fence { repo: "never-leased".into(), owner: "a".into(), token: 1, clock: None });
     assert!(matches!(set_event_seq(&never, 1), Err(StateError::Fenced { .. })), "a lease that never existed fences too");
     assert_eq!(rolled_out_revision(&db, "infra", "prod").expect("read").as_deref(), Some("rev-b"));
 }

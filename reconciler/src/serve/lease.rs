@@ -64,6 +64,9 @@ pub struct Leases {
     pub address: String,
     /// TTL and margin.
     pub settings: LeaseSettings,
+    /// The keeper's own handle on the state (on PostgreSQL its own connections: a renewal never
+    /// queues behind the reconciles' queries).
+    pub db: StateDb,
     held: Mutex<HashMap<String, Held>>,
     acting: HashMap<String, Arc<tokio::sync::Mutex<()>>>,
     last_renewal: Mutex<Option<Instant>>,
@@ -84,11 +87,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Leases {
     /// The leases of replica `replica` over repositories `names` (none held yet).
-    pub fn new(replica: String, address: String, settings: LeaseSettings, names: &[String]) -> Leases {
+    pub fn new(replica: String, address: String, settings: LeaseSettings, names: &[String], db: StateDb) -> Leases {
         Leases {
             replica,
             address,
             settings,
+            db,
             held: Mutex::default(),
             acting: names.iter().map(|n| (n.clone(), Arc::default())).collect(),
             last_renewal: Mutex::default(),
@@ -113,6 +117,11 @@ impl Leases {
     /// The lock a reconcile of `repo` holds while it runs (a lease is given up only between runs).
     pub fn acting(&self, repo: &str) -> Arc<tokio::sync::Mutex<()>> {
         self.acting.get(repo).cloned().unwrap_or_default()
+    }
+
+    /// True while this replica has `repo`'s lease, valid or waiting for a renewal.
+    pub fn has(&self, repo: &str) -> bool {
+        lock(&self.held).contains_key(repo)
     }
 
     /// The repositories held now.
@@ -150,18 +159,22 @@ impl Leases {
 ///
 /// It runs on a thread of its own (every step is a blocking database call anyway): reconciles
 /// busy on the async workers must never delay a renewal past the margin.
-pub fn spawn_keeper(service: Arc<Service>, stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
-    tokio::task::spawn_blocking(move || keeper(&service, &stop))
+///
+/// `stopping` turns true when the service stops taking work (no lease is taken from then on);
+/// `stop` when every reconcile has finished (the leases are released then, not before).
+pub fn spawn_keeper(service: Arc<Service>, stopping: watch::Receiver<bool>, stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+    tokio::task::spawn_blocking(move || keeper(&service, &stopping, &stop))
 }
 
-fn keeper(service: &Arc<Service>, stop: &watch::Receiver<bool>) {
+fn keeper(service: &Arc<Service>, stopping: &watch::Receiver<bool>, stop: &watch::Receiver<bool>) {
     let mut first = true;
     'rounds: loop {
         // On PostgreSQL the first round only announces this replica (see `start`).
-        let take = !(first && service.db.is_postgres());
+        let take = !(first && service.db.is_postgres()) && !*stopping.borrow();
         first = false;
-        renew_and_balance(service, take, true);
+        // The next round starts one interval after this one started, however long it took.
         let next = Instant::now() + service.leases.settings.renew_every();
+        renew_and_balance(service, take, true);
         while Instant::now() < next {
             if *stop.borrow() {
                 break 'rounds;
@@ -174,7 +187,7 @@ fn keeper(service: &Arc<Service>, stop: &watch::Receiver<bool>) {
     }
     let leases = &service.leases;
     lock(&leases.held).clear();
-    match state::retire_replica(&service.db, &leases.replica) {
+    match state::retire_replica(&leases.db, &leases.replica) {
         Ok(n) => tracing::info!(replica = %leases.replica, released = n, "leases released for the other replicas"),
         Err(e) => tracing::warn!(replica = %leases.replica, error = %e, "cannot release the leases; other replicas take them over after the TTL"),
     }
@@ -184,7 +197,7 @@ fn keeper(service: &Arc<Service>, stop: &watch::Receiver<bool>) {
 /// lease taken triggers its repository when `trigger`).
 pub fn renew_and_balance(service: &Arc<Service>, take_leases: bool, trigger: bool) {
     let leases = &service.leases;
-    let db = &service.db;
+    let db = &leases.db;
     let sent = Instant::now();
     let renewed = match state::heartbeat(db, &leases.replica, &leases.address, leases.settings.ttl_ms()) {
         Ok(renewed) => renewed,
@@ -229,15 +242,15 @@ pub fn renew_and_balance(service: &Arc<Service>, take_leases: bool, trigger: boo
     if mine > fair && alive > 1 {
         give_up(service, mine - fair);
     } else if mine < fair && take_leases {
-        take(service, fair - mine, until, trigger);
+        take(service, fair - mine, trigger);
     }
 }
 
 /// Takes up to `want` free leases (never taken, released or expired), in an order that differs
 /// per replica so that replicas starting together do not all race for the same ones.
-fn take(service: &Arc<Service>, want: usize, until: Instant, trigger: bool) {
+fn take(service: &Arc<Service>, want: usize, trigger: bool) {
     let leases = &service.leases;
-    let live: HashMap<String, bool> = match state::leases(&service.db) {
+    let live: HashMap<String, bool> = match state::leases(&leases.db) {
         Ok(rows) => rows.into_iter().map(|l| (l.repo, l.live)).collect(),
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the leases");
@@ -256,9 +269,11 @@ fn take(service: &Arc<Service>, want: usize, until: Instant, trigger: bool) {
         if live.get(name).copied().unwrap_or(false) || leases.holds(name) {
             continue;
         }
-        match state::try_acquire(&service.db, name, &leases.replica, leases.settings.ttl_ms()) {
+        // Valid from before the request: the database's expiry is at least this late.
+        let sent = Instant::now();
+        match state::try_acquire(&leases.db, name, &leases.replica, leases.settings.ttl_ms()) {
             Ok(Some(token)) => {
-                let clock = LeaseClock::until(until);
+                let clock = LeaseClock::until(leases.valid_until(sent));
                 lock(&leases.held).insert(name.to_string(), Held { token, clock });
                 taken += 1;
                 tracing::info!(repo = %name, token, replica = %leases.replica, "lease taken");
@@ -287,7 +302,7 @@ fn give_up(service: &Arc<Service>, count: usize) {
         let Ok(_idle) = acting.try_lock() else { continue };
         let Some(h) = lock(&leases.held).remove(&name) else { continue };
         h.clock.revoke();
-        match state::release_lease(&service.db, &name, &leases.replica, h.token) {
+        match state::release_lease(&leases.db, &name, &leases.replica, h.token) {
             Ok(_) => {
                 given += 1;
                 tracing::info!(repo = %name, replica = %leases.replica, "lease given up to spread the repositories over the replicas");
@@ -381,7 +396,9 @@ fn listen(db: &StateDb, notified: &tokio::sync::Notify, quit: &std::sync::atomic
     }
 }
 
-/// The default replica id: the host name and the process id.
+/// The default replica id: the host name, the process id and a random suffix (a container
+/// restarted in the same pod has the same host name and pid, and must not be taken for the
+/// process it replaces).
 pub fn default_replica_id() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
@@ -389,5 +406,7 @@ pub fn default_replica_id() -> String {
         .filter(|h| !h.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "replica".to_string());
-    format!("{host}-{}", std::process::id())
+    let mut suffix = [0u8; 3];
+    let _ = getrandom::fill(&mut suffix);
+    format!("{host}-{}-{}", std::process::id(), suffix.iter().map(|b| format!("{b:02x}")).collect::<String>())
 }

@@ -75,6 +75,9 @@ pub enum ServeError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// Another replica runs under this replica's id.
+    #[error("{0}")]
+    Replica(String),
     /// The async runtime could not start.
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
@@ -197,6 +200,8 @@ pub struct RunningServe {
     server: JoinHandle<()>,
     service: Arc<Service>,
     tls: Option<Arc<novacron_tls::ReloadableCert>>,
+    keeper: JoinHandle<()>,
+    keeper_stop: watch::Sender<bool>,
     _lock: Option<StateLock>,
 }
 
@@ -252,12 +257,14 @@ pub async fn start(settings: ServeSettings) -> Result<RunningServe, ServeError> 
     let settings = lease::LeaseSettings { ttl: config.leases.ttl, margin: config.leases.renew_margin };
     let ttl_ms = u64::try_from(settings.ttl.as_millis()).unwrap_or(u64::MAX);
     if !crate::state::register_replica(&db, &replica, &addr.to_string(), ttl_ms)? {
-        return Err(ServeError::Secret(format!(
+        return Err(ServeError::Replica(format!(
             "replica_id {replica:?} is in use by a running replica sharing {location}: give each replica its own replica_id (or leave it unset)"
         )));
     }
     let names: Vec<String> = config.repo.iter().map(|r| r.name.get_ref().clone()).collect();
-    let leases = lease::Leases::new(replica, addr.to_string(), settings, &names);
+    // On PostgreSQL the lease keeper has connections of its own.
+    let keeper_db = if location.is_shared() { StateDb::connect(&location)?.with_clock(clock.clone()) } else { db.clone() };
+    let leases = lease::Leases::new(replica, addr.to_string(), settings, &names, keeper_db);
     let service = Arc::new(Service {
         repos,
         clock,
@@ -290,13 +297,14 @@ pub async fn start(settings: ServeSettings) -> Result<RunningServe, ServeError> 
     tasks.push(tokio::spawn(feed::event_feed(service.clone(), stopped.clone())));
     tasks.push(tokio::spawn(scheduler::approvals_watcher(service.clone(), stopped.clone())));
     tasks.push(tokio::spawn(lease::wake_follower(service.clone(), stopped.clone())));
-    // Last, so that it releases the leases only once every repository task has stopped.
-    let keeper = lease::spawn_keeper(service.clone(), stopped.clone());
+    // Stopped on its own, after every repository task: it renews the leases while running
+    // reconciles finish, and releases them only then.
+    let (keeper_stop, keeper_stopped) = watch::channel(false);
+    let keeper = lease::spawn_keeper(service.clone(), stopped.clone(), keeper_stopped);
     let server = tokio::spawn(http::serve_http(listener, service.clone(), tls.clone(), stopped));
     let endpoint = format!("{}://{addr}", if tls.is_some() { "https" } else { "http" });
-    tasks.push(keeper);
     tracing::info!(%addr, %endpoint, repos = service.repos.len(), state = %location, replica = %service.leases.replica, lock = ?lock.as_ref().map(|l| l.path().display().to_string()), "novacron-reconcile serve started");
-    Ok(RunningServe { addr, stop, tasks, server, service, tls, _lock: lock })
+    Ok(RunningServe { addr, stop, tasks, server, service, tls, keeper, keeper_stop, _lock: lock })
 }
 
 impl RunningServe {
@@ -328,6 +336,8 @@ impl RunningServe {
             let _ = task.await;
         }
         let _ = self.server.await;
+        self.keeper_stop.send_replace(true);
+        let _ = self.keeper.await;
         tracing::info!("novacron-reconcile serve stopped");
     }
 }

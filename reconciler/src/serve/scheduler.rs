@@ -51,16 +51,26 @@ pub async fn repo_worker(service: Arc<Service>, repo: Arc<RepoHandle>, mut stop:
         // lease is valid; a lease is given up only between runs (`acting`).
         let acting = service.leases.acting(repo.name());
         let guard = acting.lock().await;
-        let ok = match service.leases.fence(repo.name()) {
+        let fence = service.leases.fence(repo.name());
+        // Held but not valid right now (a renewal is overdue): try again soon, same trigger.
+        let overdue = fence.is_none() && service.leases.has(repo.name());
+        let ok = match fence {
             Some(fence) => run_once(&service, &repo, source, fence).await,
             None => true,
         };
         drop(guard);
         let failures = repo.status().consecutive_errors;
-        let delay = if ok { jittered(interval) } else { jittered(backoff(failures, interval)) };
+        let delay = if overdue {
+            service.leases.settings.renew_every()
+        } else if ok {
+            jittered(interval)
+        } else {
+            jittered(backoff(failures, interval))
+        };
+        let retry_source = source;
         source = tokio::select! {
             s = repo.triggered() => s,
-            () = tokio::time::sleep(delay) => if ok { "poll" } else { "retry" },
+            () = tokio::time::sleep(delay) => if overdue { retry_source } else if ok { "poll" } else { "retry" },
             _ = stop.changed() => break,
         };
     }

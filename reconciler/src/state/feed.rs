@@ -17,7 +17,7 @@ pub fn event_seq(db: &StateDb) -> Result<Option<u64>, StateError> {
 /// Records the event-feed position.
 pub fn set_event_seq(db: &StateDb, seq: u64) -> Result<(), StateError> {
     db.write("record the event-feed position", |tx| {
-        tx.execute("INSERT INTO serve_meta (key, value) VALUES ('event_seq', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value", args![seq.to_string()])
+        tx.execute("INSERT INTO serve_meta (key, value) VALUES ('event_seq', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value WHERE CAST(serve_meta.value AS BIGINT) < CAST(excluded.value AS BIGINT)", args![seq.to_string()])
             .map(|_| ())
     })
 }

@@ -47,16 +47,25 @@ pub struct ReplicaRow {
     pub alive: bool,
 }
 
-/// Announces replica `id` for `ttl_ms`; refused when a live replica already uses that id.
+/// How long a replica that stopped renewing stays listed (then its row is deleted).
+pub const REPLICA_KEPT_MS: i64 = 3_600_000;
+
+/// Announces replica `id` for `ttl_ms`; refused when a live replica already uses that id. Leases
+/// a previous process with the same id still owned are released (it is gone, and this one never
+/// held them), and replicas silent for an hour are forgotten.
 pub fn register_replica(db: &StateDb, id: &str, address: &str, ttl_ms: u64) -> Result<bool, StateError> {
     let now = db.now();
     db.write("register this replica", |tx| {
+        tx.execute("DELETE FROM replicas WHERE expires_ms < {now_ms} - ?1", args![REPLICA_KEPT_MS])?;
         let row = tx.query_opt(
             "INSERT INTO replicas (id, address, started_at, expires_ms) VALUES (?1, ?2, ?3, {now_ms} + ?4)
              ON CONFLICT (id) DO UPDATE SET address = excluded.address, started_at = excluded.started_at, expires_ms = excluded.expires_ms
              WHERE replicas.expires_ms <= {now_ms} RETURNING id",
             args![id, address, &now, ttl_ms],
         )?;
+        if row.is_some() {
+            tx.execute("UPDATE leases SET owner = '', expires_ms = 0 WHERE owner = ?1", args![id])?;
+        }
         Ok(row.is_some())
     })
 }

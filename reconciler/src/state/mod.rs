@@ -32,7 +32,7 @@ pub use leases::{
 };
 pub use lock::StateLock;
 pub use plans::{
-    PendingPlan, PlanRecord, RolloutIntent, approve_plan, hold_plan, open_rollouts, pending_plans, plan_file, resolve_plan, rolled_out_revision,
+    PendingPlan, PlanRecord, RolloutIntent, approve_plan, hold_plan, host_id, open_rollouts, pending_plans, plan_file, resolve_plan, rolled_out_revision,
     rollout_finish, rollout_intent, rollout_started, set_rolled_out, supersede_plans,
 };
 pub use repos::{StoredRepo, save_repo, stored_repo, stored_repos};
@@ -385,11 +385,13 @@ CREATE TABLE IF NOT EXISTS serve_delivery (id TEXT PRIMARY KEY, seq INTEGER NOT 
 /// Version 6: what replicas share — repository leases with fencing tokens, the replicas
 /// alive, wake-ups for the lease holder, and the audit chain's head row (locked by each append,
 /// so appends from several processes serialise). The head is seeded from the log as it stands.
+/// A Terraform run records the host it runs on (a leftover process is only stopped there).
 const SCHEMA_V6: &str = "
 CREATE TABLE leases (repo TEXT PRIMARY KEY, owner TEXT NOT NULL, token BIGINT NOT NULL, expires_ms BIGINT NOT NULL, acquired_at TEXT NOT NULL);
 CREATE TABLE replicas (id TEXT PRIMARY KEY, address TEXT NOT NULL, started_at TEXT NOT NULL, expires_ms BIGINT NOT NULL);
 CREATE TABLE wakeups (seq INTEGER PRIMARY KEY, repo TEXT NOT NULL, reason TEXT NOT NULL, at TEXT NOT NULL);
 CREATE TABLE audit_head (id INTEGER PRIMARY KEY CHECK (id = 1), seq BIGINT NOT NULL, hash TEXT NOT NULL);
+ALTER TABLE rollouts ADD COLUMN host TEXT;
 INSERT INTO audit_head (id, seq, hash)
     SELECT 1, COALESCE(MAX(seq), 0), COALESCE((SELECT hash FROM audit ORDER BY seq DESC LIMIT 1), '0000000000000000000000000000000000000000000000000000000000000000') FROM audit;
 ";
@@ -411,7 +413,7 @@ CREATE TABLE findings (id TEXT PRIMARY KEY, repo TEXT NOT NULL, address TEXT NOT
 CREATE TABLE journal (seq BIGSERIAL PRIMARY KEY, drift_id TEXT NOT NULL, repo TEXT NOT NULL, address TEXT NOT NULL, kind TEXT NOT NULL, object_id TEXT NOT NULL, etag TEXT NOT NULL, attributes TEXT NOT NULL, state TEXT NOT NULL, created_at TEXT NOT NULL, finished_at TEXT, outcome TEXT);
 CREATE TABLE plans (id TEXT PRIMARY KEY, repo TEXT NOT NULL, path TEXT NOT NULL, revision TEXT NOT NULL, severity TEXT NOT NULL, summary TEXT NOT NULL, reason TEXT NOT NULL, changes TEXT NOT NULL, plan BYTEA NOT NULL, created_at TEXT NOT NULL, approved_by TEXT, approved_at TEXT, resolved_at TEXT, resolution TEXT);
 CREATE INDEX plans_open ON plans (repo, path, resolved_at);
-CREATE TABLE rollouts (seq BIGSERIAL PRIMARY KEY, repo TEXT NOT NULL, path TEXT NOT NULL, operation TEXT NOT NULL, plan_id TEXT, pid BIGINT, started_at TEXT NOT NULL, finished_at TEXT, outcome TEXT);
+CREATE TABLE rollouts (seq BIGSERIAL PRIMARY KEY, repo TEXT NOT NULL, path TEXT NOT NULL, operation TEXT NOT NULL, plan_id TEXT, pid BIGINT, host TEXT, started_at TEXT NOT NULL, finished_at TEXT, outcome TEXT);
 CREATE TABLE rolled_out (repo TEXT NOT NULL, path TEXT NOT NULL, revision TEXT NOT NULL, at TEXT NOT NULL, PRIMARY KEY (repo, path));
 CREATE TABLE pr_reviews (repo TEXT NOT NULL, path TEXT NOT NULL, number BIGINT NOT NULL, comment_id BIGINT, head TEXT NOT NULL, state TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (repo, path, number));
 CREATE TABLE serve_runs (seq BIGSERIAL PRIMARY KEY, repo TEXT NOT NULL, finished_at TEXT NOT NULL, duration_ms BIGINT NOT NULL, trigger TEXT NOT NULL, revision TEXT, ok BIGINT NOT NULL, drifted BIGINT NOT NULL, critical BIGINT NOT NULL, high BIGINT NOT NULL, medium BIGINT NOT NULL, low BIGINT NOT NULL, info BIGINT NOT NULL, error TEXT);
@@ -556,7 +558,7 @@ impl StateDb {
                 operation,
                 repo: f.repo.clone(),
                 token: f.token,
-                now: "not renewed in time: this replica stopped acting before it could expire".to_string(),
+                now: "not renewed in time or given up: this replica stopped acting on it before it could expire".to_string(),
             });
         }
         let outcome = self.inner.engine.transaction(true, |tx| {

@@ -200,6 +200,8 @@ pub struct RolloutIntent {
     pub plan_id: Option<String>,
     /// The Terraform process (its own process group), once started.
     pub pid: Option<u32>,
+    /// The host it runs on ([`host_id`]); `None` for runs journalled before hosts were recorded.
+    pub host: Option<String>,
     /// When it was written.
     pub started_at: String,
 }
@@ -219,9 +221,17 @@ pub fn rollout_intent(db: &StateDb, repo: &str, path: &str, operation: &str, pla
     })
 }
 
-/// Records the pid of the Terraform process of intent `seq`.
+/// Records the pid of the Terraform process of intent `seq`, and this host.
 pub fn rollout_started(db: &StateDb, seq: u64, pid: u32) -> Result<(), StateError> {
-    db.write("journal a Terraform pid", |tx| tx.execute("UPDATE rollouts SET pid = ?2 WHERE seq = ?1", args![seq, pid]).map(|_| ()))
+    let host = host_id();
+    db.write("journal a Terraform pid", |tx| tx.execute("UPDATE rollouts SET pid = ?2, host = ?3 WHERE seq = ?1", args![seq, pid, host]).map(|_| ()))
+}
+
+/// This machine (or container): its host name and the kernel's boot id. A pid means something
+/// only where it was recorded.
+pub fn host_id() -> String {
+    let read = |p: &str| std::fs::read_to_string(p).map(|s| s.trim().to_string()).unwrap_or_default();
+    format!("{}/{}", read("/proc/sys/kernel/hostname"), read("/proc/sys/kernel/random/boot_id"))
 }
 
 /// Closes intent `seq` with `outcome` and its audit entry.
@@ -240,7 +250,7 @@ pub fn rollout_finish(db: &StateDb, seq: u64, outcome: &str, audit: Option<Audit
 pub fn open_rollouts(db: &StateDb, repo: &str) -> Result<Vec<RolloutIntent>, StateError> {
     db.read("list open Terraform runs", |tx| {
         let rows = tx.query(
-            "SELECT seq, repo, path, operation, plan_id, pid, started_at FROM rollouts WHERE repo = ?1 AND finished_at IS NULL ORDER BY seq",
+            "SELECT seq, repo, path, operation, plan_id, pid, started_at, host FROM rollouts WHERE repo = ?1 AND finished_at IS NULL ORDER BY seq",
             args![repo],
         )?;
         rows.iter()
@@ -253,6 +263,7 @@ pub fn open_rollouts(db: &StateDb, repo: &str) -> Result<Vec<RolloutIntent>, Sta
                     plan_id: r.get(4)?,
                     pid: r.get(5)?,
                     started_at: r.get(6)?,
+                    host: r.get(7)?,
                 })
             })
             .collect()

@@ -20,7 +20,9 @@ pub fn parse(url: &str) -> Result<postgres::Config, String> {
         format!("--state: not a usable PostgreSQL URL ({e}); write postgres://USER@HOST:PORT/DATABASE, with the password in PGPASSWORD or a passfile")
     })?;
     if config.get_user().is_none() {
-        config.user(&std::env::var("PGUSER").unwrap_or_else(|_| "postgres".to_string()));
+        // libpq's default: PGUSER, else the login name.
+        let user = std::env::var("PGUSER").ok().or_else(|| std::env::var("USER").ok()).filter(|u| !u.is_empty()).unwrap_or_else(|| "postgres".to_string());
+        config.user(&user);
     }
     if config.get_password().is_none() {
         if let Some(password) = std::env::var("PGPASSWORD").ok().filter(|p| !p.is_empty()) {
@@ -67,7 +69,7 @@ fn passfile_password(file: &Path, config: &postgres::Config) -> Option<String> {
         if fields.len() != 5 {
             return None;
         }
-        let matches = fields.iter().zip(wanted).all(|(field, want)| field == "*" || field == want || (want == "127.0.0.1" && field == "localhost"));
+        let matches = fields.iter().zip(wanted).all(|(field, want)| field == "*" || field == want);
         matches.then(|| fields[4].clone())
     })
 }

@@ -403,6 +403,8 @@ fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
 pub const PG_POOL_SIZE: usize = 4;
 /// How long one connection attempt may take.
 pub const PG_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long sent data may stay unacknowledged before the connection counts as dead.
+pub const PG_TCP_USER_TIMEOUT: Duration = Duration::from_secs(10);
 /// The first wait after a failed connection attempt before the next; it doubles up to
 /// [`PG_RETRY_CAP`]. Meanwhile operations fail at once (so nothing queues behind a dead server).
 pub const PG_RETRY_START: Duration = Duration::from_millis(250);
@@ -436,6 +438,13 @@ impl PgPool {
     pub fn new(mut config: postgres::Config) -> PgPool {
         config.connect_timeout(PG_CONNECT_TIMEOUT);
         config.application_name("novacron-reconcile");
+        // A database that stops answering (a partition that drops packets rather than
+        // refusing) fails the call within seconds instead of holding it forever.
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(PG_TCP_USER_TIMEOUT);
+        }
+        config.keepalives(true);
+        config.keepalives_idle(Duration::from_secs(5));
         PgPool { config, slots: (0..PG_POOL_SIZE).map(|_| Mutex::new(None)).collect(), next: Default::default(), retry: Mutex::default() }
     }
 

@@ -197,9 +197,11 @@ impl<A: PlatformApi> RolloutContext<'_, A> {
         let open = open_rollouts(self.db, self.repo)?;
         let mut recovered = Vec::new();
         for intent in &open {
+            // A pid recorded on another host (a replica that died there) is not this host's.
+            let here = intent.host.as_deref().is_none_or(|h| h == crate::state::host_id());
             let stopped = match intent.pid {
-                Some(pid) => self.runner.stop_leftover(pid).await,
-                None => false,
+                Some(pid) if here => self.runner.stop_leftover(pid).await,
+                _ => false,
             };
             let released = self.release_own_lock(detection, intent).await?;
             let detail = json!({"phase": "recovered", "operation": intent.operation, "plan_id": intent.plan_id, "pid": intent.pid,

@@ -308,6 +308,8 @@ pub fn spawn_serve(config: &std::path::Path, envs: &[(&str, &std::ffi::OsStr)], 
         .expect("serve starts");
     let stderr = child.stderr.take().expect("stderr");
     let secrets: Vec<String> = secrets.iter().map(|s| s.to_string()).collect();
+    // NOVACRON_TEST_ECHO_SERVE=1 echoes every line (to follow a failing scenario).
+    let echo_all = std::env::var("NOVACRON_TEST_ECHO_SERVE").is_ok_and(|v| v == "1");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -316,7 +318,7 @@ pub fn spawn_serve(config: &std::path::Path, envs: &[(&str, &std::ffi::OsStr)], 
             }
             if let Some(addr) = line.split_whitespace().find_map(|w| w.strip_prefix("addr=")) {
                 let _ = tx.send(addr.to_string());
-            } else if line.contains("WARN") || line.contains("ERROR") || line.contains("reviewed") || line.contains("SIGHUP") {
+            } else if line.contains("WARN") || line.contains("ERROR") || line.contains("reviewed") || line.contains("SIGHUP") || echo_all {
                 eprintln!("serve: {line}");
             }
         }
