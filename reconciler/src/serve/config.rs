@@ -33,6 +33,9 @@ pub struct ServeConfig {
     /// This replica's id among those sharing the state (default: host name and process id).
     #[serde(default)]
     pub replica_id: Option<String>,
+    /// How many reconciles this replica runs at once (the others wait their turn).
+    #[serde(default = "default_max_concurrent")]
+    pub max_concurrent_reconciles: usize,
     /// Repository leases: how long one lasts and how early a replica stops acting on one.
     #[serde(default)]
     pub leases: LeasesConfig,
@@ -87,6 +90,9 @@ impl Default for LeasesConfig {
     }
 }
 
+fn default_max_concurrent() -> usize {
+    16
+}
 fn default_lease_ttl() -> Duration {
     Duration::from_secs(15)
 }
@@ -347,6 +353,10 @@ impl ServeConfig {
                 return Err(invalid(text, file, at, "needs tls_cert: set the certificate too (or neither for plain HTTP)".into()));
             }
             _ => {}
+        }
+        if config.max_concurrent_reconciles == 0 {
+            let at = text.find("max_concurrent_reconciles").unwrap_or(0);
+            return Err(invalid(text, file, at, "max_concurrent_reconciles must be at least 1".into()));
         }
         if config.leases.ttl < Duration::from_secs(3) {
             let at = text.find("ttl").unwrap_or(0);

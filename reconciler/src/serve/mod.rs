@@ -143,6 +143,8 @@ pub struct Service {
     pub state_location: String,
     /// The repositories this replica holds the lease of.
     pub leases: lease::Leases,
+    /// Turns for reconciles (`max_concurrent_reconciles`).
+    pub turns: tokio::sync::Semaphore,
     /// True once the event feed follows new events (after skipping old ones at the first start).
     pub feed_following: AtomicBool,
     /// One lock per repository URL: repos sharing a URL (other paths or refs) share a cached
@@ -276,6 +278,7 @@ pub async fn start(settings: ServeSettings) -> Result<RunningServe, ServeError> 
         admin_token,
         state_location: location.to_string(),
         leases,
+        turns: tokio::sync::Semaphore::new(config.max_concurrent_reconciles),
         feed_following: AtomicBool::new(false),
         clone_locks,
         runner_settings,

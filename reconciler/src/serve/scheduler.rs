@@ -49,6 +49,7 @@ pub async fn repo_worker(service: Arc<Service>, repo: Arc<RepoHandle>, mut stop:
         }
         // Only the replica holding the repository's lease reconciles it, and only while the
         // lease is valid; a lease is given up only between runs (`acting`).
+        let Ok(turn) = service.turns.acquire().await else { break };
         let acting = service.leases.acting(repo.name());
         let guard = acting.lock().await;
         let fence = service.leases.fence(repo.name());
@@ -59,6 +60,7 @@ pub async fn repo_worker(service: Arc<Service>, repo: Arc<RepoHandle>, mut stop:
             None => true,
         };
         drop(guard);
+        drop(turn);
         let failures = repo.status().consecutive_errors;
         let delay = if overdue {
             service.leases.settings.renew_every()
