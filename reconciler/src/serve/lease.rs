@@ -170,7 +170,8 @@ fn keeper(service: &Arc<Service>, stopping: &watch::Receiver<bool>, stop: &watch
     let mut first = true;
     'rounds: loop {
         // On PostgreSQL the first round only announces this replica (see `start`).
-        let take = !(first && service.db.is_postgres()) && !*stopping.borrow();
+        let announce_only = first && service.db.is_postgres();
+        let take = !announce_only && !*stopping.borrow();
         first = false;
         // The next round starts one interval after this one started, however long it took.
         let next = Instant::now() + service.leases.settings.renew_every();
