@@ -48,6 +48,7 @@ fn card(name: &str, runs: usize) -> CardView {
         reference: Some("main".into()),
         health: Health::Drifting,
         revision: Some("0123456789abcdef0123456789abcdef01234567".into()),
+        holder: Some(("replica-a".into(), true)),
         commit_url: Some(format!("https://github.com/acme/{name}/commit/0123456789abcdef0123456789abcdef01234567")),
         last_run: Some("2026-01-01T12:00:00Z".into()),
         duration_ms: Some(1234),

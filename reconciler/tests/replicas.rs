@@ -258,6 +258,10 @@ async fn three_replicas_share_thirty_repositories_survive_kill_partition_and_a_d
     let s = status(&http, &b).await.expect("status");
     assert_eq!(s["replicas"].as_array().map(|r| r.iter().filter(|x| x["alive"] == true).count()), Some(3), "{}", s["replicas"]);
     assert!(s["repos"].as_array().expect("repos").iter().all(|r| r["holder"].is_string()), "any replica shows every repository's holder");
+    let page = http.get(format!("http://{}/", a.addr)).send().await.expect("console").text().await.expect("html");
+    assert_eq!(page.matches("<span class=\"holder\">a (this one)</span>").count(), per["a"], "the console names the holder of every card");
+    assert_eq!(page.matches("<span class=\"holder\">b</span>").count(), per["b"]);
+    assert_eq!(page.matches("<span class=\"holder\">c</span>").count(), per["c"]);
 
     // A webhook to a replica that does not hold the repository reaches the one that does.
     let (name, owner) = h.iter().find(|(_, who)| who[0] != "a").map(|(n, who)| (n.clone(), who[0].clone())).expect("a repository a does not hold");

@@ -96,8 +96,6 @@ async fn metrics(State(svc): State<Arc<Service>>) -> Response {
 /// The JSON of `/api/status`: every repository, with the replica that holds it. A repository
 /// another replica holds shows where that replica left it (from the state database).
 pub fn status_json(svc: &Service) -> Value {
-    let leases: std::collections::HashMap<String, crate::state::LeaseRow> =
-        crate::state::leases(&svc.db).unwrap_or_default().into_iter().map(|l| (l.repo.clone(), l)).collect();
     let mut stored: Option<std::collections::HashMap<String, crate::state::StoredRepo>> = None;
     let repos: Vec<Value> = svc
         .repos
@@ -116,7 +114,6 @@ pub fn status_json(svc: &Service) -> Value {
                     s.running = false;
                 }
             }
-            let lease = leases.get(r.name()).filter(|l| l.live);
             json!({
                 "name": r.name(),
                 "url": crate::git::redact(&c.url),
@@ -125,9 +122,9 @@ pub fn status_json(svc: &Service) -> Value {
                 "interval_secs": c.interval.as_secs_f64(),
                 "auto_sync_max": format!("{:?}", c.auto_sync_max).to_ascii_lowercase(),
                 "webhook": r.secret.is_some(),
-                "holder": lease.map(|l| l.owner.clone()),
+                "holder": svc.leases.holder(r.name()),
                 "held_here": here,
-                "lease_token": lease.map(|l| l.token),
+                "lease_token": svc.leases.token(r.name()),
                 "revision": s.revision,
                 "last_run": s.last_run,
                 "last_error": s.last_error,
@@ -143,9 +140,13 @@ pub fn status_json(svc: &Service) -> Value {
         })
         .collect();
     let replicas = crate::state::replicas(&svc.db).unwrap_or_default();
+    let holders: Vec<Option<String>> = svc.repos.iter().map(|r| svc.leases.holder(r.name())).collect();
     let replicas: Vec<Value> = replicas
         .iter()
-        .map(|p| json!({"id": p.id, "address": p.address, "started_at": p.started_at, "alive": p.alive, "leases": leases.values().filter(|l| l.live && l.owner == p.id).count()}))
+        .map(|p| {
+            let held = holders.iter().filter(|h| h.as_deref() == Some(p.id.as_str())).count();
+            json!({"id": p.id, "address": p.address, "started_at": p.started_at, "alive": p.alive, "leases": held})
+        })
         .collect();
     json!({
         "repos": repos,

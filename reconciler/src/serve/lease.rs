@@ -68,6 +68,8 @@ pub struct Leases {
     /// queues behind the reconciles' queries).
     pub db: StateDb,
     held: Mutex<HashMap<String, Held>>,
+    /// Who held each repository at the last renewal round (what other pages show).
+    holders: Mutex<HashMap<String, (String, u64)>>,
     acting: HashMap<String, Arc<tokio::sync::Mutex<()>>>,
     last_renewal: Mutex<Option<Instant>>,
     last_error: Mutex<Option<String>>,
@@ -94,6 +96,7 @@ impl Leases {
             settings,
             db,
             held: Mutex::default(),
+            holders: Mutex::default(),
             acting: names.iter().map(|n| (n.clone(), Arc::default())).collect(),
             last_renewal: Mutex::default(),
             last_error: Mutex::default(),
@@ -117,6 +120,22 @@ impl Leases {
     /// The lock a reconcile of `repo` holds while it runs (a lease is given up only between runs).
     pub fn acting(&self, repo: &str) -> Arc<tokio::sync::Mutex<()>> {
         self.acting.get(repo).cloned().unwrap_or_default()
+    }
+
+    /// The replica that held `repo` at the last renewal round (this one's id when it holds it).
+    pub fn holder(&self, repo: &str) -> Option<String> {
+        if self.holds(repo) {
+            return Some(self.replica.clone());
+        }
+        lock(&self.holders).get(repo).map(|(owner, _)| owner.clone())
+    }
+
+    /// The fencing token of `repo`'s lease (how many times it changed hands).
+    pub fn token(&self, repo: &str) -> Option<u64> {
+        if let Some(h) = lock(&self.held).get(repo).filter(|h| h.clock.valid()) {
+            return Some(h.token);
+        }
+        lock(&self.holders).get(repo).map(|(_, token)| *token)
     }
 
     /// True while this replica has `repo`'s lease, valid or waiting for a renewal.
@@ -237,6 +256,13 @@ pub fn renew_and_balance(service: &Arc<Service>, take_leases: bool, trigger: boo
         }
     };
     leases.alive.store(alive, std::sync::atomic::Ordering::Relaxed);
+    match state::leases(db) {
+        Ok(rows) => *lock(&leases.holders) = rows.into_iter().filter(|l| l.live).map(|l| (l.repo, (l.owner, l.token))).collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the leases");
+            return;
+        }
+    }
     let total = service.repos.len();
     let fair = total.div_ceil(alive);
     let mine = leases.held().len();
@@ -251,13 +277,7 @@ pub fn renew_and_balance(service: &Arc<Service>, take_leases: bool, trigger: boo
 /// per replica so that replicas starting together do not all race for the same ones.
 fn take(service: &Arc<Service>, want: usize, trigger: bool) {
     let leases = &service.leases;
-    let live: HashMap<String, bool> = match state::leases(&leases.db) {
-        Ok(rows) => rows.into_iter().map(|l| (l.repo, l.live)).collect(),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot read the leases");
-            return;
-        }
-    };
+    let live: HashMap<String, bool> = lock(&leases.holders).keys().map(|r| (r.clone(), true)).collect();
     let offset = leases.replica.bytes().fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(usize::from(b)));
     let n = service.repos.len();
     let mut taken = 0;

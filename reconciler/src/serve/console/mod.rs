@@ -192,7 +192,18 @@ pub fn health(status: &RepoStatus, sync: Option<&SyncReport>) -> Health {
 }
 
 fn card(svc: &Service, repo: &RepoHandle, history_runs: usize) -> CardView {
-    let status = repo.status();
+    let mut status = repo.status();
+    let here = svc.leases.holds(repo.name());
+    if !here {
+        // Another replica reconciles it: show where that one left it.
+        if let Ok(p) = crate::state::stored_repo(&svc.db, repo.name()) {
+            status.revision = p.revision.or(status.revision);
+            status.last_run = p.last_run.or(status.last_run);
+            status.last_error = p.last_error;
+            status.summary = p.summary.as_deref().and_then(|x| serde_json::from_str(x).ok()).or(status.summary);
+            status.running = false;
+        }
+    }
     let sync = repo.last_sync();
     let c = &repo.config;
     let history = crate::state::run_history(&svc.db, repo.name(), history_runs).unwrap_or_else(|e| {
@@ -206,6 +217,7 @@ fn card(svc: &Service, repo: &RepoHandle, history_runs: usize) -> CardView {
         health: health(&status, sync.as_deref()),
         commit_url: status.revision.as_deref().and_then(|sha| commit_url(c.forge_url.as_deref(), c.forge_repo.as_deref(), sha)),
         revision: status.revision.clone(),
+        holder: svc.leases.holder(repo.name()).map(|id| (id, here)),
         last_run: status.last_run.clone(),
         duration_ms: status.last_duration_ms,
         last_trigger: status.last_trigger.map(str::to_string),

@@ -75,6 +75,8 @@ pub struct CardView {
     pub health: Health,
     /// The commit last reconciled.
     pub revision: Option<String>,
+    /// The replica holding the repository's lease, and whether it is the one serving the page.
+    pub holder: Option<(String, bool)>,
     /// The commit's page on the forge, when the forge is known.
     pub commit_url: Option<String>,
     /// When the last run ended.
@@ -281,6 +283,15 @@ fn health_badge(h: Health) -> String {
     format!("<span class=\"health health-{}\">{}</span>", h.as_str(), h.label())
 }
 
+/// Which replica reconciles the repository.
+fn holder_html(card: &CardView) -> String {
+    match &card.holder {
+        Some((id, true)) => format!("<span class=\"holder\">{} (this one)</span>", escape(id)),
+        Some((id, false)) => format!("<span class=\"holder\">{}</span>", escape(id)),
+        None => "<span class=\"holder\">none yet</span>".to_string(),
+    }
+}
+
 fn card_html(out: &mut String, card: &CardView) {
     let name = escape(&card.name);
     let _ = write!(
@@ -293,9 +304,10 @@ fn card_html(out: &mut String, card: &CardView) {
     );
     let _ = write!(
         out,
-        "<dl class=\"facts\"><dt>Revision</dt><dd>{}</dd><dt>Last run</dt><dd>{}</dd><dt>Approvals</dt><dd>{} pending</dd></dl>\n{}\n{}\n",
+        "<dl class=\"facts\"><dt>Revision</dt><dd>{}</dd><dt>Last run</dt><dd>{}</dd><dt>Replica</dt><dd>{}</dd><dt>Approvals</dt><dd>{} pending</dd></dl>\n{}\n{}\n",
         revision_html(card),
         last_run_html(card),
+        holder_html(card),
         card.pending,
         counts_html(card.by_severity.as_ref()),
         charts::sparkline(&card.history)
@@ -460,11 +472,12 @@ pub fn repo_page(view: &RepoPageView<'_>, viewer: &Viewer) -> String {
     }
     let _ = write!(
         main,
-        "<section class=\"head\"><p class=\"source\"><code>{}</code>{}</p><dl class=\"facts\"><dt>Revision</dt><dd>{}</dd><dt>Last run</dt><dd>{}</dd></dl>\n{}\n",
+        "<section class=\"head\"><p class=\"source\"><code>{}</code>{}</p><dl class=\"facts\"><dt>Revision</dt><dd>{}</dd><dt>Last run</dt><dd>{}</dd><dt>Replica</dt><dd>{}</dd></dl>\n{}\n",
         escape(&card.url),
         card.reference.as_deref().map(|r| format!(" @ <code>{}</code>", escape(r))).unwrap_or_default(),
         revision_html(card),
         last_run_html(card),
+        holder_html(card),
         counts_html(card.by_severity.as_ref())
     );
     if let Some(e) = &card.last_error {

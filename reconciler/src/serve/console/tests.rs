@@ -42,6 +42,7 @@ fn card(name: &str) -> CardView {
         reference: Some("main".into()),
         health: Health::Drifting,
         revision: Some("0123456789abcdef0123".into()),
+        holder: Some(("replica-a".into(), true)),
         commit_url: commit_url(None, Some("acme/infra"), "0123456789abcdef0123"),
         last_run: Some("2026-01-01T00:00:02Z".into()),
         duration_ms: Some(1234),
@@ -133,8 +134,12 @@ fn filters_parse_from_the_query_and_name_a_bad_parameter() {
 
 #[test]
 fn the_overview_has_one_card_per_repository() {
-    let html = pages::overview(&[card("infra"), card("edge")], &Viewer::default());
+    let mut edge = card("edge");
+    edge.holder = Some(("replica-<b>".into(), false));
+    let html = pages::overview(&[card("infra"), edge], &Viewer::default());
     assert!(html.contains("<body data-page=\"overview\">"));
+    assert!(html.contains("<dt>Replica</dt><dd><span class=\"holder\">replica-a (this one)</span></dd>"), "{html}");
+    assert!(html.contains("<span class=\"holder\">replica-&lt;b&gt;</span>"), "the holder is escaped: {html}");
     assert!(html.contains("<article class=\"card\" id=\"repo-infra\" data-health=\"drifting\">"));
     assert!(html.contains("<article class=\"card\" id=\"repo-edge\" data-health=\"drifting\">"));
     assert_eq!(html.matches("<span class=\"count\" data-severity=\"low\">1</span>").count(), 2);
