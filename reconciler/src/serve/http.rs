@@ -349,7 +349,7 @@ fn pull_request_hook(svc: &Arc<Service>, verified: &[&&Arc<super::repo::RepoHand
     };
     let names: Vec<&str> = reviewing.iter().map(|r| r.name()).collect();
     for r in &reviewing {
-        super::review::enqueue(svc, r, job.clone());
+        super::lease::review(svc, r, job.clone());
     }
     hook_answer(svc, "review", StatusCode::ACCEPTED, json!({"reviewing": names, "pull_request": payload.number, "head": head.sha}))
 }

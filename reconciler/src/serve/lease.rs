@@ -353,6 +353,24 @@ pub fn wake(service: &Service, repo: &super::repo::RepoHandle, reason: &'static 
     }
 }
 
+/// The wake-up reason that carries a pull-request review for the holder.
+const REVIEW_REASON: &str = "review ";
+
+/// Reviews a pull request where the repository is held: at once here, otherwise through a
+/// wake-up that carries the job (so two replicas never review one repository's pull requests,
+/// and its one comment per pull request stays one).
+pub fn review(service: &Arc<Service>, repo: &Arc<super::repo::RepoHandle>, job: super::review::ReviewJob) {
+    if service.leases.holds(repo.name()) || !service.db.is_postgres() {
+        super::review::enqueue(service, repo, job);
+        return;
+    }
+    let reason = format!("{REVIEW_REASON}{}", serde_json::to_string(&job).unwrap_or_default());
+    if let Err(e) = state::wake(&service.db, repo.name(), &reason) {
+        tracing::warn!(repo = %repo.name(), error = %e, "cannot hand the review to the lease holder; reviewing here");
+        super::review::enqueue(service, repo, job);
+    }
+}
+
 /// How often wake-ups are read even when no notification arrived (a missed `NOTIFY` while the
 /// listening connection was being re-made costs at most this).
 pub const WAKE_POLL: Duration = Duration::from_secs(2);
@@ -381,10 +399,15 @@ pub async fn wake_follower(service: Arc<Service>, mut stop: watch::Receiver<bool
         match state::wakeups_since(&service.db, seq) {
             Ok((woken, last)) => {
                 seq = last;
-                for (name, _reason) in woken {
-                    if let Some(repo) = service.repo(&name).filter(|_| service.leases.holds(&name)) {
-                        tracing::debug!(repo = %name, "woken by another replica");
-                        repo.trigger("wakeup");
+                for (name, reason) in woken {
+                    let Some(repo) = service.repo(&name).filter(|_| service.leases.holds(&name)) else { continue };
+                    match reason.strip_prefix(REVIEW_REASON).map(serde_json::from_str::<super::review::ReviewJob>) {
+                        Some(Ok(job)) => super::review::enqueue(&service, repo, job),
+                        Some(Err(e)) => tracing::warn!(repo = %name, error = %e, "a review handed over by another replica does not parse"),
+                        None => {
+                            tracing::debug!(repo = %name, reason = %reason, "woken by another replica");
+                            repo.trigger("wakeup");
+                        }
                     }
                 }
             }

@@ -147,7 +147,7 @@ pub fn approve_command(body: &str) -> Option<&str> {
 }
 
 /// One review to make.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ReviewJob {
     /// The pull request number.
     pub number: u64,
