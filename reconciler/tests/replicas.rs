@@ -258,6 +258,12 @@ async fn three_replicas_share_thirty_repositories_survive_kill_partition_and_a_d
     let s = status(&http, &b).await.expect("status");
     assert_eq!(s["replicas"].as_array().map(|r| r.iter().filter(|x| x["alive"] == true).count()), Some(3), "{}", s["replicas"]);
     assert!(s["repos"].as_array().expect("repos").iter().all(|r| r["holder"].is_string()), "any replica shows every repository's holder");
+    let metrics = http.get(format!("http://{}/metrics", a.addr)).send().await.expect("metrics").text().await.expect("text");
+    assert!(metrics.contains(&format!("novacron_reconcile_leases_held{{replica=\"a\"}} {}\n", per["a"])), "{metrics}");
+    assert!(
+        metrics.contains("novacron_reconcile_lease_renewal_ok{replica=\"a\"} 1\n") && metrics.contains("novacron_reconcile_replicas_alive 3\n"),
+        "{metrics}"
+    );
     let page = http.get(format!("http://{}/", a.addr)).send().await.expect("console").text().await.expect("html");
     assert_eq!(page.matches("<span class=\"holder\">a (this one)</span>").count(), per["a"], "the console names the holder of every card");
     assert_eq!(page.matches("<span class=\"holder\">b</span>").count(), per["b"]);

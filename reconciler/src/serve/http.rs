@@ -90,7 +90,23 @@ async fn readyz(State(svc): State<Arc<Service>>) -> Response {
 }
 
 async fn metrics(State(svc): State<Arc<Service>>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], svc.metrics.render()).into_response()
+    let mut text = svc.metrics.render();
+    text.push_str(&lease_metrics(&svc));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
+}
+
+/// The lease gauges of this replica.
+fn lease_metrics(svc: &Service) -> String {
+    let health = svc.leases.health();
+    let replica = svc.leases.replica.replace('\\', "\\\\").replace('"', "\\\"");
+    format!(
+        "# HELP novacron_reconcile_leases_held Repositories this replica holds the lease of.\n# TYPE novacron_reconcile_leases_held gauge\nnovacron_reconcile_leases_held{{replica=\"{replica}\"}} {}\n\
+         # HELP novacron_reconcile_lease_renewal_ok 1 while this replica renews its leases, 0 while it cannot.\n# TYPE novacron_reconcile_lease_renewal_ok gauge\nnovacron_reconcile_lease_renewal_ok{{replica=\"{replica}\"}} {}\n\
+         # HELP novacron_reconcile_replicas_alive Replicas alive at the last renewal.\n# TYPE novacron_reconcile_replicas_alive gauge\nnovacron_reconcile_replicas_alive {}\n",
+        health.held,
+        u8::from(svc.leases.healthy()),
+        health.replicas_alive
+    )
 }
 
 /// The JSON of `/api/status`: every repository, with the replica that holds it. A repository
