@@ -340,8 +340,17 @@ async fn three_replicas_share_thirty_repositories_survive_kill_partition_and_a_d
     // The database restarts: replicas report not ready meanwhile, and carry on afterwards.
     pg.stop();
     wait_until("a to report not ready while PostgreSQL is down", || async { readyz(&http, &a).await.0 == 503 }).await;
+    // A replica starting meanwhile waits for the database instead of exiting.
+    let d_config = config(dir.path(), &platform.endpoint(), "d", &repos);
+    let d_url = url.clone();
+    let d = std::thread::spawn(move || spawn("d", &d_config, &d_url));
+    tokio::time::sleep(Duration::from_secs(2)).await;
     pg.start_again();
-    wait_until("a and c ready again", || async { readyz(&http, &a).await.0 == 200 && readyz(&http, &c).await.0 == 200 }).await;
+    let d = tokio::task::spawn_blocking(move || d.join().expect("d starts")).await.expect("join");
+    wait_until("a, c and the new d ready", || async {
+        readyz(&http, &a).await.0 == 200 && readyz(&http, &c).await.0 == 200 && readyz(&http, &d).await.0 == 200
+    })
+    .await;
     assert!(c.child.try_wait().expect("wait").is_none(), "c is still running");
 
     // One audit chain across the replicas.
@@ -352,4 +361,5 @@ async fn three_replicas_share_thirty_repositories_survive_kill_partition_and_a_d
     eprintln!("{}", text.trim());
     drop(a);
     drop(c);
+    drop(d);
 }

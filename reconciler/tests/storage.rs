@@ -596,8 +596,12 @@ fn leases_are_taken_renewed_released_and_their_token_grows(store: &Store) {
     assert_eq!(try_acquire(&db, "stage", "r1", 0).expect("acquire, expiring at once"), Some(1));
     assert_eq!(try_acquire(&db, "stage", "r2", TTL).expect("expired"), Some(2), "an expired lease is taken over with the next token");
 
-    assert_eq!(heartbeat(&db, "r1", "10.0.0.1:8080", TTL).expect("heartbeat r1"), [("prod".to_string(), 1)]);
-    assert_eq!(heartbeat(&db, "r2", "10.0.0.2:9090", TTL).expect("heartbeat r2"), [("stage".to_string(), 2)]);
+    assert_eq!(
+        heartbeat(&db, "r1", "10.0.0.1:8080", TTL, &[("prod".into(), 1), ("stage".into(), 1)]).expect("heartbeat r1"),
+        [("prod".to_string(), 1)],
+        "stage moved on to r2"
+    );
+    assert_eq!(heartbeat(&db, "r2", "10.0.0.2:9090", TTL, &[("stage".into(), 2)]).expect("heartbeat r2"), [("stage".to_string(), 2)]);
     assert_eq!(replicas(&db).expect("replicas")[1].address, "10.0.0.2:9090", "the heartbeat carries the address");
     let all = leases(&db).expect("leases");
     assert_eq!(
@@ -608,12 +612,16 @@ fn leases_are_taken_renewed_released_and_their_token_grows(store: &Store) {
 
     // A heartbeat renews an expired lease nobody took meanwhile.
     assert_eq!(try_acquire(&db, "dev", "r1", 0).expect("acquire, expiring at once"), Some(1));
-    let mut renewed = heartbeat(&db, "r1", "10.0.0.1:8080", TTL).expect("heartbeat");
+    let mut renewed = heartbeat(&db, "r1", "10.0.0.1:8080", TTL, &[("dev".into(), 1), ("prod".into(), 1)]).expect("heartbeat");
     renewed.sort();
     assert_eq!(renewed, [("dev".to_string(), 1), ("prod".to_string(), 1)]);
     assert_eq!(try_acquire(&db, "dev", "r2", TTL).expect("renewed"), None, "renewed by the heartbeat");
+    // A lease listed under r1 that r1 does not act on is not renewed: it expires and is taken.
+    assert_eq!(try_acquire(&db, "lost", "r1", 0).expect("acquire, expiring at once"), Some(1));
+    heartbeat(&db, "r1", "10.0.0.1:8080", TTL, &[("prod".into(), 1)]).expect("heartbeat without it");
+    assert_eq!(try_acquire(&db, "lost", "r2", TTL).expect("expired"), Some(2), "nobody renews a lease nobody acts on");
     // A heartbeat of a replica that never registered announces it.
-    assert_eq!(heartbeat(&db, "r3", "10.0.0.3:8080", TTL).expect("heartbeat r3"), []);
+    assert_eq!(heartbeat(&db, "r3", "10.0.0.3:8080", TTL, &[]).expect("heartbeat r3"), []);
     assert_eq!(replicas(&db).expect("replicas").iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["r1", "r2", "r3"]);
 
     assert!(!release_lease(&db, "prod", "r1", 7).expect("wrong token"));
@@ -624,11 +632,11 @@ fn leases_are_taken_renewed_released_and_their_token_grows(store: &Store) {
     assert_eq!((prod.owner.as_str(), prod.token, prod.live), ("", 1, false));
     assert_eq!(try_acquire(&db, "prod", "r2", TTL).expect("free"), Some(2), "a released lease is taken at once, with the next token");
 
-    assert_eq!(retire_replica(&db, "r2").expect("retire"), 2, "prod and stage");
+    assert_eq!(retire_replica(&db, "r2").expect("retire"), 3, "lost, prod and stage");
     assert_eq!(replicas(&db).expect("replicas").iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["r1", "r3"]);
     assert_eq!(
         leases(&db).expect("leases").iter().map(|l| (l.repo.as_str(), l.owner.as_str(), l.live)).collect::<Vec<_>>(),
-        [("dev", "r1", true), ("prod", "", false), ("stage", "", false)]
+        [("dev", "r1", true), ("lost", "", false), ("prod", "", false), ("stage", "", false)]
     );
     assert_eq!(try_acquire(&db, "stage", "r1", TTL).expect("free"), Some(3));
     assert_eq!(retire_replica(&db, "nobody").expect("retire unknown"), 0);
@@ -834,7 +842,8 @@ fn postgres_an_unreachable_server_is_a_clear_error_without_the_password() {
     eprintln!("unreachable: {err} (after {} ms)", started.elapsed().as_millis());
     let text = format!("{err} / {err:?}");
     assert!(!text.contains("hunter2"), "{text}");
-    assert!(text.contains("postgres://postgres@127.0.0.1:1/x") && text.contains("cannot connect") && text.contains("check --state"), "{text}");
+    assert!(text.contains("postgres://postgres@127.0.0.1:1/x") && text.contains("does not answer") && text.contains("cannot connect"), "{text}");
+    assert!(err.is_unreachable(), "a server that does not answer is told apart from one that refuses: {err:?}");
     assert!(text.contains("Connection refused"), "the cause is named: {text}");
 }
 

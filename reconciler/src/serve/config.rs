@@ -30,7 +30,8 @@ pub struct ServeConfig {
     /// `postgres://` URL); beats `state_env` and `state`.
     #[serde(skip)]
     pub state_location: Option<crate::state::StateLocation>,
-    /// This replica's id among those sharing the state (default: host name and process id).
+    /// This replica's id among those sharing the state (default: host name, process id and a
+    /// random suffix, new at every start).
     #[serde(default)]
     pub replica_id: Option<String>,
     /// How many reconciles this replica runs at once (the others wait their turn).

@@ -63,12 +63,13 @@ fn answer(code: StatusCode, body: Value) -> Response {
 
 async fn readyz(State(svc): State<Arc<Service>>) -> Response {
     if let Err(e) = svc.db.ping() {
-        let held = svc.leases.health().held;
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("state database: {e}; leases: cannot renew, this replica stops acting on its {held} before they can expire\n"),
-        )
-            .into_response();
+        let health = svc.leases.health();
+        let leases = if svc.leases.healthy() {
+            format!("leases: {} held, still renewed on the keeper's own connection", health.held)
+        } else {
+            format!("leases: cannot renew, this replica stops acting on its {} before they can expire", health.held)
+        };
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("state database: {e}; {leases}\n")).into_response();
     }
     if !svc.leases.healthy() {
         let health = svc.leases.health();

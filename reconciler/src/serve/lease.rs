@@ -74,7 +74,6 @@ pub struct Leases {
     last_renewal: Mutex<Option<Instant>>,
     last_error: Mutex<Option<String>>,
     alive: std::sync::atomic::AtomicUsize,
-    wake_seq: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Leases {
@@ -101,7 +100,6 @@ impl Leases {
             last_renewal: Mutex::default(),
             last_error: Mutex::default(),
             alive: std::sync::atomic::AtomicUsize::new(1),
-            wake_seq: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -195,9 +193,17 @@ fn keeper(service: &Arc<Service>, stopping: &watch::Receiver<bool>, stop: &watch
         // The next round starts one interval after this one started, however long it took.
         let next = Instant::now() + service.leases.settings.renew_every();
         renew_and_balance(service, take, true);
+        if *stopping.borrow() {
+            // Stopping: the repositories not reconciling right now go to the other replicas at once.
+            give_up(service, usize::MAX);
+        }
+        let was_stopping = *stopping.borrow();
         while Instant::now() < next {
             if *stop.borrow() {
                 break 'rounds;
+            }
+            if *stopping.borrow() && !was_stopping {
+                break;
             }
             std::thread::sleep(Duration::from_millis(50).min(next.saturating_duration_since(Instant::now())));
         }
@@ -219,7 +225,8 @@ pub fn renew_and_balance(service: &Arc<Service>, take_leases: bool, trigger: boo
     let leases = &service.leases;
     let db = &leases.db;
     let sent = Instant::now();
-    let renewed = match state::heartbeat(db, &leases.replica, &leases.address, leases.settings.ttl_ms()) {
+    let acting_on: Vec<(String, u64)> = lock(&leases.held).iter().map(|(r, h)| (r.clone(), h.token)).collect();
+    let renewed = match state::heartbeat(db, &leases.replica, &leases.address, leases.settings.ttl_ms(), &acting_on) {
         Ok(renewed) => renewed,
         Err(e) => {
             let first = lock(&leases.last_error).replace(e.to_string()).is_none();
@@ -371,6 +378,9 @@ pub fn review(service: &Arc<Service>, repo: &Arc<super::repo::RepoHandle>, job: 
     }
 }
 
+/// How far behind the newest wake-up seen each read looks again (for ones committed late).
+const WAKE_LOOKBACK: u64 = 256;
+
 /// How often wake-ups are read even when no notification arrived (a missed `NOTIFY` while the
 /// listening connection was being re-made costs at most this).
 pub const WAKE_POLL: Duration = Duration::from_secs(2);
@@ -388,17 +398,32 @@ pub async fn wake_follower(service: Arc<Service>, mut stop: watch::Receiver<bool
         let (db, notified, quit) = (service.db.clone(), notified.clone(), quit.clone());
         std::thread::Builder::new().name("wake-listener".into()).spawn(move || listen(&db, &notified, &quit)).ok()
     };
+    // Sequence numbers are handed out when a wake-up is written but become visible when it
+    // commits, not necessarily in order: every read looks back a window behind the newest seen
+    // and skips what it handled already.
     let mut seq = state::last_wakeup(&service.db).unwrap_or(0);
-    service.leases.wake_seq.store(seq, std::sync::atomic::Ordering::Relaxed);
+    // What was there before this replica started is not for it.
+    let floor = seq;
+    let mut seen: std::collections::VecDeque<u64> = std::collections::VecDeque::new();
     loop {
         tokio::select! {
             () = notified.notified() => {}
             () = tokio::time::sleep(WAKE_POLL) => {}
             _ = stop.changed() => break,
         }
-        match state::wakeups_since(&service.db, seq) {
-            Ok((woken, last)) => {
-                seq = last;
+        match state::wakeups_after(&service.db, seq.saturating_sub(WAKE_LOOKBACK)) {
+            Ok(rows) => {
+                let mut woken: Vec<(String, String)> = Vec::new();
+                for (s, repo, reason) in rows {
+                    if s > floor && !seen.contains(&s) {
+                        seq = seq.max(s);
+                        seen.push_back(s);
+                        woken.push((repo, reason));
+                    }
+                }
+                while seen.len() > 4 * usize::try_from(WAKE_LOOKBACK).unwrap_or(1024) {
+                    seen.pop_front();
+                }
                 for (name, reason) in woken {
                     let Some(repo) = service.repo(&name).filter(|_| service.leases.holds(&name)) else { continue };
                     match reason.strip_prefix(REVIEW_REASON).map(serde_json::from_str::<super::review::ReviewJob>) {

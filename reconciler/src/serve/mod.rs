@@ -221,7 +221,7 @@ pub async fn start(settings: ServeSettings) -> Result<RunningServe, ServeError> 
     // shared, and leases say which replica reconciles what.
     let lock = location.file().map(StateLock::acquire).transpose()?;
     let clock = SharedClock::default();
-    let db = StateDb::connect(&location)?.with_clock(clock.clone());
+    let db = connect_state(&location, crate::state::sql::PG_POOL_SIZE).await?.with_clock(clock.clone());
     let mut repos = Vec::new();
     for repo in &config.repo {
         let stored = crate::state::stored_repo(&db, repo.name.get_ref())?;
@@ -265,7 +265,7 @@ pub async fn start(settings: ServeSettings) -> Result<RunningServe, ServeError> 
     }
     let names: Vec<String> = config.repo.iter().map(|r| r.name.get_ref().clone()).collect();
     // On PostgreSQL the lease keeper has connections of its own.
-    let keeper_db = if location.is_shared() { StateDb::connect(&location)?.with_clock(clock.clone()) } else { db.clone() };
+    let keeper_db = if location.is_shared() { connect_state(&location, 1).await?.with_clock(clock.clone()) } else { db.clone() };
     let leases = lease::Leases::new(replica, addr.to_string(), settings, &names, keeper_db);
     let service = Arc::new(Service {
         repos,
@@ -308,6 +308,27 @@ pub async fn start(settings: ServeSettings) -> Result<RunningServe, ServeError> 
     let endpoint = format!("{}://{addr}", if tls.is_some() { "https" } else { "http" });
     tracing::info!(%addr, %endpoint, repos = service.repos.len(), state = %location, replica = %service.leases.replica, lock = ?lock.as_ref().map(|l| l.path().display().to_string()), "novacron-reconcile serve started");
     Ok(RunningServe { addr, stop, tasks, server, service, tls, keeper, keeper_stop, _lock: lock })
+}
+
+/// How long a starting replica waits for PostgreSQL to answer before giving up.
+pub const STATE_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Opens the state; a PostgreSQL database that does not answer yet (starting with the replicas,
+/// restarting) is waited for up to [`STATE_WAIT`], retrying with backoff.
+async fn connect_state(location: &crate::state::StateLocation, pool: usize) -> Result<StateDb, StateError> {
+    let deadline = tokio::time::Instant::now() + STATE_WAIT;
+    let mut delay = std::time::Duration::from_millis(250);
+    loop {
+        match StateDb::connect_with(location, pool) {
+            Ok(db) => return Ok(db),
+            Err(e) if e.is_unreachable() && tokio::time::Instant::now() + delay < deadline => {
+                tracing::warn!(state = %location, error = %e, retry_in_ms = delay.as_millis() as u64, "the state database does not answer yet; waiting for it");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(5));
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 impl RunningServe {

@@ -49,7 +49,18 @@ pub async fn repo_worker(service: Arc<Service>, repo: Arc<RepoHandle>, mut stop:
         }
         // Only the replica holding the repository's lease reconciles it, and only while the
         // lease is valid; a lease is given up only between runs (`acting`).
-        let Ok(turn) = service.turns.acquire().await else { break };
+        // Repositories held elsewhere take no turn; a stop while waiting for one ends the task.
+        let turn = if service.leases.has(repo.name()) {
+            tokio::select! {
+                t = service.turns.acquire() => match t { Ok(t) => Some(t), Err(_) => break },
+                _ = stop.changed() => break,
+            }
+        } else {
+            None
+        };
+        if *stop.borrow() {
+            break;
+        }
         let acting = service.leases.acting(repo.name());
         let guard = acting.lock().await;
         let fence = service.leases.fence(repo.name());

@@ -70,17 +70,24 @@ pub fn register_replica(db: &StateDb, id: &str, address: &str, ttl_ms: u64) -> R
     })
 }
 
-/// Renews replica `id`'s heartbeat and every lease it holds for `ttl_ms`, in one transaction;
-/// returns the leases renewed (repository and token).
-pub fn heartbeat(db: &StateDb, id: &str, address: &str, ttl_ms: u64) -> Result<Vec<(String, u64)>, StateError> {
+/// Renews replica `id`'s heartbeat and the leases it acts on (`held`: repository and token) for
+/// `ttl_ms`, in one transaction; returns those renewed (a lease taken over meanwhile is not).
+/// A lease the database lists under `id` but that is not in `held` (its release failed, or
+/// the answer to taking it was lost) is left to expire, so that someone acts on it.
+pub fn heartbeat(db: &StateDb, id: &str, address: &str, ttl_ms: u64, held: &[(String, u64)]) -> Result<Vec<(String, u64)>, StateError> {
     let now = db.now();
     db.write("renew this replica's leases", |tx| {
         let updated = tx.execute("UPDATE replicas SET expires_ms = {now_ms} + ?2, address = ?3 WHERE id = ?1", args![id, ttl_ms, address])?;
         if updated == 0 {
             tx.execute("INSERT INTO replicas (id, address, started_at, expires_ms) VALUES (?1, ?2, ?3, {now_ms} + ?4)", args![id, address, &now, ttl_ms])?;
         }
-        let rows = tx.query("UPDATE leases SET expires_ms = {now_ms} + ?2 WHERE owner = ?1 RETURNING repo, token", args![id, ttl_ms])?;
-        rows.iter().map(|r| Ok((r.get(0)?, r.get(1)?))).collect::<Result<Vec<_>, DbError>>()
+        let mut renewed = Vec::with_capacity(held.len());
+        for (repo, token) in held {
+            if tx.execute("UPDATE leases SET expires_ms = {now_ms} + ?2 WHERE repo = ?3 AND owner = ?1 AND token = ?4", args![id, ttl_ms, repo, *token])? == 1 {
+                renewed.push((repo.clone(), *token));
+            }
+        }
+        Ok::<_, DbError>(renewed)
     })
 }
 
@@ -170,6 +177,14 @@ pub fn wakeups_since(db: &StateDb, seq: u64) -> Result<(Vec<(String, String)>, u
     })
 }
 
+/// Wake-ups after `seq` with their sequence numbers (`(seq, repo, reason)`), oldest first.
+pub fn wakeups_after(db: &StateDb, seq: u64) -> Result<Vec<(u64, String, String)>, StateError> {
+    db.read("read wake-ups", |tx| {
+        let rows = tx.query("SELECT seq, repo, reason FROM wakeups WHERE seq > ?1 ORDER BY seq", args![seq])?;
+        rows.iter().map(|r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).collect()
+    })
+}
+
 /// The newest wake-up's sequence number (0 when none): where a starting replica begins.
 pub fn last_wakeup(db: &StateDb) -> Result<u64, StateError> {
     db.read("read wake-ups", |tx| tx.query_one("SELECT COALESCE(MAX(seq), 0) FROM wakeups", args![])?.get(0))
@@ -193,9 +208,7 @@ impl WakeListener {
         let super::StateLocation::Postgres(config) = db.location() else { return None };
         let err = |source: DbError| StateError::Query { location: db.location().to_string(), operation: "listen for wake-ups", source };
         let connect = || -> Result<WakeListener, DbError> {
-            let mut config = (**config).clone();
-            config.connect_timeout(super::sql::PG_CONNECT_TIMEOUT);
-            let mut client = config.connect(postgres::NoTls)?;
+            let mut client = super::sql::tuned((**config).clone()).connect(postgres::NoTls)?;
             client.batch_execute(&format!("LISTEN {WAKE_CHANNEL}"))?;
             Ok(WakeListener { client })
         };
@@ -232,7 +245,7 @@ mod tests {
         assert!(!register_replica(&db, "a", "127.0.0.1:2", 15_000).expect("register again"), "a live replica's id is refused");
         assert_eq!(try_acquire(&db, "prod", "a", 15_000).expect("acquire"), Some(1));
         assert_eq!(try_acquire(&db, "prod", "b", 15_000).expect("held"), None, "held by a");
-        assert_eq!(heartbeat(&db, "a", "127.0.0.1:1", 15_000).expect("renew"), vec![("prod".to_string(), 1)]);
+        assert_eq!(heartbeat(&db, "a", "127.0.0.1:1", 15_000, &[("prod".into(), 1), ("stage".into(), 3)]).expect("renew"), vec![("prod".to_string(), 1)]);
         assert!(!release_lease(&db, "prod", "a", 7).expect("wrong token"));
         assert!(release_lease(&db, "prod", "a", 1).expect("release"));
         assert_eq!(try_acquire(&db, "prod", "b", 15_000).expect("free"), Some(2), "the next owner gets a larger token");

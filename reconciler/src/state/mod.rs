@@ -28,7 +28,7 @@ pub use feed::{DELIVERIES_KEPT, event_seq, remember_delivery, set_event_seq};
 pub use journal::{JournalEntry, JournalOutcome, JournalState, journal_finish, journal_intent, journal_open_intents};
 pub use leases::{
     LeaseRow, ReplicaRow, WAKE_CHANNEL, WakeListener, heartbeat, last_wakeup, leases, register_replica, release_lease, replicas, retire_replica, try_acquire,
-    wake, wakeups_since,
+    wake, wakeups_after, wakeups_since,
 };
 pub use lock::StateLock;
 pub use plans::{
@@ -134,6 +134,14 @@ pub enum StateError {
         /// What the engine or the file system said.
         detail: String,
     },
+    /// The database does not answer (PostgreSQL down, starting or out of reach).
+    #[error("state database {location}: does not answer: {detail}; check that PostgreSQL runs and is reachable, and --state")]
+    Unavailable {
+        /// The URL without its password.
+        location: String,
+        /// What the driver said.
+        detail: String,
+    },
     /// A query failed.
     #[error("state database {location}: {operation}: {source}")]
     Query {
@@ -166,7 +174,7 @@ pub enum StateError {
 impl StateError {
     /// True when the database could not be reached (as opposed to a query it refused).
     pub fn is_unreachable(&self) -> bool {
-        matches!(self, StateError::Query { source, .. } if source.unreachable)
+        matches!(self, StateError::Query { source, .. } if source.unreachable) || matches!(self, StateError::Unavailable { .. })
     }
 }
 
@@ -498,12 +506,24 @@ impl StateDb {
     /// Opens the state wherever it lives: a SQLite file, or a PostgreSQL database (connected
     /// and migrated now).
     pub fn connect(location: &StateLocation) -> Result<StateDb, StateError> {
+        StateDb::connect_with(location, sql::PG_POOL_SIZE)
+    }
+
+    /// [`StateDb::connect`] keeping at most `pool` connections to PostgreSQL (one for a caller
+    /// that makes one call at a time).
+    pub fn connect_with(location: &StateLocation, pool: usize) -> Result<StateDb, StateError> {
         let config = match location {
             StateLocation::File(path) => return StateDb::open(path),
             StateLocation::Postgres(config) => config,
         };
-        let engine = sql::Engine::Postgres(Box::new(sql::PgPool::new((**config).clone())));
-        engine.transaction(true, migrate_postgres).map_err(|e| StateError::Open { location: location.to_string(), detail: e.message })?;
+        let engine = sql::Engine::Postgres(Box::new(sql::PgPool::new((**config).clone(), pool)));
+        engine.transaction(true, migrate_postgres).map_err(|e| {
+            if e.unreachable {
+                StateError::Unavailable { location: location.to_string(), detail: e.message }
+            } else {
+                StateError::Open { location: location.to_string(), detail: e.message }
+            }
+        })?;
         Ok(StateDb { inner: Arc::new(Inner { location: location.clone(), engine }), clock: SharedClock::default(), fence: None })
     }
 

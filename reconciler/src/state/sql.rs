@@ -411,6 +411,22 @@ pub const PG_RETRY_START: Duration = Duration::from_millis(250);
 /// The longest wait between connection attempts.
 pub const PG_RETRY_CAP: Duration = Duration::from_secs(5);
 
+/// `config` with the timeouts every connection of the reconciler uses: a database that stops
+/// answering (a partition that drops packets rather than refusing) fails calls within seconds
+/// instead of holding them forever.
+pub fn tuned(mut config: postgres::Config) -> postgres::Config {
+    config.connect_timeout(PG_CONNECT_TIMEOUT);
+    config.application_name("novacron-reconcile");
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(PG_TCP_USER_TIMEOUT);
+    }
+    config.keepalives(true);
+    if config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
+        config.keepalives_idle(Duration::from_secs(5));
+    }
+    config
+}
+
 /// A few connections to PostgreSQL, reconnected with backoff when the server goes away.
 pub struct PgPool {
     config: postgres::Config,
@@ -435,17 +451,9 @@ impl std::fmt::Debug for PgPool {
 
 impl PgPool {
     /// A pool for `config` (not connected yet).
-    pub fn new(mut config: postgres::Config) -> PgPool {
-        config.connect_timeout(PG_CONNECT_TIMEOUT);
-        config.application_name("novacron-reconcile");
-        // A database that stops answering (a partition that drops packets rather than
-        // refusing) fails the call within seconds instead of holding it forever.
-        if config.get_tcp_user_timeout().is_none() {
-            config.tcp_user_timeout(PG_TCP_USER_TIMEOUT);
-        }
-        config.keepalives(true);
-        config.keepalives_idle(Duration::from_secs(5));
-        PgPool { config, slots: (0..PG_POOL_SIZE).map(|_| Mutex::new(None)).collect(), next: Default::default(), retry: Mutex::default() }
+    pub fn new(config: postgres::Config, size: usize) -> PgPool {
+        let config = tuned(config);
+        PgPool { config, slots: (0..size.max(1)).map(|_| Mutex::new(None)).collect(), next: Default::default(), retry: Mutex::default() }
     }
 
     /// A connection, made now when the slot has none (or lost its own); fails at once while
@@ -467,12 +475,14 @@ impl PgPool {
                 Ok(client)
             }
             Err(e) => {
-                let e = DbError { unreachable: true, ..DbError::from(e) };
+                // Refused, timed out, reset: unreachable. A server that answers and refuses (a
+                // wrong password, an unknown database) is not: waiting will not help.
+                let e = DbError::from(e);
                 let mut retry = self.retry.lock().unwrap_or_else(|p| p.into_inner());
                 retry.delay = if retry.delay.is_zero() { PG_RETRY_START } else { (retry.delay * 2).min(PG_RETRY_CAP) };
                 retry.not_before = Some(Instant::now() + retry.delay);
                 retry.last_error.clone_from(&e.message);
-                Err(DbError { message: format!("cannot connect to PostgreSQL: {}", e.message), unreachable: true })
+                Err(DbError { message: format!("cannot connect to PostgreSQL: {}", e.message), unreachable: e.unreachable })
             }
         }
     }
