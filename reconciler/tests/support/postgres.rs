@@ -42,8 +42,9 @@ impl PgServer {
 
     /// Creates a cluster in a fresh temporary directory and starts it on a free port.
     pub fn start() -> PgServer {
-        let bin =
-            server_bin().unwrap_or_else(|| panic!("PostgreSQL is not installed: no initdb and pg_ctl on PATH nor under {DEBIAN_ROOT}/*/bin/; {INSTALL_HINT}"));
+        let bin = server_bin()
+            .or_else(install_when_root)
+            .unwrap_or_else(|| panic!("PostgreSQL is not installed: no initdb and pg_ctl on PATH nor under {DEBIAN_ROOT}/*/bin/; {INSTALL_HINT}"));
         let runner = Runner::for_current_user();
         let dir = runner.temp_dir();
         let server = PgServer { bin, runner, port: 0, dir };
@@ -311,4 +312,25 @@ pub fn connect(url: &str, patience: Duration) -> Result<::postgres::Client, ::po
 
 fn output_text(out: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// As root, installs Debian's `postgresql` with apt-get under a lock (other test processes may be
+/// doing the same), `apt-get update` only when the first attempt fails, and finds it again; not
+/// root: nothing (the caller says how to install it).
+fn install_when_root() -> Option<PathBuf> {
+    if !rustix::process::getuid().is_root() {
+        return None;
+    }
+    let script = "ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && exit 0
+export DEBIAN_FRONTEND=noninteractive
+apt-get -o DPkg::Lock::Timeout=300 install -y --no-install-recommends postgresql || { apt-get -o DPkg::Lock::Timeout=300 update && apt-get -o DPkg::Lock::Timeout=300 install -y --no-install-recommends postgresql; }";
+    eprintln!("PostgreSQL is missing: installing Debian's postgresql with apt-get (once per machine)");
+    let out = Command::new("flock").args(["/tmp/novacron-apt-install.lock", "sh", "-c", script]).output().ok()?;
+    if !out.status.success() {
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let last: Vec<&str> = text.lines().collect();
+        eprintln!("apt-get install postgresql failed ({}):\n{}", out.status, last[last.len().saturating_sub(20)..].join("\n"));
+        return None;
+    }
+    server_bin()
 }
