@@ -288,8 +288,12 @@ fn take(service: &Arc<Service>, want: usize, trigger: bool) {
     let offset = leases.replica.bytes().fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(usize::from(b)));
     let n = service.repos.len();
     let mut taken = 0;
+    // Time-boxed: a round that takes hundreds of leases must not run into the validity of the
+    // ones it took first (they are renewed at the next round); the rest wait for it.
+    let started = Instant::now();
+    let budget = leases.settings.renew_every() / 2;
     for i in 0..n {
-        if taken == want {
+        if taken == want || started.elapsed() > budget {
             break;
         }
         let repo = &service.repos[(offset + i) % n];

@@ -14,6 +14,9 @@ use super::{StateDb, StateError};
 /// The PostgreSQL channel a wake-up is announced on (its payload: the wake-up's sequence number).
 pub const WAKE_CHANNEL: &str = "novacron_wake";
 
+/// How many leases one renewal statement carries.
+const RENEW_CHUNK: usize = 200;
+
 /// How many wake-ups are kept (older ones are trimmed; an owner reads them within seconds).
 pub const WAKEUPS_KEPT: i64 = 10_000;
 
@@ -81,10 +84,21 @@ pub fn heartbeat(db: &StateDb, id: &str, address: &str, ttl_ms: u64, held: &[(St
         if updated == 0 {
             tx.execute("INSERT INTO replicas (id, address, started_at, expires_ms) VALUES (?1, ?2, ?3, {now_ms} + ?4)", args![id, address, &now, ttl_ms])?;
         }
+        // A few statements for hundreds of leases: a renewal must stay short.
         let mut renewed = Vec::with_capacity(held.len());
-        for (repo, token) in held {
-            if tx.execute("UPDATE leases SET expires_ms = {now_ms} + ?2 WHERE repo = ?3 AND owner = ?1 AND token = ?4", args![id, ttl_ms, repo, *token])? == 1 {
-                renewed.push((repo.clone(), *token));
+        for chunk in held.chunks(RENEW_CHUNK) {
+            let pairs: Vec<String> = (0..chunk.len()).map(|i| format!("(CAST(?{} AS TEXT), CAST(?{} AS BIGINT))", 3 + 2 * i, 4 + 2 * i)).collect();
+            let sql = format!(
+                "UPDATE leases SET expires_ms = {{now_ms}} + ?2 WHERE owner = ?1 AND (repo, token) IN (VALUES {}) RETURNING repo, token",
+                pairs.join(", ")
+            );
+            let mut values: Vec<super::sql::Value> = vec![id.into(), ttl_ms.into()];
+            for (repo, token) in chunk {
+                values.push(repo.as_str().into());
+                values.push((*token).into());
+            }
+            for r in tx.query(&sql, &values)? {
+                renewed.push((r.get(0)?, r.get(1)?));
             }
         }
         Ok::<_, DbError>(renewed)
