@@ -51,6 +51,8 @@ const POLL: Duration = Duration::from_millis(25);
 const LOOKBACK: i64 = 200;
 /// The load runs this long before the window opens (every repository's trigger queued).
 const RAMP: Duration = Duration::from_secs(5);
+/// How long the first runs may stop coming before the repositories still without one are explained.
+const STALL: Duration = Duration::from_secs(60);
 /// The longest any one wait of the benchmark may take.
 const PATIENCE: Duration = Duration::from_secs(240);
 /// `[leases]` ttl and renew_margin by default.
@@ -126,6 +128,8 @@ struct Replica {
     child: Child,
     /// WARN and ERROR lines by message.
     complaints: Arc<Mutex<BTreeMap<String, usize>>>,
+    /// Every line it logged (to explain a repository that never ran).
+    lines: Arc<Mutex<Vec<String>>>,
 }
 
 impl Drop for Replica {
@@ -155,14 +159,15 @@ impl Replica {
             .stderr(Stdio::piped())
             .spawn()
             .expect("serve starts");
-        let mut replica = Replica { id: id.to_string(), addr: String::new(), child, complaints: Arc::default() };
+        let mut replica = Replica { id: id.to_string(), addr: String::new(), child, complaints: Arc::default(), lines: Arc::default() };
         let stderr = replica.child.stderr.take().expect("stderr");
         let (tx, rx) = std::sync::mpsc::channel();
-        let (complaints, id) = (replica.complaints.clone(), id.to_string());
+        let (complaints, lines, id) = (replica.complaints.clone(), replica.lines.clone(), id.to_string());
         std::thread::Builder::new()
             .name("bench-log".into())
             .spawn(move || {
                 for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                    lines.lock().expect("lines").push(line.clone());
                     if let Some(addr) = line.split_whitespace().find_map(|w| w.strip_prefix("addr=")) {
                         let _ = tx.send(addr.to_string());
                     } else if line.contains(" WARN ") || line.contains(" ERROR ") {
@@ -211,23 +216,27 @@ struct Run {
     seen: Instant,
 }
 
-/// The rows of `serve_runs` in the order they became visible, read by a thread of its own.
+/// The rows of `serve_runs` in the order they became visible, and the lease renewals of each
+/// replica, read by a thread of its own.
 struct RunLog {
     rows: Mutex<Vec<Run>>,
+    /// Per replica, each heartbeat seen: when its transaction started and when it was first seen
+    /// committed (milliseconds, the database's clock).
+    renewals: Mutex<BTreeMap<String, Vec<(i64, i64)>>>,
     stop: AtomicBool,
     /// The PostgreSQL backend serving the follower (its CPU is the benchmark's, not serve's).
     backend: std::sync::atomic::AtomicU32,
 }
 
 impl RunLog {
-    fn follow(url: String) -> (Arc<RunLog>, std::thread::JoinHandle<()>) {
-        let log = Arc::new(RunLog { rows: Mutex::default(), stop: AtomicBool::new(false), backend: Default::default() });
+    fn follow(url: String, ttl_ms: i64) -> (Arc<RunLog>, std::thread::JoinHandle<()>) {
+        let log = Arc::new(RunLog { rows: Mutex::default(), renewals: Mutex::default(), stop: AtomicBool::new(false), backend: Default::default() });
         let follower = log.clone();
-        let thread = std::thread::Builder::new().name("bench-runs".into()).spawn(move || follower.read_rows(&url)).expect("follower thread");
+        let thread = std::thread::Builder::new().name("bench-runs".into()).spawn(move || follower.read_rows(&url, ttl_ms)).expect("follower thread");
         (log, thread)
     }
 
-    fn read_rows(&self, url: &str) {
+    fn read_rows(&self, url: &str, ttl_ms: i64) {
         let mut client = pg_server::connect(url, Duration::from_secs(30)).expect("the bench connects to PostgreSQL");
         let backend: i32 = client.query_one("SELECT pg_backend_pid()", &[]).expect("backend pid").get(0);
         self.backend.store(u32::try_from(backend).unwrap_or(0), Ordering::Relaxed);
@@ -249,6 +258,18 @@ impl RunLog {
                 }
                 seen.retain(|s| *s > newest - LOOKBACK);
                 self.rows.lock().expect("rows").extend(fresh);
+            }
+            // A heartbeat sets its replica's expiry to the database's time at its start plus the TTL.
+            let now_ms = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)";
+            if let Ok(rows) = client.query(&format!("SELECT id, expires_ms, {now_ms} FROM replicas"), &[]) {
+                let mut renewals = self.renewals.lock().expect("renewals");
+                for row in rows {
+                    let (id, started, now): (String, i64, i64) = (row.get(0), row.get::<_, i64>(1) - ttl_ms, row.get(2));
+                    let seen = renewals.entry(id).or_default();
+                    if seen.last().is_none_or(|(s, _)| *s != started) {
+                        seen.push((started, now));
+                    }
+                }
             }
             std::thread::sleep(POLL);
         }
@@ -507,7 +528,8 @@ impl Bench {
             pg_server::connect(&url, Duration::from_secs(10)).expect("connect").batch_execute("CREATE EXTENSION pg_stat_statements").expect("extension");
         }
         let configs: Vec<PathBuf> = ids.iter().map(|id| self.config(run, id, ttl, margin)).collect();
-        let (log, follower) = RunLog::follow(url.clone());
+        let ttl_ms = i64::try_from(novacron_reconcile::serve::config::parse_duration(ttl).expect("ttl").as_millis()).expect("fits");
+        let (log, follower) = RunLog::follow(url.clone(), ttl_ms);
         let started = Instant::now();
         // Spawned at once, so that the replicas announce themselves within one renewal interval.
         let replicas = std::thread::scope(|s| {
@@ -516,9 +538,15 @@ impl Bench {
         });
         let cluster = Cluster { url, replicas, log, follower: Some(follower) };
         let mut first = vec![false; self.repos.len()];
-        let (mut cursor, mut left, mut progress) = (0, self.repos.len(), started + Duration::from_secs(30));
+        let (mut cursor, mut left, mut progress, mut moved) = (0, self.repos.len(), started + Duration::from_secs(30), Instant::now());
         while left > 0 {
-            assert!(started.elapsed() < PATIENCE, "{left} repositories never reconciled");
+            // A repository that still has no run when the others stopped coming is explained, not waited for.
+            if started.elapsed() > PATIENCE || moved.elapsed() > STALL {
+                let missing: Vec<usize> = (0..first.len()).filter(|i| !first[*i]).collect();
+                println!("\n{run}: {left} repositories had no run {:.0} s after the start:", started.elapsed().as_secs_f64());
+                self.explain(&cluster, &missing);
+                break;
+            }
             std::thread::sleep(Duration::from_millis(100));
             if Instant::now() >= progress {
                 progress += Duration::from_secs(30);
@@ -532,11 +560,50 @@ impl Bench {
             for r in cluster.log.since(cursor) {
                 cursor += 1;
                 if !std::mem::replace(&mut first[r.repo], true) {
-                    left -= 1;
+                    (left, moved) = (left - 1, Instant::now());
                 }
             }
         }
         (cluster, started.elapsed())
+    }
+
+    /// What the database and each replica say about repositories `missing`, and what the
+    /// replicas logged about them.
+    fn explain(&self, cluster: &Cluster, missing: &[usize]) {
+        let mut client = pg_server::connect(&cluster.url, Duration::from_secs(10)).expect("connect");
+        let statuses: Vec<serde_json::Value> = cluster
+            .replicas
+            .iter()
+            .map(|r| {
+                self.rt.block_on(async { self.http.get(format!("http://{}/api/status", r.addr)).send().await.ok()?.json().await.ok() }).unwrap_or_default()
+            })
+            .collect();
+        for &i in missing.iter().take(5) {
+            let name = repo_name(i);
+            let lease = client
+                .query_opt(
+                    "SELECT owner, token, expires_ms - CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT), acquired_at FROM leases WHERE repo = $1",
+                    &[&name],
+                )
+                .expect("lease");
+            let lease = lease.map(|l| {
+                format!("{} token {} expires in {} ms, taken {}", l.get::<_, String>(0), l.get::<_, i64>(1), l.get::<_, i64>(2), l.get::<_, String>(3))
+            });
+            println!("  {name}: lease {}", lease.unwrap_or_else(|| "none".into()));
+            for (r, status) in cluster.replicas.iter().zip(&statuses) {
+                let entry = status["repos"].as_array().and_then(|all| all.iter().find(|e| e["name"] == name.as_str()));
+                let e = entry.cloned().unwrap_or_default();
+                println!(
+                    "    {}: held_here {} holder {} token {} runs {} running {} last_trigger {} last_error {}",
+                    r.id, e["held_here"], e["holder"], e["lease_token"], e["runs"], e["running"], e["last_trigger"], e["last_error"]
+                );
+                let needle = format!("repo={name} ");
+                let lines = r.lines.lock().expect("lines");
+                for line in lines.iter().filter(|l| l.contains(&needle) || l.ends_with(&format!("repo={name}"))).take(12) {
+                    println!("      {line}");
+                }
+            }
+        }
     }
 
     /// Commits a new revision to repository `i`; returns it.
@@ -759,6 +826,18 @@ fn print_idle(samples: &[Duration]) {
 }
 
 fn print_replicas(cluster: &Cluster) {
+    for (id, seen) in cluster.log.renewals.lock().expect("renewals").iter() {
+        // The first is the registration, the last may be a clean stop's.
+        let gaps: Vec<i64> = seen.windows(2).map(|w| w[1].0 - w[0].0).collect();
+        let took: Vec<i64> = seen.iter().skip(1).map(|(start, seen)| seen - start).collect();
+        let (gap, slowest) = (gaps.iter().max().copied().unwrap_or(0), took.iter().max().copied().unwrap_or(0));
+        println!(
+            "  replica {id}: {} lease renewals, at most {:.1} s apart; the slowest committed {:.1} s after it began",
+            took.len(),
+            gap as f64 / 1e3,
+            slowest as f64 / 1e3
+        );
+    }
     for r in &cluster.replicas {
         println!("  replica {}: peak RSS (VmHWM) {:.1} MiB; warnings/errors logged: {}", r.id, r.peak_rss_mib(), r.complaints());
     }
