@@ -197,6 +197,29 @@ impl Replica {
         kib / 1024.0
     }
 
+    /// The most leases this replica took in one burst (takes less than a second apart), and how
+    /// long that burst took.
+    fn longest_take(&self) -> (usize, f64) {
+        // Seconds of the day from the log line's `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+        let at = |l: &str| -> Option<f64> {
+            let t = l.get(11..26)?;
+            Some(t[0..2].parse::<f64>().ok()? * 3600.0 + t[3..5].parse::<f64>().ok()? * 60.0 + t[6..].parse::<f64>().ok()?)
+        };
+        let lines = self.lines.lock().expect("lines");
+        let taken: Vec<f64> = lines.iter().filter(|l| l.contains("lease taken")).filter_map(|l| at(l)).collect();
+        let (mut best, mut start, mut n) = ((0, 0.0), 0, 0);
+        for (i, t) in taken.iter().enumerate() {
+            if i > 0 && t - taken[i - 1] > 1.0 {
+                (start, n) = (i, 0);
+            }
+            n += 1;
+            if n > best.0 {
+                best = (n, t - taken[start]);
+            }
+        }
+        best
+    }
+
     fn complaints(&self) -> String {
         let seen = self.complaints.lock().expect("complaints");
         if seen.is_empty() {
@@ -839,7 +862,13 @@ fn print_replicas(cluster: &Cluster) {
         );
     }
     for r in &cluster.replicas {
-        println!("  replica {}: peak RSS (VmHWM) {:.1} MiB; warnings/errors logged: {}", r.id, r.peak_rss_mib(), r.complaints());
+        let (took, secs) = r.longest_take();
+        println!(
+            "  replica {}: peak RSS (VmHWM) {:.1} MiB; most leases taken in one go {took} in {secs:.1} s; warnings/errors logged: {}",
+            r.id,
+            r.peak_rss_mib(),
+            r.complaints()
+        );
     }
 }
 
