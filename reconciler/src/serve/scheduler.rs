@@ -65,11 +65,15 @@ pub async fn repo_worker(service: Arc<Service>, repo: Arc<RepoHandle>, mut stop:
         let guard = acting.lock().await;
         let fence = service.leases.fence(repo.name());
         // Held but not valid right now (a renewal is overdue): try again soon, same trigger.
-        let overdue = fence.is_none() && service.leases.has(repo.name());
+        let ran = fence.is_some();
         let ok = match fence {
             Some(fence) => run_once(&service, &repo, source, fence).await,
             None => true,
         };
+        // Still held but not valid now: before the run (a renewal is overdue), or it lapsed
+        // during the run so that recording it was refused. Either way: again soon, same trigger.
+        let overdue = service.leases.has(repo.name()) && service.leases.fence(repo.name()).is_none();
+        let overdue = overdue || (!ran && service.leases.has(repo.name()));
         drop(guard);
         drop(turn);
         let failures = repo.status().consecutive_errors;
